@@ -1,0 +1,11 @@
+//! Florence-2 inference on ONNX Runtime, free of GStreamer types so that the
+//! element, the daemon and the tests all call the same code.
+
+pub mod config;
+pub mod model_dir;
+pub mod runtime;
+pub mod signature;
+
+pub use config::{ConfigError, GenerationConfig, ModelConfig, ModelFiles, PreprocessorConfig};
+pub use model_dir::{ModelError, SessionOptions};
+pub use runtime::{Runtime, RuntimeError};

@@ -1,0 +1,240 @@
+//! Opening a model directory: config files, tokenizer and validated ONNX sessions.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::session::builder::GraphOptimizationLevel;
+
+use super::config::{ConfigError, ModelFiles};
+use super::runtime::{Runtime, RuntimeError};
+use super::signature::{self, Dims, Graph, GraphSpec, Mismatch, Port};
+
+/// Quantized or half-precision variants of the onnx-community export, by file suffix.
+pub const VARIANTS: [&str; 8] = [
+    "",
+    "_fp16",
+    "_int8",
+    "_uint8",
+    "_quantized",
+    "_q4",
+    "_q4f16",
+    "_bnb4",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model directory {0} does not exist or is not a directory")]
+    NoDirectory(PathBuf),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("unknown model variant {0:?}; expected one of {list}", list = VARIANTS.iter().map(|v| if v.is_empty() { "\"\" (fp32)".to_owned() } else { format!("{v:?}") }).collect::<Vec<_>>().join(", "))]
+    UnknownVariant(String),
+    #[error("{path}: missing (the {graph:?} graph of a Florence-2 model directory)")]
+    MissingGraph { path: PathBuf, graph: Graph },
+    #[error("{path}: ONNX Runtime cannot load it (truncated or not an ONNX model?): {reason}")]
+    Load { path: PathBuf, reason: String },
+    #[error("{path}: wrong signature for the {graph:?} graph:\n{}", list(.problems))]
+    Signature {
+        path: PathBuf,
+        graph: Graph,
+        problems: Vec<Mismatch>,
+    },
+    #[error("{path}: missing tokenizer ({reason})")]
+    MissingTokenizer { path: PathBuf, reason: String },
+    #[error("{path}: cannot be read as a tokenizer: {reason}")]
+    Tokenizer { path: PathBuf, reason: String },
+}
+
+fn list(problems: &[Mismatch]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// How to open the graphs.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Intra-op threads per session; 0 lets ONNX Runtime decide.
+    pub intra_threads: usize,
+    /// File suffix of the variant to load (`""`, `"_quantized"`, `"_fp16"`, ...).
+    pub variant: String,
+    /// Explicit path of libonnxruntime.so, tried before the other places.
+    pub ort_library: Option<PathBuf>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            intra_threads: default_threads(),
+            variant: String::new(),
+            ort_library: None,
+        }
+    }
+}
+
+/// Physical cores: ONNX Runtime's compute kernels gain nothing from SMT siblings.
+pub fn default_threads() -> usize {
+    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
+    physical_cores().unwrap_or(logical).clamp(1, logical)
+}
+
+fn physical_cores() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mut cores = std::collections::HashSet::new();
+    let mut package = 0u32;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim() {
+            "physical id" => package = value.trim().parse().unwrap_or(0),
+            "core id" => {
+                if let Ok(core) = value.trim().parse::<u32>() {
+                    cores.insert((package, core));
+                }
+            }
+            _ => {}
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
+/// The path of a graph's file in `dir`.
+pub fn graph_path(dir: &Path, graph: Graph, variant: &str) -> PathBuf {
+    let suffix = if graph.subdir() == "onnx" {
+        variant
+    } else {
+        ""
+    };
+    dir.join(graph.subdir())
+        .join(format!("{}{suffix}.onnx", graph.stem()))
+}
+
+impl ModelFiles {
+    pub fn dims(&self) -> Dims {
+        let t = &self.model.text_config;
+        Dims {
+            d_model: t.d_model,
+            decoder_layers: t.decoder_layers,
+            decoder_heads: t.decoder_attention_heads,
+            head_dim: self.model.decoder_head_dim(),
+            vocab_size: t.vocab_size,
+        }
+    }
+}
+
+/// Opens one graph and checks its signature.
+pub fn open_graph(
+    runtime: &Runtime,
+    files: &ModelFiles,
+    graph: Graph,
+    options: &SessionOptions,
+) -> Result<Session, ModelError> {
+    let path = graph_path(&files.dir, graph, &options.variant);
+    if !path.is_file() {
+        return Err(ModelError::MissingGraph { path, graph });
+    }
+    let load = |e: ort::Error| ModelError::Load {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let load_b = |e: ort::Error<ort::session::builder::SessionBuilder>| ModelError::Load {
+        path: path.clone(),
+        reason: e.to_string(),
+    };
+    let mut builder = Session::builder(&runtime.environment)
+        .map_err(load)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(load_b)?;
+    if options.intra_threads > 0 {
+        builder = builder
+            .with_intra_threads(options.intra_threads)
+            .map_err(load_b)?;
+    }
+    let session = builder.commit_from_file(&path).map_err(load)?;
+    let spec = GraphSpec::new(graph, &files.dims());
+    let (inputs, outputs) = signature::ports(&session);
+    let problems = signature::check(&spec, &inputs, &outputs);
+    if !problems.is_empty() {
+        return Err(ModelError::Signature {
+            path,
+            graph,
+            problems,
+        });
+    }
+    Ok(session)
+}
+
+/// The signature of every graph present in a model directory, for display.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GraphSignature {
+    pub graph: String,
+    pub file: PathBuf,
+    pub inputs: Vec<PortInfo>,
+    pub outputs: Vec<PortInfo>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PortInfo {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<String>,
+}
+
+impl From<&Port> for PortInfo {
+    fn from(p: &Port) -> Self {
+        PortInfo {
+            name: p.name.clone(),
+            dtype: p
+                .elem
+                .map_or_else(|| "non-tensor".to_owned(), |e| format!("{e:?}")),
+            shape: p
+                .shape
+                .iter()
+                .zip(p.symbols.iter().chain(std::iter::repeat(&String::new())))
+                .map(|(d, s)| {
+                    if *d >= 0 {
+                        d.to_string()
+                    } else if s.is_empty() {
+                        "?".to_owned()
+                    } else {
+                        s.clone()
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Opens and validates every graph of `dir` (the four onnx-community graphs,
+/// and the Hailo stand-ins when `hailo/` exists) and describes them.
+pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignature>, ModelError> {
+    if !dir.is_dir() {
+        return Err(ModelError::NoDirectory(dir.to_path_buf()));
+    }
+    if !VARIANTS.contains(&options.variant.as_str()) {
+        return Err(ModelError::UnknownVariant(options.variant.clone()));
+    }
+    let files = ModelFiles::load(dir)?;
+    let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+    let mut graphs: Vec<Graph> = Graph::ONNX_COMMUNITY.to_vec();
+    if dir.join("hailo").is_dir() {
+        graphs.extend(Graph::HAILO);
+    }
+    let mut out = Vec::new();
+    for graph in graphs {
+        let session = open_graph(&runtime, &files, graph, options)?;
+        let (inputs, outputs) = signature::ports(&session);
+        out.push(GraphSignature {
+            graph: graph.stem().to_owned(),
+            file: graph_path(dir, graph, &options.variant),
+            inputs: inputs.iter().map(PortInfo::from).collect(),
+            outputs: outputs.iter().map(PortInfo::from).collect(),
+        });
+    }
+    Ok(out)
+}

@@ -1,0 +1,199 @@
+//! The shipped fixtures and the real public config files load through the engine,
+//! and each kind of broken model directory is refused with an error naming it.
+
+use std::path::{Path, PathBuf};
+
+use gstflorence::engine::model_dir::{self, ModelError};
+use gstflorence::engine::signature::{Graph, Mismatch};
+use gstflorence::engine::{ModelFiles, SessionOptions};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
+}
+
+fn tiny() -> PathBuf {
+    fixtures().join("tiny-florence2")
+}
+
+fn options() -> SessionOptions {
+    SessionOptions {
+        intra_threads: 1,
+        ..SessionOptions::default()
+    }
+}
+
+/// A copy of the tiny model directory that a test may damage.
+fn scratch_copy(name: &str) -> PathBuf {
+    let dst = std::env::temp_dir().join(format!("florence-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dst);
+    copy_dir(&tiny(), &dst);
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let entry = entry.unwrap();
+        let to = dst.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to);
+        } else {
+            std::fs::copy(entry.path(), &to).unwrap();
+        }
+    }
+}
+
+#[test]
+fn every_fixture_graph_has_the_documented_signature() {
+    let graphs = model_dir::describe(&tiny(), &options()).expect("tiny model must load");
+    let names: Vec<&str> = graphs.iter().map(|g| g.graph.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "vision_encoder",
+            "embed_tokens",
+            "encoder_model",
+            "decoder_model_merged",
+            "text_encoder",
+            "decoder"
+        ]
+    );
+    let files = ModelFiles::load(&tiny()).unwrap();
+    let layers = files.model.text_config.decoder_layers;
+    let merged = &graphs[3];
+    // encoder mask, encoder states, embeddings, 4 cache tensors per layer, use_cache_branch.
+    assert_eq!(merged.inputs.len(), 3 + 4 * layers + 1);
+    assert_eq!(merged.outputs.len(), 1 + 4 * layers);
+    let logits = &merged.outputs[0];
+    assert_eq!(logits.name, "logits");
+    assert_eq!(
+        logits.shape[2],
+        files.model.text_config.vocab_size.to_string()
+    );
+}
+
+#[test]
+fn tiny_config_is_consistent() {
+    let files = ModelFiles::load(&tiny()).unwrap();
+    assert_eq!(files.preprocessor.size.width, 768);
+    assert_eq!(files.preprocessor.num_image_tokens(), 577);
+    assert_eq!(files.model.num_image_tokens, Some(577));
+    assert_eq!(files.generation.num_beams, 3);
+    assert_eq!(files.generation.no_repeat_ngram_size, 3);
+    assert!(files.dir.join("tokenizer.json").is_file());
+    assert!(files.dir.join("tokenizer_config.json").is_file());
+}
+
+#[test]
+fn public_onnx_community_configs_parse() {
+    let dir = fixtures().join("reference-configs/onnx-community-florence-2-base");
+    let files = ModelFiles::load(&dir).expect("the public export's configs must load as they are");
+    let t = &files.model.text_config;
+    assert_eq!(
+        (t.d_model, t.decoder_layers, t.decoder_attention_heads),
+        (768, 6, 12)
+    );
+    assert_eq!(t.vocab_size, 51289);
+    assert_eq!(files.model.decoder_head_dim(), 64);
+    assert_eq!(files.model.vision_config.dim_embed, [128, 256, 512, 1024]);
+    assert_eq!(files.preprocessor.num_image_tokens(), 577);
+    assert_eq!(files.generation.forced_bos_token_id, Some(0));
+    assert_eq!(files.generation.forced_eos_token_id, Some(2));
+    assert_eq!(
+        files.generation.early_stopping,
+        gstflorence::engine::config::EarlyStopping::True
+    );
+}
+
+#[test]
+fn missing_graph_is_named() {
+    let dir = scratch_copy("missing");
+    std::fs::remove_file(dir.join("onnx/encoder_model.onnx")).unwrap();
+    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    assert!(
+        matches!(&err, ModelError::MissingGraph { graph: Graph::Encoder, path } if path.ends_with("onnx/encoder_model.onnx")),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn truncated_graph_is_a_load_error() {
+    let dir = scratch_copy("truncated");
+    let path = dir.join("onnx/decoder_model_merged.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    assert!(matches!(err, ModelError::Load { .. }), "{err}");
+    assert!(err.to_string().contains("decoder_model_merged.onnx"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn renamed_input_is_a_signature_error() {
+    let dir = scratch_copy("renamed");
+    let path = dir.join("onnx/encoder_model.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    // Same length, so the protobuf stays well-formed: only the name changes.
+    let from = b"attention_mask";
+    let to = b"attention_mazk";
+    let mut out = bytes.clone();
+    let mut hits = 0;
+    for i in 0..out.len() - from.len() {
+        if &bytes[i..i + from.len()] == from {
+            out[i..i + from.len()].copy_from_slice(to);
+            hits += 1;
+        }
+    }
+    assert!(hits > 0);
+    std::fs::write(&path, out).unwrap();
+    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    let ModelError::Signature {
+        graph, problems, ..
+    } = &err
+    else {
+        panic!("expected a signature error, got {err}");
+    };
+    assert_eq!(*graph, Graph::Encoder);
+    assert!(
+        problems
+            .iter()
+            .any(|p| matches!(p, Mismatch::Missing { name, .. } if name == "attention_mask"))
+    );
+    assert!(
+        err.to_string().contains("missing input `attention_mask`"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn config_inconsistent_with_graphs_is_refused() {
+    let dir = scratch_copy("inconsistent");
+    let path = dir.join("config.json");
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let layers = cfg["text_config"]["decoder_layers"].as_u64().unwrap();
+    cfg["text_config"]["decoder_layers"] = (layers + 1).into();
+    std::fs::write(&path, cfg.to_string()).unwrap();
+    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!(
+            "missing input `past_key_values.{layers}.decoder.key`"
+        )),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn missing_directory_and_bad_variant() {
+    let err = model_dir::describe(Path::new("/nonexistent/florence"), &options()).unwrap_err();
+    assert!(matches!(err, ModelError::NoDirectory(_)), "{err}");
+    let opts = SessionOptions {
+        variant: "_int3".into(),
+        ..options()
+    };
+    let err = model_dir::describe(&tiny(), &opts).unwrap_err();
+    assert!(err.to_string().contains("_quantized"), "{err}");
+}

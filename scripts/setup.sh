@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Installs what florence needs on Debian 12 / Raspberry Pi OS bookworm:
+#  - the GStreamer 1.22 development packages, tools and Python bindings (apt),
+#  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel into
+#    .ort/lib/ (nothing is downloaded from anywhere but the package registries).
+# Safe to run again: it only does what is missing.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+ORT_VERSION="1.32.0"
+ORT_DIR="$ROOT/.ort/lib"
+declare -A ORT_WHEEL_SHA256=(
+  [x86_64]="5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d"
+  [aarch64]="2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c"
+)
+APT_PACKAGES=(
+  pkg-config
+  libgstreamer1.0-dev
+  libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-tools
+  python3-gi
+  gir1.2-gstreamer-1.0
+  gir1.2-gst-plugins-base-1.0
+)
+
+log() { printf 'setup: %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"
+  elif command -v sudo >/dev/null; then sudo "$@"
+  else
+    log "need root for: $*"; exit 1
+  fi
+}
+
+install_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    log "system packages present"
+    return
+  fi
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+install_ort() {
+  local lib="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
+  if [ -f "$lib" ] && [ -L "$ORT_DIR/libonnxruntime.so" ]; then
+    log "ONNX Runtime $ORT_VERSION present in $ORT_DIR"
+    return
+  fi
+  local arch platform sha
+  arch="$(uname -m)"
+  case "$arch" in
+    x86_64|aarch64) platform="manylinux_2_28_$arch" ;;
+    *) log "no pinned ONNX Runtime wheel for $arch"; exit 1 ;;
+  esac
+  sha="${ORT_WHEEL_SHA256[$arch]}"
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  log "fetching onnxruntime==$ORT_VERSION ($platform) from PyPI"
+  python3 -m pip download --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" \
+    --no-deps --only-binary=:all: --platform "$platform" --python-version 3.11 -d "$tmp"
+  local wheel
+  wheel="$(ls "$tmp"/onnxruntime-"$ORT_VERSION"-*.whl)"
+  echo "$sha  $wheel" | sha256sum --check --quiet - || {
+    log "sha256 of $(basename "$wheel") does not match the pinned $sha"; exit 1;
+  }
+  mkdir -p "$ORT_DIR"
+  python3 - "$wheel" "$ORT_DIR" "$ORT_VERSION" <<'PY'
+import sys, zipfile, os
+wheel, out, version = sys.argv[1:]
+name = f"onnxruntime/capi/libonnxruntime.so.{version}"
+with zipfile.ZipFile(wheel) as z:
+    data = z.read(name)
+tmp = os.path.join(out, f".libonnxruntime.so.{version}.part")
+with open(tmp, "wb") as f:
+    f.write(data)
+os.chmod(tmp, 0o755)
+os.replace(tmp, os.path.join(out, f"libonnxruntime.so.{version}"))
+PY
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
+  log "ONNX Runtime $ORT_VERSION unpacked into $ORT_DIR"
+}
+
+install_apt
+install_ort

@@ -1,0 +1,46 @@
+"""Train the tiny Florence-2 and save it as a Hugging Face checkpoint (not committed).
+
+    python tools/export/train_tiny.py --out tools/export/.work/tiny-seed0 --seed 0
+
+export.py --tiny does the same when no --tiny-checkpoint is given; this script
+exists to train once and export many times.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from florence_export import tiny  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=tiny.DEFAULT_STEPS)
+    ap.add_argument("--batch", type=int, default=tiny.DEFAULT_BATCH)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True)
+    t0 = time.time()
+    lines = []
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+        lines.append(msg)
+
+    model, base_tok, hf_tok = tiny.build_and_train(args.seed, args.steps, args.batch, log=log)
+    info = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "threads": args.threads,
+            "seconds": round(time.time() - t0), "log": lines}
+    tiny.save_checkpoint(model, base_tok, hf_tok, args.out, info)
+    log(f"saved {args.out} in {time.time() - t0:.0f}s")
+
+
+if __name__ == "__main__":
+    main()
