@@ -3,8 +3,11 @@
 
 pub mod config;
 pub mod model_dir;
+pub mod postprocess;
+pub mod preprocess;
 pub mod runtime;
 pub mod signature;
+pub mod task;
 
 pub use config::{ConfigError, GenerationConfig, ModelConfig, ModelFiles, PreprocessorConfig};
 pub use model_dir::{ModelError, SessionOptions};

@@ -1,0 +1,404 @@
+//! Florence-2 tasks: their prompts and how their answers are parsed.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// The fifteen task tokens of Florence-2, plus free-form VQA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Task {
+    Ocr,
+    OcrWithRegion,
+    Caption,
+    DetailedCaption,
+    MoreDetailedCaption,
+    Od,
+    DenseRegionCaption,
+    RegionProposal,
+    CaptionToPhraseGrounding,
+    ReferringExpressionSegmentation,
+    RegionToSegmentation,
+    OpenVocabularyDetection,
+    RegionToCategory,
+    RegionToDescription,
+    RegionToOcr,
+    /// Visual question answering through the model's configured VQA template.
+    Vqa,
+}
+
+/// How a task's generated text is turned into a structured result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseKind {
+    PureText,
+    Ocr,
+    DescriptionWithBboxes,
+    Bboxes,
+    PhraseGrounding,
+    Polygons,
+    DescriptionWithBboxesOrPolygons,
+}
+
+/// What input a task takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    None,
+    Text,
+    Region,
+}
+
+impl Task {
+    pub const ALL: [Task; 16] = [
+        Task::Ocr,
+        Task::OcrWithRegion,
+        Task::Caption,
+        Task::DetailedCaption,
+        Task::MoreDetailedCaption,
+        Task::Od,
+        Task::DenseRegionCaption,
+        Task::RegionProposal,
+        Task::CaptionToPhraseGrounding,
+        Task::ReferringExpressionSegmentation,
+        Task::RegionToSegmentation,
+        Task::OpenVocabularyDetection,
+        Task::RegionToCategory,
+        Task::RegionToDescription,
+        Task::RegionToOcr,
+        Task::Vqa,
+    ];
+
+    /// The task token, e.g. `<CAPTION>`.
+    pub fn token(self) -> &'static str {
+        match self {
+            Task::Ocr => "<OCR>",
+            Task::OcrWithRegion => "<OCR_WITH_REGION>",
+            Task::Caption => "<CAPTION>",
+            Task::DetailedCaption => "<DETAILED_CAPTION>",
+            Task::MoreDetailedCaption => "<MORE_DETAILED_CAPTION>",
+            Task::Od => "<OD>",
+            Task::DenseRegionCaption => "<DENSE_REGION_CAPTION>",
+            Task::RegionProposal => "<REGION_PROPOSAL>",
+            Task::CaptionToPhraseGrounding => "<CAPTION_TO_PHRASE_GROUNDING>",
+            Task::ReferringExpressionSegmentation => "<REFERRING_EXPRESSION_SEGMENTATION>",
+            Task::RegionToSegmentation => "<REGION_TO_SEGMENTATION>",
+            Task::OpenVocabularyDetection => "<OPEN_VOCABULARY_DETECTION>",
+            Task::RegionToCategory => "<REGION_TO_CATEGORY>",
+            Task::RegionToDescription => "<REGION_TO_DESCRIPTION>",
+            Task::RegionToOcr => "<REGION_TO_OCR>",
+            Task::Vqa => "<VQA>",
+        }
+    }
+
+    /// Short snake_case name used by the REST API and element properties.
+    pub fn name(self) -> &'static str {
+        match self {
+            Task::Ocr => "ocr",
+            Task::OcrWithRegion => "ocr_with_region",
+            Task::Caption => "caption",
+            Task::DetailedCaption => "detailed_caption",
+            Task::MoreDetailedCaption => "more_detailed_caption",
+            Task::Od => "od",
+            Task::DenseRegionCaption => "dense_region_caption",
+            Task::RegionProposal => "region_proposal",
+            Task::CaptionToPhraseGrounding => "caption_to_phrase_grounding",
+            Task::ReferringExpressionSegmentation => "referring_expression_segmentation",
+            Task::RegionToSegmentation => "region_to_segmentation",
+            Task::OpenVocabularyDetection => "open_vocabulary_detection",
+            Task::RegionToCategory => "region_to_category",
+            Task::RegionToDescription => "region_to_description",
+            Task::RegionToOcr => "region_to_ocr",
+            Task::Vqa => "vqa",
+        }
+    }
+
+    /// The prompt template (`{input}` where the input goes), as the reference processor has it.
+    fn template(self) -> Option<&'static str> {
+        Some(match self {
+            Task::Ocr => "What is the text in the image?",
+            Task::OcrWithRegion => "What is the text in the image, with regions?",
+            Task::Caption => "What does the image describe?",
+            Task::DetailedCaption => "Describe in detail what is shown in the image.",
+            Task::MoreDetailedCaption => "Describe with a paragraph what is shown in the image.",
+            Task::Od => "Locate the objects with category name in the image.",
+            Task::DenseRegionCaption => "Locate the objects in the image, with their descriptions.",
+            Task::RegionProposal => "Locate the region proposals in the image.",
+            Task::CaptionToPhraseGrounding => "Locate the phrases in the caption: {input}",
+            Task::ReferringExpressionSegmentation => "Locate {input} in the image with mask",
+            Task::RegionToSegmentation => "What is the polygon mask of region {input}",
+            Task::OpenVocabularyDetection => "Locate {input} in the image.",
+            Task::RegionToCategory => "What is the region {input}?",
+            Task::RegionToDescription => "What does the region {input} describe?",
+            Task::RegionToOcr => "What text is in the region {input}?",
+            Task::Vqa => return None,
+        })
+    }
+
+    pub fn input(self) -> InputKind {
+        match self {
+            Task::CaptionToPhraseGrounding
+            | Task::ReferringExpressionSegmentation
+            | Task::OpenVocabularyDetection
+            | Task::Vqa => InputKind::Text,
+            Task::RegionToSegmentation
+            | Task::RegionToCategory
+            | Task::RegionToDescription
+            | Task::RegionToOcr => InputKind::Region,
+            _ => InputKind::None,
+        }
+    }
+
+    pub fn parse_kind(self) -> ParseKind {
+        match self {
+            Task::OcrWithRegion => ParseKind::Ocr,
+            Task::Od | Task::DenseRegionCaption => ParseKind::DescriptionWithBboxes,
+            Task::RegionProposal => ParseKind::Bboxes,
+            Task::CaptionToPhraseGrounding => ParseKind::PhraseGrounding,
+            Task::ReferringExpressionSegmentation | Task::RegionToSegmentation => {
+                ParseKind::Polygons
+            }
+            Task::OpenVocabularyDetection => ParseKind::DescriptionWithBboxesOrPolygons,
+            _ => ParseKind::PureText,
+        }
+    }
+}
+
+impl fmt::Display for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.token())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PromptError {
+    #[error(
+        "unknown task {0:?}; expected one of {list}",
+        list = Task::ALL.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    )]
+    UnknownTask(String),
+    #[error("task {task} takes no input, but one was given")]
+    UnexpectedInput { task: Task },
+    #[error("task {task} needs a text input")]
+    MissingText { task: Task },
+    #[error("task {task} needs a region [x1, y1, x2, y2] in image pixels")]
+    MissingRegion { task: Task },
+    #[error(
+        "region {region:?} is not a box inside the {width}x{height} image (need 0 <= x1 <= x2 <= width, 0 <= y1 <= y2 <= height)"
+    )]
+    BadRegion {
+        region: [f64; 4],
+        width: u32,
+        height: u32,
+    },
+    #[error("the VQA template {0:?} has no {{question}} placeholder")]
+    BadVqaTemplate(String),
+    #[error("text input is {len} characters, more than the limit of {max}")]
+    InputTooLong { len: usize, max: usize },
+}
+
+impl FromStr for Task {
+    type Err = PromptError;
+
+    /// Accepts the task token (`<OD>`) or the snake_case name (`od`), case-insensitively.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let t = s.trim();
+        Task::ALL
+            .iter()
+            .copied()
+            .find(|task| {
+                task.token().eq_ignore_ascii_case(t) || task.name().eq_ignore_ascii_case(t)
+            })
+            .ok_or_else(|| PromptError::UnknownTask(s.to_owned()))
+    }
+}
+
+/// The input that goes with a task.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TaskInput {
+    pub text: Option<String>,
+    /// [x1, y1, x2, y2] in pixels of the original image.
+    pub region: Option<[f64; 4]>,
+}
+
+/// Longest text input accepted (the REST contract's question limit).
+pub const MAX_INPUT_CHARS: usize = 1024;
+
+/// Quantise a pixel box into Florence-2's 1000 bins per axis, as the reference does:
+/// floor(x / (size / 1000)) clamped to 0..=999.
+pub fn quantize_box(region: [f64; 4], width: u32, height: u32) -> [u32; 4] {
+    let (bw, bh) = (width as f64 / 1000.0, height as f64 / 1000.0);
+    let q = |v: f64, per: f64| (v / per).floor().clamp(0.0, 999.0) as u32;
+    [
+        q(region[0], bw),
+        q(region[1], bh),
+        q(region[2], bw),
+        q(region[3], bh),
+    ]
+}
+
+/// Builds the text prompt (without `<s>`/`</s>`) for a task on an image of the given size.
+pub fn build_prompt(
+    task: Task,
+    input: &TaskInput,
+    width: u32,
+    height: u32,
+    vqa_template: &str,
+) -> Result<String, PromptError> {
+    let text = input
+        .text
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    if let Some(t) = text
+        && t.chars().count() > MAX_INPUT_CHARS
+    {
+        return Err(PromptError::InputTooLong {
+            len: t.chars().count(),
+            max: MAX_INPUT_CHARS,
+        });
+    }
+    match task.input() {
+        InputKind::None => {
+            if text.is_some() || input.region.is_some() {
+                return Err(PromptError::UnexpectedInput { task });
+            }
+            Ok(task.template().unwrap_or_default().to_owned())
+        }
+        InputKind::Text => {
+            let t = text.ok_or(PromptError::MissingText { task })?;
+            if input.region.is_some() {
+                return Err(PromptError::UnexpectedInput { task });
+            }
+            if task == Task::Vqa {
+                if !vqa_template.contains("{question}") {
+                    return Err(PromptError::BadVqaTemplate(vqa_template.to_owned()));
+                }
+                return Ok(vqa_template.replace("{question}", t));
+            }
+            Ok(task.template().unwrap_or_default().replace("{input}", t))
+        }
+        InputKind::Region => {
+            if text.is_some() {
+                return Err(PromptError::UnexpectedInput { task });
+            }
+            let r = input.region.ok_or(PromptError::MissingRegion { task })?;
+            let (w, h) = (width as f64, height as f64);
+            let ok = r.iter().all(|v| v.is_finite())
+                && 0.0 <= r[0]
+                && r[0] <= r[2]
+                && r[2] <= w
+                && 0.0 <= r[1]
+                && r[1] <= r[3]
+                && r[3] <= h;
+            if !ok {
+                return Err(PromptError::BadRegion {
+                    region: r,
+                    width,
+                    height,
+                });
+            }
+            let q = quantize_box(r, width, height);
+            let locs: String = q.iter().map(|v| format!("<loc_{v}>")).collect();
+            Ok(task
+                .template()
+                .unwrap_or_default()
+                .replace("{input}", &locs))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_tokens_and_names() {
+        assert_eq!("<OD>".parse::<Task>().unwrap(), Task::Od);
+        assert_eq!(
+            "more_detailed_caption".parse::<Task>().unwrap(),
+            Task::MoreDetailedCaption
+        );
+        assert_eq!("<caption>".parse::<Task>().unwrap(), Task::Caption);
+        let err = "<FOO>".parse::<Task>().unwrap_err();
+        assert!(err.to_string().contains("region_to_ocr"));
+    }
+
+    #[test]
+    fn prompts_follow_the_reference() {
+        let none = TaskInput::default();
+        assert_eq!(
+            build_prompt(Task::Caption, &none, 10, 10, "").unwrap(),
+            "What does the image describe?"
+        );
+        let text = TaskInput {
+            text: Some("  a red car ".into()),
+            region: None,
+        };
+        assert_eq!(
+            build_prompt(Task::CaptionToPhraseGrounding, &text, 10, 10, "").unwrap(),
+            "Locate the phrases in the caption: a red car"
+        );
+        assert_eq!(
+            build_prompt(Task::Vqa, &text, 10, 10, "<VQA>{question}").unwrap(),
+            "<VQA>a red car"
+        );
+        let region = TaskInput {
+            text: None,
+            region: Some([64.0, 48.0, 320.0, 479.0]),
+        };
+        assert_eq!(
+            build_prompt(Task::RegionToCategory, &region, 640, 480, "").unwrap(),
+            "What is the region <loc_100><loc_100><loc_500><loc_997>?"
+        );
+    }
+
+    #[test]
+    fn wrong_inputs_are_errors() {
+        let text = TaskInput {
+            text: Some("x".into()),
+            region: None,
+        };
+        assert_eq!(
+            build_prompt(Task::Od, &text, 10, 10, ""),
+            Err(PromptError::UnexpectedInput { task: Task::Od })
+        );
+        assert_eq!(
+            build_prompt(
+                Task::OpenVocabularyDetection,
+                &TaskInput::default(),
+                10,
+                10,
+                ""
+            ),
+            Err(PromptError::MissingText {
+                task: Task::OpenVocabularyDetection
+            })
+        );
+        let outside = TaskInput {
+            text: None,
+            region: Some([0.0, 0.0, 11.0, 5.0]),
+        };
+        assert!(matches!(
+            build_prompt(Task::RegionToOcr, &outside, 10, 10, ""),
+            Err(PromptError::BadRegion { .. })
+        ));
+        assert!(matches!(
+            build_prompt(Task::Vqa, &text, 10, 10, "<VQA>"),
+            Err(PromptError::BadVqaTemplate(_))
+        ));
+        let long = TaskInput {
+            text: Some("a".repeat(MAX_INPUT_CHARS + 1)),
+            region: None,
+        };
+        assert!(matches!(
+            build_prompt(Task::Vqa, &long, 10, 10, "{question}"),
+            Err(PromptError::InputTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn quantisation_clamps_to_the_last_bin() {
+        assert_eq!(
+            quantize_box([0.0, 0.0, 640.0, 480.0], 640, 480),
+            [0, 0, 999, 999]
+        );
+        assert_eq!(quantize_box([0.63, 0.0, 1.0, 1.0], 640, 480), [0, 0, 1, 2]);
+    }
+}
