@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use gstflorence::engine::image_io::{self, ImageLimits};
+use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
+use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{SessionOptions, model_dir};
 
 #[derive(Parser)]
@@ -13,38 +16,141 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Args)]
+struct ModelArgs {
+    /// Model directory in the onnx-community layout.
+    #[arg(long, env = "FLORENCED_MODEL_DIR")]
+    model_dir: PathBuf,
+    /// Variant suffix (`_quantized`, `_int8`, ...); empty for fp32.
+    #[arg(long, default_value = "")]
+    variant: String,
+    /// Path of libonnxruntime.so (else ORT_DYLIB_PATH, the project folder, the system).
+    #[arg(long, env = "FLORENCED_ORT_LIBRARY")]
+    ort_library: Option<PathBuf>,
+    /// Intra-op threads per graph (default: physical cores).
+    #[arg(long, env = "FLORENCED_THREADS")]
+    threads: Option<usize>,
+}
+
+impl ModelArgs {
+    fn options(&self) -> SessionOptions {
+        let mut o = SessionOptions {
+            variant: self.variant.clone(),
+            ort_library: self.ort_library.clone(),
+            ..SessionOptions::default()
+        };
+        if let Some(t) = self.threads {
+            o.intra_threads = t;
+        }
+        o
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Run one Florence-2 task on image files and print the results as JSON lines.
+    Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Task token or name: '<CAPTION>', od, ocr_with_region, vqa, ...
+        #[arg(long, default_value = "<CAPTION>")]
+        task: String,
+        /// Text input (phrase, category, or the question for vqa).
+        #[arg(long)]
+        text: Option<String>,
+        /// Region input for region tasks: x1,y1,x2,y2 in image pixels.
+        #[arg(long, value_delimiter = ',', num_args = 4)]
+        region: Option<Vec<f64>>,
+        /// Maximum new tokens (default from generation_config.json, else 1024).
+        #[arg(long)]
+        max_new_tokens: Option<usize>,
+        #[arg(long)]
+        min_new_tokens: Option<usize>,
+        /// Beams (default from generation_config.json: 3 for Florence-2).
+        #[arg(long)]
+        num_beams: Option<usize>,
+        /// > 0 samples at this temperature.
+        #[arg(long)]
+        temperature: Option<f32>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print per-stage timings and token ids too.
+        #[arg(long)]
+        verbose: bool,
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
     /// Open every graph of a model directory, validate it, and print its signature as JSON.
     Signature {
-        /// Model directory in the onnx-community layout.
-        #[arg(long, env = "FLORENCED_MODEL_DIR")]
-        model_dir: PathBuf,
-        /// Variant suffix (`_quantized`, `_fp16`, ...); empty for fp32.
-        #[arg(long, default_value = "")]
-        variant: String,
-        /// Path of libonnxruntime.so (else ORT_DYLIB_PATH, the project folder, the system).
-        #[arg(long, env = "FLORENCED_ORT_LIBRARY")]
-        ort_library: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
     },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Signature {
-            model_dir,
-            variant,
-            ort_library,
-        } => {
-            let options = SessionOptions {
-                variant,
-                ort_library,
-                ..SessionOptions::default()
-            };
-            let graphs = model_dir::describe(&model_dir, &options)
-                .with_context(|| format!("cannot open model directory {}", model_dir.display()))?;
+        Command::Signature { model } => {
+            let graphs =
+                model_dir::describe(&model.model_dir, &model.options()).with_context(|| {
+                    format!("cannot open model directory {}", model.model_dir.display())
+                })?;
             println!("{}", serde_json::to_string_pretty(&graphs)?);
+        }
+        Command::Run {
+            model,
+            task,
+            text,
+            region,
+            max_new_tokens,
+            min_new_tokens,
+            num_beams,
+            temperature,
+            seed,
+            verbose,
+            images,
+        } => {
+            let task: Task = task.parse()?;
+            let florence =
+                Florence::load(&model.model_dir, model.options()).with_context(|| {
+                    format!("cannot load model directory {}", model.model_dir.display())
+                })?;
+            let request = Request {
+                task,
+                input: TaskInput {
+                    text,
+                    region: region.map(|r| [r[0], r[1], r[2], r[3]]),
+                },
+                options: GenerationOptions {
+                    max_new_tokens,
+                    min_new_tokens,
+                    num_beams,
+                    temperature,
+                    seed,
+                    ..GenerationOptions::default()
+                },
+            };
+            for path in images {
+                let image = image_io::read(&path, &ImageLimits::default())
+                    .with_context(|| format!("cannot read image {}", path.display()))?;
+                let out = florence
+                    .run(&image, &request)
+                    .with_context(|| format!("inference failed on {}", path.display()))?;
+                let mut line = serde_json::json!({
+                    "image": path.display().to_string(),
+                    "task": out.task,
+                    "result": out.result,
+                    "token_count": out.token_count,
+                    "inference_time_ms": out.timings.total_ms.round(),
+                });
+                if verbose {
+                    line["raw_text"] = out.raw_text.clone().into();
+                    line["ids"] = serde_json::to_value(&out.ids)?;
+                    line["timings"] = serde_json::to_value(&out.timings)?;
+                }
+                println!("{line}");
+            }
         }
     }
     Ok(())

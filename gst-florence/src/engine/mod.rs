@@ -2,7 +2,10 @@
 //! element, the daemon and the tests all call the same code.
 
 pub mod config;
+pub mod generate;
+pub mod image_io;
 pub mod model_dir;
+pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;

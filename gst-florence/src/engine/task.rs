@@ -221,10 +221,14 @@ pub struct TaskInput {
 pub const MAX_INPUT_CHARS: usize = 1024;
 
 /// Quantise a pixel box into Florence-2's 1000 bins per axis, as the reference does:
-/// floor(x / (size / 1000)) clamped to 0..=999.
+/// floor(x / (size / 1000)) clamped to 0..=999, in float32 like its torch tensors
+/// (60 / 0.3 is 199.99998 in float32, so bin 199, not 200).
 pub fn quantize_box(region: [f64; 4], width: u32, height: u32) -> [u32; 4] {
-    let (bw, bh) = (width as f64 / 1000.0, height as f64 / 1000.0);
-    let q = |v: f64, per: f64| (v / per).floor().clamp(0.0, 999.0) as u32;
+    let (bw, bh) = (
+        (width as f64 / 1000.0) as f32,
+        (height as f64 / 1000.0) as f32,
+    );
+    let q = |v: f64, per: f32| (v as f32 / per).floor().clamp(0.0, 999.0) as u32;
     [
         q(region[0], bw),
         q(region[1], bh),
@@ -400,5 +404,9 @@ mod tests {
             [0, 0, 999, 999]
         );
         assert_eq!(quantize_box([0.63, 0.0, 1.0, 1.0], 640, 480), [0, 0, 1, 2]);
+        assert_eq!(
+            quantize_box([20.0, 60.0, 120.0, 270.0], 200, 300),
+            [100, 199, 600, 899]
+        );
     }
 }

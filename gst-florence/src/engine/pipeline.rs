@@ -1,0 +1,720 @@
+//! The whole Florence-2 pipeline on ONNX Runtime: preprocess, vision encoder,
+//! prompt embedding, text encoder once, merged decoder with a key/value cache,
+//! decoding, post-processing.
+//!
+//! One [`Florence`] is shared between threads; its sessions sit behind one
+//! mutex, so requests on the same instance run one after another (each
+//! already uses `intra_threads` cores). Load several instances for parallel
+//! requests.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use ort::session::{Session, SessionInputValue};
+use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
+use serde::Serialize;
+
+use super::config::{EarlyStopping, ModelFiles};
+use super::generate::{self, DecodeParams, Decoded, Sampling, StepModel};
+use super::model_dir::{self, ModelError, SessionOptions, VARIANTS};
+use super::postprocess::{PostProcessor, TaskResult};
+use super::preprocess::{self, RgbImage};
+use super::signature::{Graph, cache_names};
+use super::task::{PromptError, Task, TaskInput, build_prompt};
+
+/// VQA prompt when the model directory does not configure one (florence.json).
+pub const DEFAULT_VQA_TEMPLATE: &str = "<VQA>{question}";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Prompt(#[from] PromptError),
+    #[error(transparent)]
+    Image(#[from] preprocess::ImageError),
+    #[error("invalid parameter: {0}")]
+    Parameter(String),
+    #[error("tokenizer failed: {0}")]
+    Tokenizer(String),
+    #[error("ONNX Runtime failed in {stage}: {message}")]
+    Inference {
+        stage: &'static str,
+        message: String,
+    },
+    #[error("{stage}: model output {name} is malformed: {message}")]
+    Output {
+        stage: &'static str,
+        name: String,
+        message: String,
+    },
+}
+
+fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
+    move |e| EngineError::Inference {
+        stage,
+        message: e.to_string(),
+    }
+}
+
+/// Per-request generation settings; `None` takes the model's generation_config.json.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GenerationOptions {
+    pub max_new_tokens: Option<usize>,
+    pub min_new_tokens: Option<usize>,
+    pub num_beams: Option<usize>,
+    /// 0 or None: deterministic decoding; > 0: sampling at this temperature.
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub seed: Option<u64>,
+    pub no_repeat_ngram_size: Option<usize>,
+    pub length_penalty: Option<f32>,
+    pub early_stopping: Option<EarlyStopping>,
+}
+
+/// Hard ceiling on new tokens per request (the decoder's position table bounds it too).
+pub const MAX_NEW_TOKENS_LIMIT: usize = 4096;
+/// Default when neither the request nor generation_config.json says (Florence-2 callers use 1024).
+pub const DEFAULT_MAX_NEW_TOKENS: usize = 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub task: Task,
+    pub input: TaskInput,
+    pub options: GenerationOptions,
+}
+
+impl Request {
+    pub fn new(task: Task) -> Self {
+        Request {
+            task,
+            input: TaskInput::default(),
+            options: GenerationOptions::default(),
+        }
+    }
+}
+
+/// Wall time of each stage of one request.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub preprocess_ms: f64,
+    pub vision_ms: f64,
+    pub encoder_ms: f64,
+    pub first_token_ms: f64,
+    pub per_token_ms: f64,
+    pub decode_ms: f64,
+    pub postprocess_ms: f64,
+    pub total_ms: f64,
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e5).round() / 100.0
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Output {
+    pub task: String,
+    /// Decoded generation with special tokens, as the reference's batch_decode gives it.
+    pub raw_text: String,
+    pub result: TaskResult,
+    /// The decoder sequence (decoder start token first), as `generate` returns it.
+    pub ids: Vec<u32>,
+    /// Generated tokens, start token excluded.
+    pub token_count: usize,
+    /// Greedy decoding: per step margin between the best and second-best processed score.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub margins: Vec<Option<f32>>,
+    pub image_size: [u32; 2],
+    pub timings: Timings,
+}
+
+struct Sessions {
+    vision: Session,
+    embed: Session,
+    encoder: Session,
+    decoder: Session,
+}
+
+/// A loaded Florence-2 model directory.
+pub struct Florence {
+    files: ModelFiles,
+    tokenizer: tokenizers::Tokenizer,
+    post: PostProcessor,
+    vqa_template: String,
+    sessions: Mutex<Sessions>,
+    options: SessionOptions,
+}
+
+impl std::fmt::Debug for Florence {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Florence")
+            .field("dir", &self.files.dir)
+            .field("variant", &self.options.variant)
+            .finish()
+    }
+}
+
+fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>, ModelError> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
+            ModelError::Config(super::config::ConfigError::Invalid {
+                path: path.to_path_buf(),
+                message: format!("not valid JSON: {e}"),
+            })
+        }),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The default post-processor settings of the converted Florence-2 checkpoints.
+const DEFAULT_POST_PROCESSOR_CONFIG: &str =
+    include_str!("../../../tests/fixtures/reference-configs/florence2-post-processor-config.json");
+
+impl Florence {
+    /// Loads and validates a model directory (onnx-community layout).
+    pub fn load(dir: &Path, options: SessionOptions) -> Result<Self, ModelError> {
+        if !dir.is_dir() {
+            return Err(ModelError::NoDirectory(dir.to_path_buf()));
+        }
+        if !VARIANTS.contains(&options.variant.as_str()) {
+            return Err(ModelError::UnknownVariant(options.variant.clone()));
+        }
+        let files = ModelFiles::load(dir)?;
+        let tok_path = dir.join("tokenizer.json");
+        if !tok_path.is_file() {
+            return Err(ModelError::MissingTokenizer {
+                path: tok_path,
+                reason: "tokenizer.json not found".into(),
+            });
+        }
+        let tokenizer =
+            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer {
+                path: tok_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let post_cfg = match read_json_opt(&dir.join("post_processor_config.json"))? {
+            Some(v) => v,
+            None => serde_json::from_str(DEFAULT_POST_PROCESSOR_CONFIG).unwrap_or_default(),
+        };
+        let vqa_template = read_json_opt(&dir.join("florence.json"))?
+            .and_then(|v| v.get("vqa_prompt_template")?.as_str().map(str::to_owned))
+            .unwrap_or_else(|| DEFAULT_VQA_TEMPLATE.to_owned());
+        let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+        let open = |g| -> Result<Session, ModelError> {
+            let s = model_dir::open_graph(&runtime, &files, g, &options)?;
+            require_f32(&s, model_dir::graph_path(dir, g, &options.variant))?;
+            Ok(s)
+        };
+        let sessions = Sessions {
+            vision: open(Graph::VisionEncoder)?,
+            embed: open(Graph::EmbedTokens)?,
+            encoder: open(Graph::Encoder)?,
+            decoder: open(Graph::DecoderMerged)?,
+        };
+        Ok(Florence {
+            files,
+            tokenizer,
+            post: PostProcessor::from_config(&post_cfg),
+            vqa_template,
+            sessions: Mutex::new(sessions),
+            options,
+        })
+    }
+
+    pub fn files(&self) -> &ModelFiles {
+        &self.files
+    }
+
+    pub fn vqa_template(&self) -> &str {
+        &self.vqa_template
+    }
+
+    /// Token ids of `<s>` + prompt + `</s>`, as the reference processor produces them.
+    pub fn prompt_ids(
+        &self,
+        task: Task,
+        input: &TaskInput,
+        width: u32,
+        height: u32,
+    ) -> Result<Vec<u32>, EngineError> {
+        let prompt = build_prompt(task, input, width, height, &self.vqa_template)?;
+        let bos = self.token_text(self.files.model.text_config.bos_token_id)?;
+        let eos = self.token_text(self.files.model.text_config.eos_token_id)?;
+        let enc = self
+            .tokenizer
+            .encode(format!("{bos}{prompt}{eos}"), false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    fn token_text(&self, id: u32) -> Result<String, EngineError> {
+        self.tokenizer.id_to_token(id).ok_or_else(|| {
+            EngineError::Tokenizer(format!("token id {id} is not in the vocabulary"))
+        })
+    }
+
+    /// Decodes ids with special tokens kept, as `batch_decode(skip_special_tokens=False)`.
+    pub fn decode_ids(&self, ids: &[u32]) -> Result<String, EngineError> {
+        let vocab = self.tokenizer.get_vocab_size(true) as u32;
+        let known: Vec<u32> = ids.iter().copied().filter(|&i| i < vocab).collect();
+        self.tokenizer
+            .decode(&known, false)
+            .map_err(|e| EngineError::Tokenizer(e.to_string()))
+    }
+
+    /// Decoding parameters for a request, defaults from generation_config.json.
+    pub fn decode_params(&self, o: &GenerationOptions) -> Result<DecodeParams, EngineError> {
+        let g = &self.files.generation;
+        let t = &self.files.model.text_config;
+        let max_new_tokens = o
+            .max_new_tokens
+            .or(g.max_new_tokens)
+            .unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+        if max_new_tokens == 0 || max_new_tokens > MAX_NEW_TOKENS_LIMIT {
+            return Err(EngineError::Parameter(format!(
+                "max_new_tokens must be 1..={MAX_NEW_TOKENS_LIMIT}, got {max_new_tokens}"
+            )));
+        }
+        // The decoder's learned positions bound the sequence (start token included).
+        let max_new_tokens = max_new_tokens.min(t.max_position_embeddings.saturating_sub(1).max(1));
+        let min_new_tokens = o.min_new_tokens.unwrap_or(0);
+        if min_new_tokens > max_new_tokens {
+            return Err(EngineError::Parameter(format!(
+                "min_new_tokens {min_new_tokens} exceeds max_new_tokens {max_new_tokens}"
+            )));
+        }
+        let num_beams = o.num_beams.unwrap_or(g.num_beams).max(1);
+        if num_beams > 16 {
+            return Err(EngineError::Parameter(format!(
+                "num_beams must be 1..=16, got {num_beams}"
+            )));
+        }
+        let sampling = match o.temperature {
+            Some(t) if !t.is_finite() || t < 0.0 => {
+                return Err(EngineError::Parameter(format!(
+                    "temperature must be >= 0, got {t}"
+                )));
+            }
+            Some(t) if t > 0.0 => {
+                let top_p = o.top_p.unwrap_or(1.0);
+                if !(top_p > 0.0 && top_p <= 1.0) {
+                    return Err(EngineError::Parameter(format!(
+                        "top_p must be in (0, 1], got {top_p}"
+                    )));
+                }
+                Some(Sampling {
+                    temperature: t,
+                    top_k: o.top_k.unwrap_or(50),
+                    top_p,
+                    seed: o.seed.unwrap_or_else(|| {
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .map_or(0, |d| d.as_nanos() as u64)
+                    }),
+                })
+            }
+            _ => None,
+        };
+        let length_penalty = o.length_penalty.unwrap_or(g.length_penalty);
+        if !length_penalty.is_finite() {
+            return Err(EngineError::Parameter(
+                "length_penalty must be finite".into(),
+            ));
+        }
+        Ok(DecodeParams {
+            max_new_tokens,
+            min_new_tokens,
+            num_beams,
+            no_repeat_ngram_size: o.no_repeat_ngram_size.unwrap_or(g.no_repeat_ngram_size),
+            length_penalty,
+            early_stopping: o.early_stopping.unwrap_or(g.early_stopping),
+            decoder_start: g.decoder_start_token_id.unwrap_or(t.decoder_start_token_id),
+            eos: g.eos_token_id.unwrap_or(t.eos_token_id),
+            pad: g.pad_token_id.unwrap_or(t.pad_token_id),
+            forced_bos: g.forced_bos_token_id,
+            forced_eos: g.forced_eos_token_id,
+            sampling,
+        })
+    }
+
+    /// Runs one request on one image.
+    pub fn run(&self, image: &RgbImage, req: &Request) -> Result<Output, EngineError> {
+        let t0 = Instant::now();
+        let params = self.decode_params(&req.options)?;
+        let prompt = self.prompt_ids(req.task, &req.input, image.width, image.height)?;
+        let (pixels, shape) = preprocess::pixel_values(image, &self.files.preprocessor);
+        let mut timings = Timings {
+            preprocess_ms: ms(t0.elapsed()),
+            ..Timings::default()
+        };
+        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &mut *guard;
+
+        let t = Instant::now();
+        let features = run_vision(&mut s.vision, pixels, shape)?;
+        timings.vision_ms = ms(t.elapsed());
+
+        let t = Instant::now();
+        let (hidden, enc_len) = self.encode(s, &features, &prompt)?;
+        timings.encoder_ms = ms(t.elapsed());
+
+        let t = Instant::now();
+        let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files)?;
+        let decoded: Decoded = generate::decode(&mut step, &params)?;
+        let first = step.first_step.unwrap_or_default();
+        drop(step);
+        drop(guard);
+        let decode_time = t.elapsed();
+        timings.decode_ms = ms(decode_time);
+        timings.first_token_ms = ms(first);
+        let steps = decoded.ids.len().saturating_sub(1);
+        if steps > 1 {
+            timings.per_token_ms = ms((decode_time.saturating_sub(first)) / (steps as u32 - 1));
+        }
+
+        let t = Instant::now();
+        let raw_text = self.decode_ids(&decoded.ids)?;
+        let result = self
+            .post
+            .parse(req.task.parse_kind(), &raw_text, image.width, image.height);
+        timings.postprocess_ms = ms(t.elapsed());
+        timings.total_ms = ms(t0.elapsed());
+        Ok(Output {
+            task: req.task.token().to_owned(),
+            raw_text,
+            result,
+            token_count: steps,
+            ids: decoded.ids,
+            margins: decoded.margins,
+            image_size: [image.width, image.height],
+            timings,
+        })
+    }
+
+    /// Embeds the prompt, concatenates it after the image features and runs the text encoder.
+    fn encode(
+        &self,
+        s: &mut Sessions,
+        features: &Features,
+        prompt: &[u32],
+    ) -> Result<(DynValue, usize), EngineError> {
+        let ids: Vec<i64> = prompt.iter().map(|&i| i as i64).collect();
+        let embeds = run_embed(&mut s.embed, &ids, 1)?;
+        let d = features.dim;
+        let total = features.tokens + prompt.len();
+        let mut joined = Vec::with_capacity(total * d);
+        joined.extend_from_slice(&features.data);
+        joined.extend_from_slice(&embeds);
+        let input = Tensor::from_array(([1usize, total, d], joined)).map_err(ort_err("encoder"))?;
+        let mask =
+            Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_err("encoder"))?;
+        let mut out = s
+            .encoder
+            .run(ort::inputs! {"attention_mask" => mask, "inputs_embeds" => input})
+            .map_err(ort_err("encoder"))?;
+        let hidden = out
+            .remove("last_hidden_state")
+            .ok_or_else(|| missing("encoder", "last_hidden_state"))?;
+        check_shape(
+            "encoder",
+            "last_hidden_state",
+            &hidden,
+            &[1, total as i64, d as i64],
+        )?;
+        Ok((hidden, total))
+    }
+
+    /// The directory this model was loaded from.
+    pub fn dir(&self) -> &PathBuf {
+        &self.files.dir
+    }
+}
+
+fn require_f32(session: &Session, path: PathBuf) -> Result<(), ModelError> {
+    for i in session.inputs() {
+        if let ValueType::Tensor {
+            ty: TensorElementType::Float16,
+            ..
+        } = i.dtype()
+        {
+            return Err(ModelError::Load {
+                path,
+                reason: format!(
+                    "input `{}` is float16; this engine runs float32 and int8-quantized graphs (use the fp32 or _quantized variant)",
+                    i.name()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn missing(stage: &'static str, name: &str) -> EngineError {
+    EngineError::Output {
+        stage,
+        name: name.to_owned(),
+        message: "not produced".into(),
+    }
+}
+
+fn check_shape(
+    stage: &'static str,
+    name: &str,
+    v: &DynValue,
+    want: &[i64],
+) -> Result<(), EngineError> {
+    let got: Vec<i64> = match v.dtype() {
+        ValueType::Tensor { shape, .. } => shape.iter().copied().collect(),
+        _ => vec![],
+    };
+    if got != want {
+        return Err(EngineError::Output {
+            stage,
+            name: name.to_owned(),
+            message: format!("shape {got:?}, expected {want:?}"),
+        });
+    }
+    Ok(())
+}
+
+struct Features {
+    data: Vec<f32>,
+    tokens: usize,
+    dim: usize,
+}
+
+fn run_vision(
+    session: &mut Session,
+    pixels: Vec<f32>,
+    shape: [usize; 4],
+) -> Result<Features, EngineError> {
+    let input = Tensor::from_array((shape, pixels)).map_err(ort_err("vision encoder"))?;
+    let out = session
+        .run(ort::inputs! {"pixel_values" => input})
+        .map_err(ort_err("vision encoder"))?;
+    let v = out
+        .get("image_features")
+        .ok_or_else(|| missing("vision encoder", "image_features"))?;
+    let (shape, data) = v
+        .try_extract_tensor::<f32>()
+        .map_err(ort_err("vision encoder"))?;
+    if shape.len() != 3 || shape[0] != 1 || data.iter().any(|x| !x.is_finite()) {
+        return Err(EngineError::Output {
+            stage: "vision encoder",
+            name: "image_features".into(),
+            message: format!("shape {shape:?} or non-finite values"),
+        });
+    }
+    Ok(Features {
+        data: data.to_vec(),
+        tokens: shape[1] as usize,
+        dim: shape[2] as usize,
+    })
+}
+
+fn run_embed(session: &mut Session, ids: &[i64], rows: usize) -> Result<Vec<f32>, EngineError> {
+    let cols = ids.len() / rows.max(1);
+    let input =
+        Tensor::from_array(([rows, cols], ids.to_vec())).map_err(ort_err("embed tokens"))?;
+    let out = session
+        .run(ort::inputs! {"input_ids" => input})
+        .map_err(ort_err("embed tokens"))?;
+    let v = out
+        .get("inputs_embeds")
+        .ok_or_else(|| missing("embed tokens", "inputs_embeds"))?;
+    let (_, data) = v
+        .try_extract_tensor::<f32>()
+        .map_err(ort_err("embed tokens"))?;
+    Ok(data.to_vec())
+}
+
+/// The merged decoder driven step by step, its cache fed back without copies
+/// (reordered along the batch only when beams change parents).
+struct OnnxDecoder<'a> {
+    s: &'a mut Sessions,
+    hidden: DynValue,
+    enc_len: usize,
+    d_model: usize,
+    heads: usize,
+    head_dim: usize,
+    layers: usize,
+    vocab: usize,
+    /// Per layer: decoder key, decoder value (grow each step).
+    past: Vec<DynValue>,
+    /// Per layer: encoder key, encoder value (from the first step).
+    enc_kv: Vec<DynValue>,
+    logits: Vec<f32>,
+    first_step: Option<Duration>,
+    past_names: Vec<[String; 4]>,
+    present_names: Vec<[String; 4]>,
+}
+
+impl<'a> OnnxDecoder<'a> {
+    fn new(
+        s: &'a mut Sessions,
+        hidden: DynValue,
+        enc_len: usize,
+        files: &ModelFiles,
+    ) -> Result<Self, EngineError> {
+        let t = &files.model.text_config;
+        let layers = t.decoder_layers;
+        Ok(OnnxDecoder {
+            s,
+            hidden,
+            enc_len,
+            d_model: t.d_model,
+            heads: t.decoder_attention_heads,
+            head_dim: files.model.decoder_head_dim(),
+            layers,
+            vocab: t.vocab_size,
+            past: Vec::new(),
+            enc_kv: Vec::new(),
+            logits: Vec::new(),
+            first_step: None,
+            past_names: (0..layers)
+                .map(|i| cache_names("past_key_values", i))
+                .collect(),
+            present_names: (0..layers).map(|i| cache_names("present", i)).collect(),
+        })
+    }
+
+    /// Encoder states and mask repeated for `batch` hypotheses.
+    fn encoder_inputs(&self, batch: usize) -> Result<(DynValue, DynValue), EngineError> {
+        let (_, data) = self
+            .hidden
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("decoder"))?;
+        let mut rep = Vec::with_capacity(batch * data.len());
+        for _ in 0..batch {
+            rep.extend_from_slice(data);
+        }
+        let states = Tensor::from_array(([batch, self.enc_len, self.d_model], rep))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        let mask = Tensor::from_array(([batch, self.enc_len], vec![1i64; batch * self.enc_len]))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        Ok((states, mask))
+    }
+
+    /// Gathers rows of the decoder cache along the batch axis.
+    fn reorder(&mut self, parents: &[usize]) -> Result<(), EngineError> {
+        if parents.iter().enumerate().all(|(i, &p)| i == p) {
+            return Ok(());
+        }
+        for v in &mut self.past {
+            let (shape, data) = v.try_extract_tensor::<f32>().map_err(ort_err("decoder"))?;
+            let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+            let row = data.len() / dims[0].max(1);
+            let mut out = Vec::with_capacity(parents.len() * row);
+            for &p in parents {
+                out.extend_from_slice(&data[p * row..(p + 1) * row]);
+            }
+            let mut new_dims = dims.clone();
+            new_dims[0] = parents.len();
+            *v = Tensor::from_array((new_dims, out))
+                .map_err(ort_err("decoder"))?
+                .into_dyn();
+        }
+        Ok(())
+    }
+}
+
+impl StepModel for OnnxDecoder<'_> {
+    type Error = EngineError;
+
+    fn step(&mut self, tokens: &[u32], parents: Option<&[usize]>) -> Result<&[f32], EngineError> {
+        let t0 = Instant::now();
+        let n = tokens.len();
+        let first = parents.is_none();
+        if let Some(p) = parents {
+            self.reorder(p)?;
+        }
+        let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let embeds = run_embed(&mut self.s.embed, &ids, n)?;
+        let embeds = Tensor::from_array(([n, 1, self.d_model], embeds))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        let (states, mask) = self.encoder_inputs(n)?;
+        let use_cache = Tensor::from_array(([1usize], vec![!first]))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        let empty = |s: &Self| {
+            Tensor::from_array(([n, s.heads, 0, s.head_dim], Vec::<f32>::new()))
+                .map(|t| t.into_dyn())
+                .map_err(ort_err("decoder"))
+        };
+        let mut placeholders = Vec::new();
+        if first {
+            for _ in 0..4 * self.layers {
+                placeholders.push(empty(self)?);
+            }
+        }
+        let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
+            (Cow::Borrowed("encoder_attention_mask"), (&mask).into()),
+            (Cow::Borrowed("encoder_hidden_states"), (&states).into()),
+            (Cow::Borrowed("inputs_embeds"), (&embeds).into()),
+            (Cow::Borrowed("use_cache_branch"), (&use_cache).into()),
+        ];
+        for (i, names) in self.past_names.iter().enumerate() {
+            for (j, name) in names.iter().enumerate() {
+                let v: &DynValue = if first {
+                    &placeholders[4 * i + j]
+                } else if j < 2 {
+                    &self.past[2 * i + j]
+                } else {
+                    &self.enc_kv[2 * i + j - 2]
+                };
+                inputs.push((Cow::Borrowed(name.as_str()), v.into()));
+            }
+        }
+        let mut out = self.s.decoder.run(inputs).map_err(ort_err("decoder"))?;
+        let logits = out
+            .remove("logits")
+            .ok_or_else(|| missing("decoder", "logits"))?;
+        let mut new_past = Vec::with_capacity(2 * self.layers);
+        let mut new_enc = Vec::new();
+        for names in &self.present_names {
+            for (j, name) in names.iter().enumerate() {
+                let v = out.remove(name).ok_or_else(|| missing("decoder", name))?;
+                if j < 2 {
+                    new_past.push(v);
+                } else if first {
+                    new_enc.push(v);
+                }
+            }
+        }
+        drop(out);
+        self.past = new_past;
+        if first {
+            self.enc_kv = new_enc;
+        }
+        let (shape, data) = logits
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err("decoder"))?;
+        if shape.len() != 3
+            || shape[0] as usize != n
+            || shape[1] != 1
+            || shape[2] as usize != self.vocab
+        {
+            return Err(EngineError::Output {
+                stage: "decoder",
+                name: "logits".into(),
+                message: format!("shape {shape:?}, expected [{n}, 1, {}]", self.vocab),
+            });
+        }
+        self.logits.clear();
+        self.logits.extend_from_slice(data);
+        if first {
+            self.first_step = Some(t0.elapsed());
+        }
+        Ok(&self.logits)
+    }
+
+    fn vocab(&self) -> usize {
+        self.vocab
+    }
+}

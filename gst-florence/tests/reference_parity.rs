@@ -1,0 +1,203 @@
+//! The engine against transformers, token for token, on every recorded fixture case
+//! (tests/fixtures/references.json, written by tools/export/export.py).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use gstflorence::engine::SessionOptions;
+use gstflorence::engine::image_io::{self, ImageLimits};
+use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
+use gstflorence::engine::preprocess;
+use gstflorence::engine::task::{Task, TaskInput};
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("FLORENCE_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"))
+}
+
+fn references() -> &'static Value {
+    static REFS: OnceLock<Value> = OnceLock::new();
+    REFS.get_or_init(|| {
+        let text = std::fs::read_to_string(fixtures().join("references.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    })
+}
+
+fn model() -> &'static Florence {
+    static MODEL: OnceLock<Florence> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = fixtures().join(references()["model_dir"].as_str().unwrap());
+        Florence::load(
+            &dir,
+            SessionOptions {
+                intra_threads: 2,
+                ..SessionOptions::default()
+            },
+        )
+        .unwrap()
+    })
+}
+
+fn image(name: &str) -> preprocess::RgbImage {
+    image_io::read(
+        &fixtures().join(format!("images/{name}.png")),
+        &ImageLimits::default(),
+    )
+    .unwrap()
+}
+
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() < 1e-3
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[test]
+fn pixel_tensors_match_the_reference_processor() {
+    let files = model().files();
+    for img in references()["images"].as_array().unwrap() {
+        let name = img["name"].as_str().unwrap();
+        let (pixels, shape) = preprocess::pixel_values(&image(name), &files.preprocessor);
+        let want = &img["pixel_values"];
+        let want_shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape.to_vec(), want_shape, "{name}");
+        let mut worst = 0f64;
+        for (idx, v) in want["samples"].as_object().unwrap() {
+            let i: usize = idx.parse().unwrap();
+            worst = worst.max((pixels[i] as f64 - v.as_f64().unwrap()).abs());
+        }
+        let sum: f64 = pixels.iter().map(|&v| v as f64).sum();
+        let abs_sum: f64 = pixels.iter().map(|&v| (v as f64).abs()).sum();
+        let n = pixels.len() as f64;
+        assert!(worst <= 1e-4, "{name}: sample differs by {worst}");
+        // Sums over the whole tensor: a single pixel off by one 8-bit step moves the sum by ~0.017.
+        assert!(
+            (sum - want["sum"].as_f64().unwrap()).abs() <= 1e-6 * n + 1e-3,
+            "{name}: sum {sum} vs {}",
+            want["sum"]
+        );
+        assert!(
+            (abs_sum - want["abs_sum"].as_f64().unwrap()).abs() <= 1e-6 * n + 1e-3,
+            "{name}: abs sum {abs_sum} vs {}",
+            want["abs_sum"]
+        );
+    }
+}
+
+fn request(case: &Value, beams: usize) -> Request {
+    let task: Task = case["task"].as_str().unwrap().parse().unwrap();
+    let region = case.get("region").and_then(|r| {
+        let r: Vec<f64> = r.as_array()?.iter().filter_map(Value::as_f64).collect();
+        Some([r[0], r[1], r[2], r[3]])
+    });
+    let text = if region.is_some() {
+        None
+    } else {
+        case["text_input"].as_str().map(str::to_owned)
+    };
+    Request {
+        task,
+        input: TaskInput { text, region },
+        options: GenerationOptions {
+            max_new_tokens: Some(case["max_new_tokens"].as_u64().unwrap() as usize),
+            num_beams: Some(beams),
+            ..GenerationOptions::default()
+        },
+    }
+}
+
+fn check_decoding(label: &str, beams: usize) {
+    let refs = references();
+    let m = model();
+    let mut failures = Vec::new();
+    let mut images = std::collections::HashMap::new();
+    let cases = refs["cases"].as_array().unwrap();
+    for case in cases {
+        let name = case["image"].as_str().unwrap();
+        let img = images.entry(name.to_owned()).or_insert_with(|| image(name));
+        let req = request(case, beams);
+        let want = &case[label];
+        let prompt = m
+            .prompt_ids(req.task, &req.input, img.width, img.height)
+            .unwrap();
+        let want_prompt: Vec<u32> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        if prompt != want_prompt {
+            failures.push(format!(
+                "{name} {}: prompt ids {prompt:?} vs {want_prompt:?}",
+                req.task
+            ));
+            continue;
+        }
+        let out = m.run(img, &req).unwrap();
+        let want_ids: Vec<u32> = want["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        if out.ids != want_ids {
+            failures.push(format!(
+                "{name} {} ({label}): ids\n    engine    {:?}\n    reference {:?}",
+                req.task, out.ids, want_ids
+            ));
+            continue;
+        }
+        if out.raw_text != want["text"].as_str().unwrap() {
+            failures.push(format!(
+                "{name} {}: text {:?} vs {:?}",
+                req.task, out.raw_text, want["text"]
+            ));
+            continue;
+        }
+        let ours = serde_json::to_value(&out.result).unwrap();
+        if !same(&ours, &want["parsed"]) {
+            failures.push(format!(
+                "{name} {}: parsed {ours} vs {}",
+                req.task, want["parsed"]
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} {label} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures
+            .iter()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
+#[test]
+fn greedy_generation_matches_transformers() {
+    check_decoding("greedy", 1);
+}
+
+#[test]
+fn beam_search_matches_transformers() {
+    check_decoding("beam3", 3);
+}
