@@ -75,9 +75,10 @@ fn every_fixture_graph_has_the_documented_signature() {
 #[test]
 fn tiny_config_is_consistent() {
     let files = ModelFiles::load(&tiny()).unwrap();
-    assert_eq!(files.preprocessor.size.width, 768);
-    assert_eq!(files.preprocessor.num_image_tokens(), 577);
-    assert_eq!(files.model.num_image_tokens, Some(577));
+    // The tiny model runs at 384x384: (384/32)^2 + 1 image tokens.
+    assert_eq!(files.preprocessor.size.width, 384);
+    assert_eq!(files.preprocessor.num_image_tokens(), 145);
+    assert_eq!(files.model.num_image_tokens, Some(145));
     assert_eq!(files.generation.num_beams, 3);
     assert_eq!(files.generation.no_repeat_ngram_size, 3);
     assert!(files.dir.join("tokenizer.json").is_file());

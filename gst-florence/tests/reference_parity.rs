@@ -201,3 +201,30 @@ fn greedy_generation_matches_transformers() {
 fn beam_search_matches_transformers() {
     check_decoding("beam3", 3);
 }
+
+#[test]
+fn hailo_split_loop_matches_the_reference() {
+    use gstflorence::engine::hailo_split::HailoSplit;
+    let dir = fixtures().join(references()["model_dir"].as_str().unwrap());
+    let mut split = HailoSplit::open_onnx(
+        &dir,
+        &SessionOptions {
+            intra_threads: 2,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let mut checked = 0;
+    for img in references()["images"].as_array().unwrap() {
+        let name = img["name"].as_str().unwrap();
+        let want: Vec<u32> = img["hailo_caption_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(split.caption(&image(name)).unwrap(), want, "{name}");
+        checked += 1;
+    }
+    assert!(checked >= 10);
+}

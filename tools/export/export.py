@@ -38,6 +38,8 @@ def main() -> None:
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--checkpoint", help="Hugging Face Florence-2 checkpoint directory (transformers v5 layout)")
     src.add_argument("--tiny", action="store_true", help="build (or load) the project's tiny test model")
+    src.add_argument("--random-base", action="store_true",
+                     help="a Florence-2-base-shaped model with random weights (for benchmarks only)")
     ap.add_argument("--tiny-checkpoint", help="with --tiny: a directory written by train_tiny.py, instead of training")
     ap.add_argument("--train-steps", type=int, default=tiny.DEFAULT_STEPS)
     ap.add_argument("--out", required=True, help="model directory to write")
@@ -61,6 +63,11 @@ def main() -> None:
         tokenizer_json = base_tok.to_str()
         tokenizer_config = tiny.tokenizer_config(base_tok)
         image_size, mean, std = tiny.IMAGE_SIZE, tiny.MEAN, tiny.STD
+    elif args.random_base:
+        model, base_tok, hf_tok = tiny.random_base(args.seed)
+        tokenizer_json = base_tok.to_str()
+        tokenizer_config = tiny.tokenizer_config(base_tok)
+        image_size, mean, std = 768, tiny.MEAN, tiny.STD
     else:
         from transformers import AutoProcessor, Florence2ForConditionalGeneration
 
@@ -84,7 +91,8 @@ def main() -> None:
     florence = {
         "vqa_prompt_template": VQA_TEMPLATE,
         "exporter": "tools/export/export.py",
-        "source": "tiny (trained on synthetic images)" if args.tiny else os.path.abspath(args.checkpoint),
+        "source": ("tiny (trained on synthetic images)" if args.tiny
+                   else "random Florence-2-base shape" if args.random_base else os.path.abspath(args.checkpoint)),
         "seed": args.seed,
     }
     model_dir._dump(florence, os.path.join(args.out, "florence.json"))

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod generate;
+pub mod hailo_split;
 pub mod image_io;
 pub mod model_dir;
 pub mod pipeline;

@@ -287,3 +287,27 @@ def load_checkpoint(path: str):
     model = Florence2ForConditionalGeneration.from_pretrained(path, dtype=torch.float32).eval()
     base_tok = Tokenizer.from_file(os.path.join(path, "bpe_tokenizer.json"))
     return model, base_tok, hf_tokenizer(base_tok)
+
+
+def random_base(seed: int):
+    """Florence-2-base dimensions (231 M parameters) with random weights, for timing.
+
+    The tiny tokenizer is reused; the logits are as wide as the real model's (51289).
+    """
+    torch.manual_seed(seed)
+    base_tok = build_tokenizer()
+    hf_tok = hf_tokenizer(base_tok)
+    vision = Florence2VisionConfig(
+        depths=[1, 1, 9, 1], embed_dim=[128, 256, 512, 1024], num_heads=[4, 8, 16, 32],
+        num_groups=[4, 8, 16, 32], window_size=12, drop_path_rate=0.0, projection_dim=768,
+    )
+    text = BartConfig(
+        vocab_size=51290, d_model=768, encoder_layers=6, decoder_layers=6, encoder_attention_heads=12,
+        decoder_attention_heads=12, encoder_ffn_dim=3072, decoder_ffn_dim=3072, max_position_embeddings=1024,
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, scale_embedding=False, bos_token_id=0,
+        pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=0, forced_eos_token_id=2,
+    )
+    config = Florence2Config(text_config=text.to_dict(), vision_config=vision.to_dict(), image_token_id=51289,
+                             bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2)
+    model = Florence2ForConditionalGeneration(config).eval()
+    return model, base_tok, hf_tok

@@ -1,0 +1,331 @@
+//! The Hailo split of Florence-2 (Hailo's dynamic_captioning): vision encoder on
+//! the CPU at the split's size, then a static-shape text encoder and a decoder
+//! with a fixed 32-token window and no cache, which on a Hailo-10H are HEFs.
+//!
+//! The two static graphs sit behind [`StaticGraphs`]; this project's exporter
+//! writes ONNX stand-ins with the same shapes (`hailo/*.onnx`), so the loop is
+//! tested here without the chip, and the Hailo backend plugs the HEFs in.
+
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::config::ModelFiles;
+use super::model_dir::{self, ModelError, SessionOptions};
+use super::pipeline::EngineError;
+use super::preprocess::{self, RgbImage};
+use super::signature::Graph;
+
+/// A float32 array read from a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NpyArray {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Reads a little-endian float32, C-order `.npy` file (format versions 1-3).
+pub fn read_npy(path: &Path) -> Result<NpyArray, ModelError> {
+    let bad = |reason: String| ModelError::Load {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file".into()));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+            12,
+        ),
+        v => return Err(bad(format!("unsupported .npy version {v}"))),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .and_then(|h| std::str::from_utf8(h).ok())
+        .ok_or_else(|| bad("truncated header".into()))?;
+    if !header.contains("'descr': '<f4'") {
+        return Err(bad(format!(
+            "expected float32 little-endian data, header {header}"
+        )));
+    }
+    if header.contains("'fortran_order': True") {
+        return Err(bad("Fortran-order arrays are not supported".into()));
+    }
+    let shape_text = header
+        .split("'shape':")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .map(|s| s.trim().trim_start_matches('('))
+        .ok_or_else(|| bad(format!("no shape in header {header}")))?;
+    let shape: Vec<usize> = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("bad shape {shape_text:?}: {e}")))?;
+    let count: usize = shape.iter().product();
+    let body = &bytes[start + header_len..];
+    if body.len() != count * 4 {
+        return Err(bad(format!(
+            "shape {shape:?} needs {} bytes of data, file has {}",
+            count * 4,
+            body.len()
+        )));
+    }
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(NpyArray { shape, data })
+}
+
+/// The two static-shape graphs of the split (HEFs on a Hailo device).
+pub trait StaticGraphs {
+    /// [1, 1, N, D] input embeddings -> [1, 1, N, D] encoder states.
+    fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError>;
+    /// Encoder states [1, 1, N, D] and a [1, 1, W, D] window -> logits [1, W, V].
+    fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError>;
+}
+
+/// The exporter's ONNX stand-ins for the HEFs.
+pub struct OnnxStandIns {
+    text_encoder: Session,
+    decoder: Session,
+    n: usize,
+    d: usize,
+    window: usize,
+}
+
+fn run_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
+    move |e| EngineError::Inference {
+        stage,
+        message: e.to_string(),
+    }
+}
+
+impl StaticGraphs for OnnxStandIns {
+    fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let input = Tensor::from_array(([1usize, 1, self.n, self.d], embeds.to_vec()))
+            .map_err(run_err("hailo text encoder"))?;
+        let out = self
+            .text_encoder
+            .run(ort::inputs! {"inputs_embeds" => input})
+            .map_err(run_err("hailo text encoder"))?;
+        let (_, data) = out["last_hidden_state"]
+            .try_extract_tensor::<f32>()
+            .map_err(run_err("hailo text encoder"))?;
+        Ok(data.to_vec())
+    }
+
+    fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let s = Tensor::from_array(([1usize, 1, self.n, self.d], states.to_vec()))
+            .map_err(run_err("hailo decoder"))?;
+        let w = Tensor::from_array(([1usize, 1, self.window, self.d], window.to_vec()))
+            .map_err(run_err("hailo decoder"))?;
+        let out = self
+            .decoder
+            .run(ort::inputs! {"encoder_hidden_states" => s, "inputs_embeds" => w})
+            .map_err(run_err("hailo decoder"))?;
+        let (_, data) = out["logits"]
+            .try_extract_tensor::<f32>()
+            .map_err(run_err("hailo decoder"))?;
+        Ok(data.to_vec())
+    }
+}
+
+/// Everything the split loop needs besides the two static graphs.
+pub struct HailoSplit<G> {
+    files: ModelFiles,
+    vision: Session,
+    graphs: G,
+    caption_embedding: NpyArray,
+    word_embedding: NpyArray,
+    image_size: u32,
+    window: usize,
+}
+
+/// `hailo/hailo_split.json`, written by the exporter.
+#[derive(Debug, serde::Deserialize)]
+struct SplitConfig {
+    image_size: u32,
+    window: usize,
+}
+
+fn hailo_dir(dir: &Path) -> PathBuf {
+    dir.join("hailo")
+}
+
+impl HailoSplit<OnnxStandIns> {
+    /// Opens the split with the ONNX stand-ins of `dir/hailo/`.
+    pub fn open_onnx(dir: &Path, options: &SessionOptions) -> Result<Self, ModelError> {
+        let files = ModelFiles::load(dir)?;
+        let cfg_path = hailo_dir(dir).join("hailo_split.json");
+        let cfg: SplitConfig = std::fs::read_to_string(&cfg_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .ok_or_else(|| ModelError::Load {
+                path: cfg_path.clone(),
+                reason: "missing or not valid JSON with image_size and window".into(),
+            })?;
+        let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+        let text_encoder =
+            model_dir::open_graph(&runtime, &files, Graph::HailoTextEncoder, options)?;
+        let decoder = model_dir::open_graph(&runtime, &files, Graph::HailoDecoder, options)?;
+        let d = files.model.text_config.d_model;
+        let caption_embedding = read_npy(&hailo_dir(dir).join("caption_embedding.npy"))?;
+        let n = (cfg.image_size as usize / 32).pow(2) + 1 + caption_embedding.data.len() / d;
+        let graphs = OnnxStandIns {
+            text_encoder,
+            decoder,
+            n,
+            d,
+            window: cfg.window,
+        };
+        Self::new(dir, files, graphs, cfg, caption_embedding, options)
+    }
+}
+
+impl<G: StaticGraphs> HailoSplit<G> {
+    fn new(
+        dir: &Path,
+        files: ModelFiles,
+        graphs: G,
+        cfg: SplitConfig,
+        caption_embedding: NpyArray,
+        options: &SessionOptions,
+    ) -> Result<Self, ModelError> {
+        let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+        let vision = model_dir::open_graph(&runtime, &files, Graph::VisionEncoder, options)?;
+        let word_embedding = read_npy(&hailo_dir(dir).join("word_embedding.npy"))?;
+        let d = files.model.text_config.d_model;
+        let bad = |path: &str, reason: String| ModelError::Load {
+            path: hailo_dir(dir).join(path),
+            reason,
+        };
+        if word_embedding.shape.len() != 2 || word_embedding.shape[1] != d {
+            return Err(bad(
+                "word_embedding.npy",
+                format!("shape {:?}, expected [vocab, {d}]", word_embedding.shape),
+            ));
+        }
+        if caption_embedding.shape.len() != 4 || caption_embedding.shape[3] != d {
+            return Err(bad(
+                "caption_embedding.npy",
+                format!(
+                    "shape {:?}, expected [1, 1, P, {d}]",
+                    caption_embedding.shape
+                ),
+            ));
+        }
+        Ok(HailoSplit {
+            files,
+            vision,
+            graphs,
+            caption_embedding,
+            word_embedding,
+            image_size: cfg.image_size,
+            window: cfg.window,
+        })
+    }
+
+    fn embedding(&self, token: u32) -> Result<&[f32], EngineError> {
+        let d = self.word_embedding.shape[1];
+        self.word_embedding
+            .data
+            .get(token as usize * d..(token as usize + 1) * d)
+            .ok_or_else(|| EngineError::Output {
+                stage: "hailo decoder",
+                name: "logits".into(),
+                message: format!("token {token} outside word_embedding.npy"),
+            })
+    }
+
+    /// The greedy 32-window caption loop: returns the generated tokens (EOS included).
+    pub fn caption(&mut self, image: &RgbImage) -> Result<Vec<u32>, EngineError> {
+        let t = &self.files.model.text_config;
+        let (eos, start, d) = (t.eos_token_id, t.decoder_start_token_id, t.d_model);
+        let (pixels, shape) = preprocess::pixel_values_at(
+            image,
+            &self.files.preprocessor,
+            self.image_size,
+            self.image_size,
+        );
+        let input = Tensor::from_array((shape, pixels)).map_err(run_err("vision encoder"))?;
+        let out = self
+            .vision
+            .run(ort::inputs! {"pixel_values" => input})
+            .map_err(run_err("vision encoder"))?;
+        let (_, feats) = out["image_features"]
+            .try_extract_tensor::<f32>()
+            .map_err(run_err("vision encoder"))?;
+        let mut embeds = feats.to_vec();
+        drop(out);
+        embeds.extend_from_slice(&self.caption_embedding.data);
+        let states = self.graphs.text_encoder(&embeds)?;
+        let mut window = vec![0f32; self.window * d];
+        window[..d].copy_from_slice(self.embedding(start)?);
+        let mut tokens = Vec::new();
+        for step in 0..self.window {
+            let logits = self.graphs.decoder(&states, &window)?;
+            let vocab = logits.len() / self.window;
+            let row = &logits[step * vocab..(step + 1) * vocab];
+            let mut best = 0;
+            for (i, v) in row.iter().enumerate() {
+                if *v > row[best] {
+                    best = i;
+                }
+            }
+            let token = best as u32;
+            tokens.push(token);
+            if token == eos || step + 1 >= self.window {
+                break;
+            }
+            let e = self.embedding(token)?.to_vec();
+            window[(step + 1) * d..(step + 2) * d].copy_from_slice(&e);
+        }
+        Ok(tokens)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_and_errors() {
+        let dir = std::env::temp_dir().join(format!("florence-npy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
+        let mut h = header.to_string();
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(h.as_bytes());
+        for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.5] {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        let ok = dir.join("ok.npy");
+        std::fs::write(&ok, &bytes).unwrap();
+        let a = read_npy(&ok).unwrap();
+        assert_eq!(a.shape, [2, 3]);
+        assert_eq!(a.data[5], 6.5);
+        let short = dir.join("short.npy");
+        std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
+        assert!(
+            read_npy(&short)
+                .unwrap_err()
+                .to_string()
+                .contains("needs 24 bytes")
+        );
+        std::fs::write(&short, b"hello").unwrap();
+        assert!(read_npy(&short).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
