@@ -4,9 +4,10 @@
 //! types in its API; the plugin registers the `florencecaption` element.
 
 pub mod engine;
+pub mod florencecaption;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    Ok(())
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    florencecaption::register(plugin)
 }
 
 gst::plugin_define!(

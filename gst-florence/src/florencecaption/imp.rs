@@ -1,0 +1,774 @@
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Instant;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::prelude::*;
+
+use super::{Backend, MESSAGE_NAME, META_NAME, Mode, TaskProp};
+use crate::engine::SessionOptions;
+use crate::engine::pipeline::{Florence, GenerationOptions, Output, Request};
+use crate::engine::preprocess::{Layout, RgbImage};
+use crate::engine::task::TaskInput;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "florencecaption",
+        gst::DebugColorFlags::empty(),
+        Some("Florence-2 captioning"),
+    )
+});
+
+#[derive(Debug, Clone)]
+struct Settings {
+    model_dir: Option<String>,
+    variant: String,
+    ort_library: Option<String>,
+    task: TaskProp,
+    prompt: Option<String>,
+    max_new_tokens: u32,
+    min_new_tokens: u32,
+    num_beams: u32,
+    temperature: f32,
+    seed: u64,
+    threads: u32,
+    backend: Backend,
+    mode: Mode,
+    inference_interval_ms: u64,
+    skip_similar: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model_dir: None,
+            variant: String::new(),
+            ort_library: None,
+            task: TaskProp::Caption,
+            prompt: None,
+            max_new_tokens: 0,
+            min_new_tokens: 0,
+            num_beams: 0,
+            temperature: 0.0,
+            seed: 0,
+            threads: 0,
+            backend: Backend::Auto,
+            mode: Mode::Live,
+            inference_interval_ms: 0,
+            skip_similar: 0.0,
+        }
+    }
+}
+
+impl Settings {
+    fn request(&self) -> Request {
+        let nz = |v: u32| (v > 0).then_some(v as usize);
+        Request {
+            task: self.task.task(),
+            input: TaskInput {
+                text: self.prompt.clone().filter(|p| !p.trim().is_empty()),
+                region: None,
+            },
+            options: GenerationOptions {
+                max_new_tokens: nz(self.max_new_tokens),
+                min_new_tokens: nz(self.min_new_tokens),
+                num_beams: nz(self.num_beams),
+                temperature: (self.temperature > 0.0).then_some(self.temperature),
+                seed: Some(self.seed),
+                ..GenerationOptions::default()
+            },
+        }
+    }
+}
+
+/// One result, as attached to buffers and posted on the bus.
+#[derive(Debug, Clone)]
+struct Caption {
+    task: String,
+    text: String,
+    result_json: String,
+    inference_ms: f64,
+    frame_pts: Option<gst::ClockTime>,
+    produced: Instant,
+    serial: u64,
+}
+
+impl Caption {
+    fn from_output(out: &Output, pts: Option<gst::ClockTime>, serial: u64) -> Self {
+        Caption {
+            task: out.task.clone(),
+            text: out.result.text(),
+            result_json: serde_json::to_string(&out.result).unwrap_or_default(),
+            inference_ms: out.timings.total_ms,
+            frame_pts: pts,
+            produced: Instant::now(),
+            serial,
+        }
+    }
+
+    fn structure(&self, name: &str, model: &str, fresh: bool) -> gst::Structure {
+        gst::Structure::builder(name)
+            .field("task", &self.task)
+            .field("text", &self.text)
+            .field("result", &self.result_json)
+            .field("inference-time-ms", self.inference_ms)
+            .field("model", model)
+            .field(
+                "frame-pts",
+                self.frame_pts.map_or(u64::MAX, gst::ClockTime::nseconds),
+            )
+            .field("fresh", fresh)
+            .field("age-ms", self.produced.elapsed().as_secs_f64() * 1e3)
+            .build()
+    }
+}
+
+/// What the streaming thread and the live worker share.
+struct Shared {
+    latest: Mutex<Option<Caption>>,
+    busy: AtomicBool,
+    /// Bumped on flush and stop: results of older jobs are dropped.
+    generation: AtomicU64,
+    serial: AtomicU64,
+}
+
+struct Job {
+    image: RgbImage,
+    pts: Option<gst::ClockTime>,
+    request: Request,
+    generation: u64,
+}
+
+struct State {
+    florence: Arc<Florence>,
+    model_name: String,
+    info: Option<gst_video::VideoInfo>,
+    shared: Arc<Shared>,
+    worker: Option<SyncSender<Job>>,
+    last_dispatch: Option<Instant>,
+    last_thumb: Option<Vec<u8>>,
+    last_attached: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Stats {
+    last_caption: String,
+    captions_total: u64,
+    frames_skipped: u64,
+    last_latency_ms: f64,
+}
+
+#[derive(Default)]
+pub struct FlorenceCaption {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    stats: Arc<Mutex<Stats>>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for FlorenceCaption {
+    const NAME: &'static str = "GstFlorenceCaption";
+    type Type = super::FlorenceCaption;
+    type ParentType = gst_base::BaseTransform;
+}
+
+impl ObjectImpl for FlorenceCaption {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let d = Settings::default();
+            vec![
+                glib::ParamSpecString::builder("model-dir")
+                    .nick("Model directory")
+                    .blurb("Florence-2 model directory in the onnx-community layout (onnx/*.onnx, config.json, tokenizer.json, ...)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("variant")
+                    .nick("Model variant")
+                    .blurb("Graph file suffix of a quantized variant: \"\" (fp32), _quantized, _int8, _uint8, ...")
+                    .default_value(Some(""))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("ort-library")
+                    .nick("ONNX Runtime library")
+                    .blurb("Path of libonnxruntime.so; unset: ORT_DYLIB_PATH, the project folder, the system path")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("task", d.task)
+                    .nick("Task")
+                    .blurb("Florence-2 task; tasks marked (prompt: ...) take the prompt property as input. Can change while PLAYING")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("prompt")
+                    .nick("Prompt")
+                    .blurb("Text input of the task: the question for vqa, the phrase for grounding, the category for open-vocabulary detection")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-new-tokens")
+                    .nick("Maximum new tokens")
+                    .blurb("Longest generation in tokens; 0 takes the model's default (generation_config.json, else 1024)")
+                    .maximum(4096)
+                    .default_value(d.max_new_tokens)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("min-new-tokens")
+                    .nick("Minimum new tokens")
+                    .blurb("End-of-sequence is suppressed before this many tokens")
+                    .maximum(4096)
+                    .default_value(d.min_new_tokens)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("num-beams")
+                    .nick("Beams")
+                    .blurb("Beam search width; 1 is greedy; 0 takes the model's default (3 for Florence-2)")
+                    .maximum(16)
+                    .default_value(d.num_beams)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecFloat::builder("temperature")
+                    .nick("Temperature")
+                    .blurb("0: deterministic decoding; > 0: sampling at this temperature (reproducible with seed)")
+                    .minimum(0.0)
+                    .maximum(2.0)
+                    .default_value(d.temperature)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("seed")
+                    .nick("Seed")
+                    .blurb("Random seed for sampling")
+                    .default_value(d.seed)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads per graph; 0 = physical cores")
+                    .maximum(256)
+                    .default_value(d.threads)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("backend", d.backend)
+                    .nick("Backend")
+                    .blurb("Inference backend")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecEnum::builder_with_default("mode", d.mode)
+                    .nick("Mode")
+                    .blurb("live: buffers never wait, the newest frame is analysed when the worker is free; every-frame: each buffer is analysed before it leaves")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("inference-interval")
+                    .nick("Inference interval (ms)")
+                    .blurb("Live mode: minimum time between the starts of two analyses, in milliseconds")
+                    .default_value(d.inference_interval_ms)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecDouble::builder("skip-similar")
+                    .nick("Skip similar frames")
+                    .blurb("Live mode: skip a frame whose 32x32 grayscale thumbnail differs from the last analysed one by less than this mean absolute difference (0-255 levels; about 2-4 ignores sensor noise); 0 analyses every frame it can")
+                    .minimum(0.0)
+                    .maximum(255.0)
+                    .default_value(d.skip_similar)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("last-caption")
+                    .nick("Last caption")
+                    .blurb("Text of the latest result")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("captions-total")
+                    .nick("Results")
+                    .blurb("Number of results produced")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-skipped")
+                    .nick("Frames skipped")
+                    .blurb("Live mode: frames passed through without being analysed")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecDouble::builder("last-latency-ms")
+                    .nick("Last latency (ms)")
+                    .blurb("Inference time of the latest result")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        match pspec.name() {
+            "model-dir" => s.model_dir = value.get().unwrap_or(None),
+            "variant" => {
+                s.variant = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            "ort-library" => s.ort_library = value.get().unwrap_or(None),
+            "task" => s.task = value.get().unwrap_or(TaskProp::Caption),
+            "prompt" => s.prompt = value.get().unwrap_or(None),
+            "max-new-tokens" => s.max_new_tokens = value.get().unwrap_or(0),
+            "min-new-tokens" => s.min_new_tokens = value.get().unwrap_or(0),
+            "num-beams" => s.num_beams = value.get().unwrap_or(0),
+            "temperature" => s.temperature = value.get().unwrap_or(0.0),
+            "seed" => s.seed = value.get().unwrap_or(0),
+            "threads" => s.threads = value.get().unwrap_or(0),
+            "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
+            "mode" => s.mode = value.get().unwrap_or(Mode::Live),
+            "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
+            "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match pspec.name() {
+            "model-dir" => s.model_dir.to_value(),
+            "variant" => s.variant.to_value(),
+            "ort-library" => s.ort_library.to_value(),
+            "task" => s.task.to_value(),
+            "prompt" => s.prompt.to_value(),
+            "max-new-tokens" => s.max_new_tokens.to_value(),
+            "min-new-tokens" => s.min_new_tokens.to_value(),
+            "num-beams" => s.num_beams.to_value(),
+            "temperature" => s.temperature.to_value(),
+            "seed" => s.seed.to_value(),
+            "threads" => s.threads.to_value(),
+            "backend" => s.backend.to_value(),
+            "mode" => s.mode.to_value(),
+            "inference-interval" => s.inference_interval_ms.to_value(),
+            "skip-similar" => s.skip_similar.to_value(),
+            "last-caption" => stats.last_caption.to_value(),
+            "captions-total" => stats.captions_total.to_value(),
+            "frames-skipped" => stats.frames_skipped.to_value(),
+            "last-latency-ms" => stats.last_latency_ms.to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}
+
+impl GstObjectImpl for FlorenceCaption {}
+
+impl ElementImpl for FlorenceCaption {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Florence-2 captioning",
+                "Filter/Analyzer/Video",
+                "Runs Florence-2 (captions, VQA, OCR, detection, grounding, segmentation) on video frames and attaches the results as FlorenceCaptionMeta",
+                "florence developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            use gst_video::VideoFormat::*;
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list([Rgb, Rgba, Rgbx, Bgr, Bgra, Bgrx, Nv12, I420, Gray8])
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid src template"),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid sink template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for FlorenceCaption {
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let s = self
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(dir) = s.model_dir.clone().filter(|d| !d.is_empty()) else {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["model-dir is not set: point it at a Florence-2 model directory"]
+            ));
+        };
+        if s.backend == Backend::Hailo {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["backend=hailo: this build has no Hailo support (cargo feature `hailo`)"]
+            ));
+        }
+        let mut options = SessionOptions {
+            variant: s.variant.clone(),
+            ort_library: s.ort_library.clone().map(Into::into),
+            ..SessionOptions::default()
+        };
+        if s.threads > 0 {
+            options.intra_threads = s.threads as usize;
+        }
+        let florence = Florence::load(std::path::Path::new(&dir), options).map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ["cannot load Florence-2 model from {}: {}", dir, e]
+            )
+        })?;
+        // A bad prompt/task combination is a settings error too, not a per-frame failure.
+        let req = s.request();
+        florence
+            .prompt_ids(req.task, &req.input, 64, 64)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        florence
+            .decode_params(&req.options)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+        let model_name = std::path::Path::new(&dir)
+            .file_name()
+            .map_or_else(|| dir.clone(), |n| n.to_string_lossy().into_owned());
+        let florence = Arc::new(florence);
+        let shared = Arc::new(Shared {
+            latest: Mutex::new(None),
+            busy: AtomicBool::new(false),
+            generation: AtomicU64::new(0),
+            serial: AtomicU64::new(0),
+        });
+        let worker =
+            (s.mode == Mode::Live).then(|| self.spawn_worker(&florence, &shared, &model_name));
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
+            florence,
+            model_name,
+            info: None,
+            shared,
+            worker,
+            last_dispatch: None,
+            last_thumb: None,
+            last_attached: 0,
+        });
+        gst::info!(CAT, imp = self, "loaded model {}", dir);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let Some(state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            // Results of a job still running are dropped; dropping the sender ends the worker.
+            state.shared.generation.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
+        let info = gst_video::VideoInfo::from_caps(incaps)
+            .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {}", incaps))?;
+        if let Some(state) = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            state.info = Some(info);
+        }
+        Ok(())
+    }
+
+    fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::FlushStop(_) = event.view()
+            && let Some(state) = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_mut()
+        {
+            state.shared.generation.fetch_add(1, Ordering::SeqCst);
+            *state
+                .shared
+                .latest
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+            state.last_thumb = None;
+            state.last_dispatch = None;
+        }
+        self.parent_sink_event(event)
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let settings = self
+            .settings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = guard.as_mut() else {
+            return Err(gst::FlowError::Flushing);
+        };
+        let Some(info) = state.info.clone() else {
+            gst::element_imp_error!(
+                self,
+                gst::CoreError::Negotiation,
+                ["no caps before the first buffer"]
+            );
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let pts = buf.pts();
+        match settings.mode {
+            Mode::EveryFrame => {
+                let image = frame_to_rgb(buf, &info).map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+                let florence = state.florence.clone();
+                let model = state.model_name.clone();
+                let serial = state.shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
+                drop(guard);
+                match florence.run(&image, &settings.request()) {
+                    Ok(out) => {
+                        let cap = Caption::from_output(&out, pts, serial);
+                        self.publish(&cap, &model);
+                        attach(buf, &cap, &model, true);
+                    }
+                    Err(e) => {
+                        gst::element_imp_warning!(
+                            self,
+                            gst::LibraryError::Failed,
+                            ["inference failed: {}", e]
+                        );
+                    }
+                }
+            }
+            Mode::Live => {
+                self.maybe_dispatch(state, &settings, buf, &info, pts);
+                let latest = state
+                    .shared
+                    .latest
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(cap) = latest {
+                    let fresh = cap.serial != state.last_attached;
+                    state.last_attached = cap.serial;
+                    attach(buf, &cap, &state.model_name, fresh);
+                }
+            }
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+fn attach(buf: &mut gst::BufferRef, cap: &Caption, model: &str, fresh: bool) {
+    match gst::meta::CustomMeta::add(buf, META_NAME) {
+        Ok(mut meta) => {
+            let s = cap.structure(META_NAME, model, fresh);
+            let dst = meta.mut_structure();
+            for (name, value) in s.iter() {
+                dst.set_value(name, value.clone());
+            }
+        }
+        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
+    }
+}
+
+impl FlorenceCaption {
+    fn publish(&self, cap: &Caption, model: &str) {
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.last_caption = cap.text.clone();
+            stats.captions_total += 1;
+            stats.last_latency_ms = cap.inference_ms;
+        }
+        let msg = gst::message::Element::builder(cap.structure(MESSAGE_NAME, model, true))
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(msg);
+    }
+
+    fn spawn_worker(
+        &self,
+        florence: &Arc<Florence>,
+        shared: &Arc<Shared>,
+        model: &str,
+    ) -> SyncSender<Job> {
+        let (tx, rx) = sync_channel::<Job>(1);
+        let florence = florence.clone();
+        let shared = shared.clone();
+        let model = model.to_owned();
+        let element = self.obj().downgrade();
+        std::thread::Builder::new()
+            .name("florence-worker".into())
+            .spawn(move || {
+                for job in rx {
+                    let result = florence.run(&job.image, &job.request);
+                    let Some(element) = element.upgrade() else {
+                        break;
+                    };
+                    let imp = element.imp();
+                    match result {
+                        Ok(out) if shared.generation.load(Ordering::SeqCst) == job.generation => {
+                            let serial = shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
+                            let cap = Caption::from_output(&out, job.pts, serial);
+                            *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some(cap.clone());
+                            imp.publish(&cap, &model);
+                        }
+                        Ok(_) => {
+                            gst::debug!(CAT, imp = imp, "dropping a result from before a flush")
+                        }
+                        Err(e) => gst::element_imp_warning!(
+                            imp,
+                            gst::LibraryError::Failed,
+                            ["inference failed: {}", e]
+                        ),
+                    }
+                    shared.busy.store(false, Ordering::SeqCst);
+                }
+            })
+            .expect("spawning the florence worker thread");
+        tx
+    }
+
+    /// Live mode: hand the frame to the worker if it is free and the interval and
+    /// similarity settings allow; count it as skipped otherwise.
+    fn maybe_dispatch(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        buf: &gst::BufferRef,
+        info: &gst_video::VideoInfo,
+        pts: Option<gst::ClockTime>,
+    ) {
+        let skipped = |imp: &Self| {
+            imp.stats
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .frames_skipped += 1
+        };
+        let Some(tx) = state.worker.as_ref() else {
+            return;
+        };
+        if state.shared.busy.load(Ordering::SeqCst) {
+            return skipped(self);
+        }
+        let interval = std::time::Duration::from_millis(settings.inference_interval_ms);
+        if state.last_dispatch.is_some_and(|t| t.elapsed() < interval) {
+            return skipped(self);
+        }
+        let image = match frame_to_rgb(buf, info) {
+            Ok(i) => i,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "cannot read frame: {e}");
+                return skipped(self);
+            }
+        };
+        if settings.skip_similar > 0.0 {
+            let thumb = thumbnail(&image);
+            if let Some(prev) = &state.last_thumb
+                && mean_abs_diff(prev, &thumb) < settings.skip_similar
+            {
+                return skipped(self);
+            }
+            state.last_thumb = Some(thumb);
+        }
+        let job = Job {
+            image,
+            pts,
+            request: settings.request(),
+            generation: state.shared.generation.load(Ordering::SeqCst),
+        };
+        state.shared.busy.store(true, Ordering::SeqCst);
+        match tx.try_send(job) {
+            Ok(()) => state.last_dispatch = Some(Instant::now()),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                state.shared.busy.store(false, Ordering::SeqCst);
+                skipped(self);
+            }
+        }
+    }
+}
+
+/// 32x32 grayscale thumbnail (box average) for the skip-similar comparison.
+fn thumbnail(img: &RgbImage) -> Vec<u8> {
+    const N: usize = 32;
+    let (w, h) = (img.width as usize, img.height as usize);
+    let mut out = vec![0u8; N * N];
+    for ty in 0..N {
+        for tx in 0..N {
+            let (x0, x1) = (tx * w / N, ((tx + 1) * w / N).max(tx * w / N + 1).min(w));
+            let (y0, y1) = (ty * h / N, ((ty + 1) * h / N).max(ty * h / N + 1).min(h));
+            let (mut sum, mut n) = (0u64, 0u64);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let p = &img.data[(y * w + x) * 3..(y * w + x) * 3 + 3];
+                    sum += (p[0] as u64 * 299 + p[1] as u64 * 587 + p[2] as u64 * 114) / 1000;
+                    n += 1;
+                }
+            }
+            out[ty * N + tx] = (sum / n.max(1)) as u8;
+        }
+    }
+    out
+}
+
+fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
+    let total: u64 = a.iter().zip(b).map(|(x, y)| x.abs_diff(*y) as u64).sum();
+    total as f64 / a.len().max(1) as f64
+}
+
+/// Reads a mapped video frame as RGB (converting YUV formats with the caps' colorimetry).
+fn frame_to_rgb(buf: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<RgbImage, String> {
+    use gst_video::VideoFormat;
+    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
+        .map_err(|_| "cannot map the video frame".to_owned())?;
+    let (w, h) = (info.width(), info.height());
+    let layout = match info.format() {
+        VideoFormat::Rgb => Some(Layout::Rgb),
+        VideoFormat::Bgr => Some(Layout::Bgr),
+        VideoFormat::Rgba => Some(Layout::Rgba),
+        VideoFormat::Bgra => Some(Layout::Bgra),
+        VideoFormat::Rgbx => Some(Layout::Rgbx),
+        VideoFormat::Bgrx => Some(Layout::Bgrx),
+        VideoFormat::Gray8 => Some(Layout::Gray),
+        _ => None,
+    };
+    if let Some(layout) = layout {
+        let data = frame.plane_data(0).map_err(|e| e.to_string())?;
+        let stride = frame.plane_stride()[0] as usize;
+        return RgbImage::from_layout(w, h, layout, data, stride).map_err(|e| e.to_string());
+    }
+    // YUV: let GStreamer convert with the stream's colorimetry.
+    let out_info = gst_video::VideoInfo::builder(VideoFormat::Rgb, w, h)
+        .fps(info.fps())
+        .par(info.par())
+        .build()
+        .map_err(|e| e.to_string())?;
+    let converter =
+        gst_video::VideoConverter::new(info, &out_info, None).map_err(|e| e.to_string())?;
+    let mut out = gst::Buffer::with_size(out_info.size()).map_err(|e| e.to_string())?;
+    {
+        let out_ref = out.get_mut().ok_or("cannot write the conversion buffer")?;
+        let mut out_frame = gst_video::VideoFrameRef::from_buffer_ref_writable(out_ref, &out_info)
+            .map_err(|_| "cannot map the conversion buffer".to_owned())?;
+        converter.frame_ref(&frame, &mut out_frame);
+        let data = out_frame.plane_data(0).map_err(|e| e.to_string())?;
+        let stride = out_frame.plane_stride()[0] as usize;
+        RgbImage::from_layout(w, h, Layout::Rgb, data, stride).map_err(|e| e.to_string())
+    }
+}

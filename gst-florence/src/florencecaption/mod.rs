@@ -1,0 +1,130 @@
+//! `florencecaption`: Florence-2 on video buffers, results as buffer metadata.
+//!
+//! ```sh
+//! gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=480 ! \
+//!   florencecaption model-dir=tests/fixtures/tiny-florence2 ! videoconvert ! autovideosink
+//! ```
+//!
+//! Each result is attached to buffers as a `GstCustomMeta` named
+//! `FlorenceCaptionMeta` (read it from C or Python with
+//! `gst_buffer_get_custom_meta(buf, "FlorenceCaptionMeta")`) and posted on the
+//! bus as an element message named `florence-caption`, both with the fields
+//! `task`, `text`, `result` (JSON), `inference-time-ms`, `model`, `frame-pts`,
+//! `fresh` and `age-ms`.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+/// Name of the custom meta carrying results.
+pub const META_NAME: &str = "FlorenceCaptionMeta";
+/// Name of the element message posted for every new result.
+pub const MESSAGE_NAME: &str = "florence-caption";
+
+glib::wrapper! {
+    pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)
+        @extends gst_base::BaseTransform, gst::Element, gst::Object;
+}
+
+/// When frames are analysed.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFlorenceCaptionMode")]
+pub enum Mode {
+    /// Buffers never wait for inference: a worker analyses the newest frame when
+    /// it is free; every buffer carries the latest result and its age.
+    #[enum_value(name = "Live: never hold buffers back", nick = "live")]
+    Live = 0,
+    /// Every buffer is analysed and leaves with its own result (offline files, florenced).
+    #[enum_value(name = "Every frame: analyse each buffer", nick = "every-frame")]
+    EveryFrame = 1,
+}
+
+/// Which inference backend to use.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFlorenceCaptionBackend")]
+pub enum Backend {
+    #[enum_value(name = "Auto: Hailo if available, else ONNX Runtime", nick = "auto")]
+    Auto = 0,
+    #[enum_value(name = "ONNX Runtime on the CPU", nick = "onnx")]
+    Onnx = 1,
+    #[enum_value(name = "Hailo-10H NPU", nick = "hailo")]
+    Hailo = 2,
+}
+
+/// The Florence-2 task, as an element property.
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFlorenceCaptionTask")]
+pub enum TaskProp {
+    #[enum_value(name = "<CAPTION>", nick = "caption")]
+    Caption = 0,
+    #[enum_value(name = "<DETAILED_CAPTION>", nick = "detailed-caption")]
+    DetailedCaption,
+    #[enum_value(name = "<MORE_DETAILED_CAPTION>", nick = "more-detailed-caption")]
+    MoreDetailedCaption,
+    #[enum_value(name = "<OCR>", nick = "ocr")]
+    Ocr,
+    #[enum_value(name = "<OCR_WITH_REGION>", nick = "ocr-with-region")]
+    OcrWithRegion,
+    #[enum_value(name = "<OD>", nick = "od")]
+    Od,
+    #[enum_value(name = "<DENSE_REGION_CAPTION>", nick = "dense-region-caption")]
+    DenseRegionCaption,
+    #[enum_value(name = "<REGION_PROPOSAL>", nick = "region-proposal")]
+    RegionProposal,
+    #[enum_value(
+        name = "<CAPTION_TO_PHRASE_GROUNDING> (prompt: the caption)",
+        nick = "caption-to-phrase-grounding"
+    )]
+    CaptionToPhraseGrounding,
+    #[enum_value(
+        name = "<REFERRING_EXPRESSION_SEGMENTATION> (prompt: the expression)",
+        nick = "referring-expression-segmentation"
+    )]
+    ReferringExpressionSegmentation,
+    #[enum_value(
+        name = "<OPEN_VOCABULARY_DETECTION> (prompt: the category)",
+        nick = "open-vocabulary-detection"
+    )]
+    OpenVocabularyDetection,
+    #[enum_value(name = "VQA (prompt: the question)", nick = "vqa")]
+    Vqa,
+}
+
+impl TaskProp {
+    pub fn task(self) -> crate::engine::task::Task {
+        use crate::engine::task::Task;
+        match self {
+            TaskProp::Caption => Task::Caption,
+            TaskProp::DetailedCaption => Task::DetailedCaption,
+            TaskProp::MoreDetailedCaption => Task::MoreDetailedCaption,
+            TaskProp::Ocr => Task::Ocr,
+            TaskProp::OcrWithRegion => Task::OcrWithRegion,
+            TaskProp::Od => Task::Od,
+            TaskProp::DenseRegionCaption => Task::DenseRegionCaption,
+            TaskProp::RegionProposal => Task::RegionProposal,
+            TaskProp::CaptionToPhraseGrounding => Task::CaptionToPhraseGrounding,
+            TaskProp::ReferringExpressionSegmentation => Task::ReferringExpressionSegmentation,
+            TaskProp::OpenVocabularyDetection => Task::OpenVocabularyDetection,
+            TaskProp::Vqa => Task::Vqa,
+        }
+    }
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    if !gst::meta::CustomMeta::is_registered(META_NAME) {
+        gst::meta::CustomMeta::register(META_NAME, &[]);
+    }
+    Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    Backend::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    TaskProp::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    gst::Element::register(
+        Some(plugin),
+        "florencecaption",
+        gst::Rank::NONE,
+        FlorenceCaption::static_type(),
+    )
+}
