@@ -411,13 +411,13 @@ impl BaseTransformImpl for FlorenceCaption {
         let Some(dir) = s.model_dir.clone().filter(|d| !d.is_empty()) else {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                ["model-dir is not set: point it at a Florence-2 model directory"]
+                ("model-dir is not set: point it at a Florence-2 model directory")
             ));
         };
         if s.backend == Backend::Hailo {
             return Err(gst::error_msg!(
                 gst::LibraryError::Settings,
-                ["backend=hailo: this build has no Hailo support (cargo feature `hailo`)"]
+                ("backend=hailo: this build has no Hailo support (cargo feature `hailo`)")
             ));
         }
         let mut options = SessionOptions {
@@ -431,17 +431,17 @@ impl BaseTransformImpl for FlorenceCaption {
         let florence = Florence::load(std::path::Path::new(&dir), options).map_err(|e| {
             gst::error_msg!(
                 gst::LibraryError::Settings,
-                ["cannot load Florence-2 model from {}: {}", dir, e]
+                ("cannot load Florence-2 model from {}: {}", dir, e)
             )
         })?;
         // A bad prompt/task combination is a settings error too, not a per-frame failure.
         let req = s.request();
         florence
             .prompt_ids(req.task, &req.input, 64, 64)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         florence
             .decode_params(&req.options)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ["{}", e]))?;
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         let model_name = std::path::Path::new(&dir)
             .file_name()
             .map_or_else(|| dir.clone(), |n| n.to_string_lossy().into_owned());
@@ -533,7 +533,11 @@ impl BaseTransformImpl for FlorenceCaption {
         match settings.mode {
             Mode::EveryFrame => {
                 let image = frame_to_rgb(buf, &info).map_err(|e| {
-                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ("cannot read the frame: {}", e)
+                    );
                     gst::FlowError::Error
                 })?;
                 let florence = state.florence.clone();
