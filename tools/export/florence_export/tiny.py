@@ -219,12 +219,15 @@ def make_batch(rng, tok: PreTrainedTokenizerFast, batch: int, size: int, num_ima
     return torch.stack(pixels), input_ids, attention, labels
 
 
-def train(model, tok, seed: int, steps: int, batch: int, log=print) -> list[float]:
+def train(model, tok, seed: int, steps: int, batch: int, log=print, lr: float = LR,
+          curriculum_share: float = 0.3, warmup_share: float = 0.1) -> list[float]:
+    """AdamW, linear warm-up then cosine decay; the first `curriculum_share` of the
+    steps use only the short, image-dependent WARMUP_TASKS."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
-    warmup = max(1, steps // 10)
-    curriculum = steps * 3 // 10
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    warmup = max(1, int(steps * warmup_share))
+    curriculum = int(steps * curriculum_share)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
