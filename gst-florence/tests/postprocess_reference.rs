@@ -7,21 +7,8 @@ use gstflorence::engine::postprocess::PostProcessor;
 use gstflorence::engine::task::Task;
 use serde_json::Value;
 
-/// Numbers compared as f64 (the reference has ints, the engine f64 of integral value).
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() < 1e-3
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
-}
+mod common;
+use common::same;
 
 #[test]
 fn matches_the_reference_post_processor() {

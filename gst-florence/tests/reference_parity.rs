@@ -11,6 +11,9 @@ use gstflorence::engine::preprocess;
 use gstflorence::engine::task::{Task, TaskInput};
 use serde_json::Value;
 
+mod common;
+use common::same;
+
 fn fixtures() -> PathBuf {
     std::env::var_os("FLORENCE_FIXTURES")
         .map(PathBuf::from)
@@ -46,21 +49,6 @@ fn image(name: &str) -> preprocess::RgbImage {
         &ImageLimits::default(),
     )
     .unwrap()
-}
-
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            (x.as_f64().unwrap_or(f64::NAN) - y.as_f64().unwrap_or(f64::NAN)).abs() < 1e-3
-        }
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 #[test]

@@ -13,7 +13,7 @@ use ort::value::Tensor;
 
 use super::config::ModelFiles;
 use super::model_dir::{self, ModelError, SessionOptions};
-use super::pipeline::EngineError;
+use super::pipeline::{EngineError, ort_err};
 use super::preprocess::{self, RgbImage};
 use super::signature::Graph;
 
@@ -100,39 +100,32 @@ pub struct OnnxStandIns {
     window: usize,
 }
 
-fn run_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
-    move |e| EngineError::Inference {
-        stage,
-        message: e.to_string(),
-    }
-}
-
 impl StaticGraphs for OnnxStandIns {
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
         let input = Tensor::from_array(([1usize, 1, self.n, self.d], embeds.to_vec()))
-            .map_err(run_err("hailo text encoder"))?;
+            .map_err(ort_err("hailo text encoder"))?;
         let out = self
             .text_encoder
             .run(ort::inputs! {"inputs_embeds" => input})
-            .map_err(run_err("hailo text encoder"))?;
+            .map_err(ort_err("hailo text encoder"))?;
         let (_, data) = out["last_hidden_state"]
             .try_extract_tensor::<f32>()
-            .map_err(run_err("hailo text encoder"))?;
+            .map_err(ort_err("hailo text encoder"))?;
         Ok(data.to_vec())
     }
 
     fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError> {
         let s = Tensor::from_array(([1usize, 1, self.n, self.d], states.to_vec()))
-            .map_err(run_err("hailo decoder"))?;
+            .map_err(ort_err("hailo decoder"))?;
         let w = Tensor::from_array(([1usize, 1, self.window, self.d], window.to_vec()))
-            .map_err(run_err("hailo decoder"))?;
+            .map_err(ort_err("hailo decoder"))?;
         let out = self
             .decoder
             .run(ort::inputs! {"encoder_hidden_states" => s, "inputs_embeds" => w})
-            .map_err(run_err("hailo decoder"))?;
+            .map_err(ort_err("hailo decoder"))?;
         let (_, data) = out["logits"]
             .try_extract_tensor::<f32>()
-            .map_err(run_err("hailo decoder"))?;
+            .map_err(ort_err("hailo decoder"))?;
         Ok(data.to_vec())
     }
 }
@@ -254,14 +247,14 @@ impl<G: StaticGraphs> HailoSplit<G> {
             self.image_size,
             self.image_size,
         );
-        let input = Tensor::from_array((shape, pixels)).map_err(run_err("vision encoder"))?;
+        let input = Tensor::from_array((shape, pixels)).map_err(ort_err("vision encoder"))?;
         let out = self
             .vision
             .run(ort::inputs! {"pixel_values" => input})
-            .map_err(run_err("vision encoder"))?;
+            .map_err(ort_err("vision encoder"))?;
         let (_, feats) = out["image_features"]
             .try_extract_tensor::<f32>()
-            .map_err(run_err("vision encoder"))?;
+            .map_err(ort_err("vision encoder"))?;
         let mut embeds = feats.to_vec();
         drop(out);
         embeds.extend_from_slice(&self.caption_embedding.data);

@@ -52,7 +52,7 @@ pub enum EngineError {
     },
 }
 
-fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
+pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
     move |e| EngineError::Inference {
         stage,
         message: e.to_string(),
