@@ -547,6 +547,8 @@ struct OnnxDecoder<'a> {
     /// Per layer: encoder key, encoder value (from the first step).
     enc_kv: Vec<DynValue>,
     logits: Vec<f32>,
+    /// Encoder states and mask repeated for the current batch, built once per batch size.
+    encoder_batch: Option<(usize, DynValue, DynValue)>,
     first_step: Option<Duration>,
     past_names: Vec<[String; 4]>,
     present_names: Vec<[String; 4]>,
@@ -573,6 +575,7 @@ impl<'a> OnnxDecoder<'a> {
             past: Vec::new(),
             enc_kv: Vec::new(),
             logits: Vec::new(),
+            encoder_batch: None,
             first_step: None,
             past_names: (0..layers)
                 .map(|i| cache_names("past_key_values", i))
@@ -638,7 +641,13 @@ impl StepModel for OnnxDecoder<'_> {
         let embeds = Tensor::from_array(([n, 1, self.d_model], embeds))
             .map_err(ort_err("decoder"))?
             .into_dyn();
-        let (states, mask) = self.encoder_inputs(n)?;
+        if self.encoder_batch.as_ref().is_none_or(|(b, _, _)| *b != n) {
+            let (states, mask) = self.encoder_inputs(n)?;
+            self.encoder_batch = Some((n, states, mask));
+        }
+        let Some((_, states, mask)) = self.encoder_batch.as_ref() else {
+            return Err(missing("decoder", "encoder_hidden_states"));
+        };
         let use_cache = Tensor::from_array(([1usize], vec![!first]))
             .map_err(ort_err("decoder"))?
             .into_dyn();
@@ -654,8 +663,8 @@ impl StepModel for OnnxDecoder<'_> {
             }
         }
         let mut inputs: Vec<(Cow<'_, str>, SessionInputValue<'_>)> = vec![
-            (Cow::Borrowed("encoder_attention_mask"), (&mask).into()),
-            (Cow::Borrowed("encoder_hidden_states"), (&states).into()),
+            (Cow::Borrowed("encoder_attention_mask"), mask.into()),
+            (Cow::Borrowed("encoder_hidden_states"), states.into()),
             (Cow::Borrowed("inputs_embeds"), (&embeds).into()),
             (Cow::Borrowed("use_cache_branch"), (&use_cache).into()),
         ];
