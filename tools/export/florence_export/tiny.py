@@ -43,7 +43,8 @@ STD = [0.229, 0.224, 0.225]
 IMAGE_SIZE = int(os.environ.get("FLORENCE_TINY_IMAGE_SIZE", 384))
 D_MODEL = int(os.environ.get("FLORENCE_TINY_D_MODEL", 128))
 LR = float(os.environ.get("FLORENCE_TINY_LR", 5e-4))
-DEFAULT_STEPS = 2400
+AUX_WEIGHT = float(os.environ.get("FLORENCE_TINY_AUX_WEIGHT", 1.0))
+DEFAULT_STEPS = 2000
 DEFAULT_BATCH = 16
 
 
@@ -192,7 +193,8 @@ WARMUP_TASKS = [synthetic.VQA_TASK, synthetic.VQA_TASK, synthetic.VQA_TASK, "<RE
 
 def make_batch(rng, tok: PreTrainedTokenizerFast, batch: int, size: int, num_image_tokens: int, tasks=None):
     tasks = tasks or synthetic.ALL_TASKS + [synthetic.VQA_TASK]
-    pixels, prompts, targets = [], [], []
+    pixels, prompts, targets, aux = [], [], [], []
+    colors = list(synthetic.COLORS)
     while len(pixels) < batch:
         w = rng.choice([size, 640, 480, 320, 800, 256, 1000, 64])
         h = rng.choice([size, 480, 640, 240, 600, 256, 1000, 64])
@@ -204,6 +206,13 @@ def make_batch(rng, tok: PreTrainedTokenizerFast, batch: int, size: int, num_ima
         pixels.append(pixel_tensor(synthetic.render(scene), size))
         prompts.append(construct_prompt(prompt))
         targets.append(target)
+        first = scene.objects[0] if scene.objects else None
+        aux.append([
+            colors.index(scene.background),
+            colors.index(first.color) if first else len(colors),
+            synthetic.SHAPES.index(first.shape) if first else len(synthetic.SHAPES),
+            int(scene.text is not None),
+        ])
     image_tok = tok.convert_tokens_to_ids(IMAGE_TOKEN)
     enc = [[image_tok] * num_image_tokens + tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
     lab = [tok(t, add_special_tokens=True)["input_ids"] for t in targets]
@@ -216,7 +225,7 @@ def make_batch(rng, tok: PreTrainedTokenizerFast, batch: int, size: int, num_ima
         input_ids[i, : len(e)] = torch.tensor(e)
         attention[i, : len(e)] = 1
         labels[i, : len(l_)] = torch.tensor(l_)
-    return torch.stack(pixels), input_ids, attention, labels
+    return torch.stack(pixels), input_ids, attention, labels, torch.tensor(aux)
 
 
 def train(model, tok, seed: int, steps: int, batch: int, log=print, lr: float = LR,
@@ -225,34 +234,52 @@ def train(model, tok, seed: int, steps: int, batch: int, log=print, lr: float = 
     steps use only the short, image-dependent WARMUP_TASKS."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    # Auxiliary heads on the mean image feature (background colour, first object's
+    # colour and shape, text present), dropped after training: they give the vision
+    # tower a direct signal, which the caption loss alone did not (it learned the
+    # task templates and left the image features nearly constant).
+    d = model.config.text_config.d_model
+    n_col, n_shape = len(synthetic.COLORS), len(synthetic.SHAPES)
+    heads = torch.nn.ModuleList([
+        torch.nn.Linear(d, n_col), torch.nn.Linear(d, n_col + 1), torch.nn.Linear(d, n_shape + 1),
+        torch.nn.Linear(d, 2),
+    ])
+    opt = torch.optim.AdamW(list(model.parameters()) + list(heads.parameters()), lr=lr, weight_decay=0.01)
     warmup = max(1, int(steps * warmup_share))
     curriculum = int(steps * curriculum_share)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps)))
     )
     model.train()
-    losses = []
+    losses, aux_losses = [], []
     t0 = time.time()
     for step in range(steps):
         size = IMAGE_SIZE
         n_img = (size // 32) ** 2 + 1
         tasks = WARMUP_TASKS if step < curriculum else None
-        pv, ids, att, labels = make_batch(rng, tok, batch, size, n_img, tasks)
-        out = model(input_ids=ids, pixel_values=pv, attention_mask=att, labels=labels)
+        pv, ids, att, labels, aux = make_batch(rng, tok, batch, size, n_img, tasks)
+        # The image features are computed once and merged as transformers does, so the
+        # auxiliary heads and the caption loss share them.
+        feats = model.model.get_image_features(pixel_values=pv).pooler_output
+        embeds = model.get_input_embeddings()(ids)
+        embeds = embeds.masked_scatter((ids == model.config.image_token_id)[..., None], feats.to(embeds.dtype))
+        out = model(inputs_embeds=embeds, attention_mask=att, labels=labels)
+        pooled = feats.mean(dim=1)
+        aux_loss = sum(torch.nn.functional.cross_entropy(h(pooled), aux[:, i]) for i, h in enumerate(heads))
         opt.zero_grad()
-        out.loss.backward()
+        (out.loss + AUX_WEIGHT * aux_loss).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         losses.append(float(out.loss))
+        aux_losses.append(float(aux_loss))
         if step % 50 == 0 or step == steps - 1:
             # How much the loss rises when each target gets another sample's image and
             # prompt: near zero means the decoder ignores the encoder.
             with torch.no_grad():
                 perm = torch.roll(torch.arange(batch), 1)
                 shuffled = model(input_ids=ids[perm], pixel_values=pv[perm], attention_mask=att[perm], labels=labels)
-            log(f"step {step:5d}  loss {np.mean(losses[-50:]):.4f}  "
+            log(f"step {step:5d}  loss {np.mean(losses[-50:]):.4f}  aux {np.mean(aux_losses[-50:]):.3f}  "
                 f"conditioning gap {float(shuffled.loss) - float(out.loss):+.3f}  {time.time() - t0:.0f}s")
     model.eval()
     return losses
