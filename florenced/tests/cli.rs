@@ -1,0 +1,98 @@
+//! `florenced run` as a user runs it: the README's main job, and clear failures.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn florenced() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_florenced"))
+}
+
+#[test]
+fn run_prints_the_reference_result_as_json() {
+    let refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/references.json")).unwrap(),
+    )
+    .unwrap();
+    let case = refs["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["image"] == "scene_640x480" && c["task"] == "<OD>")
+        .unwrap();
+    let out = florenced()
+        .current_dir(root())
+        .args([
+            "run",
+            "--model-dir",
+            "tests/fixtures/tiny-florence2",
+            "--task",
+            "od",
+            "--threads",
+            "1",
+            "--max-new-tokens",
+        ])
+        .arg(case["max_new_tokens"].to_string())
+        .arg("tests/fixtures/images/scene_640x480.png")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["task"], "<OD>");
+    let want = &case["beam3"]["parsed"];
+    let got = &line["result"];
+    assert_eq!(got["labels"], want["labels"]);
+    let as_f64 = |v: &serde_json::Value| -> Vec<f64> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()))
+            .collect()
+    };
+    assert_eq!(as_f64(&got["bboxes"]), as_f64(&want["bboxes"]));
+    assert!(line["token_count"].as_u64().unwrap() >= 1);
+}
+
+#[test]
+fn bad_inputs_exit_non_zero_with_a_message() {
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["run", "--model-dir", "/nonexistent", "x.png"],
+            "/nonexistent",
+        ),
+        (
+            &[
+                "run",
+                "--model-dir",
+                "tests/fixtures/tiny-florence2",
+                "--task",
+                "<NOPE>",
+                "tests/fixtures/images/pixel_1x1.png",
+            ],
+            "unknown task",
+        ),
+        (
+            &[
+                "run",
+                "--model-dir",
+                "tests/fixtures/tiny-florence2",
+                "Cargo.toml",
+            ],
+            "cannot read image Cargo.toml",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = florenced().current_dir(root()).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
