@@ -146,6 +146,8 @@ pub struct Florence {
     vqa_template: String,
     sessions: Mutex<Sessions>,
     options: SessionOptions,
+    /// The graphs take float16 activations (`_fp16` variants).
+    float16: bool,
 }
 
 impl std::fmt::Debug for Florence {
@@ -203,9 +205,15 @@ impl Florence {
             .and_then(|v| v.get("vqa_prompt_template")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_VQA_TEMPLATE.to_owned());
         let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
-        let open = |g| -> Result<Session, ModelError> {
+        let mut kinds = Vec::new();
+        let mut open = |g| -> Result<Session, ModelError> {
             let s = model_dir::open_graph(&runtime, &files, g, &options)?;
-            require_f32(&s, model_dir::graph_path(dir, g, &options.variant))?;
+            if g != Graph::EmbedTokens {
+                kinds.push((
+                    g,
+                    float16_inputs(&s, model_dir::graph_path(dir, g, &options.variant))?,
+                ));
+            }
             Ok(s)
         };
         let sessions = Sessions {
@@ -214,6 +222,13 @@ impl Florence {
             encoder: open(Graph::Encoder)?,
             decoder: open(Graph::DecoderMerged)?,
         };
+        let float16 = kinds.first().is_some_and(|k| k.1);
+        if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
+            return Err(ModelError::Load {
+                path: model_dir::graph_path(dir, *g, &options.variant),
+                reason: "its float inputs differ in precision from the vision encoder's".into(),
+            });
+        }
         Ok(Florence {
             files,
             tokenizer,
@@ -221,6 +236,7 @@ impl Florence {
             vqa_template,
             sessions: Mutex::new(sessions),
             options,
+            float16,
         })
     }
 
@@ -354,7 +370,7 @@ impl Florence {
         let s = &mut *guard;
 
         let t = Instant::now();
-        let features = run_vision(&mut s.vision, pixels, shape)?;
+        let features = run_vision(&mut s.vision, pixels, shape, self.float16)?;
         timings.vision_ms = ms(t.elapsed());
 
         let t = Instant::now();
@@ -362,7 +378,7 @@ impl Florence {
         timings.encoder_ms = ms(t.elapsed());
 
         let t = Instant::now();
-        let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files)?;
+        let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files, self.float16)?;
         let decoded: Decoded = generate::decode(&mut step, &params)?;
         let first = step.first_step.unwrap_or_default();
         drop(step);
@@ -408,7 +424,7 @@ impl Florence {
         let mut joined = Vec::with_capacity(total * d);
         joined.extend_from_slice(&features.data);
         joined.extend_from_slice(&embeds);
-        let input = Tensor::from_array(([1usize, total, d], joined)).map_err(ort_err("encoder"))?;
+        let input = float_tensor("encoder", vec![1, total, d], joined, self.float16)?;
         let mask =
             Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_err("encoder"))?;
         let mut out = s
@@ -433,23 +449,80 @@ impl Florence {
     }
 }
 
-fn require_f32(session: &Session, path: PathBuf) -> Result<(), ModelError> {
-    for i in session.inputs() {
-        if let ValueType::Tensor {
-            ty: TensorElementType::Float16,
-            ..
-        } = i.dtype()
-        {
-            return Err(ModelError::Load {
-                path,
-                reason: format!(
-                    "input `{}` is float16; this engine runs float32 and int8-quantized graphs (use the fp32 or _quantized variant)",
-                    i.name()
-                ),
-            });
-        }
+/// Whether a graph takes float16 activations (the `_fp16` variants), checked to be
+/// consistent over all its float inputs.
+fn float16_inputs(session: &Session, path: PathBuf) -> Result<bool, ModelError> {
+    let mut kinds = session.inputs().iter().filter_map(|i| match i.dtype() {
+        ValueType::Tensor { ty, .. } if *ty == TensorElementType::Float16 => Some(true),
+        ValueType::Tensor { ty, .. } if *ty == TensorElementType::Float32 => Some(false),
+        _ => None,
+    });
+    let first = kinds.next().unwrap_or(false);
+    if kinds.any(|k| k != first) {
+        return Err(ModelError::Load {
+            path,
+            reason: "mixes float16 and float32 inputs".into(),
+        });
     }
-    Ok(())
+    Ok(first)
+}
+
+/// A float tensor in the element type the graph takes.
+fn float_tensor(
+    stage: &'static str,
+    shape: Vec<usize>,
+    data: Vec<f32>,
+    f16: bool,
+) -> Result<DynValue, EngineError> {
+    if f16 {
+        let half: Vec<half::f16> = data.into_iter().map(half::f16::from_f32).collect();
+        Ok(Tensor::from_array((shape, half))
+            .map_err(ort_err(stage))?
+            .into_dyn())
+    } else {
+        Ok(Tensor::from_array((shape, data))
+            .map_err(ort_err(stage))?
+            .into_dyn())
+    }
+}
+
+/// Shape and values of a float32 or float16 tensor, as f32.
+fn float_values(stage: &'static str, v: &DynValue) -> Result<(Vec<i64>, Vec<f32>), EngineError> {
+    if let Ok((shape, data)) = v.try_extract_tensor::<f32>() {
+        return Ok((shape.iter().copied().collect(), data.to_vec()));
+    }
+    let (shape, data) = v
+        .try_extract_tensor::<half::f16>()
+        .map_err(ort_err(stage))?;
+    Ok((
+        shape.iter().copied().collect(),
+        data.iter().map(|x| x.to_f32()).collect(),
+    ))
+}
+
+/// Rows `parents` of a tensor along its first axis, in its own element type.
+fn gather_rows(v: &DynValue, parents: &[usize]) -> Result<DynValue, EngineError> {
+    fn gather<T: ort::value::PrimitiveTensorElementType + Clone + std::fmt::Debug + 'static>(
+        v: &DynValue,
+        parents: &[usize],
+    ) -> Option<Result<DynValue, EngineError>> {
+        let (shape, data) = v.try_extract_tensor::<T>().ok()?;
+        let mut dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+        let row = data.len() / dims[0].max(1);
+        let mut out = Vec::with_capacity(parents.len() * row);
+        for &p in parents {
+            out.extend_from_slice(&data[p * row..(p + 1) * row]);
+        }
+        dims[0] = parents.len();
+        Some(
+            Tensor::from_array((dims, out))
+                .map(|t| t.into_dyn())
+                .map_err(ort_err("decoder")),
+        )
+    }
+    gather::<f32>(v, parents)
+        .or_else(|| gather::<half::f16>(v, parents))
+        .unwrap_or_else(|| Err(missing("decoder", "past key/value of a float type")))
 }
 
 fn missing(stage: &'static str, name: &str) -> EngineError {
@@ -490,17 +563,16 @@ fn run_vision(
     session: &mut Session,
     pixels: Vec<f32>,
     shape: [usize; 4],
+    f16: bool,
 ) -> Result<Features, EngineError> {
-    let input = Tensor::from_array((shape, pixels)).map_err(ort_err("vision encoder"))?;
+    let input = float_tensor("vision encoder", shape.to_vec(), pixels, f16)?;
     let out = session
         .run(ort::inputs! {"pixel_values" => input})
         .map_err(ort_err("vision encoder"))?;
     let v = out
         .get("image_features")
         .ok_or_else(|| missing("vision encoder", "image_features"))?;
-    let (shape, data) = v
-        .try_extract_tensor::<f32>()
-        .map_err(ort_err("vision encoder"))?;
+    let (shape, data) = float_values("vision encoder", v)?;
     if shape.len() != 3 || shape[0] != 1 || data.iter().any(|x| !x.is_finite()) {
         return Err(EngineError::Output {
             stage: "vision encoder",
@@ -509,7 +581,7 @@ fn run_vision(
         });
     }
     Ok(Features {
-        data: data.to_vec(),
+        data,
         tokens: shape[1] as usize,
         dim: shape[2] as usize,
     })
@@ -525,10 +597,7 @@ fn run_embed(session: &mut Session, ids: &[i64], rows: usize) -> Result<Vec<f32>
     let v = out
         .get("inputs_embeds")
         .ok_or_else(|| missing("embed tokens", "inputs_embeds"))?;
-    let (_, data) = v
-        .try_extract_tensor::<f32>()
-        .map_err(ort_err("embed tokens"))?;
-    Ok(data.to_vec())
+    Ok(float_values("embed tokens", v)?.1)
 }
 
 /// The merged decoder driven step by step, its cache fed back without copies
@@ -547,6 +616,7 @@ struct OnnxDecoder<'a> {
     /// Per layer: encoder key, encoder value (from the first step).
     enc_kv: Vec<DynValue>,
     logits: Vec<f32>,
+    float16: bool,
     /// Encoder states and mask repeated for the current batch, built once per batch size.
     encoder_batch: Option<(usize, DynValue, DynValue)>,
     first_step: Option<Duration>,
@@ -560,6 +630,7 @@ impl<'a> OnnxDecoder<'a> {
         hidden: DynValue,
         enc_len: usize,
         files: &ModelFiles,
+        float16: bool,
     ) -> Result<Self, EngineError> {
         let t = &files.model.text_config;
         let layers = t.decoder_layers;
@@ -575,6 +646,7 @@ impl<'a> OnnxDecoder<'a> {
             past: Vec::new(),
             enc_kv: Vec::new(),
             logits: Vec::new(),
+            float16,
             encoder_batch: None,
             first_step: None,
             past_names: (0..layers)
@@ -586,17 +658,17 @@ impl<'a> OnnxDecoder<'a> {
 
     /// Encoder states and mask repeated for `batch` hypotheses.
     fn encoder_inputs(&self, batch: usize) -> Result<(DynValue, DynValue), EngineError> {
-        let (_, data) = self
-            .hidden
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("decoder"))?;
+        let (_, data) = float_values("decoder", &self.hidden)?;
         let mut rep = Vec::with_capacity(batch * data.len());
         for _ in 0..batch {
-            rep.extend_from_slice(data);
+            rep.extend_from_slice(&data);
         }
-        let states = Tensor::from_array(([batch, self.enc_len, self.d_model], rep))
-            .map_err(ort_err("decoder"))?
-            .into_dyn();
+        let states = float_tensor(
+            "decoder",
+            vec![batch, self.enc_len, self.d_model],
+            rep,
+            self.float16,
+        )?;
         let mask = Tensor::from_array(([batch, self.enc_len], vec![1i64; batch * self.enc_len]))
             .map_err(ort_err("decoder"))?
             .into_dyn();
@@ -609,18 +681,7 @@ impl<'a> OnnxDecoder<'a> {
             return Ok(());
         }
         for v in &mut self.past {
-            let (shape, data) = v.try_extract_tensor::<f32>().map_err(ort_err("decoder"))?;
-            let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-            let row = data.len() / dims[0].max(1);
-            let mut out = Vec::with_capacity(parents.len() * row);
-            for &p in parents {
-                out.extend_from_slice(&data[p * row..(p + 1) * row]);
-            }
-            let mut new_dims = dims.clone();
-            new_dims[0] = parents.len();
-            *v = Tensor::from_array((new_dims, out))
-                .map_err(ort_err("decoder"))?
-                .into_dyn();
+            *v = gather_rows(v, parents)?;
         }
         Ok(())
     }
@@ -638,9 +699,7 @@ impl StepModel for OnnxDecoder<'_> {
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let embeds = run_embed(&mut self.s.embed, &ids, n)?;
-        let embeds = Tensor::from_array(([n, 1, self.d_model], embeds))
-            .map_err(ort_err("decoder"))?
-            .into_dyn();
+        let embeds = float_tensor("decoder", vec![n, 1, self.d_model], embeds, self.float16)?;
         if self.encoder_batch.as_ref().is_none_or(|(b, _, _)| *b != n) {
             let (states, mask) = self.encoder_inputs(n)?;
             self.encoder_batch = Some((n, states, mask));
@@ -652,9 +711,12 @@ impl StepModel for OnnxDecoder<'_> {
             .map_err(ort_err("decoder"))?
             .into_dyn();
         let empty = |s: &Self| {
-            Tensor::from_array(([n, s.heads, 0, s.head_dim], Vec::<f32>::new()))
-                .map(|t| t.into_dyn())
-                .map_err(ort_err("decoder"))
+            float_tensor(
+                "decoder",
+                vec![n, s.heads, 0, s.head_dim],
+                Vec::new(),
+                s.float16,
+            )
         };
         let mut placeholders = Vec::new();
         if first {
@@ -701,9 +763,7 @@ impl StepModel for OnnxDecoder<'_> {
         if first {
             self.enc_kv = new_enc;
         }
-        let (shape, data) = logits
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("decoder"))?;
+        let (shape, data) = float_values("decoder", &logits)?;
         if shape.len() != 3
             || shape[0] as usize != n
             || shape[1] != 1
@@ -715,8 +775,7 @@ impl StepModel for OnnxDecoder<'_> {
                 message: format!("shape {shape:?}, expected [{n}, 1, {}]", self.vocab),
             });
         }
-        self.logits.clear();
-        self.logits.extend_from_slice(data);
+        self.logits = data;
         if first {
             self.first_step = Some(t0.elapsed());
         }
