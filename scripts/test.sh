@@ -5,4 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
+# The plugin's cdylib (libgstflorence.so) is what gst-launch and the Python example
+# load; `cargo test` alone only builds the rlib the Rust tests link.
+cargo build --workspace --locked
 cargo test --workspace --locked --all-targets

@@ -12,7 +12,7 @@ fn python_pad_probe_reads_the_meta() {
     let plugin_dir = exe.parent().and_then(Path::parent).unwrap();
     assert!(
         plugin_dir.join("libgstflorence.so").is_file(),
-        "plugin not built in {}",
+        "libgstflorence.so not built in {} (run `cargo build` first, as scripts/test.sh does)",
         plugin_dir.display()
     );
     let out = Command::new("/usr/bin/python3")
