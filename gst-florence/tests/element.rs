@@ -176,3 +176,61 @@ fn live_mode_never_holds_buffers_back() {
     assert!(total >= fresh as u64);
     assert!(skipped > 0);
 }
+
+#[test]
+fn task_changes_while_playing() {
+    init();
+    let img = fixture_image("scene_768x768");
+    let element = gst::ElementFactory::make("florencecaption")
+        .property("model-dir", model_dir())
+        .property_from_str("mode", "every-frame")
+        .property("num-beams", 1u32)
+        .property("threads", 1u32)
+        .build()
+        .unwrap();
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&caps_for(&img));
+    let first = h.push_and_pull(rgb_buffer(&img, 0)).unwrap();
+    assert_eq!(meta_field(&first, "task").unwrap(), "<CAPTION>");
+    element.set_property_from_str("task", "od");
+    let second = h.push_and_pull(rgb_buffer(&img, 33)).unwrap();
+    assert_eq!(meta_field(&second, "task").unwrap(), "<OD>");
+    assert!(meta_field(&second, "result").unwrap().contains("bboxes"));
+    element.set_property_from_str("task", "vqa");
+    element.set_property("prompt", "What color is the background?");
+    let third = h.push_and_pull(rgb_buffer(&img, 66)).unwrap();
+    assert_eq!(meta_field(&third, "task").unwrap(), "<VQA>");
+    let total: u64 = element.property("captions-total");
+    assert_eq!(total, 3);
+}
+
+#[test]
+fn fifty_state_cycles_with_inference_in_flight() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=160,height=120,framerate=30/1 ! \
+         florencecaption name=f model-dir={} num-beams=1 threads=1 ! fakesink sync=false",
+        model_dir()
+    ))
+    .unwrap();
+    let start = Instant::now();
+    for i in 0..50 {
+        pipeline.set_state(gst::State::Playing).unwrap();
+        // Let some frames (and usually an inference) start, then tear down mid-flight.
+        let _ = pipeline.state(gst::ClockTime::from_seconds(5));
+        std::thread::sleep(Duration::from_millis(if i % 5 == 0 { 150 } else { 20 }));
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+    assert!(
+        start.elapsed() < Duration::from_secs(60),
+        "50 cycles took {:?}",
+        start.elapsed()
+    );
+    let bus = pipeline.bus().unwrap();
+    while let Some(msg) = bus.pop() {
+        assert!(
+            !matches!(msg.view(), gst::MessageView::Error(_)),
+            "error on the bus: {msg:?}"
+        );
+    }
+}
