@@ -234,3 +234,36 @@ fn fifty_state_cycles_with_inference_in_flight() {
         );
     }
 }
+
+#[test]
+fn every_format_is_analysed() {
+    init();
+    for format in [
+        "RGB", "RGBA", "RGBx", "BGR", "BGRA", "BGRx", "NV12", "I420", "GRAY8",
+    ] {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=2 pattern=ball ! video/x-raw,format={format},width=96,height=64 ! \
+             florencecaption model-dir={} mode=every-frame num-beams=1 threads=1 ! fakesink",
+            model_dir()
+        ))
+        .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let bus = pipeline.bus().unwrap();
+        let mut results = 0;
+        for msg in bus.iter_timed(gst::ClockTime::from_seconds(30)) {
+            match msg.view() {
+                gst::MessageView::Element(e)
+                    if e.structure()
+                        .is_some_and(|s| s.name() == "florence-caption") =>
+                {
+                    results += 1
+                }
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(err) => panic!("{format}: {}", err.error()),
+                _ => {}
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        assert_eq!(results, 2, "{format}");
+    }
+}

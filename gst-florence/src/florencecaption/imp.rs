@@ -152,6 +152,8 @@ struct State {
     last_dispatch: Option<Instant>,
     last_thumb: Option<Vec<u8>>,
     last_attached: u64,
+    /// YUV -> RGB converter for the current caps, built once per caps.
+    converter: Option<gst_video::VideoConverter>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -464,6 +466,7 @@ impl BaseTransformImpl for FlorenceCaption {
             last_dispatch: None,
             last_thumb: None,
             last_attached: 0,
+            converter: None,
         });
         gst::info!(CAT, imp = self, "loaded model {}", dir);
         Ok(())
@@ -532,7 +535,7 @@ impl BaseTransformImpl for FlorenceCaption {
         let pts = buf.pts();
         match settings.mode {
             Mode::EveryFrame => {
-                let image = frame_to_rgb(buf, &info).map_err(|e| {
+                let image = frame_to_rgb(buf, &info, &mut state.converter).map_err(|e| {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Format,
@@ -675,7 +678,7 @@ impl FlorenceCaption {
         if state.last_dispatch.is_some_and(|t| t.elapsed() < interval) {
             return skipped(self);
         }
-        let image = match frame_to_rgb(buf, info) {
+        let image = match frame_to_rgb(buf, info, &mut state.converter) {
             Ok(i) => i,
             Err(e) => {
                 gst::warning!(CAT, imp = self, "cannot read frame: {e}");
@@ -737,7 +740,11 @@ fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// Reads a mapped video frame as RGB (converting YUV formats with the caps' colorimetry).
-fn frame_to_rgb(buf: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<RgbImage, String> {
+fn frame_to_rgb(
+    buf: &gst::BufferRef,
+    info: &gst_video::VideoInfo,
+    converter: &mut Option<gst_video::VideoConverter>,
+) -> Result<RgbImage, String> {
     use gst_video::VideoFormat;
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
         .map_err(|_| "cannot map the video frame".to_owned())?;
@@ -763,8 +770,11 @@ fn frame_to_rgb(buf: &gst::BufferRef, info: &gst_video::VideoInfo) -> Result<Rgb
         .par(info.par())
         .build()
         .map_err(|e| e.to_string())?;
-    let converter =
-        gst_video::VideoConverter::new(info, &out_info, None).map_err(|e| e.to_string())?;
+    if converter.is_none() {
+        *converter =
+            Some(gst_video::VideoConverter::new(info, &out_info, None).map_err(|e| e.to_string())?);
+    }
+    let converter = converter.as_ref().ok_or("no converter")?;
     let mut out = gst::Buffer::with_size(out_info.size()).map_err(|e| e.to_string())?;
     {
         let out_ref = out.get_mut().ok_or("cannot write the conversion buffer")?;
