@@ -13,7 +13,7 @@ use ort::value::Tensor;
 
 use super::config::ModelFiles;
 use super::model_dir::{self, ModelError, SessionOptions};
-use super::pipeline::{EngineError, ort_err};
+use super::pipeline::{EngineError, missing, ort_err, run_vision};
 use super::preprocess::{self, RgbImage};
 use super::signature::Graph;
 
@@ -108,7 +108,9 @@ impl StaticGraphs for OnnxStandIns {
             .text_encoder
             .run(ort::inputs! {"inputs_embeds" => input})
             .map_err(ort_err("hailo text encoder"))?;
-        let (_, data) = out["last_hidden_state"]
+        let (_, data) = out
+            .get("last_hidden_state")
+            .ok_or_else(|| missing("hailo text encoder", "last_hidden_state"))?
             .try_extract_tensor::<f32>()
             .map_err(ort_err("hailo text encoder"))?;
         Ok(data.to_vec())
@@ -123,7 +125,9 @@ impl StaticGraphs for OnnxStandIns {
             .decoder
             .run(ort::inputs! {"encoder_hidden_states" => s, "inputs_embeds" => w})
             .map_err(ort_err("hailo decoder"))?;
-        let (_, data) = out["logits"]
+        let (_, data) = out
+            .get("logits")
+            .ok_or_else(|| missing("hailo decoder", "logits"))?
             .try_extract_tensor::<f32>()
             .map_err(ort_err("hailo decoder"))?;
         Ok(data.to_vec())
@@ -247,16 +251,7 @@ impl<G: StaticGraphs> HailoSplit<G> {
             self.image_size,
             self.image_size,
         );
-        let input = Tensor::from_array((shape, pixels)).map_err(ort_err("vision encoder"))?;
-        let out = self
-            .vision
-            .run(ort::inputs! {"pixel_values" => input})
-            .map_err(ort_err("vision encoder"))?;
-        let (_, feats) = out["image_features"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("vision encoder"))?;
-        let mut embeds = feats.to_vec();
-        drop(out);
+        let mut embeds = run_vision(&mut self.vision, pixels, shape, false)?.data;
         embeds.extend_from_slice(&self.caption_embedding.data);
         let states = self.graphs.text_encoder(&embeds)?;
         let mut window = vec![0f32; self.window * d];
@@ -277,8 +272,7 @@ impl<G: StaticGraphs> HailoSplit<G> {
             if token == eos || step + 1 >= self.window {
                 break;
             }
-            let e = self.embedding(token)?.to_vec();
-            window[(step + 1) * d..(step + 2) * d].copy_from_slice(&e);
+            window[(step + 1) * d..(step + 2) * d].copy_from_slice(self.embedding(token)?);
         }
         Ok(tokens)
     }

@@ -442,11 +442,6 @@ impl Florence {
         )?;
         Ok((hidden, total))
     }
-
-    /// The directory this model was loaded from.
-    pub fn dir(&self) -> &PathBuf {
-        &self.files.dir
-    }
 }
 
 /// Whether a graph takes float16 activations (the `_fp16` variants), checked to be
@@ -488,16 +483,27 @@ fn float_tensor(
 
 /// Shape and values of a float32 or float16 tensor, as f32.
 fn float_values(stage: &'static str, v: &DynValue) -> Result<(Vec<i64>, Vec<f32>), EngineError> {
+    let mut out = Vec::new();
+    let shape = float_values_into(stage, v, &mut out)?;
+    Ok((shape, out))
+}
+
+/// Same, into a reused buffer (the decoder's logits, every token).
+fn float_values_into(
+    stage: &'static str,
+    v: &DynValue,
+    out: &mut Vec<f32>,
+) -> Result<Vec<i64>, EngineError> {
+    out.clear();
     if let Ok((shape, data)) = v.try_extract_tensor::<f32>() {
-        return Ok((shape.iter().copied().collect(), data.to_vec()));
+        out.extend_from_slice(data);
+        return Ok(shape.iter().copied().collect());
     }
     let (shape, data) = v
         .try_extract_tensor::<half::f16>()
         .map_err(ort_err(stage))?;
-    Ok((
-        shape.iter().copied().collect(),
-        data.iter().map(|x| x.to_f32()).collect(),
-    ))
+    out.extend(data.iter().map(|x| x.to_f32()));
+    Ok(shape.iter().copied().collect())
 }
 
 /// Rows `parents` of a tensor along its first axis, in its own element type.
@@ -525,7 +531,7 @@ fn gather_rows(v: &DynValue, parents: &[usize]) -> Result<DynValue, EngineError>
         .unwrap_or_else(|| Err(missing("decoder", "past key/value of a float type")))
 }
 
-fn missing(stage: &'static str, name: &str) -> EngineError {
+pub(crate) fn missing(stage: &'static str, name: &str) -> EngineError {
     EngineError::Output {
         stage,
         name: name.to_owned(),
@@ -553,13 +559,13 @@ fn check_shape(
     Ok(())
 }
 
-struct Features {
-    data: Vec<f32>,
-    tokens: usize,
-    dim: usize,
+pub(crate) struct Features {
+    pub(crate) data: Vec<f32>,
+    pub(crate) tokens: usize,
+    pub(crate) dim: usize,
 }
 
-fn run_vision(
+pub(crate) fn run_vision(
     session: &mut Session,
     pixels: Vec<f32>,
     shape: [usize; 4],
@@ -763,7 +769,7 @@ impl StepModel for OnnxDecoder<'_> {
         if first {
             self.enc_kv = new_enc;
         }
-        let (shape, data) = float_values("decoder", &logits)?;
+        let shape = float_values_into("decoder", &logits, &mut self.logits)?;
         if shape.len() != 3
             || shape[0] as usize != n
             || shape[1] != 1
@@ -775,7 +781,6 @@ impl StepModel for OnnxDecoder<'_> {
                 message: format!("shape {shape:?}, expected [{n}, 1, {}]", self.vocab),
             });
         }
-        self.logits = data;
         if first {
             self.first_step = Some(t0.elapsed());
         }
