@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
+use gst::glib;
 use gst::prelude::*;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
@@ -266,4 +267,106 @@ fn every_format_is_analysed() {
         pipeline.set_state(gst::State::Null).unwrap();
         assert_eq!(results, 2, "{format}");
     }
+}
+
+fn with_request(mut buf: gst::Buffer, fields: &[(&str, glib::SendValue)]) -> gst::Buffer {
+    let b = buf.get_mut().unwrap();
+    let mut meta =
+        gst::meta::CustomMeta::add(b, gstflorence::florencecaption::REQUEST_META_NAME).unwrap();
+    for (name, value) in fields {
+        meta.mut_structure().set_value(*name, value.clone());
+    }
+    buf
+}
+
+#[test]
+fn request_meta_gives_each_buffer_its_own_request() {
+    init();
+    let engine = Florence::load(
+        Path::new(&model_dir()),
+        SessionOptions {
+            intra_threads: 1,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let img = fixture_image("scene_640x480");
+    let mut h = gst_check::Harness::new_parse(&format!(
+        "florencecaption model-dir={} mode=every-frame threads=1",
+        model_dir()
+    ));
+    h.set_src_caps_str(&caps_for(&img));
+
+    let mut od = Request::new(Task::Od);
+    od.options.num_beams = Some(1);
+    od.options.max_new_tokens = Some(40);
+    let mut region = Request::new(Task::RegionToCategory);
+    region.input.region = Some([100.0, 50.0, 400.0, 300.0]);
+    region.options.num_beams = Some(2);
+    let cases: Vec<(&str, Vec<(&str, glib::SendValue)>, Option<Request>)> = vec![
+        (
+            "r-od",
+            vec![
+                ("task", "od".to_send_value()),
+                ("num-beams", 1u32.to_send_value()),
+                ("max-new-tokens", 40u32.to_send_value()),
+            ],
+            Some(od),
+        ),
+        (
+            "r-region",
+            vec![
+                ("task", "<REGION_TO_CATEGORY>".to_send_value()),
+                (
+                    "region",
+                    gst::Array::new([100.0f64, 50.0, 400.0, 300.0]).to_send_value(),
+                ),
+                ("num-beams", 2u32.to_send_value()),
+            ],
+            Some(region),
+        ),
+        (
+            "r-bad",
+            vec![("task", "no_such_task".to_send_value())],
+            None,
+        ),
+        (
+            "r-noregion",
+            vec![("task", "region_to_ocr".to_send_value())],
+            None,
+        ),
+    ];
+    for (i, (id, mut fields, expected)) in cases.into_iter().enumerate() {
+        fields.push(("id", id.to_send_value()));
+        h.push(with_request(rgb_buffer(&img, i as u64 * 33), &fields))
+            .unwrap();
+        let out = h.pull().unwrap();
+        assert_eq!(meta_field(&out, "request-id").as_deref(), Some(id));
+        match expected {
+            Some(req) => {
+                let want = engine.run(&img, &req).unwrap();
+                assert_eq!(meta_field(&out, "task").unwrap(), req.task.token());
+                assert_eq!(
+                    meta_field(&out, "result").unwrap(),
+                    serde_json::to_string(&want.result).unwrap(),
+                    "{id}"
+                );
+                assert_eq!(meta_field(&out, "error"), None);
+            }
+            None => {
+                assert_eq!(
+                    meta_field(&out, "error-kind").as_deref(),
+                    Some("invalid-request"),
+                    "{id}"
+                );
+                assert!(!meta_field(&out, "error").unwrap().is_empty());
+                assert_eq!(meta_field(&out, "result"), None);
+            }
+        }
+    }
+    // A buffer without a request still uses the properties (caption).
+    h.push(rgb_buffer(&img, 200)).unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(meta_field(&out, "task").unwrap(), "<CAPTION>");
+    assert_eq!(meta_field(&out, "request-id"), None);
 }

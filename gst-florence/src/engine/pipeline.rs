@@ -248,6 +248,15 @@ impl Florence {
         &self.vqa_template
     }
 
+    /// Replaces the VQA prompt template (it must contain `{question}`).
+    pub fn set_vqa_template(&mut self, template: &str) -> Result<(), PromptError> {
+        if !template.contains("{question}") {
+            return Err(PromptError::BadVqaTemplate(template.to_owned()));
+        }
+        self.vqa_template = template.to_owned();
+        Ok(())
+    }
+
     /// Token ids of `<s>` + prompt + `</s>`, as the reference processor produces them.
     pub fn prompt_ids(
         &self,

@@ -9,11 +9,11 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use super::{Backend, MESSAGE_NAME, META_NAME, Mode, TaskProp};
+use super::{Backend, MESSAGE_NAME, META_NAME, Mode, REQUEST_META_NAME, TaskProp};
 use crate::engine::SessionOptions;
-use crate::engine::pipeline::{Florence, GenerationOptions, Output, Request};
+use crate::engine::pipeline::{EngineError, Florence, GenerationOptions, Output, Request};
 use crate::engine::preprocess::{Layout, RgbImage};
-use crate::engine::task::TaskInput;
+use crate::engine::task::{InputKind, Task, TaskInput};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -30,6 +30,8 @@ struct Settings {
     ort_library: Option<String>,
     task: TaskProp,
     prompt: Option<String>,
+    region: Option<[f64; 4]>,
+    vqa_template: Option<String>,
     max_new_tokens: u32,
     min_new_tokens: u32,
     num_beams: u32,
@@ -50,6 +52,8 @@ impl Default for Settings {
             ort_library: None,
             task: TaskProp::Caption,
             prompt: None,
+            region: None,
+            vqa_template: None,
             max_new_tokens: 0,
             min_new_tokens: 0,
             num_beams: 0,
@@ -71,7 +75,7 @@ impl Settings {
             task: self.task.task(),
             input: TaskInput {
                 text: self.prompt.clone().filter(|p| !p.trim().is_empty()),
-                region: None,
+                region: self.region,
             },
             options: GenerationOptions {
                 max_new_tokens: nz(self.max_new_tokens),
@@ -85,6 +89,82 @@ impl Settings {
     }
 }
 
+/// Parses a region given as "x1,y1,x2,y2" (pixels of the analysed frame).
+fn parse_region(text: &str) -> Result<[f64; 4], String> {
+    let parts: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("region {text:?} is not four numbers x1,y1,x2,y2"))?;
+    match parts[..] {
+        [x1, y1, x2, y2] if parts.iter().all(|v| v.is_finite()) => Ok([x1, y1, x2, y2]),
+        _ => Err(format!("region {text:?} is not four numbers x1,y1,x2,y2")),
+    }
+}
+
+/// The request an application attached to one buffer (`FlorenceRequestMeta`),
+/// layered over the element's properties.
+fn buffer_request(
+    buf: &gst::BufferRef,
+    settings: &Settings,
+) -> Option<(String, Result<Request, String>)> {
+    let meta = gst::meta::CustomMeta::from_buffer(buf, REQUEST_META_NAME).ok()?;
+    let s = meta.structure();
+    let id = s.get::<String>("id").unwrap_or_default();
+    let parse = || -> Result<Request, String> {
+        let mut req = settings.request();
+        if let Ok(task) = s.get::<String>("task") {
+            req.task = task.parse::<Task>().map_err(|e| e.to_string())?;
+            if req.task.input() != InputKind::Text {
+                req.input.text = None;
+            }
+            if req.task.input() != InputKind::Region {
+                req.input.region = None;
+            }
+        }
+        if let Ok(text) = s.get::<String>("text") {
+            req.input.text = Some(text);
+        }
+        if let Ok(region) = s.get::<gst::Array>("region") {
+            let v: Vec<f64> = region.iter().filter_map(|v| v.get::<f64>().ok()).collect();
+            match v[..] {
+                [x1, y1, x2, y2] => req.input.region = Some([x1, y1, x2, y2]),
+                _ => return Err("region must be an array of 4 doubles".into()),
+            }
+        } else if let Ok(region) = s.get::<String>("region") {
+            req.input.region = Some(parse_region(&region)?);
+        }
+        let count = |name: &str| s.get::<u32>(name).ok().map(|v| v as usize);
+        if let Some(v) = count("max-new-tokens") {
+            req.options.max_new_tokens = Some(v);
+        }
+        if let Some(v) = count("min-new-tokens") {
+            req.options.min_new_tokens = Some(v);
+        }
+        if let Some(v) = count("num-beams") {
+            req.options.num_beams = Some(v);
+        }
+        if let Ok(t) = s.get::<f64>("temperature") {
+            req.options.temperature = (t != 0.0).then_some(t as f32);
+        }
+        if let Ok(seed) = s.get::<u64>("seed") {
+            req.options.seed = Some(seed);
+        }
+        Ok(req)
+    };
+    Some((id, parse()))
+}
+
+/// Whether an engine error is the request's fault (bad task input or parameters).
+fn error_kind(e: &EngineError) -> &'static str {
+    match e {
+        EngineError::Prompt(_) | EngineError::Parameter(_) | EngineError::Image(_) => {
+            "invalid-request"
+        }
+        _ => "inference-failed",
+    }
+}
+
 /// One result, as attached to buffers and posted on the bus.
 #[derive(Debug, Clone)]
 struct Caption {
@@ -92,9 +172,12 @@ struct Caption {
     text: String,
     result_json: String,
     inference_ms: f64,
+    token_count: u64,
+    image_size: [u32; 2],
     frame_pts: Option<gst::ClockTime>,
     produced: Instant,
     serial: u64,
+    request_id: Option<String>,
 }
 
 impl Caption {
@@ -104,14 +187,17 @@ impl Caption {
             text: out.result.text(),
             result_json: serde_json::to_string(&out.result).unwrap_or_default(),
             inference_ms: out.timings.total_ms,
+            token_count: out.token_count as u64,
+            image_size: out.image_size,
             frame_pts: pts,
             produced: Instant::now(),
             serial,
+            request_id: None,
         }
     }
 
     fn structure(&self, name: &str, model: &str, fresh: bool) -> gst::Structure {
-        gst::Structure::builder(name)
+        let mut s = gst::Structure::builder(name)
             .field("task", &self.task)
             .field("text", &self.text)
             .field("result", &self.result_json)
@@ -123,7 +209,14 @@ impl Caption {
             )
             .field("fresh", fresh)
             .field("age-ms", self.produced.elapsed().as_secs_f64() * 1e3)
-            .build()
+            .field("token-count", self.token_count)
+            .field("image-width", self.image_size[0])
+            .field("image-height", self.image_size[1])
+            .build();
+        if let Some(id) = &self.request_id {
+            s.set("request-id", id);
+        }
+        s
     }
 }
 
@@ -208,6 +301,16 @@ impl ObjectImpl for FlorenceCaption {
                     .nick("Prompt")
                     .blurb("Text input of the task: the question for vqa, the phrase for grounding, the category for open-vocabulary detection")
                     .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("region")
+                    .nick("Region")
+                    .blurb("Box input of the region-to-* tasks: \"x1,y1,x2,y2\" in pixels of the frame")
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecString::builder("vqa-template")
+                    .nick("VQA prompt template")
+                    .blurb("Prompt of the vqa task with a {question} placeholder; unset: the model's (florence.json, else \"<VQA>{question}\")")
+                    .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt::builder("max-new-tokens")
                     .nick("Maximum new tokens")
@@ -314,6 +417,20 @@ impl ObjectImpl for FlorenceCaption {
             "ort-library" => s.ort_library = value.get().unwrap_or(None),
             "task" => s.task = value.get().unwrap_or(TaskProp::Caption),
             "prompt" => s.prompt = value.get().unwrap_or(None),
+            "vqa-template" => s.vqa_template = value.get().unwrap_or(None),
+            "region" => {
+                let text: Option<String> = value.get().unwrap_or(None);
+                s.region = match text.as_deref().map(str::trim) {
+                    None | Some("") => None,
+                    Some(t) => match parse_region(t) {
+                        Ok(r) => Some(r),
+                        Err(e) => {
+                            gst::error!(CAT, imp = self, "{e}; region unset");
+                            None
+                        }
+                    },
+                };
+            }
             "max-new-tokens" => s.max_new_tokens = value.get().unwrap_or(0),
             "min-new-tokens" => s.min_new_tokens = value.get().unwrap_or(0),
             "num-beams" => s.num_beams = value.get().unwrap_or(0),
@@ -337,6 +454,11 @@ impl ObjectImpl for FlorenceCaption {
             "ort-library" => s.ort_library.to_value(),
             "task" => s.task.to_value(),
             "prompt" => s.prompt.to_value(),
+            "vqa-template" => s.vqa_template.to_value(),
+            "region" => s
+                .region
+                .map(|r| format!("{},{},{},{}", r[0], r[1], r[2], r[3]))
+                .to_value(),
             "max-new-tokens" => s.max_new_tokens.to_value(),
             "min-new-tokens" => s.min_new_tokens.to_value(),
             "num-beams" => s.num_beams.to_value(),
@@ -430,16 +552,22 @@ impl BaseTransformImpl for FlorenceCaption {
         if s.threads > 0 {
             options.intra_threads = s.threads as usize;
         }
-        let florence = Florence::load(std::path::Path::new(&dir), options).map_err(|e| {
+        let mut florence = Florence::load(std::path::Path::new(&dir), options).map_err(|e| {
             gst::error_msg!(
                 gst::LibraryError::Settings,
                 ("cannot load Florence-2 model from {}: {}", dir, e)
             )
         })?;
+        if let Some(t) = s.vqa_template.as_deref().filter(|t| !t.is_empty()) {
+            florence
+                .set_vqa_template(t)
+                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+        }
         // A bad prompt/task combination is a settings error too, not a per-frame failure.
+        // The region is checked against each frame; here only its presence matters.
         let req = s.request();
         florence
-            .prompt_ids(req.task, &req.input, 64, 64)
+            .prompt_ids(req.task, &req.input, 1 << 20, 1 << 20)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         florence
             .decode_params(&req.options)
@@ -547,18 +675,33 @@ impl BaseTransformImpl for FlorenceCaption {
                 let model = state.model_name.clone();
                 let serial = state.shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
                 drop(guard);
-                match florence.run(&image, &settings.request()) {
+                let (request_id, request) = match buffer_request(buf, &settings) {
+                    Some((id, req)) => (Some(id), req),
+                    None => (None, Ok(settings.request())),
+                };
+                let result = request.map_err(|e| ("invalid-request", e)).and_then(|req| {
+                    florence
+                        .run(&image, &req)
+                        .map_err(|e| (error_kind(&e), e.to_string()))
+                });
+                match result {
                     Ok(out) => {
-                        let cap = Caption::from_output(&out, pts, serial);
+                        let mut cap = Caption::from_output(&out, pts, serial);
+                        cap.request_id = request_id;
                         self.publish(&cap, &model);
                         attach(buf, &cap, &model, true);
                     }
-                    Err(e) => {
-                        gst::element_imp_warning!(
-                            self,
-                            gst::LibraryError::Failed,
-                            ["inference failed: {}", e]
-                        );
+                    Err((kind, message)) => {
+                        gst::warning!(CAT, imp = self, "inference failed ({kind}): {message}");
+                        match request_id {
+                            // The application asked for this buffer: the answer is the error.
+                            Some(id) => attach_error(buf, &id, kind, &message),
+                            None => gst::element_imp_warning!(
+                                self,
+                                gst::LibraryError::Failed,
+                                ["inference failed: {}", message]
+                            ),
+                        }
                     }
                 }
             }
@@ -589,6 +732,18 @@ fn attach(buf: &mut gst::BufferRef, cap: &Caption, model: &str, fresh: bool) {
             for (name, value) in s.iter() {
                 dst.set_value(name, value.clone());
             }
+        }
+        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
+    }
+}
+
+fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message: &str) {
+    match gst::meta::CustomMeta::add(buf, META_NAME) {
+        Ok(mut meta) => {
+            let s = meta.mut_structure();
+            s.set("request-id", request_id);
+            s.set("error", message);
+            s.set("error-kind", kind);
         }
         Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
     }

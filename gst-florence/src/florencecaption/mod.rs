@@ -10,7 +10,12 @@
 //! `gst_buffer_get_custom_meta(buf, "FlorenceCaptionMeta")`) and posted on the
 //! bus as an element message named `florence-caption`, both with the fields
 //! `task`, `text`, `result` (JSON), `inference-time-ms`, `model`, `frame-pts`,
-//! `fresh` and `age-ms`.
+//! `fresh`, `age-ms`, `token-count`, `image-width` and `image-height`.
+//!
+//! In `mode=every-frame` an input buffer may carry its own request as a
+//! `FlorenceRequestMeta` (see [`REQUEST_META_NAME`]); its result meta then
+//! carries `request-id`, and a request that fails carries `error` and
+//! `error-kind` (`invalid-request` or `inference-failed`) instead of a result.
 
 use gst::glib;
 use gst::prelude::*;
@@ -21,6 +26,12 @@ mod imp;
 pub const META_NAME: &str = "FlorenceCaptionMeta";
 /// Name of the element message posted for every new result.
 pub const MESSAGE_NAME: &str = "florence-caption";
+/// Name of the custom meta an application puts on an input buffer to give that
+/// buffer its own request (every-frame mode): fields `id`, `task`, `text`,
+/// `region` (array of 4 doubles, image pixels), `max-new-tokens`,
+/// `min-new-tokens`, `num-beams`, `temperature`, `seed`; missing fields take
+/// the element's properties. The result meta then carries `request-id`.
+pub const REQUEST_META_NAME: &str = "FlorenceRequestMeta";
 
 glib::wrapper! {
     pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)
@@ -92,6 +103,23 @@ pub enum TaskProp {
     OpenVocabularyDetection,
     #[enum_value(name = "VQA (prompt: the question)", nick = "vqa")]
     Vqa,
+    #[enum_value(
+        name = "<REGION_TO_SEGMENTATION> (region: the box)",
+        nick = "region-to-segmentation"
+    )]
+    RegionToSegmentation,
+    #[enum_value(
+        name = "<REGION_TO_CATEGORY> (region: the box)",
+        nick = "region-to-category"
+    )]
+    RegionToCategory,
+    #[enum_value(
+        name = "<REGION_TO_DESCRIPTION> (region: the box)",
+        nick = "region-to-description"
+    )]
+    RegionToDescription,
+    #[enum_value(name = "<REGION_TO_OCR> (region: the box)", nick = "region-to-ocr")]
+    RegionToOcr,
 }
 
 impl TaskProp {
@@ -110,6 +138,10 @@ impl TaskProp {
             TaskProp::ReferringExpressionSegmentation => Task::ReferringExpressionSegmentation,
             TaskProp::OpenVocabularyDetection => Task::OpenVocabularyDetection,
             TaskProp::Vqa => Task::Vqa,
+            TaskProp::RegionToSegmentation => Task::RegionToSegmentation,
+            TaskProp::RegionToCategory => Task::RegionToCategory,
+            TaskProp::RegionToDescription => Task::RegionToDescription,
+            TaskProp::RegionToOcr => Task::RegionToOcr,
         }
     }
 }
@@ -117,6 +149,9 @@ impl TaskProp {
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     if !gst::meta::CustomMeta::is_registered(META_NAME) {
         gst::meta::CustomMeta::register(META_NAME, &[]);
+    }
+    if !gst::meta::CustomMeta::is_registered(REQUEST_META_NAME) {
+        gst::meta::CustomMeta::register(REQUEST_META_NAME, &[]);
     }
     Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     Backend::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
