@@ -1,6 +1,24 @@
-//! florenced: the Florence-2 service, and a command-line entry point to the engine.
+//! florenced: the Florence-2 REST service (a drop-in for hailo-florence), and a
+//! command-line entry point to the engine.
+//!
+//! ```sh
+//! florenced --model-dir tests/fixtures/tiny-florence2      # serve on 127.0.0.1:11438
+//! florenced --print-config                                # effective configuration
+//! florenced run --model-dir DIR image.jpg                 # one-shot, JSON lines
+//! ```
+
+mod api;
+mod config;
+mod error;
+mod logging;
+mod metrics;
+mod openapi;
+mod request;
+mod serve;
+mod worker;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -10,10 +28,107 @@ use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{SessionOptions, model_dir};
 
 #[derive(Parser)]
-#[command(version, about = "Florence-2 captioning, VQA and vision tasks")]
+#[command(
+    version,
+    about = "Florence-2 captioning, VQA and vision tasks over HTTP (port 11438)",
+    args_conflicts_with_subcommands = true
+)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// Serving flags; each overrides the configuration file and FLORENCED_* variables.
+#[derive(Args)]
+struct ServeArgs {
+    /// YAML configuration file [default: /etc/hailo/hailo-florence.yaml when it exists].
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    print_config: bool,
+    /// Model directory in the onnx-community layout.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long)]
+    host: Option<String>,
+    /// Port [default: 11438]; 0 picks a free one (logged at start-up).
+    #[arg(long)]
+    port: Option<u16>,
+    /// auto, onnx or hailo.
+    #[arg(long)]
+    backend: Option<String>,
+    /// ONNX Runtime intra-op threads per graph (0: physical cores).
+    #[arg(long)]
+    threads: Option<u32>,
+    /// json, text or auto (json unless stderr is a terminal).
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Any configuration key: --set queue_depth=4 --set limits.max_width=4096.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+impl ServeArgs {
+    fn overrides(&self) -> Result<Vec<config::Override>, config::ConfigError> {
+        let mut out = config::env_overrides(std::env::vars());
+        let flag = |key: &str, value: String| config::Override {
+            key: key.into(),
+            value,
+            source_name: format!("--{}", key.replace('_', "-")),
+        };
+        if let Some(v) = &self.model_dir {
+            out.push(flag("model_dir", v.display().to_string()));
+        }
+        if let Some(v) = &self.host {
+            out.push(flag("host", v.clone()));
+        }
+        if let Some(v) = self.port {
+            out.push(flag("port", v.to_string()));
+        }
+        if let Some(v) = &self.backend {
+            out.push(flag("backend", v.clone()));
+        }
+        if let Some(v) = self.threads {
+            out.push(flag("threads", v.to_string()));
+        }
+        if let Some(v) = &self.log_format {
+            out.push(flag("log_format", v.clone()));
+        }
+        for s in &self.set {
+            out.push(config::Override::parse_set(s)?);
+        }
+        Ok(out)
+    }
+}
+
+fn serve_main(args: &ServeArgs) -> ExitCode {
+    let config = match args
+        .overrides()
+        .and_then(|o| config::Config::load(args.config.as_deref(), &o))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("florenced: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", config.redacted_yaml());
+        return ExitCode::SUCCESS;
+    }
+    logging::init(config.log_format, &config.log_level);
+    match serve::serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "florenced failed");
+            eprintln!("florenced: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(Args)]
@@ -88,9 +203,22 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let Some(command) = cli.command else {
+        return serve_main(&cli.serve);
+    };
+    match one_shot(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_shot(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Signature { model } => {
             let graphs =
                 model_dir::describe(&model.model_dir, &model.options()).with_context(|| {

@@ -303,7 +303,8 @@ fn request_meta_gives_each_buffer_its_own_request() {
     let mut region = Request::new(Task::RegionToCategory);
     region.input.region = Some([100.0, 50.0, 400.0, 300.0]);
     region.options.num_beams = Some(2);
-    let cases: Vec<(&str, Vec<(&str, glib::SendValue)>, Option<Request>)> = vec![
+    type Fields = Vec<(&'static str, glib::SendValue)>;
+    let cases: Vec<(&str, Fields, Option<Request>)> = vec![
         (
             "r-od",
             vec![

@@ -97,6 +97,13 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits, orient: bool) -> Result<RgbIma
             max_pixels: limits.max_pixels,
         });
     }
+    if format == ImageFormat::Jpeg && !jpeg_is_complete(bytes) {
+        // The decoder pads a truncated scan with gray; the reference (Pillow) refuses it.
+        return Err(DecodeError::Corrupt {
+            format: name,
+            reason: "the file is truncated (no end-of-image marker after the last scan)".into(),
+        });
+    }
     let orientation = if orient {
         decoder.orientation().ok()
     } else {
@@ -116,6 +123,16 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits, orient: bool) -> Result<RgbIma
         img.apply_orientation(o);
     }
     to_rgb(img).ok_or(DecodeError::Empty)
+}
+
+/// True when an end-of-image marker (FF D9) follows the last start-of-scan (FF DA).
+/// Entropy-coded data cannot contain FF D9 (0xFF is stuffed as FF 00), and an
+/// EXIF thumbnail's markers come before the main image's scans.
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 fn to_rgb(img: DynamicImage) -> Option<RgbImage> {

@@ -1,0 +1,610 @@
+//! The HTTP routes of api-contract.md and the middleware every request passes:
+//! request id, API key, rate limit, metrics and the one log line per request.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gstflorence::engine::image_io::{self, DecodeError, ImageLimits};
+use gstflorence::engine::task::Task;
+use serde_json::json;
+use tokio::sync::oneshot;
+
+use crate::config::{BackendChoice, Config};
+use crate::error::ApiError;
+use crate::metrics::{Gauges, Metrics};
+use crate::request::{Fields, read_body};
+use crate::worker::{Answer, Health, Job, JobError, SubmitError, Workers};
+
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub workers: OnceLock<Arc<Workers>>,
+    pub load_error: Mutex<Option<String>>,
+    pub draining: AtomicBool,
+    pub metrics: Metrics,
+    /// Inference requests inside handlers (the drain waits for them).
+    pub active: AtomicUsize,
+    limiter: Option<RateLimiter>,
+    next_id: AtomicU64,
+    id_prefix: String,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>) -> Arc<AppState> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        Arc::new(AppState {
+            limiter: config.rate_limit.as_ref().map(|r| RateLimiter {
+                per_second: f64::from(r.requests_per_minute) / 60.0,
+                burst: f64::from(r.burst),
+                clients: Mutex::new(HashMap::new()),
+            }),
+            metrics: Metrics::new(Duration::from_secs(config.metrics.retention_seconds)),
+            config,
+            workers: OnceLock::new(),
+            load_error: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            next_id: AtomicU64::new(1),
+            id_prefix: format!(
+                "{:08x}",
+                (nanos as u64 ^ u64::from(std::process::id())) as u32
+            ),
+        })
+    }
+
+    fn ready_workers(&self) -> Result<Arc<Workers>, ApiError> {
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(ApiError::not_ready("the service is shutting down"));
+        }
+        let Some(w) = self.workers.get() else {
+            return Err(ApiError::not_ready("the model is still loading"));
+        };
+        match w.health() {
+            Health::Ready => Ok(w.clone()),
+            Health::Loading => Err(ApiError::not_ready("the model is still loading")),
+            Health::Stopping => Err(ApiError::not_ready("the service is shutting down")),
+            Health::Failed(_) if w.backend == "hailo" => Err(ApiError::device_error()),
+            Health::Failed(_) => Err(ApiError::not_ready("the model is not available")),
+        }
+    }
+
+    fn gauges(&self) -> Gauges {
+        let w = self.workers.get();
+        Gauges {
+            queue_depth: w.map_or(0, |w| w.queued()),
+            running: w.map_or(0, |w| w.running.load(Ordering::SeqCst)),
+        }
+    }
+}
+
+/// Per-client token buckets.
+struct RateLimiter {
+    per_second: f64,
+    burst: f64,
+    clients: Mutex<HashMap<IpAddr, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Ok, or the seconds until the client may retry.
+    fn check(&self, ip: IpAddr) -> Result<(), u64> {
+        let now = Instant::now();
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        if clients.len() > 10_000 {
+            clients.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(600));
+        }
+        let (tokens, last) = clients.entry(ip).or_insert((self.burst, now));
+        *tokens =
+            (*tokens + now.duration_since(*last).as_secs_f64() * self.per_second).min(self.burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(((1.0 - *tokens) / self.per_second).ceil() as u64)
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+/// What an inference handler tells the observing middleware (for logs and metrics).
+#[derive(Debug, Clone, Default)]
+struct Served {
+    inference_ms: Option<f64>,
+    image_bytes: Option<usize>,
+    caption_length: Option<usize>,
+}
+
+/// Constant-time comparison, so the key cannot be guessed byte by byte from timings.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = (a.len() ^ b.len()) as u8 | u8::from(a.len() != b.len());
+    for (i, x) in a.iter().enumerate() {
+        diff |= x ^ b.get(i % b.len().max(1)).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+        return Some(k.trim());
+    }
+    let auth = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = auth.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
+    let v = headers.get("x-request-id")?.to_str().ok()?.trim();
+    (!v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)))
+    .then(|| v.to_owned())
+}
+
+async fn observe(
+    State(st): State<Arc<AppState>>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let start = Instant::now();
+    let id = client_request_id(req.headers()).unwrap_or_else(|| {
+        format!(
+            "{}-{}",
+            st.id_prefix,
+            st.next_id.fetch_add(1, Ordering::SeqCst)
+        )
+    });
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |m| m.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let inference_route = path.starts_with("/v1/");
+    let protected = inference_route
+        || (st.config.api_key_protects_health && (path == "/health" || path == "/metrics"));
+
+    let mut resp = if let Some(key) = st.config.api_key.as_deref()
+        && protected
+        && !presented_key(req.headers()).is_some_and(|k| same_secret(k.as_bytes(), key.as_bytes()))
+    {
+        ApiError::unauthorized().into_response()
+    } else if let Some(limiter) = st.limiter.as_ref()
+        && inference_route
+        && let Err(retry) = limiter.check(addr.ip())
+    {
+        ApiError::rate_limited(retry).into_response()
+    } else {
+        next.run(req).await
+    };
+
+    let status = resp.status().as_u16();
+    let served = resp
+        .extensions()
+        .get::<Served>()
+        .cloned()
+        .unwrap_or_default();
+    let error = resp.extensions().get::<ApiError>().map(|e| e.code);
+    let elapsed = start.elapsed();
+    st.metrics
+        .record(&endpoint, status, elapsed, served.inference_ms);
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    let duration_ms = (elapsed.as_secs_f64() * 1e4).round() / 10.0;
+    let inference_time_ms = served.inference_ms.map(f64::round);
+    if inference_route || (status >= 400 && status != 503) {
+        let message = match error {
+            None => "request served",
+            Some("inference_failed") => "inference failed",
+            Some(_) => "request refused",
+        };
+        macro_rules! log_at {
+            ($level:ident) => {
+                tracing::$level!(
+                    request_id = %id,
+                    endpoint = %endpoint,
+                    status,
+                    error = error,
+                    client = %addr.ip(),
+                    duration_ms,
+                    inference_time_ms,
+                    image_size_bytes = served.image_bytes,
+                    caption_length = served.caption_length,
+                    "{message}"
+                )
+            };
+        }
+        if status >= 500 && status != 503 {
+            log_at!(error);
+        } else if status >= 400 {
+            log_at!(warn);
+        } else {
+            log_at!(info);
+        }
+        if let Some(ms) = served.inference_ms
+            && ms > st.config.slow_inference_ms
+        {
+            tracing::warn!(
+                request_id = %id,
+                endpoint = %endpoint,
+                inference_time_ms = ms.round(),
+                "slow inference: {:.0} ms (threshold {:.0} ms)",
+                ms,
+                st.config.slow_inference_ms
+            );
+        }
+    } else {
+        tracing::debug!(request_id = %id, endpoint = %endpoint, status, duration_ms, "request served");
+    }
+    resp
+}
+
+pub fn router(st: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/caption", post(caption))
+        .route("/v1/vqa", post(vqa))
+        .route("/v1/tasks/{task}", post(task))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::disable())
+        .layer(middleware::from_fn_with_state(st.clone(), observe))
+        .with_state(st)
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::not_found(req.uri().path())
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::method_not_allowed()
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    Caption,
+    Vqa,
+    Task(Task),
+}
+
+/// Counts a handler as active while it lives (the drain waits for it).
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn new(c: &'a AtomicUsize) -> Self {
+        c.fetch_add(1, Ordering::SeqCst);
+        Active(c)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(infer(&st, req, Route::Caption).await)
+}
+
+async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(infer(&st, req, Route::Vqa).await)
+}
+
+async fn task(State(st): State<Arc<AppState>>, Path(name): Path<String>, req: Request) -> Response {
+    match name.parse::<Task>() {
+        Ok(t) => respond(infer(&st, req, Route::Task(t)).await),
+        Err(e) => ApiError::invalid_params(e.to_string()).into_response(),
+    }
+}
+
+fn respond(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+const CAPTION_TASKS: [Task; 3] = [
+    Task::Caption,
+    Task::DetailedCaption,
+    Task::MoreDetailedCaption,
+];
+
+fn decode_error(e: DecodeError) -> ApiError {
+    match e {
+        DecodeError::TooLarge { .. } => ApiError::too_large(e.to_string()),
+        _ => ApiError::invalid_image(e.to_string()),
+    }
+}
+
+async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Response, ApiError> {
+    let _active = Active::new(&st.active);
+    let start = Instant::now();
+    let config = &st.config;
+    let deadline = start + Duration::from_secs_f64(config.request_timeout_s);
+    let workers = st.ready_workers()?;
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(String::new, |r| r.0.clone());
+    let (parts, body) = req.into_parts();
+    let bytes = read_body(body, config.max_image_bytes).await?;
+    let fields = Fields::parse(&parts.headers, parts.uri.query(), bytes).await?;
+
+    let (task, text) = match route {
+        Route::Caption => {
+            let name = fields.string("task")?.unwrap_or_else(|| "caption".into());
+            let task = name
+                .parse::<Task>()
+                .ok()
+                .filter(|t| CAPTION_TASKS.contains(t))
+                .ok_or_else(|| {
+                    ApiError::invalid_params(
+                        "task must be caption, detailed_caption or more_detailed_caption",
+                    )
+                })?;
+            (task, None)
+        }
+        Route::Vqa => {
+            if !workers.vqa_supported {
+                return Err(ApiError::vqa_not_configured());
+            }
+            let q = fields
+                .string("question")?
+                .map(|q| q.trim().to_owned())
+                .filter(|q| !q.is_empty())
+                .ok_or_else(|| ApiError::invalid_params("question is required and non-empty"))?;
+            if q.chars().count() > 1024 {
+                return Err(ApiError::invalid_params(
+                    "question is longer than 1024 characters",
+                ));
+            }
+            (Task::Vqa, Some(q))
+        }
+        Route::Task(t) => {
+            if t == Task::Vqa && !workers.vqa_supported {
+                return Err(ApiError::vqa_not_configured());
+            }
+            (t, fields.string("text")?.or(fields.string("question")?))
+        }
+    };
+    let mut params = fields.params(task.token(), config)?;
+    params.text = text;
+    if !matches!(route, Route::Task(_)) {
+        params.region = None;
+    }
+    let image_bytes = fields.image()?;
+    drop(fields);
+    let n_bytes = image_bytes.len();
+    if n_bytes > config.max_image_bytes {
+        return Err(ApiError::too_large(format!(
+            "image is {n_bytes} bytes; the limit is {}",
+            config.max_image_bytes
+        )));
+    }
+    let limits = ImageLimits {
+        max_width: config.limits.max_width,
+        max_height: config.limits.max_height,
+        max_pixels: (config.limits.max_megapixels * 1e6) as u64,
+    };
+    let image = tokio::task::spawn_blocking(move || image_io::decode(&image_bytes, &limits, true))
+        .await
+        .map_err(|_| ApiError::inference_failed())?
+        .map_err(decode_error)?;
+
+    let (tx, rx) = oneshot::channel();
+    let job = Job {
+        id: id.clone(),
+        image,
+        params,
+        enqueued: Instant::now(),
+        deadline,
+        reply: tx,
+    };
+    workers.submit(job).map_err(|e| match e {
+        SubmitError::Overloaded => {
+            let avg = st.metrics.average_inference_ms().max(100.0);
+            let waiting = workers.queued() as f64 + 1.0;
+            let per = config.max_concurrent_requests as f64;
+            ApiError::overloaded((avg * waiting / per / 1e3).ceil() as u64)
+        }
+        SubmitError::NotReady => ApiError::not_ready("the model is not available"),
+    })?;
+    let answer: Answer = match tokio::time::timeout_at(deadline.into(), rx).await {
+        Err(_) => return Err(ApiError::timeout()),
+        Ok(Err(_)) => {
+            tracing::error!(request_id = %id, "the worker dropped the request");
+            return Err(ApiError::inference_failed());
+        }
+        Ok(Ok(Err(e))) => {
+            return Err(match e {
+                JobError::Invalid(m) => ApiError::invalid_params(m),
+                JobError::Timeout => ApiError::timeout(),
+                JobError::Failed(detail) => {
+                    tracing::error!(request_id = %id, detail = %detail, "inference failed");
+                    ApiError::inference_failed()
+                }
+                JobError::Unavailable(detail) => {
+                    tracing::error!(request_id = %id, detail = %detail, "pipeline unavailable");
+                    if workers.backend == "hailo" {
+                        ApiError::device_error()
+                    } else {
+                        ApiError::not_ready("the model is not available")
+                    }
+                }
+            });
+        }
+        Ok(Ok(Ok(a))) => a,
+    };
+
+    let mut body = json!({
+        "inference_time_ms": answer.inference_ms.round() as u64,
+        "model": "florence-2",
+        "token_count": answer.token_count,
+        "model_variant": workers.model_variant,
+        "backend": workers.backend,
+        "task": answer.task,
+        "image_size": answer.image_size,
+        "queue_time_ms": (answer.queue_ms * 10.0).round() / 10.0,
+    });
+    match route {
+        Route::Caption => body["caption"] = answer.text.clone().into(),
+        Route::Vqa => body["answer"] = answer.text.clone().into(),
+        Route::Task(_) => {
+            body["text"] = answer.text.clone().into();
+            body["result"] = json!({ answer.task.clone(): answer.result });
+        }
+    }
+    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+    let h = resp.headers_mut();
+    for (name, v) in [
+        ("x-queue-time", answer.queue_ms),
+        ("x-inference-time", answer.inference_ms),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{}", v.round() as u64)) {
+            h.insert(name, v);
+        }
+    }
+    resp.extensions_mut().insert(Served {
+        inference_ms: Some(answer.inference_ms),
+        image_bytes: Some(n_bytes),
+        caption_length: Some(answer.text.chars().count()),
+    });
+    Ok(resp)
+}
+
+fn cpu_temperature_c() -> Option<f64> {
+    let raw = std::fs::read_to_string("/sys/class/thermal/thermal_zone0/temp").ok()?;
+    let milli: f64 = raw.trim().parse().ok()?;
+    Some((milli / 100.0).round() / 10.0)
+}
+
+async fn health(State(st): State<Arc<AppState>>) -> Response {
+    let w = st.workers.get();
+    let failed = st
+        .load_error
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let state = if st.draining.load(Ordering::SeqCst) {
+        Health::Stopping
+    } else if let Some(e) = failed {
+        Health::Failed(e)
+    } else {
+        w.map_or(Health::Loading, |w| w.health())
+    };
+    let hailo = st.config.backend == BackendChoice::Hailo;
+    let mut body = json!({
+        "status": if state == Health::Ready { "healthy" } else { "unhealthy" },
+        "model_loaded": state == Health::Ready,
+        "uptime_seconds": st.metrics.uptime().as_secs(),
+        "version": env!("CARGO_PKG_VERSION"),
+        "hailo_device": match (hailo, &state) {
+            (false, _) => "not_used",
+            (true, Health::Ready) => "connected",
+            (true, _) => "disconnected",
+        },
+        "backend": if hailo { "hailo" } else { "onnx-cpu" },
+        "model_variant": w.map(|w| w.model_variant.clone()),
+        "queue_depth": st.gauges().queue_depth,
+    });
+    if let Some(t) = cpu_temperature_c() {
+        body["cpu_temperature_c"] = t.into();
+    }
+    let status = match &state {
+        Health::Ready => StatusCode::OK,
+        Health::Loading => {
+            body["error"] = "the model is loading".into();
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Health::Stopping => {
+            body["error"] = "the service is shutting down".into();
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        Health::Failed(reason) => {
+            body["error"] = reason.clone().into();
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+fn wants_prometheus(headers: &HeaderMap, query: Option<&str>) -> bool {
+    if let Some(q) = query {
+        for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+            if k == "format" {
+                return v.eq_ignore_ascii_case("prometheus");
+            }
+        }
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    accept.contains("text/plain") || accept.contains("application/openmetrics-text")
+}
+
+async fn metrics(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    let g = st.gauges();
+    if wants_prometheus(req.headers(), req.uri().query()) {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            st.metrics.prometheus(&g),
+        )
+            .into_response()
+    } else {
+        axum::Json(st.metrics.json(&g)).into_response()
+    }
+}
+
+async fn openapi(State(st): State<Arc<AppState>>) -> Response {
+    axum::Json(crate::openapi::document(&st.config)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+        assert!(!same_secret(b"a", b""));
+    }
+
+    #[test]
+    fn rate_limit_refills() {
+        let l = RateLimiter {
+            per_second: 1.0,
+            burst: 2.0,
+            clients: Mutex::new(HashMap::new()),
+        };
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        assert!(l.check(ip).is_ok());
+        assert!(l.check(ip).is_ok());
+        assert_eq!(l.check(ip), Err(1));
+        assert!(l.check("10.0.0.1".parse().unwrap()).is_ok());
+    }
+}

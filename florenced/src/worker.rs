@@ -1,0 +1,535 @@
+//! The inference side: `appsrc ! florencecaption mode=every-frame ! appsink`
+//! pipelines, each owned by one thread that takes jobs from a bounded FIFO.
+//!
+//! Every job becomes one buffer carrying a `FlorenceRequestMeta` with its id and
+//! parameters; the answer is the buffer that comes out with the same
+//! `request-id`, so a late answer to a timed-out job is never handed to the next.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstflorence::engine::preprocess::RgbImage;
+use gstflorence::florencecaption::{META_NAME, REQUEST_META_NAME};
+use tokio::sync::oneshot;
+
+use crate::config::{BackendChoice, Config};
+
+/// What a request asks the element for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    /// Task token or name (`<CAPTION>`, `vqa`, `od`, ...).
+    pub task: String,
+    pub text: Option<String>,
+    pub region: Option<[f64; 4]>,
+    pub max_new_tokens: u32,
+    pub min_new_tokens: u32,
+    pub num_beams: Option<u32>,
+    pub temperature: f32,
+    pub seed: Option<u64>,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub task: String,
+    pub text: String,
+    /// The structured result as JSON (post_process_generation's inner value).
+    pub result: serde_json::Value,
+    pub token_count: u64,
+    pub inference_ms: f64,
+    pub queue_ms: f64,
+    pub image_size: [u32; 2],
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum JobError {
+    /// The parameters were rejected by the model (bad region, input too long, ...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("inference failed: {0}")]
+    Failed(String),
+    #[error("request waited or ran past the timeout")]
+    Timeout,
+    #[error("the pipeline is not running: {0}")]
+    Unavailable(String),
+}
+
+pub type Reply = Result<Answer, JobError>;
+
+pub struct Job {
+    pub id: String,
+    pub image: RgbImage,
+    pub params: Params,
+    pub enqueued: Instant,
+    pub deadline: Instant,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Health of the inference side, as /health reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Health {
+    Loading,
+    Ready,
+    Failed(String),
+    Stopping,
+}
+
+/// Shared between the HTTP side and the workers.
+pub struct Workers {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    /// Jobs admitted and not yet answered (queued + running).
+    pub in_flight: AtomicUsize,
+    pub running: AtomicUsize,
+    capacity: usize,
+    pub health: Mutex<Health>,
+    /// Last time each worker loop went round (ms since `epoch`); a stuck inference stops it.
+    heartbeats: Vec<AtomicU64>,
+    epoch: Instant,
+    pub model_variant: String,
+    pub backend: &'static str,
+    pub vqa_supported: bool,
+    stop: AtomicBool,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+pub enum SubmitError {
+    Overloaded,
+    NotReady,
+}
+
+impl Workers {
+    /// Starts `max_concurrent_requests` pipelines; returns once all have loaded
+    /// (or the first failed, with its message).
+    pub fn start(config: &Config) -> (Arc<Workers>, Result<(), String>) {
+        let n = config.max_concurrent_requests;
+        let capacity = n + config.queue_depth;
+        let (tx, rx) = sync_channel::<Job>(capacity);
+        let model_variant = config
+            .model_dir
+            .as_ref()
+            .and_then(|d| d.file_name())
+            .map_or_else(|| "florence-2".into(), |n| n.to_string_lossy().into_owned());
+        let vqa_supported = config.backend != BackendChoice::Hailo
+            || config
+                .model_dir
+                .as_ref()
+                .is_some_and(|d| d.join("vqa_embedding.npy").exists());
+        let workers = Arc::new(Workers {
+            tx: Mutex::new(Some(tx)),
+            in_flight: AtomicUsize::new(0),
+            running: AtomicUsize::new(0),
+            capacity,
+            health: Mutex::new(Health::Loading),
+            heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            epoch: Instant::now(),
+            model_variant,
+            backend: match config.backend {
+                BackendChoice::Hailo => "hailo",
+                _ => "onnx-cpu",
+            },
+            vqa_supported,
+            stop: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+        });
+        let rx = Arc::new(Mutex::new(rx));
+        let mut pipelines = Vec::new();
+        for i in 0..n {
+            match InferencePipeline::build(config) {
+                Ok(p) => pipelines.push(p),
+                Err(e) => {
+                    *workers.health.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Health::Failed(e.clone());
+                    return (workers, Err(e));
+                }
+            }
+            tracing::info!(worker = i, "pipeline {} of {} is PLAYING", i + 1, n);
+        }
+        for (i, p) in pipelines.into_iter().enumerate() {
+            let w = workers.clone();
+            let rx = rx.clone();
+            let timeout = config.request_timeout_s;
+            let handle = std::thread::Builder::new()
+                .name(format!("florenced-worker-{i}"))
+                .spawn(move || w.worker_loop(i, p, &rx, timeout));
+            match handle {
+                Ok(h) => workers
+                    .threads
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(h),
+                Err(e) => return (workers, Err(format!("cannot start a worker thread: {e}"))),
+            }
+        }
+        *workers.health.lock().unwrap_or_else(|e| e.into_inner()) = Health::Ready;
+        (workers, Ok(()))
+    }
+
+    pub fn health(&self) -> Health {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_health(&self, h: Health) {
+        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = h;
+    }
+
+    /// Admits a job or refuses it at once when the queue is full.
+    pub fn submit(&self, job: Job) -> Result<(), SubmitError> {
+        if self.health() != Health::Ready {
+            return Err(SubmitError::NotReady);
+        }
+        // Count first so that concurrent submitters cannot overshoot the bound.
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::Overloaded);
+        }
+        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(tx) = guard.as_ref() else {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Err(SubmitError::NotReady);
+        };
+        match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Err(SubmitError::Overloaded)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                Err(SubmitError::NotReady)
+            }
+        }
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.in_flight
+            .load(Ordering::SeqCst)
+            .saturating_sub(self.running.load(Ordering::SeqCst))
+    }
+
+    /// True while every worker loop went round within `max_age` (none is stuck).
+    pub fn alive_within(&self, max_age: Duration) -> bool {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        self.heartbeats
+            .iter()
+            .all(|h| now.saturating_sub(h.load(Ordering::SeqCst)) <= max_age.as_millis() as u64)
+    }
+
+    /// Stops taking jobs; workers finish what is queued, then their pipelines go to NULL.
+    pub fn shutdown(&self, wait: Duration) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let deadline = Instant::now() + wait;
+        let threads: Vec<_> =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    fn beat(&self, i: usize) {
+        if let Some(h) = self.heartbeats.get(i) {
+            h.store(self.epoch.elapsed().as_millis() as u64, Ordering::SeqCst);
+        }
+    }
+
+    fn worker_loop(
+        &self,
+        i: usize,
+        mut pipeline: InferencePipeline,
+        rx: &Mutex<Receiver<Job>>,
+        timeout_s: f64,
+    ) {
+        loop {
+            self.beat(i);
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let job = {
+                let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                rx.recv_timeout(Duration::from_millis(250))
+            };
+            let job = match job {
+                Ok(job) => job,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
+            self.running.fetch_add(1, Ordering::SeqCst);
+            self.run_job(&mut pipeline, job, timeout_s);
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+        pipeline.stop();
+    }
+
+    fn run_job(&self, pipeline: &mut InferencePipeline, job: Job, timeout_s: f64) {
+        if job.reply.is_closed() {
+            tracing::debug!(request_id = %job.id, "client went away; dropping queued work");
+            return;
+        }
+        if Instant::now() >= job.deadline {
+            let _ = job.reply.send(Err(JobError::Timeout));
+            return;
+        }
+        let queue_ms = job.enqueued.elapsed().as_secs_f64() * 1e3;
+        let result = pipeline.infer(&job, timeout_s);
+        if let Err(JobError::Unavailable(reason) | JobError::Failed(reason)) = &result
+            && pipeline.broken
+        {
+            tracing::error!(error = %reason, "pipeline failed; restarting it");
+            match pipeline.restart() {
+                Ok(()) => tracing::info!("pipeline restarted"),
+                Err(e) => {
+                    tracing::error!(error = %e, "pipeline restart failed");
+                    self.set_health(Health::Failed(e));
+                }
+            }
+        }
+        let _ = job.reply.send(result.map(|mut a| {
+            a.queue_ms = queue_ms;
+            a
+        }));
+    }
+}
+
+/// One `appsrc ! florencecaption ! appsink` pipeline.
+struct InferencePipeline {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    sink: gst_app::AppSink,
+    config: Config,
+    frame: u64,
+    /// An error on the bus: the pipeline must be rebuilt before the next job.
+    broken: bool,
+}
+
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error, gst::MessageType::Warning]) {
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                return Some(match e.debug() {
+                    Some(d) => format!("{} ({d})", e.error()),
+                    None => e.error().to_string(),
+                });
+            }
+            gst::MessageView::Warning(w) => {
+                tracing::warn!(warning = %w.error(), "pipeline warning");
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+impl InferencePipeline {
+    fn build(config: &Config) -> Result<InferencePipeline, String> {
+        let Some(model_dir) = config.model_dir.as_ref() else {
+            return Err("no model directory configured (model_dir / --model-dir)".into());
+        };
+        let make = |factory: &str| {
+            gst::ElementFactory::make(factory)
+                .build()
+                .map_err(|e| format!("cannot create the {factory} element: {e}"))
+        };
+        let src = make("appsrc")?
+            .downcast::<gst_app::AppSrc>()
+            .map_err(|_| "appsrc is not an AppSrc".to_string())?;
+        let caption = make("florencecaption")?;
+        let sink = make("appsink")?
+            .downcast::<gst_app::AppSink>()
+            .map_err(|_| "appsink is not an AppSink".to_string())?;
+        src.set_is_live(true);
+        src.set_format(gst::Format::Time);
+        src.set_property("block", false);
+        sink.set_sync(false);
+        // Nothing prerolls in this pipeline: frames only come with requests.
+        sink.set_async(false);
+        sink.set_max_buffers(64);
+        caption.set_property("model-dir", model_dir.display().to_string());
+        caption.set_property_from_str("mode", "every-frame");
+        caption.set_property("variant", &config.model_variant);
+        caption.set_property("threads", config.threads);
+        caption.set_property_from_str(
+            "backend",
+            match config.backend {
+                BackendChoice::Auto => "auto",
+                BackendChoice::Onnx => "onnx",
+                BackendChoice::Hailo => "hailo",
+            },
+        );
+        if let Some(lib) = &config.ort_library {
+            caption.set_property("ort-library", lib.display().to_string());
+        }
+        if let Some(t) = &config.vqa_prompt_template {
+            caption.set_property("vqa-template", t);
+        }
+        let pipeline = gst::Pipeline::with_name("florenced");
+        pipeline
+            .add_many([src.upcast_ref(), &caption, sink.upcast_ref()])
+            .map_err(|e| e.to_string())?;
+        gst::Element::link_many([src.upcast_ref(), &caption, sink.upcast_ref()])
+            .map_err(|e| e.to_string())?;
+        let change = pipeline.set_state(gst::State::Playing);
+        tracing::debug!(?change, "pipeline to PLAYING");
+        if change.is_err() {
+            let reason = bus_error(&pipeline)
+                .unwrap_or_else(|| "the pipeline refused to start (no error posted)".into());
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(reason);
+        }
+        let (res, state, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+        if res.is_err() || state != gst::State::Playing {
+            let reason = bus_error(&pipeline).unwrap_or_else(|| format!("pipeline is {state:?}"));
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(reason);
+        }
+        Ok(InferencePipeline {
+            pipeline,
+            src,
+            sink,
+            config: config.clone(),
+            frame: 0,
+            broken: false,
+        })
+    }
+
+    fn restart(&mut self) -> Result<(), String> {
+        self.stop();
+        *self = InferencePipeline::build(&self.config)?;
+        Ok(())
+    }
+
+    fn stop(&self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+
+    fn sample_for(&mut self, job: &Job) -> Result<gst::Sample, String> {
+        let img = &job.image;
+        let info =
+            gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, img.width, img.height)
+                .fps(gst::Fraction::new(0, 1))
+                .build()
+                .map_err(|e| {
+                    format!("cannot describe a {}x{} frame: {e}", img.width, img.height)
+                })?;
+        let stride = info.stride()[0] as usize;
+        let row = img.width as usize * 3;
+        let mut data = vec![0u8; info.size()];
+        for (dst, src) in data.chunks_mut(stride).zip(img.data.chunks(row)) {
+            dst[..row].copy_from_slice(src);
+        }
+        let mut buffer = gst::Buffer::from_mut_slice(data);
+        {
+            let b = buffer.get_mut().ok_or("buffer not writable")?;
+            self.frame += 1;
+            b.set_pts(gst::ClockTime::from_mseconds(self.frame));
+            let mut meta = gst::meta::CustomMeta::add(b, REQUEST_META_NAME)
+                .map_err(|e| format!("cannot add {REQUEST_META_NAME}: {e}"))?;
+            let s = meta.mut_structure();
+            let p = &job.params;
+            s.set("id", &job.id);
+            s.set("task", &p.task);
+            if let Some(t) = &p.text {
+                s.set("text", t);
+            }
+            if let Some(r) = p.region {
+                s.set("region", gst::Array::new(r));
+            }
+            s.set("max-new-tokens", p.max_new_tokens);
+            s.set("min-new-tokens", p.min_new_tokens);
+            if let Some(b) = p.num_beams {
+                s.set("num-beams", b);
+            }
+            s.set("temperature", p.temperature as f64);
+            if let Some(seed) = p.seed {
+                s.set("seed", seed);
+            }
+        }
+        let caps = info.to_caps().map_err(|e| e.to_string())?;
+        Ok(gst::Sample::builder().buffer(&buffer).caps(&caps).build())
+    }
+
+    fn infer(&mut self, job: &Job, timeout_s: f64) -> Reply {
+        if let Some(e) = bus_error(&self.pipeline) {
+            self.broken = true;
+            return Err(JobError::Unavailable(e));
+        }
+        let sample = self.sample_for(job).map_err(JobError::Failed)?;
+        if let Err(e) = self.src.push_sample(&sample) {
+            self.broken = true;
+            return Err(JobError::Unavailable(format!(
+                "appsrc refused the frame: {e:?}"
+            )));
+        }
+        // The job's own deadline, plus a grace period so a slow answer is still matched.
+        let until = job
+            .deadline
+            .max(Instant::now() + Duration::from_secs_f64(timeout_s.min(5.0)));
+        loop {
+            if let Some(e) = bus_error(&self.pipeline) {
+                self.broken = true;
+                return Err(JobError::Failed(e));
+            }
+            if Instant::now() >= until {
+                return Err(JobError::Timeout);
+            }
+            let Some(sample) = self
+                .sink
+                .try_pull_sample(gst::ClockTime::from_mseconds(100))
+            else {
+                if self.sink.is_eos() {
+                    self.broken = true;
+                    return Err(JobError::Unavailable("the pipeline ended".into()));
+                }
+                continue;
+            };
+            let Some(buffer) = sample.buffer() else {
+                continue;
+            };
+            let Ok(meta) = gst::meta::CustomMeta::from_buffer(buffer, META_NAME) else {
+                tracing::warn!("a frame came back without a result; skipping it");
+                continue;
+            };
+            let s = meta.structure();
+            let id = s.get::<String>("request-id").unwrap_or_default();
+            if id != job.id {
+                tracing::debug!(stale = %id, "dropping the answer of an earlier request");
+                continue;
+            }
+            if let Ok(message) = s.get::<String>("error") {
+                let kind = s.get::<String>("error-kind").unwrap_or_default();
+                return Err(if kind == "invalid-request" {
+                    JobError::Invalid(message)
+                } else {
+                    JobError::Failed(message)
+                });
+            }
+            let result_json = s.get::<String>("result").unwrap_or_default();
+            return Ok(Answer {
+                task: s.get::<String>("task").unwrap_or_default(),
+                text: s.get::<String>("text").unwrap_or_default(),
+                result: serde_json::from_str(&result_json).unwrap_or(serde_json::Value::Null),
+                token_count: s.get::<u64>("token-count").unwrap_or(0),
+                inference_ms: s.get::<f64>("inference-time-ms").unwrap_or(0.0),
+                queue_ms: 0.0,
+                image_size: [
+                    s.get::<u32>("image-width").unwrap_or(job.image.width),
+                    s.get::<u32>("image-height").unwrap_or(job.image.height),
+                ],
+            });
+        }
+    }
+}

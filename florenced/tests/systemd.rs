@@ -1,0 +1,182 @@
+//! florenced under a (simulated) systemd: READY=1 only once /health is 200,
+//! watchdog pings, STOPPING=1 on SIGTERM with in-flight requests finishing.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+#[test]
+fn notify_ready_watchdog_and_graceful_stop() {
+    let sock_path =
+        std::env::temp_dir().join(format!("florenced-notify-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let (tx, rx) = mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = sock.recv(&mut buf) {
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if tx.send((Instant::now(), msg)).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut d = Spawn::new()
+        .env("NOTIFY_SOCKET", &sock_path.display().to_string())
+        .env("WATCHDOG_USEC", "400000")
+        .set("max_tokens=1000")
+        .start();
+    let mut seen: Vec<String> = Vec::new();
+    // Wait for READY=1; at that moment /health must already be 200.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, msg) = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no READY=1 within 60 s");
+        seen.push(msg.clone());
+        if msg.lines().any(|l| l == "READY=1") {
+            break;
+        }
+    }
+    assert_eq!(d.get("/health").status, 200);
+    assert!(
+        seen.iter().any(|m| m.contains("STATUS=loading")),
+        "a STATUS line while loading: {seen:?}"
+    );
+
+    // Watchdog pings at about a quarter of WATCHDOG_USEC while idle.
+    let start = Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_millis(800) {
+        if let Ok((_, m)) = rx.recv_timeout(Duration::from_millis(100))
+            && m.lines().any(|l| l == "WATCHDOG=1")
+        {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "{pings} watchdog pings in 0.8 s");
+
+    // Three long requests in flight, then SIGTERM: they finish, new ones get 503.
+    let png = fixture_png("scene_640x480");
+    let body = json!({"image": b64(&png), "max_length": 300, "min_length": 300, "num_beams": 4})
+        .to_string();
+    let addr = d.addr;
+    let inflight: Vec<_> = (0..3)
+        .map(|_| {
+            let body = body.clone();
+            std::thread::spawn(move || {
+                request(
+                    addr,
+                    "POST",
+                    "/v1/caption",
+                    &[("content-type", "application/json")],
+                    body.as_bytes(),
+                )
+            })
+        })
+        .collect();
+    // Let the requests reach the daemon.
+    let start = Instant::now();
+    loop {
+        let m = d.get("/metrics").json();
+        if m["inferences_running"].as_u64() == Some(1) && m["queue_depth"].as_u64() == Some(2) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "requests never queued: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    d.signal(libc::SIGTERM);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, msg) = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("no STOPPING=1 after SIGTERM");
+        if msg.lines().any(|l| l == "STOPPING=1") {
+            break;
+        }
+    }
+    let late = d.post_json("/v1/caption", &json!({"image": b64(&png)}));
+    assert_eq!(late.error_code(503), "model_not_ready");
+    assert_eq!(d.get("/health").status, 503);
+    for h in inflight {
+        let r = h.join().unwrap();
+        assert_eq!(r.status, 200, "an in-flight request was cut: {}", r.text());
+        assert_eq!(r.json()["token_count"], 300);
+    }
+    let status = d.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "exit status {status:?}");
+    let _ = std::fs::remove_file(&sock_path);
+}
+
+#[test]
+fn a_stuck_worker_stops_the_watchdog() {
+    // Without a watchdog nothing is sent; with one, a long inference (far longer
+    // than half the watchdog interval) pauses the pings until it finishes.
+    let sock_path = std::env::temp_dir().join(format!("florenced-wd-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let d = Spawn::new()
+        .env("NOTIFY_SOCKET", &sock_path.display().to_string())
+        .env("WATCHDOG_USEC", "200000")
+        .set("max_tokens=1000")
+        .ready();
+    let png = fixture_png("scene_640x480");
+    let body = json!({"image": b64(&png), "max_length": 1000, "min_length": 1000, "num_beams": 8})
+        .to_string();
+    let addr = d.addr;
+    let h = std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            "/v1/caption",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+    });
+    // Wait until the inference runs, then drain what was sent before.
+    let start = Instant::now();
+    while d.get("/metrics").json()["inferences_running"] != 1 {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let mut buf = [0u8; 1024];
+    while sock.recv(&mut buf).is_ok() {}
+    // During the long inference: silence for a while.
+    let quiet_from = Instant::now();
+    let mut pinged_during = false;
+    while quiet_from.elapsed() < Duration::from_millis(500) {
+        if let Ok(n) = sock.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1")
+        {
+            pinged_during = true;
+        }
+    }
+    let r = h.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(
+        !pinged_during,
+        "watchdog pinged while the worker was stuck in a long inference"
+    );
+    // And the pings resume afterwards.
+    let start = Instant::now();
+    let mut resumed = false;
+    while start.elapsed() < Duration::from_secs(2) && !resumed {
+        if let Ok(n) = sock.recv(&mut buf) {
+            resumed = String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1");
+        }
+    }
+    assert!(resumed, "watchdog pings did not resume");
+    let _ = std::fs::remove_file(&sock_path);
+}
