@@ -180,3 +180,93 @@ fn a_stuck_worker_stops_the_watchdog() {
     assert!(resumed, "watchdog pings did not resume");
     let _ = std::fs::remove_file(&sock_path);
 }
+
+#[test]
+fn verify_script_passes_on_a_running_daemon_and_fails_on_a_dead_one() {
+    let d = Spawn::new().ready();
+    let out = std::process::Command::new("bash")
+        .arg(root().join("systemd/verify.sh"))
+        .args(["--url", &format!("http://{}", d.addr)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("\"caption\":\""), "{text}");
+    let addr = d.addr;
+    drop(d);
+    // Nothing listens there any more: verify.sh gives up with a FAIL line (it retries
+    // /health for up to 120 s, so bound it with timeout(1)).
+    let out = std::process::Command::new("timeout")
+        .args(["3", "bash"])
+        .arg(root().join("systemd/verify.sh"))
+        .args(["--url", &format!("http://{addr}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn the_unit_file_is_valid_for_systemd() {
+    let unit = std::fs::read_to_string(root().join("systemd/hailo-florence.service")).unwrap();
+    for key in [
+        "Type=notify",
+        "WatchdogSec=",
+        "MemoryMax=3G",
+        "Restart=on-failure",
+        "RestartSec=10s",
+    ] {
+        assert!(unit.contains(key), "{key} missing from the unit");
+    }
+    // The shipped example configuration is accepted as it is.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+        .args(["--config"])
+        .arg(root().join("systemd/hailo-florence.yaml"))
+        .arg("--print-config")
+        .env_remove("FLORENCED_API_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let Ok(analyze) = which("systemd-analyze") else {
+        eprintln!("systemd-analyze is not installed; unit syntax not checked");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("florenced-unit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("hailo-florence.service");
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/florenced", env!("CARGO_BIN_EXE_florenced")),
+    )
+    .unwrap();
+    let out = std::process::Command::new(analyze)
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Warnings about the host (no systemd running, missing users) are not the unit's fault.
+    let problems: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("hailo-florence.service"))
+        .filter(|l| !l.contains("User") && !l.contains("Group"))
+        .collect();
+    assert!(problems.is_empty(), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}
