@@ -276,7 +276,7 @@ impl Workers {
 
     fn run_job(&self, pipeline: &mut InferencePipeline, job: Job, timeout_s: f64) {
         if job.reply.is_closed() {
-            tracing::debug!(request_id = %job.id, "client went away; dropping queued work");
+            tracing::info!(request_id = %job.id, "client went away; dropping queued work");
             return;
         }
         if Instant::now() >= job.deadline {

@@ -797,3 +797,48 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_client_that_disconnects_drops_its_queued_work() {
+    let d = Spawn::new().set("max_tokens=1000").ready();
+    let png = fixture_png("scene_640x480");
+    let long = json!({"image": b64(&png), "max_length": 600, "min_length": 600, "num_beams": 4}).to_string();
+    let addr = d.addr;
+    let first = std::thread::spawn(move || {
+        request(addr, "POST", "/v1/caption", &[("content-type", "application/json")], long.as_bytes())
+    });
+    let start = std::time::Instant::now();
+    while d.get("/metrics").json()["inferences_running"] != 1 {
+        assert!(start.elapsed().as_secs() < 30);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // Three clients queue behind it and hang up.
+    let body = json!({"image": b64(&png), "max_length": 5}).to_string();
+    for _ in 0..3 {
+        use std::io::Write;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        drop(s);
+    }
+    let r = first.join().unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Only the first request ran the model.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let p = d.get("/metrics?format=prometheus").text();
+    assert!(
+        p.contains("florenced_inference_duration_seconds_count 1\n"),
+        "{}",
+        p.lines().filter(|l| l.contains("_count")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(d.log_lines().iter().any(|l| l["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("client went away"))));
+    let m = d.get("/metrics").json();
+    assert_eq!(m["queue_depth"], 0);
+}
