@@ -19,6 +19,7 @@ APT_PACKAGES=(
   libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
   gstreamer1.0-tools
   python3-gi
   gir1.2-gstreamer-1.0

@@ -802,10 +802,17 @@ fn copy_dir(from: &Path, to: &Path) {
 fn a_client_that_disconnects_drops_its_queued_work() {
     let d = Spawn::new().set("max_tokens=1000").ready();
     let png = fixture_png("scene_640x480");
-    let long = json!({"image": b64(&png), "max_length": 600, "min_length": 600, "num_beams": 4}).to_string();
+    let long = json!({"image": b64(&png), "max_length": 600, "min_length": 600, "num_beams": 4})
+        .to_string();
     let addr = d.addr;
     let first = std::thread::spawn(move || {
-        request(addr, "POST", "/v1/caption", &[("content-type", "application/json")], long.as_bytes())
+        request(
+            addr,
+            "POST",
+            "/v1/caption",
+            &[("content-type", "application/json")],
+            long.as_bytes(),
+        )
     });
     let start = std::time::Instant::now();
     while d.get("/metrics").json()["inferences_running"] != 1 {
@@ -834,11 +841,16 @@ fn a_client_that_disconnects_drops_its_queued_work() {
     assert!(
         p.contains("florenced_inference_duration_seconds_count 1\n"),
         "{}",
-        p.lines().filter(|l| l.contains("_count")).collect::<Vec<_>>().join("\n")
+        p.lines()
+            .filter(|l| l.contains("_count"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
-    assert!(d.log_lines().iter().any(|l| l["message"]
-        .as_str()
-        .is_some_and(|m| m.contains("client went away"))));
+    assert!(d.log_lines().iter().any(|l| {
+        l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("client went away"))
+    }));
     let m = d.get("/metrics").json();
     assert_eq!(m["queue_depth"], 0);
 }

@@ -125,6 +125,41 @@ fn missing_model_fails_the_state_change_with_a_clear_error() {
         gst::parse::launch("videotestsrc num-buffers=1 ! florencecaption ! fakesink").unwrap();
     assert!(pipeline.set_state(gst::State::Paused).is_err());
     pipeline.set_state(gst::State::Null).unwrap();
+
+    // Invalid property combinations name the problem too.
+    for (props, needle) in [
+        ("task=region-to-category region=1,2,three,4", "region"),
+        ("task=region-to-category", "region"),
+        ("task=open-vocabulary-detection", "text input"),
+        ("task=caption prompt=extra", "takes no input"),
+        (
+            "vqa-template=no-placeholder task=vqa prompt=why",
+            "{question}",
+        ),
+        ("min-new-tokens=50 max-new-tokens=10", "min_new_tokens"),
+        ("backend=hailo", "hailo"),
+    ] {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=1 ! florencecaption model-dir={} {props} ! fakesink",
+            model_dir()
+        ))
+        .unwrap();
+        assert!(pipeline.set_state(gst::State::Paused).is_err(), "{props}");
+        let msg = pipeline
+            .bus()
+            .unwrap()
+            .timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error])
+            .expect("an error message");
+        let gst::MessageView::Error(err) = msg.view() else {
+            unreachable!()
+        };
+        assert!(
+            err.error().to_string().contains(needle),
+            "{props}: {}",
+            err.error()
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
 }
 
 #[test]
@@ -370,4 +405,244 @@ fn request_meta_gives_each_buffer_its_own_request() {
     let out = h.pull().unwrap();
     assert_eq!(meta_field(&out, "task").unwrap(), "<CAPTION>");
     assert_eq!(meta_field(&out, "request-id"), None);
+}
+
+/// Runs a pipeline to EOS (or fails after `limit`), returning its element messages.
+fn run_to_eos(pipeline: &gst::Element, limit: Duration) -> Vec<gst::Structure> {
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_nseconds(left.as_nanos() as u64)) else {
+            panic!("no EOS within {limit:?}");
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("error: {} ({:?})", e.error(), e.debug()),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure()
+                    && s.name() == "florence-caption"
+                {
+                    messages.push(s.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    messages
+}
+
+#[test]
+fn text_src_gives_utf8_buffers_timestamped_to_the_analysed_frame() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=4 pattern=smpte ! video/x-raw,format=RGB,width=320,height=240,framerate=5/1 ! \
+         florencecaption name=f mode=every-frame model-dir={} threads=1 num-beams=1 ! appsink name=v sync=false \
+         f.text_src ! queue ! appsink name=t sync=false",
+        model_dir()
+    ))
+    .unwrap();
+    let bin = pipeline.clone().downcast::<gst::Bin>().unwrap();
+    let sink = |name: &str| {
+        bin.by_name(name)
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap()
+    };
+    let (v, t) = (sink("v"), sink("t"));
+    pipeline.set_state(gst::State::Playing).unwrap();
+    for _ in 0..4 {
+        let video = v.pull_sample().unwrap();
+        let text = t.pull_sample().unwrap();
+        let vb = video.buffer().unwrap();
+        let tb = text.buffer().unwrap();
+        let caps = text.caps().unwrap();
+        assert_eq!(caps.structure(0).unwrap().name(), "text/x-raw");
+        assert_eq!(
+            caps.structure(0).unwrap().get::<&str>("format").unwrap(),
+            "utf8"
+        );
+        let map = tb.map_readable().unwrap();
+        let s = std::str::from_utf8(&map).unwrap();
+        assert_eq!(Some(s.to_owned()), meta_field(vb, "text"));
+        assert!(!s.is_empty());
+        assert_eq!(tb.pts(), vb.pts());
+        assert_eq!(tb.duration(), vb.duration());
+    }
+    // EOS reaches both branches (the pipeline's EOS needs every sink).
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS on both branches");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    assert!(t.is_eos());
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn inference_interval_bounds_the_analyses() {
+    init();
+    // 2 s of live 30 fps video; analyses start at least 600 ms apart -> at most 4.
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=60 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         florencecaption name=f model-dir={} threads=1 num-beams=1 inference-interval=600 ! fakesink sync=false",
+        model_dir()
+    ))
+    .unwrap();
+    let msgs = run_to_eos(&pipeline, Duration::from_secs(30));
+    assert!(
+        (1..=4).contains(&msgs.len()),
+        "{} results with inference-interval=600 over 2 s",
+        msgs.len()
+    );
+    let pts: Vec<u64> = msgs
+        .iter()
+        .map(|m| m.get::<u64>("frame-pts").unwrap())
+        .collect();
+    for w in pts.windows(2) {
+        // Analysed frames are at least ~600 ms of stream time apart (live: stream time = wall time).
+        assert!(w[1] - w[0] >= 550_000_000, "analysed frames {pts:?}");
+    }
+    let f = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("f")
+        .unwrap();
+    let skipped: u64 = f.property("frames-skipped");
+    assert!(skipped >= 50, "{skipped} frames skipped");
+}
+
+#[test]
+fn skip_similar_skips_frames_that_did_not_change() {
+    init();
+    let run = |threshold: f64| {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc is-live=true num-buffers=45 pattern=solid-color foreground-color=0xff3366cc ! \
+             video/x-raw,width=320,height=240,framerate=30/1 ! \
+             florencecaption model-dir={} threads=1 num-beams=1 skip-similar={threshold} ! fakesink sync=false",
+            model_dir()
+        ))
+        .unwrap();
+        run_to_eos(&pipeline, Duration::from_secs(30)).len()
+    };
+    // A still picture: analysed once, then every frame is "similar".
+    assert_eq!(run(3.0), 1);
+    // Without the threshold the worker keeps analysing whenever it is free.
+    assert!(run(0.0) >= 2);
+}
+
+#[test]
+fn eos_with_an_inference_in_flight_ends_cleanly() {
+    init();
+    for i in 0..10 {
+        // Live mode: EOS comes right after a frame was handed to the worker.
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers={} ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+             florencecaption name=f model-dir={} threads=1 num-beams=3 ! fakesink sync=false \
+             f.text_src ! queue ! fakesink sync=false",
+            1 + i % 3,
+            model_dir()
+        ))
+        .unwrap();
+        let start = Instant::now();
+        run_to_eos(&pipeline, Duration::from_secs(20));
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "EOS took {:?}",
+            start.elapsed()
+        );
+    }
+}
+
+#[test]
+fn flush_drops_results_from_before_the_seek() {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         florencecaption model-dir={} threads=1 num-beams=3 ! appsink name=v sync=true max-buffers=2",
+        model_dir()
+    ))
+    .unwrap();
+    let v = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("v")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // Run until a result exists and another inference is likely in flight.
+    let start = Instant::now();
+    loop {
+        let s = v.pull_sample().unwrap();
+        if meta_field(s.buffer().unwrap(), "text").is_some() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no result");
+    }
+    let target = gst::ClockTime::from_seconds(100);
+    pipeline
+        .seek_simple(gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE, target)
+        .unwrap();
+    // After the flush no buffer carries a result of a frame from before the seek.
+    let mut after = 0;
+    let mut with_result = 0;
+    while after < 40 {
+        let s = v.pull_sample().unwrap();
+        let b = s.buffer().unwrap();
+        if b.pts().unwrap() < target {
+            continue;
+        }
+        after += 1;
+        if let Ok(meta) = gst::meta::CustomMeta::from_buffer(b, META_NAME) {
+            with_result += 1;
+            let pts = meta.structure().get::<u64>("frame-pts").unwrap();
+            assert!(
+                pts >= target.nseconds(),
+                "a stale result (frame {pts}) after the flush"
+            );
+        }
+    }
+    assert!(with_result > 0, "results resume after the flush");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn no_gstreamer_objects_leak() {
+    // The leaks tracer lists every GstObject / mini object still alive at exit.
+    let exe = std::env::current_exe().unwrap();
+    let plugin_dir = exe.parent().and_then(Path::parent).unwrap();
+    for mode in ["live", "every-frame"] {
+        let out = std::process::Command::new("gst-launch-1.0")
+            .env("GST_PLUGIN_PATH", plugin_dir)
+            .env("GST_TRACERS", "leaks")
+            .env("GST_DEBUG", "leaks:7")
+            .args(
+                format!(
+                    "-q videotestsrc is-live=true num-buffers=30 ! video/x-raw,width=320,height=240 ! \
+                     florencecaption name=f mode={mode} model-dir={} threads=1 num-beams=1 ! fakesink \
+                     f.text_src ! queue ! fakesink",
+                    model_dir()
+                )
+                .split_whitespace(),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{err}");
+        assert!(
+            err.contains("listed 0 alive objects"),
+            "{mode}: {}",
+            err.lines()
+                .filter(|l| l.contains("alive"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }

@@ -30,7 +30,8 @@ struct Settings {
     ort_library: Option<String>,
     task: TaskProp,
     prompt: Option<String>,
-    region: Option<[f64; 4]>,
+    /// Parsed `region`, or why it could not be parsed (reported at start).
+    region: Result<Option<[f64; 4]>, String>,
     vqa_template: Option<String>,
     max_new_tokens: u32,
     min_new_tokens: u32,
@@ -52,7 +53,7 @@ impl Default for Settings {
             ort_library: None,
             task: TaskProp::Caption,
             prompt: None,
-            region: None,
+            region: Ok(None),
             vqa_template: None,
             max_new_tokens: 0,
             min_new_tokens: 0,
@@ -75,7 +76,7 @@ impl Settings {
             task: self.task.task(),
             input: TaskInput {
                 text: self.prompt.clone().filter(|p| !p.trim().is_empty()),
-                region: self.region,
+                region: self.region.clone().ok().flatten(),
             },
             options: GenerationOptions {
                 max_new_tokens: nz(self.max_new_tokens),
@@ -234,6 +235,7 @@ struct Job {
     pts: Option<gst::ClockTime>,
     request: Request,
     generation: u64,
+    interval_ms: u64,
 }
 
 struct State {
@@ -262,6 +264,10 @@ pub struct FlorenceCaption {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Arc<Mutex<Stats>>,
+    /// The `text_src` request pad, when requested.
+    text_pad: Mutex<Option<gst::Pad>>,
+    /// stream-start, caps and segment went out on `text_src`.
+    text_started: AtomicBool,
 }
 
 #[glib::object_subclass]
@@ -421,15 +427,12 @@ impl ObjectImpl for FlorenceCaption {
             "region" => {
                 let text: Option<String> = value.get().unwrap_or(None);
                 s.region = match text.as_deref().map(str::trim) {
-                    None | Some("") => None,
-                    Some(t) => match parse_region(t) {
-                        Ok(r) => Some(r),
-                        Err(e) => {
-                            gst::error!(CAT, imp = self, "{e}; region unset");
-                            None
-                        }
-                    },
+                    None | Some("") => Ok(None),
+                    Some(t) => parse_region(t).map(Some),
                 };
+                if let Err(e) = &s.region {
+                    gst::warning!(CAT, imp = self, "{e}; the region is ignored");
+                }
             }
             "max-new-tokens" => s.max_new_tokens = value.get().unwrap_or(0),
             "min-new-tokens" => s.min_new_tokens = value.get().unwrap_or(0),
@@ -457,6 +460,9 @@ impl ObjectImpl for FlorenceCaption {
             "vqa-template" => s.vqa_template.to_value(),
             "region" => s
                 .region
+                .clone()
+                .ok()
+                .flatten()
                 .map(|r| format!("{},{},{},{}", r[0], r[1], r[2], r[3]))
                 .to_value(),
             "max-new-tokens" => s.max_new_tokens.to_value(),
@@ -486,7 +492,7 @@ impl ElementImpl for FlorenceCaption {
             gst::subclass::ElementMetadata::new(
                 "Florence-2 captioning",
                 "Filter/Analyzer/Video",
-                "Runs Florence-2 (captions, VQA, OCR, detection, grounding, segmentation) on video frames and attaches the results as FlorenceCaptionMeta",
+                "Runs Florence-2 (captions, VQA, OCR, detection, grounding, segmentation) on video frames and attaches the results as FlorenceCaptionMeta; the text_src request pad gives them as text/x-raw for textoverlay or subtitle encoders. Example: gst-launch-1.0 v4l2src ! videoconvert ! florencecaption name=f model-dir=/var/lib/hailo-florence/models/Florence-2-base-ft ! videoconvert ! textoverlay name=o wait-text=false ! autovideosink f.text_src ! queue ! o.text_sink",
                 "florence developers",
             )
         });
@@ -514,9 +520,51 @@ impl ElementImpl for FlorenceCaption {
                     &caps,
                 )
                 .expect("valid sink template"),
+                gst::PadTemplate::new(
+                    "text_src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Request,
+                    &gst::Caps::builder("text/x-raw")
+                        .field("format", "utf8")
+                        .build(),
+                )
+                .expect("valid text_src template"),
             ]
         });
         TEMPLATES.as_ref()
+    }
+
+    fn request_new_pad(
+        &self,
+        templ: &gst::PadTemplate,
+        _name: Option<&str>,
+        _caps: Option<&gst::Caps>,
+    ) -> Option<gst::Pad> {
+        let mut slot = self.text_pad.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_some() {
+            gst::warning!(CAT, imp = self, "text_src is already requested");
+            return None;
+        }
+        let pad = gst::Pad::builder_from_template(templ)
+            .name("text_src")
+            .build();
+        self.text_started.store(false, Ordering::SeqCst);
+        if let Err(e) = self.obj().add_pad(&pad) {
+            gst::warning!(CAT, imp = self, "cannot add text_src: {e}");
+            return None;
+        }
+        *slot = Some(pad.clone());
+        Some(pad)
+    }
+
+    fn release_pad(&self, pad: &gst::Pad) {
+        let mut slot = self.text_pad.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref() == Some(pad) {
+            *slot = None;
+            drop(slot);
+            let _ = pad.set_active(false);
+            let _ = self.obj().remove_pad(pad);
+        }
     }
 }
 
@@ -564,6 +612,9 @@ impl BaseTransformImpl for FlorenceCaption {
                 .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         }
         // A bad prompt/task combination is a settings error too, not a per-frame failure.
+        if let Err(e) = &s.region {
+            return Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", e)));
+        }
         // The region is checked against each frame; here only its presence matters.
         let req = s.request();
         florence
@@ -585,6 +636,7 @@ impl BaseTransformImpl for FlorenceCaption {
         let worker =
             (s.mode == Mode::Live).then(|| self.spawn_worker(&florence, &shared, &model_name));
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
+        self.text_started.store(false, Ordering::SeqCst);
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
             florence,
             model_name,
@@ -623,6 +675,7 @@ impl BaseTransformImpl for FlorenceCaption {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
+        self.forward_to_text(&event);
         if let gst::EventView::FlushStop(_) = event.view()
             && let Some(state) = self
                 .state
@@ -688,7 +741,7 @@ impl BaseTransformImpl for FlorenceCaption {
                     Ok(out) => {
                         let mut cap = Caption::from_output(&out, pts, serial);
                         cap.request_id = request_id;
-                        self.publish(&cap, &model);
+                        self.publish(&cap, &model, buf.duration());
                         attach(buf, &cap, &model, true);
                     }
                     Err((kind, message)) => {
@@ -737,6 +790,75 @@ fn attach(buf: &mut gst::BufferRef, cap: &Caption, model: &str, fresh: bool) {
     }
 }
 
+impl FlorenceCaption {
+    fn text_pad(&self) -> Option<gst::Pad> {
+        self.text_pad
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Sends stream-start, caps and the video's segment on `text_src` once.
+    fn start_text(&self, pad: &gst::Pad) {
+        if self.text_started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let obj = self.obj();
+        let id = format!("{}/text_src", obj.name());
+        pad.push_event(gst::event::StreamStart::new(&id));
+        pad.push_event(gst::event::Caps::new(
+            &gst::Caps::builder("text/x-raw")
+                .field("format", "utf8")
+                .build(),
+        ));
+        let segment = obj
+            .static_pad("sink")
+            .and_then(|p| p.sticky_event::<gst::event::Segment>(0))
+            .filter(|e| e.segment().format() == gst::Format::Time)
+            .map(|e| e.copy())
+            .unwrap_or_else(|| {
+                gst::event::Segment::new(&gst::FormattedSegment::<gst::ClockTime>::new())
+            });
+        pad.push_event(segment);
+    }
+
+    /// A result as a `text/x-raw, format=utf8` buffer at the analysed frame's time.
+    fn push_text(&self, text: &str, pts: Option<gst::ClockTime>, duration: Option<gst::ClockTime>) {
+        let Some(pad) = self.text_pad() else { return };
+        if !pad.is_linked() {
+            return;
+        }
+        self.start_text(&pad);
+        let mut buf = gst::Buffer::from_mut_slice(text.as_bytes().to_vec());
+        if let Some(b) = buf.get_mut() {
+            b.set_pts(pts);
+            b.set_duration(duration);
+        }
+        match pad.push(buf) {
+            Ok(_) | Err(gst::FlowError::Flushing) | Err(gst::FlowError::NotLinked) => {}
+            Err(e) => gst::debug!(CAT, imp = self, "text_src push: {e:?}"),
+        }
+    }
+
+    /// Flushes, segments and EOS reach the text branch too.
+    fn forward_to_text(&self, event: &gst::Event) {
+        let Some(pad) = self.text_pad() else { return };
+        match event.view() {
+            gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_) => {
+                pad.push_event(event.clone());
+            }
+            gst::EventView::Segment(_) if self.text_started.load(Ordering::SeqCst) => {
+                pad.push_event(event.clone());
+            }
+            gst::EventView::Eos(_) => {
+                self.start_text(&pad);
+                pad.push_event(event.clone());
+            }
+            _ => {}
+        }
+    }
+}
+
 fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message: &str) {
     match gst::meta::CustomMeta::add(buf, META_NAME) {
         Ok(mut meta) => {
@@ -750,7 +872,8 @@ fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message:
 }
 
 impl FlorenceCaption {
-    fn publish(&self, cap: &Caption, model: &str) {
+    fn publish(&self, cap: &Caption, model: &str, duration: Option<gst::ClockTime>) {
+        self.push_text(&cap.text, cap.frame_pts, duration);
         {
             let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
             stats.last_caption = cap.text.clone();
@@ -789,7 +912,14 @@ impl FlorenceCaption {
                             let cap = Caption::from_output(&out, job.pts, serial);
                             *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some(cap.clone());
-                            imp.publish(&cap, &model);
+                            // Live: the text lasts from the analysed frame until about when
+                            // the next result is due (textoverlay needs a duration, and
+                            // overlapping texts would hold the next one back).
+                            let next_ms = cap.inference_ms.max(job.interval_ms as f64);
+                            let duration = gst::ClockTime::from_nseconds(
+                                ((cap.inference_ms + next_ms) * 1e6) as u64,
+                            );
+                            imp.publish(&cap, &model, Some(duration));
                         }
                         Ok(_) => {
                             gst::debug!(CAT, imp = imp, "dropping a result from before a flush")
@@ -854,6 +984,7 @@ impl FlorenceCaption {
             pts,
             request: settings.request(),
             generation: state.shared.generation.load(Ordering::SeqCst),
+            interval_ms: settings.inference_interval_ms,
         };
         state.shared.busy.store(true, Ordering::SeqCst);
         match tx.try_send(job) {

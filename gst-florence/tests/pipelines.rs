@@ -1,0 +1,233 @@
+//! The pipelines/ examples, run as a user runs them (gst-launch-1.0 with the
+//! built plugin), with videotestsrc, a file or a local UDP sender standing in
+//! for the camera.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gstflorence::engine::SessionOptions;
+use gstflorence::engine::pipeline::{Florence, Request};
+use gstflorence::engine::preprocess::RgbImage;
+use gstflorence::engine::task::Task;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// target/<profile>, where cargo puts libgstflorence.so.
+fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstflorence.so").is_file(),
+        "libgstflorence.so not built in {} (run `cargo build` first, as scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("florence-pipelines-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn script(name: &str) -> Command {
+    let mut c = Command::new("bash");
+    c.arg(root().join("pipelines").join(name))
+        .current_dir(root())
+        .env("GST_PLUGIN_PATH", plugin_dir());
+    c
+}
+
+fn gst_launch(pipeline: &str) {
+    let out = Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(pipeline.split_whitespace())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{pipeline}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn camera_example_draws_live_captions_with_textoverlay() {
+    let frames = tmp("camera");
+    let out = script("camera-textoverlay.sh")
+        .env(
+            "FLORENCE_SOURCE",
+            "videotestsrc is-live=true num-buffers=60 pattern=black",
+        )
+        .env("FLORENCE_INTERVAL", "200")
+        .env(
+            "FLORENCE_SINK",
+            format!(
+                "videoconvert ! video/x-raw,format=GRAY8 ! multifilesink location={}/f%03d.gray",
+                frames.display()
+            ),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("florence-caption"),
+        "no caption messages: {stdout}"
+    );
+    // Every frame came out; the first (before any caption) is black, later ones carry text.
+    let bright = |i: usize| -> usize {
+        let f = std::fs::read(frames.join(format!("f{i:03}.gray"))).unwrap();
+        assert_eq!(f.len(), 640 * 480);
+        f.iter().filter(|&&b| b > 128).count()
+    };
+    assert!(
+        frames.join("f059.gray").is_file(),
+        "not all 60 frames came out"
+    );
+    assert_eq!(bright(0), 0);
+    let with_text = (1..60).filter(|&i| bright(i) > 200).count();
+    assert!(
+        with_text >= 30,
+        "only {with_text} of 59 frames show a caption"
+    );
+    let _ = std::fs::remove_dir_all(&frames);
+}
+
+fn read_rgb(path: &Path, w: u32, h: u32) -> RgbImage {
+    let data = std::fs::read(path).unwrap();
+    let stride = (w as usize * 3).div_ceil(4) * 4;
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for row in data.chunks(stride).take(h as usize) {
+        rgb.extend_from_slice(&row[..w as usize * 3]);
+    }
+    RgbImage::from_rgb(w, h, rgb).unwrap()
+}
+
+#[test]
+fn file_example_writes_an_srt_with_the_engines_captions() {
+    let dir = tmp("srt");
+    let video = dir.join("in.avi");
+    gst_launch(&format!(
+        "videotestsrc num-buffers=180 pattern=smpte ! video/x-raw,width=320,height=240,framerate=30/1 ! jpegenc ! avimux ! filesink location={}",
+        video.display()
+    ));
+    let srt = dir.join("out.srt");
+    let out = script("file-to-srt.sh")
+        .arg(&video)
+        .arg(&srt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&srt).unwrap();
+    let entries: Vec<Vec<&str>> = text
+        .split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| e.lines().collect())
+        .collect();
+    assert!(entries.len() >= 3, "{text}");
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e[0], (i + 1).to_string(), "{text}");
+        let start = format!("00:00:{:02},000", i * 2);
+        let end = format!("00:00:{:02},000", i * 2 + 2);
+        assert_eq!(e[1], format!("{start} --> {end}"), "{text}");
+        assert!(!e[2].trim().is_empty(), "{text}");
+    }
+    // The first entry is the engine's caption of the first frame, decoded the same way.
+    let frames = dir.join("frames");
+    std::fs::create_dir_all(&frames).unwrap();
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! identity eos-after=2 ! multifilesink location={}/%d.rgb",
+        video.display(),
+        frames.display()
+    ));
+    let first = read_rgb(&frames.join("0.rgb"), 320, 240);
+    let engine = Florence::load(
+        &root().join("tests/fixtures/tiny-florence2"),
+        SessionOptions {
+            intra_threads: 1,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let want = engine.run(&first, &Request::new(Task::Caption)).unwrap();
+    assert_eq!(entries[0][2], want.result.text());
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let bad = script("file-to-srt.sh")
+        .arg("/nonexistent.mp4")
+        .arg(dir.join("x.srt"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent.mp4"));
+}
+
+#[test]
+fn network_example_captions_an_rtp_stream() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut receiver = script("network-source.sh")
+        .env("FLORENCE_UDP_PORT", port.to_string())
+        .env("FLORENCE_INTERVAL", "0")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = receiver.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains("florence-caption") && line.contains("text=") {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    // Give the receiver a moment to bind, then send three seconds of RTP/JPEG.
+    std::thread::sleep(Duration::from_millis(500));
+    let sender = Command::new("gst-launch-1.0")
+        .args(
+            format!(
+                "-q videotestsrc is-live=true num-buffers=90 pattern=smpte ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! jpegenc ! rtpjpegpay ! udpsink host=127.0.0.1 port={port}"
+            )
+            .split_whitespace(),
+        )
+        .status()
+        .unwrap();
+    assert!(sender.success());
+    let caption = rx.recv_timeout(Duration::from_secs(30));
+    unsafe {
+        libc::kill(receiver.id() as i32, libc::SIGINT);
+    }
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = receiver.try_wait().unwrap() {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = receiver.kill();
+            panic!("the receiver did not stop on SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let caption = caption.expect("no florence-caption message from the network stream");
+    assert!(caption.contains("CAPTION\\>"), "{caption}");
+    assert!(caption.contains("image-width=(uint)320"), "{caption}");
+    assert!(status.success(), "receiver exit {status:?}");
+}
