@@ -230,8 +230,15 @@ struct Shared {
     serial: AtomicU64,
 }
 
+/// A frame handed to the live worker: already RGB, or a private copy of the
+/// raw frame that the worker converts (keeping conversion off the streaming thread).
+enum Frame {
+    Rgb(RgbImage),
+    Raw(gst::Buffer, gst_video::VideoInfo),
+}
+
 struct Job {
-    image: RgbImage,
+    frame: Frame,
     pts: Option<gst::ClockTime>,
     request: Request,
     generation: u64,
@@ -243,7 +250,7 @@ struct State {
     model_name: String,
     info: Option<gst_video::VideoInfo>,
     shared: Arc<Shared>,
-    worker: Option<SyncSender<Job>>,
+    worker: Option<(SyncSender<Job>, std::thread::JoinHandle<()>)>,
     last_dispatch: Option<Instant>,
     last_thumb: Option<Vec<u8>>,
     last_attached: u64,
@@ -595,6 +602,8 @@ impl BaseTransformImpl for FlorenceCaption {
         let mut options = SessionOptions {
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone().map(Into::into),
+            // Live: the video threads need the CPU time that spinning ORT threads burn.
+            spin: s.mode == Mode::EveryFrame,
             ..SessionOptions::default()
         };
         if s.threads > 0 {
@@ -633,8 +642,11 @@ impl BaseTransformImpl for FlorenceCaption {
             generation: AtomicU64::new(0),
             serial: AtomicU64::new(0),
         });
-        let worker =
-            (s.mode == Mode::Live).then(|| self.spawn_worker(&florence, &shared, &model_name));
+        let worker = if s.mode == Mode::Live {
+            Some(self.spawn_worker(&florence, &shared, &model_name)?)
+        } else {
+            None
+        };
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
         self.text_started.store(false, Ordering::SeqCst);
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
@@ -653,9 +665,18 @@ impl BaseTransformImpl for FlorenceCaption {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let Some(state) = self.state.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            // Results of a job still running are dropped; dropping the sender ends the worker.
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(state) = state {
+            // Results of a job still running are dropped; dropping the sender ends the
+            // worker once its current inference returns (pads are already inactive, so
+            // nothing it does can block on us).
             state.shared.generation.fetch_add(1, Ordering::SeqCst);
+            if let Some((tx, handle)) = state.worker {
+                drop(tx);
+                if handle.join().is_err() {
+                    gst::warning!(CAT, imp = self, "the inference thread panicked");
+                }
+            }
         }
         Ok(())
     }
@@ -891,17 +912,44 @@ impl FlorenceCaption {
         florence: &Arc<Florence>,
         shared: &Arc<Shared>,
         model: &str,
-    ) -> SyncSender<Job> {
+    ) -> Result<(SyncSender<Job>, std::thread::JoinHandle<()>), gst::ErrorMessage> {
         let (tx, rx) = sync_channel::<Job>(1);
         let florence = florence.clone();
         let shared = shared.clone();
         let model = model.to_owned();
         let element = self.obj().downgrade();
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("florence-worker".into())
             .spawn(move || {
+                let mut converter: Option<gst_video::VideoConverter> = None;
+                let mut converter_info: Option<gst_video::VideoInfo> = None;
                 for job in rx {
-                    let result = florence.run(&job.image, &job.request);
+                    if shared.generation.load(Ordering::SeqCst) != job.generation {
+                        // Queued before a flush or stop: drop it (and its frame) unseen.
+                        shared.busy.store(false, Ordering::SeqCst);
+                        continue;
+                    }
+                    let image = match job.frame {
+                        Frame::Rgb(image) => Ok(image),
+                        Frame::Raw(buffer, info) => {
+                            if converter_info.as_ref() != Some(&info) {
+                                converter = None;
+                                converter_info = Some(info.clone());
+                            }
+                            frame_to_rgb(&buffer, &info, &mut converter)
+                        }
+                    };
+                    let image = match image {
+                        Ok(i) => i,
+                        Err(e) => {
+                            if let Some(element) = element.upgrade() {
+                                gst::warning!(CAT, obj = element, "cannot read frame: {e}");
+                            }
+                            shared.busy.store(false, Ordering::SeqCst);
+                            continue;
+                        }
+                    };
+                    let result = florence.run(&image, &job.request);
                     let Some(element) = element.upgrade() else {
                         break;
                     };
@@ -933,8 +981,13 @@ impl FlorenceCaption {
                     shared.busy.store(false, Ordering::SeqCst);
                 }
             })
-            .expect("spawning the florence worker thread");
-        tx
+            .map_err(|e| {
+                gst::error_msg!(
+                    gst::ResourceError::Failed,
+                    ("cannot start the inference thread: {}", e)
+                )
+            })?;
+        Ok((tx, handle))
     }
 
     /// Live mode: hand the frame to the worker if it is free and the interval and
@@ -953,7 +1006,7 @@ impl FlorenceCaption {
                 .unwrap_or_else(|e| e.into_inner())
                 .frames_skipped += 1
         };
-        let Some(tx) = state.worker.as_ref() else {
+        let Some((tx, _)) = state.worker.as_ref() else {
             return;
         };
         if state.shared.busy.load(Ordering::SeqCst) {
@@ -963,14 +1016,15 @@ impl FlorenceCaption {
         if state.last_dispatch.is_some_and(|t| t.elapsed() < interval) {
             return skipped(self);
         }
-        let image = match frame_to_rgb(buf, info, &mut state.converter) {
-            Ok(i) => i,
-            Err(e) => {
-                gst::warning!(CAT, imp = self, "cannot read frame: {e}");
-                return skipped(self);
-            }
-        };
-        if settings.skip_similar > 0.0 {
+        let frame = if settings.skip_similar > 0.0 {
+            // The similarity test needs the picture now.
+            let image = match frame_to_rgb(buf, info, &mut state.converter) {
+                Ok(i) => i,
+                Err(e) => {
+                    gst::warning!(CAT, imp = self, "cannot read frame: {e}");
+                    return skipped(self);
+                }
+            };
             let thumb = thumbnail(&image);
             if let Some(prev) = &state.last_thumb
                 && mean_abs_diff(prev, &thumb) < settings.skip_similar
@@ -978,9 +1032,19 @@ impl FlorenceCaption {
                 return skipped(self);
             }
             state.last_thumb = Some(thumb);
-        }
+            Frame::Rgb(image)
+        } else {
+            // A memcpy here; the conversion runs on the worker.
+            match buf.copy_deep() {
+                Ok(copy) => Frame::Raw(copy, info.clone()),
+                Err(e) => {
+                    gst::warning!(CAT, imp = self, "cannot copy frame: {e}");
+                    return skipped(self);
+                }
+            }
+        };
         let job = Job {
-            image,
+            frame,
             pts,
             request: settings.request(),
             generation: state.shared.generation.load(Ordering::SeqCst),
