@@ -64,23 +64,11 @@ fn main() {
     let t = Instant::now();
     let addr = d.addr;
     let handles: Vec<_> = (0..64)
-        .map(|_| {
-            let body = json_body.clone();
-            std::thread::spawn(move || {
-                request(
-                    addr,
-                    "POST",
-                    "/v1/caption",
-                    &[("content-type", "application/json")],
-                    body.as_bytes(),
-                )
-                .status
-            })
-        })
+        .map(|_| post_caption_async(addr, json_body.clone()))
         .collect();
     let ok = handles
         .into_iter()
-        .map(|h| h.join().unwrap())
+        .map(|h| h.join().unwrap().status)
         .filter(|s| *s == 200)
         .count();
     let secs = t.elapsed().as_secs_f64();

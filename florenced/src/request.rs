@@ -244,7 +244,15 @@ impl Fields {
             .int("num_beams", 1, 8)?
             .map(|v| v as u32)
             .or(config.num_beams);
-        let seed = self.int("seed", 0, u64::MAX)?;
+        // Sampling without a seed must differ between requests (the element's own
+        // default seed is fixed); with one it is reproducible.
+        let seed = self.int("seed", 0, u64::MAX)?.or_else(|| {
+            (temperature > 0.0).then(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64)
+            })
+        });
         Ok(Params {
             task: task.to_owned(),
             text: None,

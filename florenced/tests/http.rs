@@ -98,6 +98,20 @@ fn every_endpoint_answers_in_the_contract_shape() {
     );
     assert_eq!(r.json()["caption"], want.result.text());
 
+    // Sampling: reproducible with a seed, and the engine's sample for that seed.
+    let body = json!({"image": b64(&png), "temperature": 0.9, "seed": 7, "num_beams": 1});
+    let a = d.post_json("/v1/caption", &body).json();
+    let b = d.post_json("/v1/caption", &body).json();
+    assert_eq!(a["caption"], b["caption"]);
+    let image = image_io::decode(&png, &ImageLimits::default(), true).unwrap();
+    let mut req = Request::new(Task::Caption);
+    req.options.max_new_tokens = Some(100);
+    req.options.min_new_tokens = Some(0);
+    req.options.num_beams = Some(1);
+    req.options.temperature = Some(0.9);
+    req.options.seed = Some(7);
+    assert_eq!(a["caption"], e.run(&image, &req).unwrap().result.text());
+
     // /v1/vqa
     let q = "what color is the background?";
     let want = expected(&e, &png, Task::Vqa, Some(q), 100);
@@ -446,28 +460,21 @@ fn concurrent_clients_each_get_their_own_answer() {
     let run_all = |d: &Daemon| -> Vec<(usize, common::Response)> {
         let addr = d.addr;
         let handles: Vec<_> = (0..64)
-            .map(|i| {
-                let images = images.clone();
-                let body = opts(&images[i].2).to_string();
-                std::thread::spawn(move || {
-                    (
-                        i,
-                        request(
-                            addr,
-                            "POST",
-                            "/v1/caption",
-                            &[("content-type", "application/json")],
-                            body.as_bytes(),
-                        ),
-                    )
-                })
-            })
+            .map(|i| post_caption_async(addr, opts(&images[i].2).to_string()))
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .enumerate()
+            .map(|(i, h)| (i, h.join().unwrap()))
+            .collect()
     };
 
-    // A queue deep enough for everyone: all 64 answered, each with its own caption.
-    let d = Spawn::new().set("queue_depth=64").ready();
+    // A queue deep enough for everyone, two pipelines taking from it: all 64
+    // answered, each with its own caption.
+    let d = Spawn::new()
+        .set("queue_depth=64")
+        .set("max_concurrent_requests=2")
+        .ready();
     for (i, r) in run_all(&d) {
         assert_eq!(r.status, 200, "client {i}: {}", r.text());
         let j = r.json();
@@ -805,15 +812,7 @@ fn a_client_that_disconnects_drops_its_queued_work() {
     let long = json!({"image": b64(&png), "max_length": 600, "min_length": 600, "num_beams": 4})
         .to_string();
     let addr = d.addr;
-    let first = std::thread::spawn(move || {
-        request(
-            addr,
-            "POST",
-            "/v1/caption",
-            &[("content-type", "application/json")],
-            long.as_bytes(),
-        )
-    });
+    let first = post_caption_async(addr, long);
     let start = std::time::Instant::now();
     while d.get("/metrics").json()["inferences_running"] != 1 {
         assert!(start.elapsed().as_secs() < 30);

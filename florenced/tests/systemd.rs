@@ -66,20 +66,8 @@ fn notify_ready_watchdog_and_graceful_stop() {
     let png = fixture_png("scene_640x480");
     let body = json!({"image": b64(&png), "max_length": 300, "min_length": 300, "num_beams": 4})
         .to_string();
-    let addr = d.addr;
     let inflight: Vec<_> = (0..3)
-        .map(|_| {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                request(
-                    addr,
-                    "POST",
-                    "/v1/caption",
-                    &[("content-type", "application/json")],
-                    body.as_bytes(),
-                )
-            })
-        })
+        .map(|_| post_caption_async(d.addr, body.clone()))
         .collect();
     // Let the requests reach the daemon.
     let start = Instant::now();
@@ -134,16 +122,7 @@ fn a_stuck_worker_stops_the_watchdog() {
     let png = fixture_png("scene_640x480");
     let body = json!({"image": b64(&png), "max_length": 1000, "min_length": 1000, "num_beams": 8})
         .to_string();
-    let addr = d.addr;
-    let h = std::thread::spawn(move || {
-        request(
-            addr,
-            "POST",
-            "/v1/caption",
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-    });
+    let h = post_caption_async(d.addr, body);
     // Wait until the inference runs, then drain what was sent before.
     let start = Instant::now();
     while d.get("/metrics").json()["inferences_running"] != 1 {

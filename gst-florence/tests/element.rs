@@ -37,6 +37,17 @@ fn fixture_image(name: &str) -> RgbImage {
     .unwrap()
 }
 
+fn engine() -> Florence {
+    Florence::load(
+        Path::new(&model_dir()),
+        SessionOptions {
+            intra_threads: 1,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap()
+}
+
 fn rgb_buffer(img: &RgbImage, pts_ms: u64) -> gst::Buffer {
     let mut buf = gst::Buffer::from_mut_slice(img.data.clone());
     {
@@ -63,14 +74,7 @@ fn meta_field(buf: &gst::BufferRef, field: &str) -> Option<String> {
 #[test]
 fn every_frame_meta_equals_the_engine_output() {
     init();
-    let engine = Florence::load(
-        Path::new(&model_dir()),
-        SessionOptions {
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
-    )
-    .unwrap();
+    let engine = engine();
     for (image, task, prop) in [
         ("scene_640x480", Task::Caption, "caption"),
         ("scene_768x768", Task::Od, "od"),
@@ -317,14 +321,7 @@ fn with_request(mut buf: gst::Buffer, fields: &[(&str, glib::SendValue)]) -> gst
 #[test]
 fn request_meta_gives_each_buffer_its_own_request() {
     init();
-    let engine = Florence::load(
-        Path::new(&model_dir()),
-        SessionOptions {
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
-    )
-    .unwrap();
+    let engine = engine();
     let img = fixture_image("scene_640x480");
     let mut h = gst_check::Harness::new_parse(&format!(
         "florencecaption model-dir={} mode=every-frame threads=1",

@@ -25,6 +25,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=tiny.DEFAULT_STEPS)
     ap.add_argument("--batch", type=int, default=tiny.DEFAULT_BATCH)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ocr-steps", type=int, default=tiny.OCR_PHASE_STEPS,
+                    help="steps of the OCR phase after the main training")
+    ap.add_argument("--resume-main", help="a checkpoint saved after the main training (--ocr-steps 0) "
+                    "with the same seed, steps and batch: run only the OCR phase on it")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
@@ -35,8 +39,16 @@ def main() -> None:
         print(msg, flush=True)
         lines.append(msg)
 
-    model, base_tok, hf_tok = tiny.build_and_train(args.seed, args.steps, args.batch, log=log)
-    info = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "threads": args.threads,
+    if args.resume_main:
+        # Equivalent to training from scratch: the main phase is deterministic and the
+        # OCR phase starts a fresh optimiser and its own seeded generator.
+        model, base_tok, hf_tok = tiny.load_checkpoint(args.resume_main)
+        tiny.train_ocr_phase(model, hf_tok, args.seed, args.ocr_steps, args.batch, log=log)
+    else:
+        model, base_tok, hf_tok = tiny.build_and_train(args.seed, args.steps, args.batch, log=log,
+                                                       ocr_steps=args.ocr_steps)
+    info = {"seed": args.seed, "steps": args.steps, "ocr_steps": args.ocr_steps, "batch": args.batch,
+            "threads": args.threads, "resumed_from": args.resume_main,
             "seconds": round(time.time() - t0), "log": lines}
     tiny.save_checkpoint(model, base_tok, hf_tok, args.out, info)
     log(f"saved {args.out} in {time.time() - t0:.0f}s")

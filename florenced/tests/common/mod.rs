@@ -226,6 +226,19 @@ impl Response {
     }
 }
 
+/// POSTs a JSON body to /v1/caption on another thread.
+pub fn post_caption_async(addr: SocketAddr, body: String) -> std::thread::JoinHandle<Response> {
+    std::thread::spawn(move || {
+        request(
+            addr,
+            "POST",
+            "/v1/caption",
+            &[("content-type", "application/json")],
+            body.as_bytes(),
+        )
+    })
+}
+
 pub fn request(
     addr: SocketAddr,
     method: &str,
