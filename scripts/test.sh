@@ -8,4 +8,5 @@ bash scripts/setup.sh
 # The plugin's cdylib (libgstflorence.so) is what gst-launch and the Python example
 # load; `cargo test` alone only builds the rlib the Rust tests link.
 cargo build --workspace --locked
-cargo test --workspace --locked --all-targets
+# Benchmarks (benches/) print figures and are run with `cargo bench`, not here.
+cargo test --workspace --locked --lib --bins --tests
