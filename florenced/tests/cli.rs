@@ -1,11 +1,10 @@
 //! `florenced run` as a user runs it: the README's main job, and clear failures.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use common::root;
 
 fn florenced() -> Command {
     Command::new(env!("CARGO_BIN_EXE_florenced"))

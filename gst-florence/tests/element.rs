@@ -1,14 +1,14 @@
 //! florencecaption in gst_check harnesses and real pipelines with the tiny model.
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
-use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, Request};
+use gstflorence::engine::pipeline::Request;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 use gstflorence::florencecaption::META_NAME;
@@ -21,29 +21,16 @@ fn init() {
     });
 }
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use common::{fixtures, plugin_dir, tiny_engine as engine};
 
 fn model_dir() -> String {
-    fixtures().join("tiny-florence2").display().to_string()
+    common::tiny_model_dir().display().to_string()
 }
 
 fn fixture_image(name: &str) -> RgbImage {
     image_io::read(
         &fixtures().join(format!("images/{name}.png")),
         &ImageLimits::default(),
-    )
-    .unwrap()
-}
-
-fn engine() -> Florence {
-    Florence::load(
-        Path::new(&model_dir()),
-        SessionOptions {
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
     )
     .unwrap()
 }
@@ -613,11 +600,9 @@ fn flush_drops_results_from_before_the_seek() {
 #[test]
 fn no_gstreamer_objects_leak() {
     // The leaks tracer lists every GstObject / mini object still alive at exit.
-    let exe = std::env::current_exe().unwrap();
-    let plugin_dir = exe.parent().and_then(Path::parent).unwrap();
     for mode in ["live", "every-frame"] {
         let out = std::process::Command::new("gst-launch-1.0")
-            .env("GST_PLUGIN_PATH", plugin_dir)
+            .env("GST_PLUGIN_PATH", plugin_dir())
             .env("GST_TRACERS", "leaks")
             .env("GST_DEBUG", "leaks:7")
             .args(

@@ -1,15 +1,15 @@
 //! The shipped fixtures and the real public config files load through the engine,
 //! and each kind of broken model directory is refused with an error naming it.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use gstflorence::engine::model_dir::{self, ModelError};
 use gstflorence::engine::signature::{Graph, Mismatch};
 use gstflorence::engine::{ModelFiles, SessionOptions};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
-}
+use common::fixtures;
 
 fn tiny() -> PathBuf {
     fixtures().join("tiny-florence2")

@@ -2,31 +2,17 @@
 //! built plugin), with videotestsrc, a file or a local UDP sender standing in
 //! for the camera.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use gstflorence::engine::SessionOptions;
-use gstflorence::engine::pipeline::{Florence, Request};
+use common::{plugin_dir, root, tiny_engine};
+use gstflorence::engine::pipeline::Request;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// target/<profile>, where cargo puts libgstflorence.so.
-fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    assert!(
-        dir.join("libgstflorence.so").is_file(),
-        "libgstflorence.so not built in {} (run `cargo build` first, as scripts/test.sh does)",
-        dir.display()
-    );
-    dir
-}
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("florence-pipelines-{}-{name}", std::process::id()));
@@ -155,15 +141,9 @@ fn file_example_writes_an_srt_with_the_engines_captions() {
         frames.display()
     ));
     let first = read_rgb(&frames.join("0.rgb"), 320, 240);
-    let engine = Florence::load(
-        &root().join("tests/fixtures/tiny-florence2"),
-        SessionOptions {
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
-    )
-    .unwrap();
-    let want = engine.run(&first, &Request::new(Task::Caption)).unwrap();
+    let want = tiny_engine()
+        .run(&first, &Request::new(Task::Caption))
+        .unwrap();
     assert_eq!(entries[0][2], want.result.text());
     let _ = std::fs::remove_dir_all(&dir);
 

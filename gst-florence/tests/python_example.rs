@@ -1,23 +1,19 @@
 //! pipelines/caption_probe.py, the hailo-rpi5-style Python app, reads FlorenceCaptionMeta
 //! in a pad probe through Debian's python3-gi and the built plugin.
 
-use std::path::Path;
+mod common;
+
 use std::process::Command;
+
+use common::plugin_dir;
 
 #[test]
 fn python_pad_probe_reads_the_meta() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    // target/<profile>/deps/python_example-* -> target/<profile>, where the cdylib is.
-    let exe = std::env::current_exe().unwrap();
-    let plugin_dir = exe.parent().and_then(Path::parent).unwrap();
-    assert!(
-        plugin_dir.join("libgstflorence.so").is_file(),
-        "libgstflorence.so not built in {} (run `cargo build` first, as scripts/test.sh does)",
-        plugin_dir.display()
-    );
+    let root = common::root();
+    let plugin_dir = plugin_dir();
     let out = Command::new("/usr/bin/python3")
         .current_dir(&root)
-        .env("GST_PLUGIN_PATH", plugin_dir)
+        .env("GST_PLUGIN_PATH", &plugin_dir)
         .args([
             "pipelines/caption_probe.py",
             "--model-dir",
@@ -49,7 +45,7 @@ fn python_pad_probe_reads_the_meta() {
 
     let bad = Command::new("/usr/bin/python3")
         .current_dir(&root)
-        .env("GST_PLUGIN_PATH", plugin_dir)
+        .env("GST_PLUGIN_PATH", &plugin_dir)
         .args(["pipelines/caption_probe.py", "--model-dir", "/nonexistent"])
         .output()
         .unwrap();

@@ -1,6 +1,48 @@
 //! Helpers shared by the integration tests.
+#![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
+use gstflorence::engine::SessionOptions;
+use gstflorence::engine::pipeline::Florence;
 use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+pub fn tiny_model_dir() -> PathBuf {
+    fixtures().join("tiny-florence2")
+}
+
+/// The tiny model on one ONNX Runtime thread (the reference for the element's output).
+pub fn tiny_engine() -> Florence {
+    Florence::load(
+        &tiny_model_dir(),
+        SessionOptions {
+            intra_threads: 1,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+/// target/<profile>, where cargo puts libgstflorence.so for gst-launch and Python.
+pub fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstflorence.so").is_file(),
+        "libgstflorence.so not built in {} (run `cargo build` first, as scripts/test.sh does)",
+        dir.display()
+    );
+    dir
+}
 
 /// JSON equality with numbers compared as f64 within 1e-3 (the reference
 /// stores ints where the engine has f64 of integral value).
