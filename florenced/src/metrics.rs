@@ -71,6 +71,15 @@ pub struct Gauges {
     pub running: usize,
 }
 
+fn mean(values: impl ExactSizeIterator<Item = f64>) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        0.0
+    } else {
+        values.sum::<f64>() / n as f64
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -121,30 +130,20 @@ impl Metrics {
             .observe(duration.as_secs_f64());
         if let Some(ms) = inference_ms {
             m.inference_duration.observe(ms / 1e3);
-            let now = Instant::now();
-            m.window.push_back((now, ms));
-            while m
-                .window
-                .front()
-                .is_some_and(|(t, _)| now.duration_since(*t) > self.retention)
-            {
-                m.window.pop_front();
-            }
+            m.window.push_back((Instant::now(), ms));
+            self.prune(&mut m);
         }
     }
 
     /// Mean inference time over the window (0 before the first request).
     pub fn average_inference_ms(&self) -> f64 {
         let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let v = self.window_sorted(&mut m);
-        if v.is_empty() {
-            0.0
-        } else {
-            v.iter().sum::<f64>() / v.len() as f64
-        }
+        self.prune(&mut m);
+        mean(m.window.iter().map(|(_, ms)| *ms))
     }
 
-    fn window_sorted(&self, m: &mut Inner) -> Vec<f64> {
+    /// Drops inference times older than the retention window.
+    fn prune(&self, m: &mut Inner) {
         let now = Instant::now();
         while m
             .window
@@ -153,9 +152,6 @@ impl Metrics {
         {
             m.window.pop_front();
         }
-        let mut v: Vec<f64> = m.window.iter().map(|(_, ms)| *ms).collect();
-        v.sort_by(f64::total_cmp);
-        v
     }
 
     /// The hailo-florence compatible JSON. Only inference endpoints count as requests.
@@ -170,12 +166,10 @@ impl Metrics {
                 }
             }
         }
-        let sorted = self.window_sorted(&mut m);
-        let avg = if sorted.is_empty() {
-            0.0
-        } else {
-            sorted.iter().sum::<f64>() / sorted.len() as f64
-        };
+        self.prune(&mut m);
+        let mut sorted: Vec<f64> = m.window.iter().map(|(_, ms)| *ms).collect();
+        sorted.sort_by(f64::total_cmp);
+        let avg = mean(sorted.iter().copied());
         let round = |v: f64| (v * 10.0).round() / 10.0;
         serde_json::json!({
             "requests_total": total,

@@ -266,6 +266,14 @@ impl Fields {
     }
 }
 
+const LENIENT_PADDING: base64::engine::GeneralPurposeConfig =
+    base64::engine::GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent);
+const BASE64: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT_PADDING);
+const BASE64_URL_SAFE: base64::engine::GeneralPurpose =
+    base64::engine::GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT_PADDING);
+
 /// Decodes a data URI or bare standard base64 (whitespace tolerated).
 pub fn decode_image_string(s: &str) -> Result<Vec<u8>, ApiError> {
     let s = s.trim();
@@ -297,19 +305,9 @@ pub fn decode_image_string(s: &str) -> Result<Vec<u8>, ApiError> {
         .bytes()
         .filter(|b| !b.is_ascii_whitespace())
         .collect();
-    let engine = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::STANDARD,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let url_safe = base64::engine::GeneralPurpose::new(
-        &base64::alphabet::URL_SAFE,
-        base64::engine::GeneralPurposeConfig::new()
-            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
-    );
-    let bytes = engine
+    let bytes = BASE64
         .decode(&compact)
-        .or_else(|_| url_safe.decode(&compact))
+        .or_else(|_| BASE64_URL_SAFE.decode(&compact))
         .map_err(|e| ApiError::invalid_image(format!("image is not valid base64: {e}")))?;
     if bytes.is_empty() {
         return Err(ApiError::invalid_image("image is empty"));

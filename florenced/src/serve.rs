@@ -71,6 +71,29 @@ fn spawn_watchdog(st: Arc<AppState>) {
     }
 }
 
+/// SIGTERM (systemd) and SIGINT (a terminal) both stop the daemon.
+struct StopSignals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> anyhow::Result<StopSignals> {
+        Ok(StopSignals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    /// Waits for the next one and names it.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
     let config = Arc::new(config);
     let st = AppState::new(config.clone());
@@ -81,8 +104,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "listening on http://{local}");
 
-    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut signals = StopSignals::new()?;
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let app = api::router(st.clone());
     let mut server = tokio::spawn(async move {
@@ -110,14 +132,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let mut loading = tokio::task::spawn_blocking(move || Workers::start(&cfg));
     let (workers, loaded) = tokio::select! {
         r = &mut loading => r.context("the loading thread failed")?,
-        _ = term.recv() => {
+        name = signals.next() => {
             notify(&[NotifyState::Stopping]);
-            tracing::info!("stopped while loading");
-            return Ok(());
-        }
-        _ = int.recv() => {
-            notify(&[NotifyState::Stopping]);
-            tracing::info!("stopped while loading");
+            tracing::info!("{name} while loading: stopped");
             return Ok(());
         }
     };
@@ -148,8 +165,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+        name = signals.next() => tracing::info!("{name}: draining"),
         r = &mut server => {
             r.context("the HTTP server task failed")?
                 .context("the HTTP server failed")?;

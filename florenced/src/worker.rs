@@ -274,7 +274,7 @@ impl Workers {
         pipeline.stop();
     }
 
-    fn run_job(&self, pipeline: &mut InferencePipeline, job: Job, timeout_s: f64) {
+    fn run_job(&self, pipeline: &mut InferencePipeline, mut job: Job, timeout_s: f64) {
         if job.reply.is_closed() {
             tracing::info!(request_id = %job.id, "client went away; dropping queued work");
             return;
@@ -284,7 +284,7 @@ impl Workers {
             return;
         }
         let queue_ms = job.enqueued.elapsed().as_secs_f64() * 1e3;
-        let result = pipeline.infer(&job, timeout_s);
+        let result = pipeline.infer(&mut job, timeout_s);
         if let Err(JobError::Unavailable(reason) | JobError::Failed(reason)) = &result
             && pipeline.broken
         {
@@ -416,8 +416,11 @@ impl InferencePipeline {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
 
-    fn sample_for(&mut self, job: &Job) -> Result<gst::Sample, String> {
-        let img = &job.image;
+    /// The job's frame as an RGB sample carrying its request; the pixels move into
+    /// the buffer (copied row by row only when GStreamer's 4-byte row alignment
+    /// needs padding).
+    fn sample_for(&mut self, job: &mut Job) -> Result<gst::Sample, String> {
+        let img = &mut job.image;
         let info =
             gst_video::VideoInfo::builder(gst_video::VideoFormat::Rgb, img.width, img.height)
                 .fps(gst::Fraction::new(0, 1))
@@ -427,10 +430,15 @@ impl InferencePipeline {
                 })?;
         let stride = info.stride()[0] as usize;
         let row = img.width as usize * 3;
-        let mut data = vec![0u8; info.size()];
-        for (dst, src) in data.chunks_mut(stride).zip(img.data.chunks(row)) {
-            dst[..row].copy_from_slice(src);
-        }
+        let data = if stride == row {
+            std::mem::take(&mut img.data)
+        } else {
+            let mut padded = vec![0u8; info.size()];
+            for (dst, src) in padded.chunks_mut(stride).zip(img.data.chunks(row)) {
+                dst[..row].copy_from_slice(src);
+            }
+            padded
+        };
         let mut buffer = gst::Buffer::from_mut_slice(data);
         {
             let b = buffer.get_mut().ok_or("buffer not writable")?;
@@ -462,7 +470,7 @@ impl InferencePipeline {
         Ok(gst::Sample::builder().buffer(&buffer).caps(&caps).build())
     }
 
-    fn infer(&mut self, job: &Job, timeout_s: f64) -> Reply {
+    fn infer(&mut self, job: &mut Job, timeout_s: f64) -> Reply {
         if let Some(e) = bus_error(&self.pipeline) {
             self.broken = true;
             return Err(JobError::Unavailable(e));
