@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstflorence::engine::preprocess::RgbImage;
-use gstflorence::florencecaption::{META_NAME, REQUEST_META_NAME};
+use gstflorence::florencecaption::{ERROR_INVALID_REQUEST, META_NAME, REQUEST_META_NAME};
 use tokio::sync::oneshot;
 
 use crate::config::{BackendChoice, Config};
@@ -519,7 +519,7 @@ impl InferencePipeline {
             }
             if let Ok(message) = s.get::<String>("error") {
                 let kind = s.get::<String>("error-kind").unwrap_or_default();
-                return Err(if kind == "invalid-request" {
+                return Err(if kind == ERROR_INVALID_REQUEST {
                     JobError::Invalid(message)
                 } else {
                     JobError::Failed(message)

@@ -9,7 +9,10 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
-use super::{Backend, MESSAGE_NAME, META_NAME, Mode, REQUEST_META_NAME, TaskProp};
+use super::{
+    Backend, ERROR_INFERENCE_FAILED, ERROR_INVALID_REQUEST, MESSAGE_NAME, META_NAME, Mode,
+    REQUEST_META_NAME, TaskProp,
+};
 use crate::engine::SessionOptions;
 use crate::engine::pipeline::{EngineError, Florence, GenerationOptions, Output, Request};
 use crate::engine::preprocess::{Layout, RgbImage};
@@ -160,9 +163,9 @@ fn buffer_request(
 fn error_kind(e: &EngineError) -> &'static str {
     match e {
         EngineError::Prompt(_) | EngineError::Parameter(_) | EngineError::Image(_) => {
-            "invalid-request"
+            ERROR_INVALID_REQUEST
         }
-        _ => "inference-failed",
+        _ => ERROR_INFERENCE_FAILED,
     }
 }
 
@@ -753,11 +756,13 @@ impl BaseTransformImpl for FlorenceCaption {
                     Some((id, req)) => (Some(id), req),
                     None => (None, Ok(settings.request())),
                 };
-                let result = request.map_err(|e| ("invalid-request", e)).and_then(|req| {
-                    florence
-                        .run(&image, &req)
-                        .map_err(|e| (error_kind(&e), e.to_string()))
-                });
+                let result = request
+                    .map_err(|e| (ERROR_INVALID_REQUEST, e))
+                    .and_then(|req| {
+                        florence
+                            .run(&image, &req)
+                            .map_err(|e| (error_kind(&e), e.to_string()))
+                    });
                 match result {
                     Ok(out) => {
                         let mut cap = Caption::from_output(&out, pts, serial);

@@ -32,6 +32,10 @@ pub const MESSAGE_NAME: &str = "florence-caption";
 /// `min-new-tokens`, `num-beams`, `temperature`, `seed`; missing fields take
 /// the element's properties. The result meta then carries `request-id`.
 pub const REQUEST_META_NAME: &str = "FlorenceRequestMeta";
+/// `error-kind` of a refused request: its task, input or parameters were invalid.
+pub const ERROR_INVALID_REQUEST: &str = "invalid-request";
+/// `error-kind` of a request the model failed on.
+pub const ERROR_INFERENCE_FAILED: &str = "inference-failed";
 
 glib::wrapper! {
     pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)
