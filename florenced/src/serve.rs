@@ -172,11 +172,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
             return Ok(());
         }
     }
+    // Refuse new work before telling systemd: whoever sees STOPPING=1 must
+    // already get 503 for a new request.
+    st.draining.store(true, Ordering::SeqCst);
     notify(&[
         NotifyState::Stopping,
         NotifyState::Status("draining requests"),
     ]);
-    st.draining.store(true, Ordering::SeqCst);
     let deadline = Instant::now() + Duration::from_secs_f64(config.shutdown_timeout_s);
     while (st.active.load(Ordering::SeqCst) > 0 || workers.in_flight.load(Ordering::SeqCst) > 0)
         && Instant::now() < deadline
