@@ -436,6 +436,8 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
             return Err(match e {
                 JobError::Invalid(m) => ApiError::invalid_params(m),
                 JobError::Timeout => ApiError::timeout(),
+                // Only sent for a client that went away: nobody reads this.
+                JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
                 JobError::Failed(detail) => {
                     tracing::error!(request_id = %id, detail = %detail, "inference failed");
                     ApiError::inference_failed()

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstflorence::engine::preprocess::RgbImage;
-use gstflorence::florencecaption::{ERROR_INVALID_REQUEST, META_NAME, REQUEST_META_NAME};
+use gstflorence::florencecaption::{
+    ERROR_CANCELLED, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT, META_NAME, REQUEST_META_NAME,
+};
 use tokio::sync::oneshot;
 
 use crate::config::{BackendChoice, Config};
@@ -53,6 +55,9 @@ pub enum JobError {
     Failed(String),
     #[error("request waited or ran past the timeout")]
     Timeout,
+    /// The client went away; its running inference was stopped.
+    #[error("the client went away")]
+    Cancelled,
     #[error("the pipeline is not running: {0}")]
     Unavailable(String),
 }
@@ -308,6 +313,7 @@ impl Workers {
 struct InferencePipeline {
     pipeline: gst::Pipeline,
     src: gst_app::AppSrc,
+    caption: gst::Element,
     sink: gst_app::AppSink,
     config: Config,
     frame: u64,
@@ -399,6 +405,7 @@ impl InferencePipeline {
         Ok(InferencePipeline {
             pipeline,
             src,
+            caption,
             sink,
             config: config.clone(),
             frame: 0,
@@ -449,6 +456,12 @@ impl InferencePipeline {
             let s = meta.mut_structure();
             let p = &job.params;
             s.set("id", &job.id);
+            // The element stops the inference at the deadline (monotonic clock, µs).
+            let left = job.deadline.saturating_duration_since(Instant::now());
+            s.set(
+                "deadline-us",
+                gst::glib::monotonic_time().saturating_add(left.as_micros() as i64),
+            );
             s.set("task", &p.task);
             if let Some(t) = &p.text {
                 s.set("text", t);
@@ -482,10 +495,12 @@ impl InferencePipeline {
                 "appsrc refused the frame: {e:?}"
             )));
         }
-        // The job's own deadline, plus a grace period so a slow answer is still matched.
+        // The element stops at the job's deadline within one decoder step; the grace
+        // period covers a slow step (or vision encoder) so that answer is still matched.
         let until = job
             .deadline
             .max(Instant::now() + Duration::from_secs_f64(timeout_s.min(5.0)));
+        let mut cancelled = false;
         loop {
             if let Some(e) = bus_error(&self.pipeline) {
                 self.broken = true;
@@ -494,10 +509,14 @@ impl InferencePipeline {
             if Instant::now() >= until {
                 return Err(JobError::Timeout);
             }
-            let Some(sample) = self
-                .sink
-                .try_pull_sample(gst::ClockTime::from_mseconds(100))
-            else {
+            if !cancelled && job.reply.is_closed() {
+                // Returns false until the element has started this request.
+                cancelled = self.caption.emit_by_name::<bool>("cancel", &[&job.id]);
+                if cancelled {
+                    tracing::info!(request_id = %job.id, "client went away; inference cancelled");
+                }
+            }
+            let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) else {
                 if self.sink.is_eos() {
                     self.broken = true;
                     return Err(JobError::Unavailable("the pipeline ended".into()));
@@ -519,10 +538,11 @@ impl InferencePipeline {
             }
             if let Ok(message) = s.get::<String>("error") {
                 let kind = s.get::<String>("error-kind").unwrap_or_default();
-                return Err(if kind == ERROR_INVALID_REQUEST {
-                    JobError::Invalid(message)
-                } else {
-                    JobError::Failed(message)
+                return Err(match kind.as_str() {
+                    ERROR_INVALID_REQUEST => JobError::Invalid(message),
+                    ERROR_TIMED_OUT => JobError::Timeout,
+                    ERROR_CANCELLED => JobError::Cancelled,
+                    _ => JobError::Failed(message),
                 });
             }
             let result_json = s.get::<String>("result").unwrap_or_default();

@@ -683,6 +683,7 @@ fn request_timeout_answers_504_and_the_next_request_gets_its_own_answer() {
     let d = Spawn::new()
         .set("request_timeout_s=1.0")
         .set("max_tokens=1000")
+        .set("threads=1")
         .ready();
     let png = fixture_png("scene_640x480");
     let small = fixture_png("pattern_200x300");
@@ -692,27 +693,80 @@ fn request_timeout_answers_504_and_the_next_request_gets_its_own_answer() {
         &json!({"image": b64(&png), "max_length": 1000, "min_length": 1000, "num_beams": 8}),
     );
     assert_eq!(r.error_code(504), "timeout");
+    // The element stopped the inference at the deadline (the whole run takes
+    // about 5 s on one thread here): the worker is free again at once.
+    wait_until_idle(&d, std::time::Duration::from_secs(2));
     let e = engine();
     let image = image_io::decode(&small, &ImageLimits::default(), true).unwrap();
     let mut req = Request::new(Task::Caption);
     req.options.max_new_tokens = Some(8);
     req.options.num_beams = Some(1);
     let want = e.run(&image, &req).unwrap().result.text();
-    // The long job may still be running; the answer must be this request's, never the old one.
+    // The answer is this request's, never the old one.
+    let r = d.post_json(
+        "/v1/caption",
+        &json!({"image": b64(&small), "max_length": 8, "num_beams": 1}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want);
+    assert_eq!(r.json()["image_size"], json!([200, 300]));
+}
+
+/// Waits until no inference runs and nothing is queued.
+fn wait_until_idle(d: &Daemon, within: std::time::Duration) {
     let start = std::time::Instant::now();
     loop {
-        let r = d.post_json(
-            "/v1/caption",
-            &json!({"image": b64(&small), "max_length": 8, "num_beams": 1}),
-        );
-        if r.status == 200 {
-            assert_eq!(r.json()["caption"], want);
-            assert_eq!(r.json()["image_size"], json!([200, 300]));
-            break;
+        let m = d.get("/metrics").json();
+        if m["inferences_running"] == 0 && m["queue_depth"] == 0 {
+            return;
         }
-        assert_eq!(r.error_code(504), "timeout");
-        assert!(start.elapsed().as_secs() < 60, "never recovered");
+        assert!(start.elapsed() < within, "still busy after {within:?}: {m}");
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+#[test]
+fn a_client_that_disconnects_during_inference_cancels_it() {
+    let d = Spawn::new().set("max_tokens=1000").set("threads=1").ready();
+    let png = fixture_png("scene_640x480");
+    // Forced to 1000 tokens with 8 beams: runs for about 5 s on one thread if not stopped.
+    let body = json!({"image": b64(&png), "max_length": 1000, "min_length": 1000, "num_beams": 8})
+        .to_string();
+    let mut s = std::net::TcpStream::connect(d.addr).unwrap();
+    {
+        use std::io::Write;
+        write!(
+            s,
+            "POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+    }
+    let start = std::time::Instant::now();
+    while d.get("/metrics").json()["inferences_running"] != 1 {
+        assert!(
+            start.elapsed().as_secs() < 30,
+            "the inference never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    drop(s);
+    wait_until_idle(&d, std::time::Duration::from_secs(2));
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let cancelled = d
+        .log_lines()
+        .iter()
+        .filter(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("inference cancelled"))
+        })
+        .count();
+    assert_eq!(cancelled, 1, "the running inference was cancelled once");
+    // The daemon serves the next request normally.
+    let r = d.post_json("/v1/caption", &json!({"image": b64(&png), "max_length": 5}));
+    assert_eq!(r.status, 200, "{}", r.text());
 }
 
 #[test]

@@ -391,6 +391,121 @@ fn request_meta_gives_each_buffer_its_own_request() {
     assert_eq!(meta_field(&out, "request-id"), None);
 }
 
+#[test]
+fn deadline_and_cancel_stop_a_running_request() {
+    init();
+    let img = fixture_image("scene_640x480");
+    let element = gst::ElementFactory::make("florencecaption")
+        .property("model-dir", model_dir())
+        .property_from_str("mode", "every-frame")
+        .property("threads", 1u32)
+        .build()
+        .unwrap();
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&caps_for(&img));
+    // Forced to 1000 tokens with 8 beams: about 5 s on one thread if not stopped.
+    let long = |id: &str, extra: Vec<(&'static str, glib::SendValue)>| {
+        let mut fields = vec![
+            ("id", id.to_send_value()),
+            ("max-new-tokens", 1000u32.to_send_value()),
+            ("min-new-tokens", 1000u32.to_send_value()),
+            ("num-beams", 8u32.to_send_value()),
+        ];
+        fields.extend(extra);
+        with_request(rgb_buffer(&img, 0), &fields)
+    };
+    let now_us = glib::monotonic_time;
+
+    // A deadline already past: refused before any work.
+    h.push(long(
+        "past",
+        vec![("deadline-us", (now_us() - 1).to_send_value())],
+    ))
+    .unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(meta_field(&out, "request-id").as_deref(), Some("past"));
+    assert_eq!(meta_field(&out, "error-kind").as_deref(), Some("timed-out"));
+    assert_eq!(meta_field(&out, "result"), None);
+
+    // A deadline that passes while it runs: stopped there.
+    let start = Instant::now();
+    h.push(long(
+        "soon",
+        vec![("deadline-us", (now_us() + 400_000).to_send_value())],
+    ))
+    .unwrap();
+    let took = start.elapsed();
+    let out = h.pull().unwrap();
+    assert_eq!(meta_field(&out, "error-kind").as_deref(), Some("timed-out"));
+    assert!(
+        took >= Duration::from_millis(400),
+        "stopped early: {took:?}"
+    );
+    assert!(took < Duration::from_secs(2), "stopped late: {took:?}");
+
+    // Cancelled by id from another thread while it runs; another id is left alone.
+    let e = element.clone();
+    let canceller = std::thread::spawn(move || {
+        let start = Instant::now();
+        loop {
+            assert!(!e.emit_by_name::<bool>("cancel", &[&"other"]));
+            if e.emit_by_name::<bool>("cancel", &[&"long"]) {
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "never running");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    h.push(long("long", vec![])).unwrap();
+    canceller.join().unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(meta_field(&out, "request-id").as_deref(), Some("long"));
+    assert_eq!(meta_field(&out, "error-kind").as_deref(), Some("cancelled"));
+    // Nothing runs now: nothing to cancel.
+    assert!(!element.emit_by_name::<bool>("cancel", &[&""]));
+
+    // The element carries on.
+    h.push(rgb_buffer(&img, 100)).unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(
+        meta_field(&out, "text").unwrap(),
+        engine()
+            .run(&img, &Request::new(Task::Caption))
+            .unwrap()
+            .result
+            .text()
+    );
+}
+
+#[test]
+fn stopping_the_pipeline_stops_a_running_inference() {
+    init();
+    let img = fixture_image("scene_640x480");
+    let pipeline = gst::parse::launch(&format!(
+        "appsrc name=src caps=\"{}\" format=time ! florencecaption name=f mode=every-frame \
+         threads=1 max-new-tokens=1000 min-new-tokens=1000 num-beams=8 model-dir={} ! fakesink",
+        caps_for(&img),
+        model_dir()
+    ))
+    .unwrap();
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let src = bin
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    src.push_buffer(rgb_buffer(&img, 0)).unwrap();
+    // Wait until the inference runs (about 5 s on one thread if not stopped).
+    let f = bin.by_name("f").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    pipeline.set_state(gst::State::Null).unwrap();
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(2), "NULL took {took:?}");
+    assert!(!f.emit_by_name::<bool>("cancel", &[&""]));
+}
+
 /// Runs a pipeline to EOS (or fails after `limit`), returning its element messages.
 fn run_to_eos(pipeline: &gst::Element, limit: Duration) -> Vec<gst::Structure> {
     pipeline.set_state(gst::State::Playing).unwrap();

@@ -170,3 +170,35 @@ fn missing_or_broken_tokenizer_is_named() {
     assert!(err.to_string().contains("tokenizer.json"));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn an_interrupt_stops_a_run() {
+    use gstflorence::engine::pipeline::{Interrupt, Interruption};
+    use std::time::{Duration, Instant};
+    let image = gray(64, 48);
+    let mut req = Request::new(Task::Caption);
+    req.options.max_new_tokens = Some(1000);
+    req.options.min_new_tokens = Some(1000);
+    req.options.num_beams = Some(4);
+    let past = Interrupt::with_deadline(Instant::now());
+    assert!(matches!(
+        model().run_with(&image, &req, &past),
+        Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
+    ));
+    // Cancelled from another thread mid-run; every clone of the handle sees it.
+    let interrupt = Interrupt::new();
+    let handle = interrupt.clone();
+    let canceller = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        handle.cancel();
+    });
+    let err = model().run_with(&image, &req, &interrupt).unwrap_err();
+    canceller.join().unwrap();
+    assert!(matches!(
+        err,
+        EngineError::Interrupted(Interruption::Cancelled)
+    ));
+    assert_eq!(err.to_string(), "the request was cancelled");
+    // The model is fine afterwards.
+    assert!(model().run(&image, &Request::new(Task::Caption)).is_ok());
+}

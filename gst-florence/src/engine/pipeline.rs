@@ -9,7 +9,8 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ort::session::{Session, SessionInputValue};
@@ -50,6 +51,66 @@ pub enum EngineError {
         name: String,
         message: String,
     },
+    /// The run was stopped by its [`Interrupt`] before it finished.
+    #[error("{0}")]
+    Interrupted(Interruption),
+}
+
+/// Why a run stopped early.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Interruption {
+    #[error("the request's deadline passed before inference finished")]
+    DeadlineExceeded,
+    #[error("the request was cancelled")]
+    Cancelled,
+}
+
+/// Stops a run early: at a deadline, or when [`Interrupt::cancel`] is called
+/// from another thread. Checked before each stage and before every decoder
+/// step, so a run stops within one step (one decoder pass for all beams).
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    deadline: Option<Instant>,
+    cancelled: Arc<AtomicBool>,
+}
+
+impl Interrupt {
+    /// Never stops unless cancelled.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the run once `deadline` has passed.
+    pub fn with_deadline(deadline: Instant) -> Self {
+        Interrupt {
+            deadline: Some(deadline),
+            ..Self::default()
+        }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// Asks the run (and every clone of this handle) to stop at its next check.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// `Err` once cancelled or past the deadline.
+    pub fn check(&self) -> Result<(), EngineError> {
+        if self.is_cancelled() {
+            return Err(EngineError::Interrupted(Interruption::Cancelled));
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(EngineError::Interrupted(Interruption::DeadlineExceeded));
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
@@ -367,6 +428,19 @@ impl Florence {
 
     /// Runs one request on one image.
     pub fn run(&self, image: &RgbImage, req: &Request) -> Result<Output, EngineError> {
+        self.run_with(image, req, &Interrupt::new())
+    }
+
+    /// [`Florence::run`] that stops early with [`EngineError::Interrupted`]
+    /// when `interrupt` is cancelled or its deadline passes (also while it
+    /// waits for another run on this instance to finish).
+    pub fn run_with(
+        &self,
+        image: &RgbImage,
+        req: &Request,
+        interrupt: &Interrupt,
+    ) -> Result<Output, EngineError> {
+        interrupt.check()?;
         let t0 = Instant::now();
         let params = self.decode_params(&req.options)?;
         let prompt = self.prompt_ids(req.task, &req.input, image.width, image.height)?;
@@ -378,16 +452,19 @@ impl Florence {
         let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
 
+        interrupt.check()?;
         let t = Instant::now();
         let features = run_vision(&mut s.vision, pixels, shape, self.float16)?;
         timings.vision_ms = ms(t.elapsed());
 
+        interrupt.check()?;
         let t = Instant::now();
         let (hidden, enc_len) = self.encode(s, &features, &prompt)?;
         timings.encoder_ms = ms(t.elapsed());
 
         let t = Instant::now();
         let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files, self.float16)?;
+        step.interrupt = interrupt.clone();
         let decoded: Decoded = generate::decode(&mut step, &params)?;
         let first = step.first_step.unwrap_or_default();
         drop(step);
@@ -635,6 +712,7 @@ struct OnnxDecoder<'a> {
     /// Encoder states and mask repeated for the current batch, built once per batch size.
     encoder_batch: Option<(usize, DynValue, DynValue)>,
     first_step: Option<Duration>,
+    interrupt: Interrupt,
     past_names: Vec<[String; 4]>,
     present_names: Vec<[String; 4]>,
 }
@@ -664,6 +742,7 @@ impl<'a> OnnxDecoder<'a> {
             float16,
             encoder_batch: None,
             first_step: None,
+            interrupt: Interrupt::new(),
             past_names: (0..layers)
                 .map(|i| cache_names("past_key_values", i))
                 .collect(),
@@ -706,6 +785,7 @@ impl StepModel for OnnxDecoder<'_> {
     type Error = EngineError;
 
     fn step(&mut self, tokens: &[u32], parents: Option<&[usize]>) -> Result<&[f32], EngineError> {
+        self.interrupt.check()?;
         let t0 = Instant::now();
         let n = tokens.len();
         let first = parents.is_none();

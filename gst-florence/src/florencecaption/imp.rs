@@ -1,7 +1,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -10,11 +10,13 @@ use gst_base::subclass::prelude::*;
 use gst_video::prelude::*;
 
 use super::{
-    Backend, ERROR_INFERENCE_FAILED, ERROR_INVALID_REQUEST, MESSAGE_NAME, META_NAME, Mode,
-    REQUEST_META_NAME, TaskProp,
+    Backend, ERROR_CANCELLED, ERROR_INFERENCE_FAILED, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT,
+    MESSAGE_NAME, META_NAME, Mode, REQUEST_META_NAME, TaskProp,
 };
 use crate::engine::SessionOptions;
-use crate::engine::pipeline::{EngineError, Florence, GenerationOptions, Output, Request};
+use crate::engine::pipeline::{
+    EngineError, Florence, GenerationOptions, Interrupt, Interruption, Output, Request,
+};
 use crate::engine::preprocess::{Layout, RgbImage};
 use crate::engine::task::{InputKind, Task, TaskInput};
 
@@ -106,15 +108,27 @@ fn parse_region(text: &str) -> Result<[f64; 4], String> {
     }
 }
 
-/// The request an application attached to one buffer (`FlorenceRequestMeta`),
-/// layered over the element's properties.
-fn buffer_request(
-    buf: &gst::BufferRef,
-    settings: &Settings,
-) -> Option<(String, Result<Request, String>)> {
+/// The request an application attached to one buffer (`FlorenceRequestMeta`).
+struct BufferRequest {
+    id: String,
+    /// Layered over the element's properties, or why the meta is invalid.
+    request: Result<Request, String>,
+    /// `deadline-us`, on `g_get_monotonic_time()`'s clock.
+    deadline: Option<Instant>,
+}
+
+/// A `g_get_monotonic_time()` value (microseconds) as an `Instant`.
+fn monotonic_to_instant(us: i64) -> Instant {
+    let now = Instant::now();
+    let ahead = us.saturating_sub(glib::monotonic_time());
+    now + Duration::from_micros(ahead.max(0) as u64)
+}
+
+fn buffer_request(buf: &gst::BufferRef, settings: &Settings) -> Option<BufferRequest> {
     let meta = gst::meta::CustomMeta::from_buffer(buf, REQUEST_META_NAME).ok()?;
     let s = meta.structure();
     let id = s.get::<String>("id").unwrap_or_default();
+    let deadline = s.get::<i64>("deadline-us").ok().map(monotonic_to_instant);
     let parse = || -> Result<Request, String> {
         let mut req = settings.request();
         if let Ok(task) = s.get::<String>("task") {
@@ -156,7 +170,11 @@ fn buffer_request(
         }
         Ok(req)
     };
-    Some((id, parse()))
+    Some(BufferRequest {
+        id,
+        request: parse(),
+        deadline,
+    })
 }
 
 /// Whether an engine error is the request's fault (bad task input or parameters).
@@ -165,6 +183,8 @@ fn error_kind(e: &EngineError) -> &'static str {
         EngineError::Prompt(_) | EngineError::Parameter(_) | EngineError::Image(_) => {
             ERROR_INVALID_REQUEST
         }
+        EngineError::Interrupted(Interruption::DeadlineExceeded) => ERROR_TIMED_OUT,
+        EngineError::Interrupted(Interruption::Cancelled) => ERROR_CANCELLED,
         _ => ERROR_INFERENCE_FAILED,
     }
 }
@@ -231,6 +251,46 @@ struct Shared {
     /// Bumped on flush and stop: results of older jobs are dropped.
     generation: AtomicU64,
     serial: AtomicU64,
+    /// The inference running now (either mode), so flush, stop and the `cancel`
+    /// signal can stop it.
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    request_id: Option<String>,
+    interrupt: Interrupt,
+}
+
+impl Shared {
+    /// Runs one inference, cancellable through [`Shared::cancel`] meanwhile.
+    fn run(
+        &self,
+        florence: &Florence,
+        image: &RgbImage,
+        request: &Request,
+        request_id: Option<&str>,
+        interrupt: Interrupt,
+    ) -> Result<Output, EngineError> {
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
+            request_id: request_id.map(str::to_owned),
+            interrupt: interrupt.clone(),
+        });
+        let result = florence.run_with(image, request, &interrupt);
+        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        result
+    }
+
+    /// Cancels the running inference if `request_id` is `None` or its id.
+    fn cancel(&self, request_id: Option<&str>) -> bool {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.as_ref() {
+            Some(r) if request_id.is_none() || r.request_id.as_deref() == request_id => {
+                r.interrupt.cancel();
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A frame handed to the live worker: already RGB, or a private copy of the
@@ -288,6 +348,28 @@ impl ObjectSubclass for FlorenceCaption {
 }
 
 impl ObjectImpl for FlorenceCaption {
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            vec![
+                // cancel(request-id) -> gboolean: stops the running inference if it is
+                // the request with that id (FlorenceRequestMeta `id`), or whatever runs
+                // for an empty id. Its buffer leaves with error-kind "cancelled".
+                glib::subclass::Signal::builder("cancel")
+                    .param_types([String::static_type()])
+                    .return_type::<bool>()
+                    .action()
+                    .class_handler(|args| {
+                        let element = args[0].get::<super::FlorenceCaption>().ok()?;
+                        let id = args[1].get::<Option<String>>().ok().flatten();
+                        let id = id.as_deref().filter(|i| !i.is_empty());
+                        Some(element.imp().cancel_running(id).to_value())
+                    })
+                    .build(),
+            ]
+        });
+        SIGNALS.as_ref()
+    }
+
     fn properties() -> &'static [glib::ParamSpec] {
         static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
             let d = Settings::default();
@@ -567,6 +649,17 @@ impl ElementImpl for FlorenceCaption {
         Some(pad)
     }
 
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PausedToReady {
+            // Deactivating the pads waits for the streaming thread: stop its inference.
+            self.cancel_running(None);
+        }
+        self.parent_change_state(transition)
+    }
+
     fn release_pad(&self, pad: &gst::Pad) {
         let mut slot = self.text_pad.lock().unwrap_or_else(|e| e.into_inner());
         if slot.as_ref() == Some(pad) {
@@ -644,6 +737,7 @@ impl BaseTransformImpl for FlorenceCaption {
             busy: AtomicBool::new(false),
             generation: AtomicU64::new(0),
             serial: AtomicU64::new(0),
+            running: Mutex::new(None),
         });
         let worker = if s.mode == Mode::Live {
             Some(self.spawn_worker(&florence, &shared, &model_name)?)
@@ -674,6 +768,7 @@ impl BaseTransformImpl for FlorenceCaption {
             // worker once its current inference returns (pads are already inactive, so
             // nothing it does can block on us).
             state.shared.generation.fetch_add(1, Ordering::SeqCst);
+            state.shared.cancel(None);
             if let Some((tx, handle)) = state.worker {
                 drop(tx);
                 if handle.join().is_err() {
@@ -700,6 +795,10 @@ impl BaseTransformImpl for FlorenceCaption {
 
     fn sink_event(&self, event: gst::Event) -> bool {
         self.forward_to_text(&event);
+        if let gst::EventView::FlushStart(_) = event.view() {
+            // Whatever runs now analyses a frame from before the flush.
+            self.cancel_running(None);
+        }
         if let gst::EventView::FlushStop(_) = event.view()
             && let Some(state) = self
                 .state
@@ -751,16 +850,22 @@ impl BaseTransformImpl for FlorenceCaption {
                 let florence = state.florence.clone();
                 let model = state.model_name.clone();
                 let serial = state.shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
+                let shared = state.shared.clone();
                 drop(guard);
-                let (request_id, request) = match buffer_request(buf, &settings) {
-                    Some((id, req)) => (Some(id), req),
-                    None => (None, Ok(settings.request())),
+                let (request_id, request, interrupt) = match buffer_request(buf, &settings) {
+                    Some(r) => (
+                        Some(r.id),
+                        r.request,
+                        r.deadline
+                            .map_or_else(Interrupt::new, Interrupt::with_deadline),
+                    ),
+                    None => (None, Ok(settings.request()), Interrupt::new()),
                 };
                 let result = request
                     .map_err(|e| (ERROR_INVALID_REQUEST, e))
                     .and_then(|req| {
-                        florence
-                            .run(&image, &req)
+                        shared
+                            .run(&florence, &image, &req, request_id.as_deref(), interrupt)
                             .map_err(|e| (error_kind(&e), e.to_string()))
                     });
                 match result {
@@ -775,6 +880,8 @@ impl BaseTransformImpl for FlorenceCaption {
                         match request_id {
                             // The application asked for this buffer: the answer is the error.
                             Some(id) => attach_error(buf, &id, kind, &message),
+                            // Stopped by a flush or a state change: not a failure.
+                            None if kind == ERROR_CANCELLED => {}
                             None => gst::element_imp_warning!(
                                 self,
                                 gst::LibraryError::Failed,
@@ -898,6 +1005,17 @@ fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message:
 }
 
 impl FlorenceCaption {
+    /// Cancels the running inference (any, or the one of `request_id`).
+    fn cancel_running(&self, request_id: Option<&str>) -> bool {
+        let shared = self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|s| s.shared.clone());
+        shared.is_some_and(|s| s.cancel(request_id))
+    }
+
     fn publish(&self, cap: &Caption, model: &str, duration: Option<gst::ClockTime>) {
         self.push_text(&cap.text, cap.frame_pts, duration);
         {
@@ -954,7 +1072,8 @@ impl FlorenceCaption {
                             continue;
                         }
                     };
-                    let result = florence.run(&image, &job.request);
+                    let result =
+                        shared.run(&florence, &image, &job.request, None, Interrupt::new());
                     let Some(element) = element.upgrade() else {
                         break;
                     };
@@ -974,7 +1093,7 @@ impl FlorenceCaption {
                             );
                             imp.publish(&cap, &model, Some(duration));
                         }
-                        Ok(_) => {
+                        Ok(_) | Err(EngineError::Interrupted(_)) => {
                             gst::debug!(CAT, imp = imp, "dropping a result from before a flush")
                         }
                         Err(e) => gst::element_imp_warning!(

@@ -15,7 +15,8 @@
 //! In `mode=every-frame` an input buffer may carry its own request as a
 //! `FlorenceRequestMeta` (see [`REQUEST_META_NAME`]); its result meta then
 //! carries `request-id`, and a request that fails carries `error` and
-//! `error-kind` (`invalid-request` or `inference-failed`) instead of a result.
+//! `error-kind` (`invalid-request`, `inference-failed`, `timed-out` or
+//! `cancelled`) instead of a result.
 
 use gst::glib;
 use gst::prelude::*;
@@ -29,13 +30,20 @@ pub const MESSAGE_NAME: &str = "florence-caption";
 /// Name of the custom meta an application puts on an input buffer to give that
 /// buffer its own request (every-frame mode): fields `id`, `task`, `text`,
 /// `region` (array of 4 doubles, image pixels), `max-new-tokens`,
-/// `min-new-tokens`, `num-beams`, `temperature`, `seed`; missing fields take
-/// the element's properties. The result meta then carries `request-id`.
+/// `min-new-tokens`, `num-beams`, `temperature`, `seed`, `deadline-us` (gint64
+/// on `g_get_monotonic_time()`'s clock: the inference stops there with
+/// `error-kind` `timed-out`); missing fields take the element's properties.
+/// The result meta then carries `request-id`. The action signal
+/// `cancel(request-id)` stops that request's running inference (`cancelled`).
 pub const REQUEST_META_NAME: &str = "FlorenceRequestMeta";
 /// `error-kind` of a refused request: its task, input or parameters were invalid.
 pub const ERROR_INVALID_REQUEST: &str = "invalid-request";
 /// `error-kind` of a request the model failed on.
 pub const ERROR_INFERENCE_FAILED: &str = "inference-failed";
+/// `error-kind` of a request whose `deadline-us` passed while it ran.
+pub const ERROR_TIMED_OUT: &str = "timed-out";
+/// `error-kind` of a request stopped by the `cancel` signal, a flush or a state change.
+pub const ERROR_CANCELLED: &str = "cancelled";
 
 glib::wrapper! {
     pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)
