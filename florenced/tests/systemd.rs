@@ -249,3 +249,76 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
         .find(|p| p.is_file())
         .ok_or(())
 }
+
+#[test]
+fn health_is_503_and_not_ready_while_the_model_loads() {
+    // A model directory whose config.json is a FIFO: loading blocks on it until
+    // the test writes the file, so "loading" is observed for as long as needed.
+    let dir = std::env::temp_dir().join(format!("florenced-slow-model-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(model_dir()).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_name() != "config.json" {
+            std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let fifo = dir.join("config.json");
+    let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+
+    let sock_path =
+        std::env::temp_dir().join(format!("florenced-loading-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock_path);
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let d = Spawn::new()
+        .set(&format!("model_dir={}", dir.display()))
+        .env("NOTIFY_SOCKET", &sock_path.display().to_string())
+        .start();
+    // Listening, not loaded: /health and requests say so; /metrics answers.
+    let png = fixture_png("pattern_200x300");
+    for _ in 0..3 {
+        let h = d.get("/health");
+        assert_eq!(h.status, 503, "{}", h.text());
+        assert_eq!(h.json()["status"], "unhealthy", "{}", h.text());
+        assert_eq!(h.json()["model_loaded"], false, "{}", h.text());
+        let r = d.post_json("/v1/caption", &json!({"image": b64(&png)}));
+        assert_eq!(r.error_code(503), "model_not_ready");
+        assert!(r.text().contains("loading"), "{}", r.text());
+        assert_eq!(d.get("/metrics").status, 200);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut notes = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        notes.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        notes.iter().any(|m| m.contains("STATUS=loading")),
+        "{notes:?}"
+    );
+    assert!(
+        !notes.iter().any(|m| m.lines().any(|l| l == "READY=1")),
+        "READY=1 while loading: {notes:?}"
+    );
+    // The file arrives: the model loads, READY=1 follows and requests succeed.
+    std::fs::write(&fifo, std::fs::read(model_dir().join("config.json")).unwrap()).unwrap();
+    let start = Instant::now();
+    loop {
+        if let Ok(n) = sock.recv(&mut buf)
+            && String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no READY=1");
+    }
+    assert_eq!(d.get("/health").status, 200);
+    let r = d.post_json("/v1/caption", &json!({"image": b64(&png)}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let _ = std::fs::remove_file(&sock_path);
+    let _ = std::fs::remove_dir_all(&dir);
+}
