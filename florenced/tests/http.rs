@@ -909,3 +909,55 @@ fn a_client_that_disconnects_drops_its_queued_work() {
         "queued requests of disconnected clients that were dropped"
     );
 }
+
+#[path = "../../gst-florence/tests/common/short_table.rs"]
+mod short_table;
+
+#[test]
+fn an_inference_failure_answers_500_and_the_service_goes_on() {
+    // Loads fine; ONNX Runtime fails on prompts holding <loc_999> (a region that
+    // reaches the image's right or bottom edge).
+    let dir = std::env::temp_dir().join(format!("florenced-short-table-{}", std::process::id()));
+    short_table::model_with_short_embedding_table(&model_dir(), &dir);
+    let d = Spawn::new()
+        .set(&format!("model_dir={}", dir.display()))
+        .ready();
+    let png = fixture_png("pattern_200x300");
+    let caption = || d.post_json("/v1/caption", &json!({"image": b64(&png)}));
+    assert_eq!(caption().status, 200);
+    let r = d.post_json(
+        "/v1/tasks/region_to_category",
+        &json!({"image": b64(&png), "region": [0, 0, 200, 300]}),
+    );
+    assert_eq!(r.error_code(500), "inference_failed");
+    // The client gets the contract's generic message; the log has the cause.
+    assert!(!r.text().contains("Gather"), "{}", r.text());
+    let id = r.header("x-request-id").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let logs = d.log_lines();
+    assert!(
+        logs.iter().any(|l| l["request_id"] == id
+            && l["level"] == "ERROR"
+            && l["detail"].as_str().is_some_and(|m| m.contains("idx=1604"))),
+        "no log line with the cause for {id}: {logs:?}"
+    );
+    // ONNX Runtime's own message is a JSON log line too, not raw stderr.
+    let raw = d.logs.lock().unwrap().clone();
+    assert!(
+        raw.iter()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "non-JSON log lines: {raw:?}"
+    );
+    // A region inside the image works on the same pipeline, and so do captions.
+    let r = d.post_json(
+        "/v1/tasks/region_to_category",
+        &json!({"image": b64(&png), "region": [10, 10, 100, 150]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(caption().status, 200);
+    let m = d.get("/metrics").json();
+    assert_eq!(m["requests_total"], 4);
+    assert_eq!(m["requests_failed"], 1);
+    assert_eq!(d.get("/health").status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -304,7 +304,11 @@ fn health_is_503_and_not_ready_while_the_model_loads() {
         "READY=1 while loading: {notes:?}"
     );
     // The file arrives: the model loads, READY=1 follows and requests succeed.
-    std::fs::write(&fifo, std::fs::read(model_dir().join("config.json")).unwrap()).unwrap();
+    std::fs::write(
+        &fifo,
+        std::fs::read(model_dir().join("config.json")).unwrap(),
+    )
+    .unwrap();
     let start = Instant::now();
     loop {
         if let Ok(n) = sock.recv(&mut buf)

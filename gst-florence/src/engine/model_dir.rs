@@ -131,6 +131,25 @@ impl ModelFiles {
     }
 }
 
+/// ONNX Runtime's session messages as `tracing` events (target `onnxruntime`).
+fn ort_log(level: ort::logging::LogLevel, category: &str, id: &str, location: &str, message: &str) {
+    use ort::logging::LogLevel;
+    match level {
+        LogLevel::Error | LogLevel::Fatal => {
+            tracing::error!(target: "onnxruntime", category, id, location, "{message}")
+        }
+        LogLevel::Warning => {
+            tracing::warn!(target: "onnxruntime", category, id, location, "{message}")
+        }
+        LogLevel::Info => {
+            tracing::info!(target: "onnxruntime", category, id, location, "{message}")
+        }
+        LogLevel::Verbose => {
+            tracing::debug!(target: "onnxruntime", category, id, location, "{message}")
+        }
+    }
+}
+
 /// Opens one graph and checks its signature.
 pub fn open_graph(
     runtime: &Runtime,
@@ -153,6 +172,12 @@ pub fn open_graph(
     let mut builder = Session::builder(&runtime.environment)
         .map_err(load)?
         .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(load_b)?
+        // ONNX Runtime's own messages go to `tracing` (the daemon's log), not raw to
+        // stderr; failures also come back as errors, reported with their context.
+        .with_log_level(ort::logging::LogLevel::Warning)
+        .map_err(load_b)?
+        .with_logger(std::sync::Arc::new(ort_log))
         .map_err(load_b)?;
     if options.intra_threads > 0 {
         builder = builder

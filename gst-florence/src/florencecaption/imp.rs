@@ -75,7 +75,21 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The properties' request, with the inputs the task does not take dropped:
+    /// `prompt` and `region` stay set while the task changes during PLAYING.
     fn request(&self) -> Request {
+        let mut req = self.request_as_set();
+        if req.task.input() != InputKind::Text {
+            req.input.text = None;
+        }
+        if req.task.input() != InputKind::Region {
+            req.input.region = None;
+        }
+        req
+    }
+
+    /// The properties as given (start-up refuses inputs the task does not take).
+    fn request_as_set(&self) -> Request {
         let nz = |v: u32| (v > 0).then_some(v as usize);
         Request {
             task: self.task.task(),
@@ -130,15 +144,16 @@ fn buffer_request(buf: &gst::BufferRef, settings: &Settings) -> Option<BufferReq
     let id = s.get::<String>("id").unwrap_or_default();
     let deadline = s.get::<i64>("deadline-us").ok().map(monotonic_to_instant);
     let parse = || -> Result<Request, String> {
-        let mut req = settings.request();
+        let mut req = settings.request_as_set();
         if let Ok(task) = s.get::<String>("task") {
             req.task = task.parse::<Task>().map_err(|e| e.to_string())?;
-            if req.task.input() != InputKind::Text {
-                req.input.text = None;
-            }
-            if req.task.input() != InputKind::Region {
-                req.input.region = None;
-            }
+        }
+        // Inputs from the properties that this buffer's task does not take are dropped.
+        if req.task.input() != InputKind::Text {
+            req.input.text = None;
+        }
+        if req.task.input() != InputKind::Region {
+            req.input.region = None;
         }
         if let Ok(text) = s.get::<String>("text") {
             req.input.text = Some(text);
@@ -721,7 +736,7 @@ impl BaseTransformImpl for FlorenceCaption {
             return Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", e)));
         }
         // The region is checked against each frame; here only its presence matters.
-        let req = s.request();
+        let req = s.request_as_set();
         florence
             .prompt_ids(req.task, &req.input, 1 << 20, 1 << 20)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
@@ -885,7 +900,8 @@ impl BaseTransformImpl for FlorenceCaption {
                             None => gst::element_imp_warning!(
                                 self,
                                 gst::LibraryError::Failed,
-                                ["inference failed: {}", message]
+                                ("inference failed on a frame"),
+                                ["{}", message]
                             ),
                         }
                     }
@@ -1099,7 +1115,8 @@ impl FlorenceCaption {
                         Err(e) => gst::element_imp_warning!(
                             imp,
                             gst::LibraryError::Failed,
-                            ["inference failed: {}", e]
+                            ("inference failed on a frame"),
+                            ["{}", e]
                         ),
                     }
                     shared.busy.store(false, Ordering::SeqCst);
