@@ -495,7 +495,10 @@ fn stopping_the_pipeline_stops_a_running_inference() {
         .downcast::<gst_app::AppSrc>()
         .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    src.push_buffer(rgb_buffer(&img, 0)).unwrap();
+    // Three frames queue up: neither the running one nor the next may hold up NULL.
+    for i in 0..3 {
+        src.push_buffer(rgb_buffer(&img, i * 33)).unwrap();
+    }
     // Wait until the inference runs (about 5 s on one thread if not stopped).
     let f = bin.by_name("f").unwrap();
     std::thread::sleep(Duration::from_millis(500));

@@ -269,6 +269,8 @@ struct Shared {
     /// The inference running now (either mode), so flush, stop and the `cancel`
     /// signal can stop it.
     running: Mutex<Option<Running>>,
+    /// Going to READY: no new inference starts.
+    closed: AtomicBool,
 }
 
 struct Running {
@@ -286,13 +288,28 @@ impl Shared {
         request_id: Option<&str>,
         interrupt: Interrupt,
     ) -> Result<Output, EngineError> {
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = Some(Running {
-            request_id: request_id.map(str::to_owned),
-            interrupt: interrupt.clone(),
-        });
+        {
+            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            if self.closed.load(Ordering::SeqCst) {
+                interrupt.cancel();
+            }
+            *running = Some(Running {
+                request_id: request_id.map(str::to_owned),
+                interrupt: interrupt.clone(),
+            });
+        }
         let result = florence.run_with(image, request, &interrupt);
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         result
+    }
+
+    /// Cancels the running inference and any that would start after it.
+    fn close(&self) {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::SeqCst);
+        if let Some(r) = running.as_ref() {
+            r.interrupt.cancel();
+        }
     }
 
     /// Cancels the running inference if `request_id` is `None` or its id.
@@ -669,8 +686,17 @@ impl ElementImpl for FlorenceCaption {
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::PausedToReady {
-            // Deactivating the pads waits for the streaming thread: stop its inference.
-            self.cancel_running(None);
+            // Deactivating the pads waits for the streaming thread: stop its inference,
+            // and the one of a buffer that slips in before the pads are flushing.
+            let shared = self
+                .state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|s| s.shared.clone());
+            if let Some(shared) = shared {
+                shared.close();
+            }
         }
         self.parent_change_state(transition)
     }
@@ -753,6 +779,7 @@ impl BaseTransformImpl for FlorenceCaption {
             generation: AtomicU64::new(0),
             serial: AtomicU64::new(0),
             running: Mutex::new(None),
+            closed: AtomicBool::new(false),
         });
         let worker = if s.mode == Mode::Live {
             Some(self.spawn_worker(&florence, &shared, &model_name)?)
@@ -783,7 +810,7 @@ impl BaseTransformImpl for FlorenceCaption {
             // worker once its current inference returns (pads are already inactive, so
             // nothing it does can block on us).
             state.shared.generation.fetch_add(1, Ordering::SeqCst);
-            state.shared.cancel(None);
+            state.shared.close();
             if let Some((tx, handle)) = state.worker {
                 drop(tx);
                 if handle.join().is_err() {
