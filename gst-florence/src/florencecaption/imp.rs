@@ -338,6 +338,10 @@ struct Job {
     request: Request,
     generation: u64,
     interval_ms: u64,
+    /// When the streaming thread handed the frame over.
+    dispatched: Instant,
+    /// The stream's frame duration (buffer duration, else the caps' framerate).
+    frame_duration: Option<Duration>,
 }
 
 struct State {
@@ -1127,12 +1131,10 @@ impl FlorenceCaption {
                             let cap = Caption::from_output(&out, job.pts, serial);
                             *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some(cap.clone());
-                            // Live: the text lasts from the analysed frame until about when
-                            // the next result is due (textoverlay needs a duration, and
-                            // overlapping texts would hold the next one back).
-                            let next_ms = cap.inference_ms.max(job.interval_ms as f64);
-                            let duration = gst::ClockTime::from_nseconds(
-                                ((cap.inference_ms + next_ms) * 1e6) as u64,
+                            let duration = live_text_duration(
+                                job.dispatched.elapsed(),
+                                Duration::from_millis(job.interval_ms),
+                                job.frame_duration,
                             );
                             imp.publish(&cap, &model, Some(duration));
                         }
@@ -1217,6 +1219,13 @@ impl FlorenceCaption {
             request: settings.request(),
             generation: state.shared.generation.load(Ordering::SeqCst),
             interval_ms: settings.inference_interval_ms,
+            dispatched: Instant::now(),
+            frame_duration: buf.duration().map(Duration::from).or_else(|| {
+                let fps = info.fps();
+                (fps.numer() > 0 && fps.denom() > 0).then(|| {
+                    Duration::from_secs_f64(f64::from(fps.denom()) / f64::from(fps.numer()))
+                })
+            }),
         };
         state.shared.busy.store(true, Ordering::SeqCst);
         match tx.try_send(job) {
@@ -1227,6 +1236,26 @@ impl FlorenceCaption {
             }
         }
     }
+}
+
+/// Live mode: how long a new result's text lasts, from the analysed frame's PTS.
+///
+/// textoverlay shows a text for its duration and holds the next one back until
+/// the previous has ended, so the text must last until about when the next
+/// result arrives, no less (captions would blink off) and not much more (the
+/// next caption would wait). The next result is due when the next frame is
+/// taken (after the interval, at a frame boundary) plus its latency, so with
+/// `latency` from hand-over to result: max(latency, interval) + latency, plus
+/// one frame for the frame boundary and 15 % for latency jitter.
+fn live_text_duration(
+    latency: Duration,
+    interval: Duration,
+    frame: Option<Duration>,
+) -> gst::ClockTime {
+    let cycle = latency.max(interval) + latency;
+    let frame = frame.unwrap_or(Duration::from_millis(33));
+    let d = cycle + frame + cycle.mul_f64(0.15);
+    gst::ClockTime::from_nseconds(d.as_nanos() as u64)
 }
 
 /// 32x32 grayscale thumbnail (box average) for the skip-similar comparison.
