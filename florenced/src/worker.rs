@@ -509,11 +509,16 @@ impl InferencePipeline {
             if Instant::now() >= until {
                 return Err(JobError::Timeout);
             }
-            if !cancelled && job.reply.is_closed() {
-                // Returns false until the element has started this request.
+            // The element checks the deadline between steps; a cancel also stops
+            // the vision or text encoder mid-run. Returns false until the element
+            // has started this request.
+            let gone = job.reply.is_closed();
+            if !cancelled && (gone || Instant::now() >= job.deadline) {
                 cancelled = self.caption.emit_by_name::<bool>("cancel", &[&job.id]);
-                if cancelled {
+                if cancelled && gone {
                     tracing::info!(request_id = %job.id, "client went away; inference cancelled");
+                } else if cancelled {
+                    tracing::debug!(request_id = %job.id, "deadline passed; inference cancelled");
                 }
             }
             let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) else {
@@ -541,6 +546,7 @@ impl InferencePipeline {
                 return Err(match kind.as_str() {
                     ERROR_INVALID_REQUEST => JobError::Invalid(message),
                     ERROR_TIMED_OUT => JobError::Timeout,
+                    ERROR_CANCELLED if Instant::now() >= job.deadline => JobError::Timeout,
                     ERROR_CANCELLED => JobError::Cancelled,
                     _ => JobError::Failed(message),
                 });

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
+use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 
 use super::config::ModelFiles;
@@ -251,7 +251,8 @@ impl<G: StaticGraphs> HailoSplit<G> {
             self.image_size,
             self.image_size,
         );
-        let mut embeds = run_vision(&mut self.vision, pixels, shape, false)?.data;
+        let run_options = RunOptions::new().map_err(ort_err("run options"))?;
+        let mut embeds = run_vision(&mut self.vision, pixels, shape, false, &run_options)?.data;
         embeds.extend_from_slice(&self.caption_embedding.data);
         let states = self.graphs.text_encoder(&embeds)?;
         let mut window = vec![0f32; self.window * d];

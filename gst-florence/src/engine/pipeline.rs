@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ort::session::{Session, SessionInputValue};
+use ort::session::{RunOptions, Session, SessionInputValue};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 use serde::Serialize;
 
@@ -66,12 +66,29 @@ pub enum Interruption {
 }
 
 /// Stops a run early: at a deadline, or when [`Interrupt::cancel`] is called
-/// from another thread. Checked before each stage and before every decoder
-/// step, so a run stops within one step (one decoder pass for all beams).
+/// from another thread. The deadline is checked before each stage and before
+/// every decoder step (one decoder pass for all beams); a cancel also
+/// terminates the ONNX Runtime run in progress (the vision encoder or text
+/// encoder), so it takes effect within milliseconds.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
     deadline: Option<Instant>,
-    cancelled: Arc<AtomicBool>,
+    inner: Arc<InterruptInner>,
+}
+
+#[derive(Default)]
+struct InterruptInner {
+    cancelled: AtomicBool,
+    /// The run options of the run in progress, terminated by a cancel.
+    run_options: Mutex<Option<Arc<RunOptions>>>,
+}
+
+impl std::fmt::Debug for InterruptInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InterruptInner")
+            .field("cancelled", &self.cancelled.load(Ordering::SeqCst))
+            .finish()
+    }
 }
 
 impl Interrupt {
@@ -92,13 +109,46 @@ impl Interrupt {
         self.deadline
     }
 
-    /// Asks the run (and every clone of this handle) to stop at its next check.
+    /// Asks the run (and every clone of this handle) to stop now.
     pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
+        let run_options = self
+            .inner
+            .run_options
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        if let Some(o) = run_options.as_ref() {
+            let _ = o.terminate();
+        }
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Run options for this run's ONNX Runtime calls; a cancel terminates them.
+    fn run_options(&self) -> Result<Arc<RunOptions>, EngineError> {
+        let options = Arc::new(RunOptions::new().map_err(ort_err("run options"))?);
+        let mut slot = self
+            .inner
+            .run_options
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if self.is_cancelled() {
+            let _ = options.terminate();
+        }
+        *slot = Some(options.clone());
+        Ok(options)
+    }
+
+    /// An ONNX Runtime failure caused by a cancel is the cancel.
+    fn explain(&self, e: EngineError) -> EngineError {
+        match e {
+            EngineError::Inference { .. } if self.is_cancelled() => {
+                EngineError::Interrupted(Interruption::Cancelled)
+            }
+            e => e,
+        }
     }
 
     /// `Err` once cancelled or past the deadline.
@@ -451,15 +501,19 @@ impl Florence {
         };
         let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
+        let run_options = interrupt.run_options()?;
 
         interrupt.check()?;
         let t = Instant::now();
-        let features = run_vision(&mut s.vision, pixels, shape, self.float16)?;
+        let features = run_vision(&mut s.vision, pixels, shape, self.float16, &run_options)
+            .map_err(|e| interrupt.explain(e))?;
         timings.vision_ms = ms(t.elapsed());
 
         interrupt.check()?;
         let t = Instant::now();
-        let (hidden, enc_len) = self.encode(s, &features, &prompt)?;
+        let (hidden, enc_len) = self
+            .encode(s, &features, &prompt, &run_options)
+            .map_err(|e| interrupt.explain(e))?;
         timings.encoder_ms = ms(t.elapsed());
 
         let t = Instant::now();
@@ -502,6 +556,7 @@ impl Florence {
         s: &mut Sessions,
         features: &Features,
         prompt: &[u32],
+        run_options: &RunOptions,
     ) -> Result<(DynValue, usize), EngineError> {
         let ids: Vec<i64> = prompt.iter().map(|&i| i as i64).collect();
         let embeds = run_embed(&mut s.embed, &ids, 1)?;
@@ -515,7 +570,10 @@ impl Florence {
             Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_err("encoder"))?;
         let mut out = s
             .encoder
-            .run(ort::inputs! {"attention_mask" => mask, "inputs_embeds" => input})
+            .run_with_options(
+                ort::inputs! {"attention_mask" => mask, "inputs_embeds" => input},
+                run_options,
+            )
             .map_err(ort_err("encoder"))?;
         let hidden = out
             .remove("last_hidden_state")
@@ -656,10 +714,11 @@ pub(crate) fn run_vision(
     pixels: Vec<f32>,
     shape: [usize; 4],
     f16: bool,
+    run_options: &RunOptions,
 ) -> Result<Features, EngineError> {
     let input = float_tensor("vision encoder", shape.to_vec(), pixels, f16)?;
     let out = session
-        .run(ort::inputs! {"pixel_values" => input})
+        .run_with_options(ort::inputs! {"pixel_values" => input}, run_options)
         .map_err(ort_err("vision encoder"))?;
     let v = out
         .get("image_features")
