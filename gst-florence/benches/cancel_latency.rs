@@ -1,6 +1,6 @@
-//! How fast a cancel stops a running inference: the time from
-//! `Interrupt::cancel` to `Florence::run_with` returning, for cancels landing
-//! in the vision encoder, the text encoder and the decoder loop.
+//! How fast a cancel or a deadline stops a running inference: the time from
+//! `Interrupt::cancel` (or the deadline) to `Florence::run_with` returning,
+//! landing in the vision encoder, the text encoder and the decoder loop.
 //!
 //! cargo bench -p gst-florence --bench cancel_latency [-- MODEL_DIR]
 
@@ -76,11 +76,27 @@ fn main() {
                     * 1e3,
             );
         }
-        latencies.sort_by(f64::total_cmp);
-        println!(
-            "cancel in the {stage} (at {at_ms:.0} ms): returned after median {:.1} ms, max {:.1} ms",
-            latencies[latencies.len() / 2],
-            latencies[latencies.len() - 1]
-        );
+        report("cancel", stage, at_ms, &mut latencies);
+        let mut latencies = Vec::new();
+        for _ in 0..5 {
+            let deadline = Instant::now() + Duration::from_secs_f64(at_ms / 1e3);
+            let result = florence.run_with(&image, &req, &Interrupt::with_deadline(deadline));
+            let returned = Instant::now();
+            assert!(
+                matches!(result, Err(EngineError::Interrupted(_))),
+                "{stage}: not interrupted: {result:?}"
+            );
+            latencies.push(returned.saturating_duration_since(deadline).as_secs_f64() * 1e3);
+        }
+        report("deadline", stage, at_ms, &mut latencies);
     }
+}
+
+fn report(what: &str, stage: &str, at_ms: f64, latencies: &mut [f64]) {
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "{what} in the {stage} (at {at_ms:.0} ms): returned after median {:.1} ms, max {:.1} ms",
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
 }

@@ -56,6 +56,11 @@ pub enum EngineError {
     Interrupted(Interruption),
 }
 
+/// Ends the deadline timer thread when dropped.
+struct DeadlineTimer {
+    _stop: std::sync::mpsc::Sender<()>,
+}
+
 /// Why a run stopped early.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Interruption {
@@ -67,9 +72,9 @@ pub enum Interruption {
 
 /// Stops a run early: at a deadline, or when [`Interrupt::cancel`] is called
 /// from another thread. The deadline is checked before each stage and before
-/// every decoder step (one decoder pass for all beams); a cancel also
-/// terminates the ONNX Runtime run in progress (the vision encoder or text
-/// encoder), so it takes effect within milliseconds.
+/// every decoder step (one decoder pass for all beams), and a cancel or the
+/// deadline also terminates the ONNX Runtime run in progress (the vision
+/// encoder or text encoder), so either takes effect within milliseconds.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
     deadline: Option<Instant>,
@@ -141,11 +146,33 @@ impl Interrupt {
         Ok(options)
     }
 
-    /// An ONNX Runtime failure caused by a cancel is the cancel.
+    /// With a deadline: a timer thread that terminates `options` when it passes
+    /// (ended when the returned guard is dropped).
+    fn arm(&self, options: &Arc<RunOptions>) -> Option<DeadlineTimer> {
+        let deadline = self.deadline?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let options = options.clone();
+        std::thread::Builder::new()
+            .name("florence-deadline".into())
+            .spawn(move || {
+                let wait = deadline.saturating_duration_since(Instant::now());
+                if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(wait)
+                {
+                    let _ = options.terminate();
+                }
+            })
+            .ok()?;
+        Some(DeadlineTimer { _stop: stop })
+    }
+
+    /// An ONNX Runtime failure caused by a cancel or the deadline is that.
     fn explain(&self, e: EngineError) -> EngineError {
         match e {
             EngineError::Inference { .. } if self.is_cancelled() => {
                 EngineError::Interrupted(Interruption::Cancelled)
+            }
+            EngineError::Inference { .. } if self.deadline.is_some_and(|d| Instant::now() >= d) => {
+                EngineError::Interrupted(Interruption::DeadlineExceeded)
             }
             e => e,
         }
@@ -502,6 +529,7 @@ impl Florence {
         let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         let s = &mut *guard;
         let run_options = interrupt.run_options()?;
+        let _timer = interrupt.arm(&run_options);
 
         interrupt.check()?;
         let t = Instant::now();
