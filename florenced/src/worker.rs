@@ -509,16 +509,12 @@ impl InferencePipeline {
             if Instant::now() >= until {
                 return Err(JobError::Timeout);
             }
-            // The element checks the deadline between steps; a cancel also stops
-            // the vision or text encoder mid-run. Returns false until the element
-            // has started this request.
-            let gone = job.reply.is_closed();
-            if !cancelled && (gone || Instant::now() >= job.deadline) {
+            // (The element stops the inference at the job's deadline by itself.)
+            // Returns false until the element has started this request.
+            if !cancelled && job.reply.is_closed() {
                 cancelled = self.caption.emit_by_name::<bool>("cancel", &[&job.id]);
-                if cancelled && gone {
+                if cancelled {
                     tracing::info!(request_id = %job.id, "client went away; inference cancelled");
-                } else if cancelled {
-                    tracing::debug!(request_id = %job.id, "deadline passed; inference cancelled");
                 }
             }
             let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_mseconds(50)) else {
