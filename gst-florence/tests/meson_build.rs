@@ -1,0 +1,71 @@
+//! The distro build (meson.build + meson_options.txt) configures with its
+//! options honoured. Compiling it is a release build of the workspace, minutes
+//! on this machine, so that is left to the packager's `meson compile`; the
+//! cargo commands it runs are the ones this suite already builds with.
+
+mod common;
+
+use std::process::Command;
+
+fn setup(name: &str, options: &[&str]) -> (std::process::Output, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("florence-meson-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = Command::new("meson")
+        .arg("setup")
+        .arg(&dir)
+        .args(options)
+        .current_dir(common::root())
+        .output()
+        .expect("meson is installed by scripts/setup.sh");
+    (out, dir)
+}
+
+/// Install paths of the configured targets.
+fn installed(dir: &std::path::Path) -> Vec<String> {
+    let out = Command::new("meson")
+        .args(["introspect", "--installed"])
+        .arg(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut v: Vec<String> = map
+        .values()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn meson_configures_with_its_options() {
+    let (out, dir) = setup("default", &["--prefix=/usr"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let paths = installed(&dir);
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(paths[0].starts_with("/usr/bin/florenced"), "{paths:?}");
+    assert!(
+        paths[1].contains("gstreamer-1.0/libgstflorence.so"),
+        "{paths:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let (out, dir) = setup("no-daemon", &["-Dflorenced=disabled"]);
+    assert!(out.status.success());
+    let paths = installed(&dir);
+    assert_eq!(paths.len(), 1, "{paths:?}");
+    assert!(paths[0].ends_with("libgstflorence.so"));
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // No Hailo backend in this release: asking for it stops at configure time.
+    let (out, dir) = setup("hailo", &["-Dhailo=enabled"]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("no Hailo-10H backend"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
