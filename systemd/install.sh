@@ -33,9 +33,9 @@ if [ -e /dev/hailo0 ]; then
   group=$(stat -c %G /dev/hailo0)
   [ "$group" != root ] && usermod -a -G "$group" hailo-florence
 fi
-install -d -m 0755 /var/lib/hailo-florence /var/lib/hailo-florence/models /etc/hailo /usr/local/lib/florenced
+install -d -m 0755 /var/lib/hailo-florence /var/lib/hailo-florence/models /etc/hailo /usr/local/lib/florence
 install -m 0755 "$binary" /usr/local/bin/florenced
-install -m 0644 "$(readlink -f "$ort")" /usr/local/lib/florenced/libonnxruntime.so
+install -m 0644 "$(readlink -f "$ort")" /usr/local/lib/florence/libonnxruntime.so
 if [ ! -e /etc/hailo/hailo-florence.yaml ]; then
   install -m 0640 -g hailo-florence "$here/hailo-florence.yaml" /etc/hailo/hailo-florence.yaml
   if [ -n "$model_dir" ]; then

@@ -9,7 +9,7 @@ systemctl disable --now hailo-florence 2>/dev/null || true
 rm -f /etc/systemd/system/hailo-florence.service
 systemctl daemon-reload
 rm -f /usr/local/bin/florenced
-rm -rf /usr/local/lib/florenced /usr/local/share/doc/florenced
+rm -rf /usr/local/lib/florence /usr/local/share/doc/florenced
 if [ "$purge" = 1 ]; then
   rm -f /etc/hailo/hailo-florence.yaml
   id -u hailo-florence >/dev/null 2>&1 && userdel hailo-florence
