@@ -33,7 +33,7 @@ pub enum ModelError {
     UnknownVariant(String),
     #[error("{path}: missing (the {graph:?} graph of a Florence-2 model directory)")]
     MissingGraph { path: PathBuf, graph: Graph },
-    #[error("{path}: ONNX Runtime cannot load it (truncated or not an ONNX model?): {reason}")]
+    #[error("{path}: ONNX Runtime cannot load it{}: {reason}", load_hint(.reason))]
     Load { path: PathBuf, reason: String },
     #[error("{path}: wrong signature for the {graph:?} graph:\n{}", list(.problems))]
     Signature {
@@ -147,6 +147,16 @@ fn ort_log(level: ort::logging::LogLevel, category: &str, id: &str, location: &s
         LogLevel::Verbose => {
             tracing::debug!(target: "onnxruntime", category, id, location, "{message}")
         }
+    }
+}
+
+/// A parse failure means a damaged or foreign file; other load errors (a type
+/// error in the graph, an unsupported operator) speak for themselves.
+fn load_hint(reason: &str) -> &'static str {
+    if reason.to_ascii_lowercase().contains("protobuf") {
+        " (truncated or not an ONNX model?)"
+    } else {
+        ""
     }
 }
 
