@@ -73,6 +73,53 @@ fn every_fixture_graph_has_the_documented_signature() {
 }
 
 #[test]
+fn the_fp16_variant_has_the_documented_signature_in_float16() {
+    let options = SessionOptions {
+        variant: "_fp16".into(),
+        ..options()
+    };
+    let graphs = model_dir::describe(&tiny(), &options).expect("the _fp16 variant must load");
+    for g in &graphs[..4] {
+        assert!(
+            g.file.to_string_lossy().ends_with("_fp16.onnx"),
+            "{}",
+            g.file.display()
+        );
+        // Float tensors in float16 (as onnx-community's fp16 files); ids and masks stay int64.
+        for p in g.inputs.iter().chain(&g.outputs) {
+            let float = !matches!(
+                p.name.as_str(),
+                "input_ids" | "attention_mask" | "encoder_attention_mask" | "use_cache_branch"
+            );
+            assert_eq!(
+                p.dtype.to_lowercase().contains("16"),
+                float,
+                "{} {}: {}",
+                g.graph,
+                p.name,
+                p.dtype
+            );
+        }
+    }
+}
+
+#[test]
+fn committed_fixtures_stay_under_20_mb() {
+    fn size(p: &Path) -> u64 {
+        if p.is_dir() {
+            std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| size(&e.unwrap().path()))
+                .sum()
+        } else {
+            p.metadata().unwrap().len()
+        }
+    }
+    let total = size(&fixtures());
+    assert!(total < 20_000_000, "tests/fixtures is {total} bytes");
+}
+
+#[test]
 fn tiny_config_is_consistent() {
     let files = ModelFiles::load(&tiny()).unwrap();
     // The tiny model runs at 384x384: (384/32)^2 + 1 image tokens.

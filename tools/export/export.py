@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--hailo-image-size", type=int, default=384)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--variants", default="fp16",
+                    help="precision variants to write next to the float32 graphs: 'fp16' "
+                         "(onnx/<graph>_fp16.onnx, float16 inputs and outputs) or '' for none")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -87,6 +90,7 @@ def main() -> None:
     figures = model_dir.export_model_dir(
         model, tokenizer_json, tokenizer_config, args.out, image_size, mean, std,
         args.hailo_image_size, caption_ids, vqa_prefix_ids,
+        precisions=tuple(v for v in args.variants.split(",") if v),
     )
     florence = {
         "vqa_prompt_template": VQA_TEMPLATE,

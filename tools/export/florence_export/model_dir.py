@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import configs, graphs
+from . import configs, graphs, variants
 from .onnx_export import check, export_module, merge_decoders, save, session
 
 # Bounds on the max difference relative to the largest reference magnitude.
@@ -75,7 +75,7 @@ def verify_wrappers(model, image_size: int, log=print) -> dict:
 
 def export_model_dir(model, tokenizer_json: str, tokenizer_config: dict, out: str, image_size: int,
                      mean, std, hailo_image_size: int, caption_ids: list[int], vqa_prefix_ids: list[int],
-                     log=print) -> dict:
+                     precisions: tuple[str, ...] = ("fp16",), log=print) -> dict:
     """Writes `out/` and returns the verification figures."""
     model.eval()
     cfg = model.config
@@ -152,6 +152,8 @@ def export_model_dir(model, tokenizer_json: str, tokenizer_config: dict, out: st
     save(merged, os.path.join(onnx_dir, "decoder_model_merged.onnx"))
 
     figures["onnx"] = verify_onnx(model, onnx_dir, image_size, layers, heads, dh, log)
+    if "fp16" in precisions:
+        figures["onnx_fp16"] = variants.write_fp16(onnx_dir, image_size, layers, heads, dh, log)
 
     # Config files in the public export's layout, and the tokenizer.
     _dump(configs.model_config(cfg, image_size), os.path.join(out, "config.json"))
