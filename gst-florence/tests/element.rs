@@ -204,6 +204,74 @@ fn live_mode_never_holds_buffers_back() {
     assert!(skipped > 0);
 }
 
+/// One smpte NV12 frame from videotestsrc, with its caps.
+fn nv12_frame(width: u32, height: u32) -> (gst::Buffer, gst::Caps) {
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=1 pattern=smpte ! \
+         video/x-raw,format=NV12,width={width},height={height},framerate=30/1 ! appsink name=s"
+    ))
+    .unwrap();
+    let sink = pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("s")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let sample = sink.pull_sample().unwrap();
+    pipeline.set_state(gst::State::Null).unwrap();
+    (
+        sample.buffer_owned().unwrap(),
+        sample.caps().unwrap().to_owned(),
+    )
+}
+
+/// The caption of one frame through a fresh every-frame element.
+fn caption_of(buffer: &gst::Buffer, caps: &gst::Caps) -> (String, u32) {
+    let mut h = gst_check::Harness::new_parse(&format!(
+        "florencecaption model-dir={} mode=every-frame threads=1",
+        model_dir()
+    ));
+    h.set_src_caps(caps.clone());
+    h.push(buffer.copy()).unwrap();
+    let out = h.pull().unwrap();
+    let meta = gst::meta::CustomMeta::from_buffer(&out, META_NAME).unwrap();
+    let s = meta.structure();
+    (
+        s.get::<String>("text").unwrap(),
+        s.get::<u32>("image-width").unwrap(),
+    )
+}
+
+#[test]
+fn caps_changes_mid_stream_are_followed() {
+    init();
+    // A YUV stream that changes resolution: every frame is converted with its own
+    // caps (a converter built for the first caps must not be reused).
+    let sizes = [(320u32, 240u32), (640, 480), (200, 300)];
+    let frames: Vec<_> = sizes.iter().map(|&(w, h)| nv12_frame(w, h)).collect();
+    let mut h = gst_check::Harness::new_parse(&format!(
+        "florencecaption model-dir={} mode=every-frame threads=1",
+        model_dir()
+    ));
+    for (i, (buffer, caps)) in frames.iter().enumerate() {
+        h.set_src_caps(caps.clone());
+        let mut b = buffer.copy();
+        b.get_mut()
+            .unwrap()
+            .set_pts(gst::ClockTime::from_mseconds(i as u64 * 33));
+        h.push(b).unwrap();
+        let out = h.pull().unwrap();
+        let meta = gst::meta::CustomMeta::from_buffer(&out, META_NAME).unwrap();
+        let s = meta.structure();
+        let (want_text, want_width) = caption_of(buffer, caps);
+        assert_eq!(s.get::<u32>("image-width").unwrap(), sizes[i].0);
+        assert_eq!(want_width, sizes[i].0);
+        assert_eq!(s.get::<String>("text").unwrap(), want_text, "frame {i}");
+    }
+}
+
 #[test]
 fn task_changes_while_playing() {
     init();

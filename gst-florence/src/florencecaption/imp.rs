@@ -834,6 +834,9 @@ impl BaseTransformImpl for FlorenceCaption {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
+            // The YUV converter is built for one input format and size.
+            state.converter = None;
+            state.last_thumb = None;
             state.info = Some(info);
         }
         Ok(())
