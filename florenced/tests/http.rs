@@ -961,3 +961,26 @@ fn an_inference_failure_answers_500_and_the_service_goes_on() {
     assert_eq!(d.get("/health").status, 200);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn the_fp16_variant_serves_the_engines_fp16_answer() {
+    let d = Spawn::new().set("model_variant=_fp16").ready();
+    let png = fixture_png("scene_640x480");
+    let r = d.post_json("/v1/caption", &json!({"image": b64(&png)}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let engine = Florence::load(
+        &model_dir(),
+        SessionOptions {
+            intra_threads: 1,
+            variant: "_fp16".into(),
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let image = image_io::decode(&png, &ImageLimits::default(), true).unwrap();
+    let mut req = Request::new(Task::Caption);
+    req.options.max_new_tokens = Some(100);
+    let want = engine.run(&image, &req).unwrap();
+    assert_eq!(r.json()["caption"], want.result.text());
+    assert_eq!(r.json()["token_count"], want.token_count);
+}
