@@ -26,6 +26,7 @@ APT_PACKAGES=(
   gir1.2-gst-plugins-base-1.0
   meson
   ninja-build
+  systemd
 )
 
 log() { printf 'setup: %s\n' "$*"; }
