@@ -95,3 +95,56 @@ fn bad_inputs_exit_non_zero_with_a_message() {
         assert!(!err.contains("panicked"), "{args:?}: {err}");
     }
 }
+
+#[test]
+fn the_readme_task_examples_run() {
+    // The task options the README lists next to the main job.
+    let cases: [(&[&str], &str); 5] = [
+        (&["--task", "od"], "<OD>"),
+        (&["--task", "<OCR_WITH_REGION>"], "<OCR_WITH_REGION>"),
+        (
+            &[
+                "--task",
+                "caption_to_phrase_grounding",
+                "--text",
+                "a red square",
+            ],
+            "<CAPTION_TO_PHRASE_GROUNDING>",
+        ),
+        (
+            &["--task", "region_to_category", "--region", "10,20,200,180"],
+            "<REGION_TO_CATEGORY>",
+        ),
+        (
+            &["--task", "vqa", "--text", "What color is the background?"],
+            "<VQA>",
+        ),
+    ];
+    for (args, task) in cases {
+        let out = florenced()
+            .current_dir(root())
+            .args(["run", "--model-dir", "tests/fixtures/tiny-florence2"])
+            .args(["--threads", "1"])
+            .args(args)
+            .arg("tests/fixtures/images/scene_640x480.png")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(line["task"], task, "{args:?}");
+    }
+    // A malformed region is refused by name.
+    let out = florenced()
+        .current_dir(root())
+        .args(["run", "--model-dir", "tests/fixtures/tiny-florence2"])
+        .args(["--task", "region_to_category", "--region", "10,20,200"])
+        .arg("tests/fixtures/images/scene_640x480.png")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x1,y1,x2,y2"));
+}
