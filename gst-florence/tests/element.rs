@@ -273,6 +273,41 @@ fn caps_changes_mid_stream_are_followed() {
 }
 
 #[test]
+fn model_loading_is_reported_as_progress() {
+    init();
+    let progress = |model: &str| -> Vec<(gst::ProgressType, String)> {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=1 ! florencecaption model-dir={model} ! fakesink"
+        ))
+        .unwrap();
+        let _ = pipeline.set_state(gst::State::Paused);
+        let _ = pipeline.state(gst::ClockTime::from_seconds(30));
+        let bus = pipeline.bus().unwrap();
+        let mut seen = Vec::new();
+        while let Some(m) = bus.pop_filtered(&[gst::MessageType::Progress]) {
+            if let gst::MessageView::Progress(p) = m.view() {
+                let (kind, code, text) = p.get();
+                assert_eq!(code, "load-model");
+                seen.push((kind, text.to_string()));
+            }
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        seen
+    };
+    let ok = progress(&model_dir());
+    assert_eq!(
+        ok.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [gst::ProgressType::Start, gst::ProgressType::Complete]
+    );
+    assert!(ok[0].1.contains("tiny-florence2"), "{ok:?}");
+    let bad = progress("/nonexistent/florence");
+    assert_eq!(
+        bad.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+        [gst::ProgressType::Start, gst::ProgressType::Error]
+    );
+}
+
+#[test]
 fn task_changes_while_playing() {
     init();
     let img = fixture_image("scene_768x768");

@@ -750,7 +750,18 @@ impl BaseTransformImpl for FlorenceCaption {
         if s.threads > 0 {
             options.intra_threads = s.threads as usize;
         }
-        let mut florence = Florence::load(std::path::Path::new(&dir), options).map_err(|e| {
+        // Loading takes seconds with a real model: say so on the bus.
+        self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
+        let loaded = Florence::load(std::path::Path::new(&dir), options);
+        self.progress(
+            if loaded.is_ok() {
+                gst::ProgressType::Complete
+            } else {
+                gst::ProgressType::Error
+            },
+            &format!("loading {dir}"),
+        );
+        let mut florence = loaded.map_err(|e| {
             gst::error_msg!(
                 gst::LibraryError::Settings,
                 ("cannot load Florence-2 model from {}: {}", dir, e)
@@ -1055,6 +1066,14 @@ fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message:
 }
 
 impl FlorenceCaption {
+    /// A `progress` message (code `load-model`) on the bus.
+    fn progress(&self, kind: gst::ProgressType, text: &str) {
+        let msg = gst::message::Progress::builder(kind, "load-model", text)
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(msg);
+    }
+
     /// Cancels the running inference (any, or the one of `request_id`).
     fn cancel_running(&self, request_id: Option<&str>) -> bool {
         let shared = self
