@@ -24,6 +24,7 @@ APT_PACKAGES=(
   python3-gi
   gir1.2-gstreamer-1.0
   gir1.2-gst-plugins-base-1.0
+  gir1.2-gst-rtsp-server-1.0
   meson
   ninja-build
   systemd

@@ -164,16 +164,16 @@ fn file_example_writes_an_srt_with_the_engines_captions() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent.mp4"));
 }
 
-#[test]
-fn network_example_captions_an_rtp_stream() {
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut receiver = script("network-source.sh")
-        .env("FLORENCE_UDP_PORT", port.to_string())
-        .env("FLORENCE_INTERVAL", "0")
+/// Starts network-source.sh with `env`, runs `feed` (which sends the stream),
+/// waits for a caption message, stops the script with SIGINT (as Ctrl-C) and
+/// returns the message.
+fn network_example(env: &[(&str, String)], feed: impl FnOnce()) -> String {
+    let mut receiver = script("network-source.sh");
+    receiver.env("FLORENCE_INTERVAL", "0");
+    for (k, v) in env {
+        receiver.env(k, v);
+    }
+    let mut receiver = receiver
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -187,18 +187,7 @@ fn network_example_captions_an_rtp_stream() {
             }
         }
     });
-    // Give the receiver a moment to bind, then send three seconds of RTP/JPEG.
-    std::thread::sleep(Duration::from_millis(500));
-    let sender = Command::new("gst-launch-1.0")
-        .args(
-            format!(
-                "-q videotestsrc is-live=true num-buffers=90 pattern=smpte ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! jpegenc ! rtpjpegpay ! udpsink host=127.0.0.1 port={port}"
-            )
-            .split_whitespace(),
-        )
-        .status()
-        .unwrap();
-    assert!(sender.success());
+    feed();
     let caption = rx.recv_timeout(Duration::from_secs(30));
     unsafe {
         libc::kill(receiver.id() as i32, libc::SIGINT);
@@ -218,4 +207,48 @@ fn network_example_captions_an_rtp_stream() {
     assert!(caption.contains("CAPTION\\>"), "{caption}");
     assert!(caption.contains("image-width=(uint)320"), "{caption}");
     assert!(status.success(), "receiver exit {status:?}");
+    caption
+}
+
+#[test]
+fn network_example_captions_an_rtp_stream() {
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    network_example(&[("FLORENCE_UDP_PORT", port.to_string())], || {
+        // Give the receiver a moment to bind, then send three seconds of RTP/JPEG.
+        std::thread::sleep(Duration::from_millis(500));
+        let sender = Command::new("gst-launch-1.0")
+            .args(
+                format!(
+                    "-q videotestsrc is-live=true num-buffers=90 pattern=smpte ! video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! jpegenc ! rtpjpegpay ! udpsink host=127.0.0.1 port={port}"
+                )
+                .split_whitespace(),
+            )
+            .status()
+            .unwrap();
+        assert!(sender.success());
+    });
+}
+
+#[test]
+fn network_example_captions_an_rtsp_camera() {
+    // A local RTSP server (gst-rtsp-server through Debian's python3-gi) stands in
+    // for an IP camera.
+    let mut server = Command::new("/usr/bin/python3")
+        .arg(root().join("gst-florence/tests/support/rtsp_server.py"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut url = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut url)
+        .unwrap();
+    let url = url.trim().to_owned();
+    assert!(url.starts_with("rtsp://127.0.0.1:"), "server said {url:?}");
+    network_example(&[("FLORENCE_RTSP", url)], || {});
+    let _ = server.kill();
+    let _ = server.wait();
 }
