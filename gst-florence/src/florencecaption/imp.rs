@@ -692,13 +692,7 @@ impl ElementImpl for FlorenceCaption {
         if transition == gst::StateChange::PausedToReady {
             // Deactivating the pads waits for the streaming thread: stop its inference,
             // and the one of a buffer that slips in before the pads are flushing.
-            let shared = self
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|s| s.shared.clone());
-            if let Some(shared) = shared {
+            if let Some(shared) = self.shared() {
                 shared.close();
             }
         }
@@ -1074,15 +1068,18 @@ impl FlorenceCaption {
         let _ = self.obj().post_message(msg);
     }
 
-    /// Cancels the running inference (any, or the one of `request_id`).
-    fn cancel_running(&self, request_id: Option<&str>) -> bool {
-        let shared = self
-            .state
+    /// What the streaming thread and the worker share, while started.
+    fn shared(&self) -> Option<Arc<Shared>> {
+        self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
-            .map(|s| s.shared.clone());
-        shared.is_some_and(|s| s.cancel(request_id))
+            .map(|s| s.shared.clone())
+    }
+
+    /// Cancels the running inference (any, or the one of `request_id`).
+    fn cancel_running(&self, request_id: Option<&str>) -> bool {
+        self.shared().is_some_and(|s| s.cancel(request_id))
     }
 
     fn publish(&self, cap: &Caption, model: &str, duration: Option<gst::ClockTime>) {
