@@ -126,6 +126,9 @@ pub struct Config {
     /// A model that fails to load exits the process (systemd restarts it);
     /// false keeps serving /health as unhealthy with the reason.
     pub exit_on_load_failure: bool,
+    /// Run one short inference per pipeline before reporting ready, so the first
+    /// request does not pay ONNX Runtime's first-run cost.
+    pub warmup: bool,
 }
 
 impl Default for Config {
@@ -158,6 +161,7 @@ impl Default for Config {
             slow_inference_ms: 1500.0,
             metrics: Metrics::default(),
             exit_on_load_failure: true,
+            warmup: true,
         }
     }
 }

@@ -143,7 +143,12 @@ impl Workers {
         let rx = Arc::new(Mutex::new(rx));
         let mut pipelines = Vec::new();
         for i in 0..n {
-            match InferencePipeline::build(config) {
+            match InferencePipeline::build(config).and_then(|mut p| {
+                if config.warmup {
+                    p.warm_up(config)?;
+                }
+                Ok(p)
+            }) {
                 Ok(p) => pipelines.push(p),
                 Err(e) => {
                     *workers.health.lock().unwrap_or_else(|e| e.into_inner()) =
@@ -411,6 +416,39 @@ impl InferencePipeline {
             frame: 0,
             broken: false,
         })
+    }
+
+    /// One short caption of a gray frame through the whole pipeline: ONNX
+    /// Runtime's first run (allocations, kernel selection) happens here rather
+    /// than in the first request, and a model that cannot run fails start-up.
+    fn warm_up(&mut self, config: &Config) -> Result<(), String> {
+        let started = Instant::now();
+        // Kept open for the run: a closed reply means the client went away.
+        let (reply, _receiver) = oneshot::channel();
+        let mut job = Job {
+            id: "warm-up".into(),
+            image: RgbImage::from_rgb(64, 64, vec![128; 64 * 64 * 3]).map_err(|e| e.to_string())?,
+            params: Params {
+                task: "<CAPTION>".into(),
+                text: None,
+                region: None,
+                max_new_tokens: 2,
+                min_new_tokens: 0,
+                num_beams: None,
+                temperature: 0.0,
+                seed: None,
+            },
+            enqueued: started,
+            deadline: started + Duration::from_secs_f64(config.request_timeout_s),
+            reply,
+        };
+        self.infer(&mut job, config.request_timeout_s)
+            .map_err(|e| format!("the warm-up inference failed: {e}"))?;
+        tracing::info!(
+            warmup_ms = started.elapsed().as_millis() as u64,
+            "warm-up inference done"
+        );
+        Ok(())
     }
 
     fn restart(&mut self) -> Result<(), String> {

@@ -984,3 +984,41 @@ fn the_fp16_variant_serves_the_engines_fp16_answer() {
     assert_eq!(r.json()["caption"], want.result.text());
     assert_eq!(r.json()["token_count"], want.token_count);
 }
+
+#[test]
+fn warm_up_runs_before_ready_and_a_model_that_cannot_run_fails_start_up() {
+    // Default: one warm-up inference per pipeline before "serving"; it is not a request.
+    let d = Spawn::new().ready();
+    let logs = d.log_lines();
+    let position = |m: &str| logs.iter().position(|l| l["message"] == m);
+    let warm = position("warm-up inference done").expect("a warm-up log line");
+    assert!(warm < position("model loaded; serving").unwrap());
+    assert_eq!(d.get("/metrics").json()["requests_total"], 0);
+    drop(d);
+    let d = Spawn::new().set("warmup=false").ready();
+    assert_eq!(
+        d.log_lines()
+            .iter()
+            .filter(|l| l["message"] == "warm-up inference done")
+            .count(),
+        0
+    );
+    drop(d);
+
+    // A model that loads (every signature right) but cannot run a caption: the
+    // warm-up finds it, start-up fails with the cause instead of reporting ready.
+    let dir = std::env::temp_dir().join(format!("florenced-no-rows-{}", std::process::id()));
+    short_table::model_with_embedding_rows(&model_dir(), &dir, 100);
+    let out = Spawn::new()
+        .set(&format!("model_dir={}", dir.display()))
+        .command()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warm-up inference failed") && err.contains("Gather"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -8,12 +8,18 @@
 
 use std::path::Path;
 
-/// Rows kept: ids 0..1604, i.e. everything below `<loc_999>` in the tiny vocabulary.
+/// Rows kept by default: ids 0..1604, i.e. everything below `<loc_999>` in the
+/// tiny vocabulary.
 pub const SHORT_TABLE_ROWS: u64 = 1604;
 
 /// Copies `model` to `to` (graphs other than embed_tokens and the files are
 /// symlinked) with the embedding table cut to [`SHORT_TABLE_ROWS`] rows.
 pub fn model_with_short_embedding_table(model: &Path, to: &Path) {
+    model_with_embedding_rows(model, to, SHORT_TABLE_ROWS);
+}
+
+/// The same with the table cut to `rows` rows (few rows: every prompt fails).
+pub fn model_with_embedding_rows(model: &Path, to: &Path, rows: u64) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to.join("onnx")).unwrap();
     for entry in std::fs::read_dir(model).unwrap() {
@@ -27,7 +33,7 @@ pub fn model_with_short_embedding_table(model: &Path, to: &Path) {
         let target = to.join("onnx").join(entry.file_name());
         if entry.file_name() == "embed_tokens.onnx" {
             let bytes = std::fs::read(entry.path()).unwrap();
-            std::fs::write(target, shorten_table(&bytes, SHORT_TABLE_ROWS)).unwrap();
+            std::fs::write(target, shorten_table(&bytes, rows)).unwrap();
         } else {
             std::os::unix::fs::symlink(entry.path(), target).unwrap();
         }
