@@ -174,7 +174,7 @@ enum Command {
         #[arg(long)]
         text: Option<String>,
         /// Region input for region tasks: x1,y1,x2,y2 in image pixels.
-        #[arg(long, value_parser = parse_region, allow_hyphen_values = true)]
+        #[arg(long, value_parser = gstflorence::engine::task::parse_region, allow_hyphen_values = true)]
         region: Option<[f64; 4]>,
         /// Maximum new tokens (default from generation_config.json, else 1024).
         #[arg(long)]
@@ -279,17 +279,4 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// `--region x1,y1,x2,y2`.
-fn parse_region(text: &str) -> Result<[f64; 4], String> {
-    let values: Vec<f64> = text
-        .split(',')
-        .map(|v| v.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("{text:?} is not four numbers x1,y1,x2,y2"))?;
-    match values[..] {
-        [x1, y1, x2, y2] if values.iter().all(|v| v.is_finite()) => Ok([x1, y1, x2, y2]),
-        _ => Err(format!("{text:?} is not four numbers x1,y1,x2,y2")),
-    }
 }

@@ -220,6 +220,20 @@ pub struct TaskInput {
 /// Longest text input accepted (the REST contract's question limit).
 pub const MAX_INPUT_CHARS: usize = 1024;
 
+/// Parses a region written as "x1,y1,x2,y2" (image pixels), as the element's
+/// `region` property and `florenced run --region` take it.
+pub fn parse_region(text: &str) -> Result<[f64; 4], String> {
+    let parts: Vec<f64> = text
+        .split(',')
+        .map(|p| p.trim().parse::<f64>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("region {text:?} is not four numbers x1,y1,x2,y2"))?;
+    match parts[..] {
+        [x1, y1, x2, y2] if parts.iter().all(|v| v.is_finite()) => Ok([x1, y1, x2, y2]),
+        _ => Err(format!("region {text:?} is not four numbers x1,y1,x2,y2")),
+    }
+}
+
 /// Quantise a pixel box into Florence-2's 1000 bins per axis, as the reference does:
 /// floor(x / (size / 1000)) clamped to 0..=999, in float32 like its torch tensors
 /// (60 / 0.3 is 199.99998 in float32, so bin 199, not 200).

@@ -18,7 +18,7 @@ use crate::engine::pipeline::{
     EngineError, Florence, GenerationOptions, Interrupt, Interruption, Output, Request,
 };
 use crate::engine::preprocess::{Layout, RgbImage};
-use crate::engine::task::{InputKind, Task, TaskInput};
+use crate::engine::task::{InputKind, Task, TaskInput, parse_region};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -106,19 +106,6 @@ impl Settings {
                 ..GenerationOptions::default()
             },
         }
-    }
-}
-
-/// Parses a region given as "x1,y1,x2,y2" (pixels of the analysed frame).
-fn parse_region(text: &str) -> Result<[f64; 4], String> {
-    let parts: Vec<f64> = text
-        .split(',')
-        .map(|p| p.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("region {text:?} is not four numbers x1,y1,x2,y2"))?;
-    match parts[..] {
-        [x1, y1, x2, y2] if parts.iter().all(|v| v.is_finite()) => Ok([x1, y1, x2, y2]),
-        _ => Err(format!("region {text:?} is not four numbers x1,y1,x2,y2")),
     }
 }
 
