@@ -533,8 +533,8 @@ impl InferencePipeline {
                 "appsrc refused the frame: {e:?}"
             )));
         }
-        // The element stops at the job's deadline within one decoder step; the grace
-        // period covers a slow step (or vision encoder) so that answer is still matched.
+        // The element stops the inference at the job's deadline (`deadline-us`); the
+        // grace period lets that late answer still be matched to this job.
         let until = job
             .deadline
             .max(Instant::now() + Duration::from_secs_f64(timeout_s.min(5.0)));
@@ -547,7 +547,6 @@ impl InferencePipeline {
             if Instant::now() >= until {
                 return Err(JobError::Timeout);
             }
-            // (The element stops the inference at the job's deadline by itself.)
             // Returns false until the element has started this request.
             if !cancelled && job.reply.is_closed() {
                 cancelled = self.caption.emit_by_name::<bool>("cancel", &[&job.id]);
@@ -580,7 +579,6 @@ impl InferencePipeline {
                 return Err(match kind.as_str() {
                     ERROR_INVALID_REQUEST => JobError::Invalid(message),
                     ERROR_TIMED_OUT => JobError::Timeout,
-                    ERROR_CANCELLED if Instant::now() >= job.deadline => JobError::Timeout,
                     ERROR_CANCELLED => JobError::Cancelled,
                     _ => JobError::Failed(message),
                 });

@@ -110,10 +110,6 @@ impl Interrupt {
         }
     }
 
-    pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
-    }
-
     /// Asks the run (and every clone of this handle) to stop now.
     pub fn cancel(&self) {
         let run_options = self
@@ -545,8 +541,7 @@ impl Florence {
         timings.encoder_ms = ms(t.elapsed());
 
         let t = Instant::now();
-        let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files, self.float16)?;
-        step.interrupt = interrupt.clone();
+        let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files, self.float16, interrupt)?;
         let decoded: Decoded = generate::decode(&mut step, &params)?;
         let first = step.first_step.unwrap_or_default();
         drop(step);
@@ -799,7 +794,8 @@ struct OnnxDecoder<'a> {
     /// Encoder states and mask repeated for the current batch, built once per batch size.
     encoder_batch: Option<(usize, DynValue, DynValue)>,
     first_step: Option<Duration>,
-    interrupt: Interrupt,
+    /// Checked before every step.
+    interrupt: &'a Interrupt,
     past_names: Vec<[String; 4]>,
     present_names: Vec<[String; 4]>,
 }
@@ -811,6 +807,7 @@ impl<'a> OnnxDecoder<'a> {
         enc_len: usize,
         files: &ModelFiles,
         float16: bool,
+        interrupt: &'a Interrupt,
     ) -> Result<Self, EngineError> {
         let t = &files.model.text_config;
         let layers = t.decoder_layers;
@@ -829,7 +826,7 @@ impl<'a> OnnxDecoder<'a> {
             float16,
             encoder_batch: None,
             first_step: None,
-            interrupt: Interrupt::new(),
+            interrupt,
             past_names: (0..layers)
                 .map(|i| cache_names("past_key_values", i))
                 .collect(),
