@@ -78,14 +78,7 @@ impl Settings {
     /// The properties' request, with the inputs the task does not take dropped:
     /// `prompt` and `region` stay set while the task changes during PLAYING.
     fn request(&self) -> Request {
-        let mut req = self.request_as_set();
-        if req.task.input() != InputKind::Text {
-            req.input.text = None;
-        }
-        if req.task.input() != InputKind::Region {
-            req.input.region = None;
-        }
-        req
+        without_untaken_inputs(self.request_as_set())
     }
 
     /// The properties as given (start-up refuses inputs the task does not take).
@@ -107,6 +100,17 @@ impl Settings {
             },
         }
     }
+}
+
+/// `req` without the property inputs (`prompt`, `region`) its task does not take.
+fn without_untaken_inputs(mut req: Request) -> Request {
+    if req.task.input() != InputKind::Text {
+        req.input.text = None;
+    }
+    if req.task.input() != InputKind::Region {
+        req.input.region = None;
+    }
+    req
 }
 
 /// The request an application attached to one buffer (`FlorenceRequestMeta`).
@@ -136,12 +140,7 @@ fn buffer_request(buf: &gst::BufferRef, settings: &Settings) -> Option<BufferReq
             req.task = task.parse::<Task>().map_err(|e| e.to_string())?;
         }
         // Inputs from the properties that this buffer's task does not take are dropped.
-        if req.task.input() != InputKind::Text {
-            req.input.text = None;
-        }
-        if req.task.input() != InputKind::Region {
-            req.input.region = None;
-        }
+        let mut req = without_untaken_inputs(req);
         if let Ok(text) = s.get::<String>("text") {
             req.input.text = Some(text);
         }
