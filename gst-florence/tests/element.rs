@@ -58,6 +58,17 @@ fn meta_field(buf: &gst::BufferRef, field: &str) -> Option<String> {
     s.get::<String>(field).ok()
 }
 
+/// The element named `name` in a parsed pipeline, as `T` (AppSrc, AppSink, Element).
+fn child<T: IsA<gst::Element>>(pipeline: &gst::Element, name: &str) -> T {
+    pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name(name)
+        .unwrap_or_else(|| panic!("no element {name}"))
+        .downcast::<T>()
+        .unwrap()
+}
+
 #[test]
 fn every_frame_meta_equals_the_engine_output() {
     init();
@@ -211,13 +222,7 @@ fn nv12_frame(width: u32, height: u32) -> (gst::Buffer, gst::Caps) {
          video/x-raw,format=NV12,width={width},height={height},framerate=30/1 ! appsink name=s"
     ))
     .unwrap();
-    let sink = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("s")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let sink: gst_app::AppSink = child(&pipeline, "s");
     pipeline.set_state(gst::State::Playing).unwrap();
     let sample = sink.pull_sample().unwrap();
     pipeline.set_state(gst::State::Null).unwrap();
@@ -591,19 +596,14 @@ fn stopping_the_pipeline_stops_a_running_inference() {
         model_dir()
     ))
     .unwrap();
-    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-    let src = bin
-        .by_name("src")
-        .unwrap()
-        .downcast::<gst_app::AppSrc>()
-        .unwrap();
+    let src: gst_app::AppSrc = child(&pipeline, "src");
     pipeline.set_state(gst::State::Playing).unwrap();
     // Three frames queue up: neither the running one nor the next may hold up NULL.
     for i in 0..3 {
         src.push_buffer(rgb_buffer(&img, i * 33)).unwrap();
     }
     // Wait until the inference runs (about 5 s on one thread if not stopped).
-    let f = bin.by_name("f").unwrap();
+    let f: gst::Element = child(&pipeline, "f");
     std::thread::sleep(Duration::from_millis(500));
     let start = Instant::now();
     pipeline.set_state(gst::State::Null).unwrap();
@@ -632,18 +632,9 @@ fn an_inference_failure_warns_and_the_stream_goes_on() {
             dir.display()
         ))
         .unwrap();
-        let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
-        let src = bin
-            .by_name("src")
-            .unwrap()
-            .downcast::<gst_app::AppSrc>()
-            .unwrap();
-        let out = bin
-            .by_name("out")
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap();
-        let f = bin.by_name("f").unwrap();
+        let src: gst_app::AppSrc = child(&pipeline, "src");
+        let out: gst_app::AppSink = child(&pipeline, "out");
+        let f: gst::Element = child(&pipeline, "f");
         pipeline.set_state(gst::State::Playing).unwrap();
         let bus = pipeline.bus().unwrap();
         // Frames keep flowing, each analysis fails with a warning naming the cause
@@ -769,14 +760,8 @@ fn text_src_gives_utf8_buffers_timestamped_to_the_analysed_frame() {
         model_dir()
     ))
     .unwrap();
-    let bin = pipeline.clone().downcast::<gst::Bin>().unwrap();
-    let sink = |name: &str| {
-        bin.by_name(name)
-            .unwrap()
-            .downcast::<gst_app::AppSink>()
-            .unwrap()
-    };
-    let (v, t) = (sink("v"), sink("t"));
+    let (v, t): (gst_app::AppSink, gst_app::AppSink) =
+        (child(&pipeline, "v"), child(&pipeline, "t"));
     pipeline.set_state(gst::State::Playing).unwrap();
     for _ in 0..4 {
         let video = v.pull_sample().unwrap();
@@ -833,11 +818,7 @@ fn inference_interval_bounds_the_analyses() {
         // Analysed frames are at least ~600 ms of stream time apart (live: stream time = wall time).
         assert!(w[1] - w[0] >= 550_000_000, "analysed frames {pts:?}");
     }
-    let f = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("f")
-        .unwrap();
+    let f: gst::Element = child(&pipeline, "f");
     let skipped: u64 = f.property("frames-skipped");
     assert!(skipped >= 50, "{skipped} frames skipped");
 }
@@ -893,13 +874,7 @@ fn flush_drops_results_from_before_the_seek() {
         model_dir()
     ))
     .unwrap();
-    let v = pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name("v")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
+    let v: gst_app::AppSink = child(&pipeline, "v");
     pipeline.set_state(gst::State::Playing).unwrap();
     // Run until a result exists and another inference is likely in flight.
     let start = Instant::now();
