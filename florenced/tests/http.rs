@@ -2,6 +2,8 @@
 //! error code, answers equal to the engine's, concurrency, metrics, security.
 
 mod common;
+#[path = "../../gst-florence/tests/common/model_copies.rs"]
+mod model_copies;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -771,35 +773,25 @@ fn a_client_that_disconnects_during_inference_cancels_it() {
 
 #[test]
 fn model_problems_stop_start_up_with_a_clear_message() {
-    let out = Spawn::new()
-        .set("model_dir=/nonexistent/florence-model")
-        .command()
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = Spawn::new()
+        .model_dir(Path::new("/nonexistent/florence-model"))
+        .failure();
     assert!(err.contains("/nonexistent/florence-model"), "{err}");
 
     // A broken graph: the decoder truncated.
     let dir = std::env::temp_dir().join(format!("florenced-broken-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    copy_dir(&model_dir(), &dir);
+    model_copies::copy_dir(&model_dir(), &dir);
     let decoder = dir.join("onnx/decoder_model_merged.onnx");
     let bytes = std::fs::read(&decoder).unwrap();
     std::fs::write(&decoder, &bytes[..bytes.len() / 3]).unwrap();
-    let out = Spawn::new()
-        .set(&format!("model_dir={}", dir.display()))
-        .command()
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = Spawn::new().model_dir(&dir).failure();
     assert!(err.contains("decoder_model_merged"), "{err}");
 
     // Configured to stay up: /health says why, inference says not ready.
     let d = Spawn::new()
         .set("exit_on_load_failure=false")
-        .set(&format!("model_dir={}", dir.display()))
+        .model_dir(&dir)
         .start();
     let start = std::time::Instant::now();
     let h = loop {
@@ -844,19 +836,6 @@ fn model_problems_stop_start_up_with_a_clear_message() {
         err.contains("queue_depth") && err.contains("FLORENCED_QUEUE_DEPTH"),
         "{err}"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -910,18 +889,13 @@ fn a_client_that_disconnects_drops_its_queued_work() {
     );
 }
 
-#[path = "../../gst-florence/tests/common/short_table.rs"]
-mod short_table;
-
 #[test]
 fn an_inference_failure_answers_500_and_the_service_goes_on() {
     // Loads fine; ONNX Runtime fails on prompts holding <loc_999> (a region that
     // reaches the image's right or bottom edge).
     let dir = std::env::temp_dir().join(format!("florenced-short-table-{}", std::process::id()));
-    short_table::model_with_short_embedding_table(&model_dir(), &dir);
-    let d = Spawn::new()
-        .set(&format!("model_dir={}", dir.display()))
-        .ready();
+    model_copies::model_with_short_embedding_table(&model_dir(), &dir);
+    let d = Spawn::new().model_dir(&dir).ready();
     let png = fixture_png("pattern_200x300");
     let caption = || d.post_json("/v1/caption", &json!({"image": b64(&png)}));
     assert_eq!(caption().status, 200);
@@ -1008,14 +982,8 @@ fn warm_up_runs_before_ready_and_a_model_that_cannot_run_fails_start_up() {
     // A model that loads (every signature right) but cannot run a caption: the
     // warm-up finds it, start-up fails with the cause instead of reporting ready.
     let dir = std::env::temp_dir().join(format!("florenced-no-rows-{}", std::process::id()));
-    short_table::model_with_embedding_rows(&model_dir(), &dir, 100);
-    let out = Spawn::new()
-        .set(&format!("model_dir={}", dir.display()))
-        .command()
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    model_copies::model_with_embedding_rows(&model_dir(), &dir, 100);
+    let err = Spawn::new().model_dir(&dir).failure();
     assert!(
         err.contains("warm-up inference failed") && err.contains("Gather"),
         "{err}"

@@ -272,7 +272,7 @@ fn health_is_503_and_not_ready_while_the_model_loads() {
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
     let d = Spawn::new()
-        .set(&format!("model_dir={}", dir.display()))
+        .model_dir(&dir)
         .env("NOTIFY_SOCKET", &sock_path.display().to_string())
         .start();
     // Listening, not loaded: /health and requests say so; /metrics answers.

@@ -612,16 +612,13 @@ fn stopping_the_pipeline_stops_a_running_inference() {
     assert!(!f.emit_by_name::<bool>("cancel", &[&""]));
 }
 
-#[path = "common/short_table.rs"]
-mod short_table;
-
 #[test]
 fn an_inference_failure_warns_and_the_stream_goes_on() {
     init();
     // Loads fine; ONNX Runtime fails on prompts holding <loc_999>, i.e. a region
     // reaching the right or bottom edge.
     let dir = std::env::temp_dir().join(format!("florence-short-table-{}", std::process::id()));
-    short_table::model_with_short_embedding_table(&common::tiny_model_dir(), &dir);
+    common::model_copies::model_with_short_embedding_table(&common::tiny_model_dir(), &dir);
     let img = fixture_image("pattern_200x300");
     for mode in ["every-frame", "live"] {
         let pipeline = gst::parse::launch(&format!(

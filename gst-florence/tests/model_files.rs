@@ -10,6 +10,7 @@ use gstflorence::engine::signature::{Graph, Mismatch};
 use gstflorence::engine::{ModelFiles, SessionOptions};
 
 use common::fixtures;
+use common::model_copies::copy_dir;
 
 fn tiny() -> PathBuf {
     fixtures().join("tiny-florence2")
@@ -28,19 +29,6 @@ fn scratch_copy(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dst);
     copy_dir(&tiny(), &dst);
     dst
-}
-
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let entry = entry.unwrap();
-        let to = dst.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &to);
-        } else {
-            std::fs::copy(entry.path(), &to).unwrap();
-        }
-    }
 }
 
 #[test]

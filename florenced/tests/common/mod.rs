@@ -56,6 +56,19 @@ impl Spawn {
         self
     }
 
+    /// Serves the model directory `dir` instead of the tiny one.
+    pub fn model_dir(self, dir: &Path) -> Spawn {
+        self.set(&format!("model_dir={}", dir.display()))
+    }
+
+    /// Runs the daemon expecting start-up to fail; returns its stderr.
+    pub fn failure(&self) -> String {
+        let out = self.command().output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "started: {err}");
+        err
+    }
+
     pub fn env(mut self, k: &str, v: &str) -> Spawn {
         self.env.push((k.into(), v.into()));
         self

@@ -7,6 +7,8 @@ use gstflorence::engine::SessionOptions;
 use gstflorence::engine::pipeline::Florence;
 use serde_json::Value;
 
+pub mod model_copies;
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")

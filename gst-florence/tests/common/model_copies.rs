@@ -1,12 +1,27 @@
-//! A model directory that loads (every signature is right) but fails at run
-//! time on some requests: a copy of the tiny model whose `embed_tokens.onnx`
-//! table stops short of the last token ids, so ONNX Runtime's Gather refuses a
-//! prompt containing one of them (`<loc_999>`: a region touching the image's
-//! right or bottom edge) while captions run normally.
+//! Copies of a model directory for tests that need a damaged or altered one:
+//! a plain recursive copy, and one that loads (every signature is right) but
+//! fails at run time on some requests: its `embed_tokens.onnx` table stops
+//! short of the last token ids, so ONNX Runtime's Gather refuses a prompt
+//! containing one of them (`<loc_999>`: a region touching the image's right or
+//! bottom edge) while captions run normally.
 //!
-//! Shared by the gst-florence and florenced tests (`#[path]`-included).
+//! Shared by the gst-florence and florenced tests (`#[path]`-included by the latter).
 
 use std::path::Path;
+
+/// Copies the directory tree `from` to `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
 
 /// Rows kept by default: ids 0..1604, i.e. everything below `<loc_999>` in the
 /// tiny vocabulary.
