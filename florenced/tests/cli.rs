@@ -4,6 +4,7 @@ mod common;
 
 use std::process::Command;
 
+use common::process::succeed;
 use common::root;
 
 fn florenced() -> Command {
@@ -22,26 +23,21 @@ fn run_prints_the_reference_result_as_json() {
         .iter()
         .find(|c| c["image"] == "scene_640x480" && c["task"] == "<OD>")
         .unwrap();
-    let out = florenced()
-        .current_dir(root())
-        .args([
-            "run",
-            "--model-dir",
-            "tests/fixtures/tiny-florence2",
-            "--task",
-            "od",
-            "--threads",
-            "1",
-            "--max-new-tokens",
-        ])
-        .arg(case["max_new_tokens"].to_string())
-        .arg("tests/fixtures/images/scene_640x480.png")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        florenced()
+            .current_dir(root())
+            .args([
+                "run",
+                "--model-dir",
+                "tests/fixtures/tiny-florence2",
+                "--task",
+                "od",
+                "--threads",
+                "1",
+                "--max-new-tokens",
+            ])
+            .arg(case["max_new_tokens"].to_string())
+            .arg("tests/fixtures/images/scene_640x480.png"),
     );
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["task"], "<OD>");
@@ -121,18 +117,13 @@ fn the_readme_task_examples_run() {
         ),
     ];
     for (args, task) in cases {
-        let out = florenced()
-            .current_dir(root())
-            .args(["run", "--model-dir", "tests/fixtures/tiny-florence2"])
-            .args(["--threads", "1"])
-            .args(args)
-            .arg("tests/fixtures/images/scene_640x480.png")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let out = succeed(
+            florenced()
+                .current_dir(root())
+                .args(["run", "--model-dir", "tests/fixtures/tiny-florence2"])
+                .args(["--threads", "1"])
+                .args(args)
+                .arg("tests/fixtures/images/scene_640x480.png"),
         );
         let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(line["task"], task, "{args:?}");

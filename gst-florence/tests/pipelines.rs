@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::process::succeed;
 use common::{plugin_dir, root, tiny_engine};
 use gstflorence::engine::pipeline::Request;
 use gstflorence::engine::preprocess::RgbImage;
@@ -30,22 +31,18 @@ fn script(name: &str) -> Command {
 }
 
 fn gst_launch(pipeline: &str) {
-    let out = Command::new("gst-launch-1.0")
-        .arg("-q")
-        .args(pipeline.split_whitespace())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{pipeline}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    succeed(
+        Command::new("gst-launch-1.0")
+            .arg("-q")
+            .args(pipeline.split_whitespace()),
     );
 }
 
 #[test]
 fn camera_example_draws_live_captions_with_textoverlay() {
     let frames = tmp("camera");
-    let out = script("camera-textoverlay.sh")
+    let out = succeed(
+        script("camera-textoverlay.sh")
         .env(
             "FLORENCE_SOURCE",
             "videotestsrc is-live=true num-buffers=60 pattern=black",
@@ -57,15 +54,9 @@ fn camera_example_draws_live_captions_with_textoverlay() {
                 "videoconvert ! video/x-raw,format=GRAY8 ! multifilesink location={}/f%03d.gray",
                 frames.display()
             ),
-        )
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("florence-caption"),
         "no caption messages: {stdout}"
@@ -116,16 +107,7 @@ fn file_example_writes_an_srt_with_the_engines_captions() {
         video.display()
     ));
     let srt = dir.join("out.srt");
-    let out = script("file-to-srt.sh")
-        .arg(&video)
-        .arg(&srt)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeed(script("file-to-srt.sh").arg(&video).arg(&srt));
     let text = std::fs::read_to_string(&srt).unwrap();
     let entries: Vec<Vec<&str>> = text
         .split("\n\n")

@@ -6,29 +6,25 @@ mod common;
 use std::process::Command;
 
 use common::plugin_dir;
+use common::process::succeed;
 
 #[test]
 fn python_pad_probe_reads_the_meta() {
     let root = common::root();
     let plugin_dir = plugin_dir();
-    let out = Command::new("/usr/bin/python3")
-        .current_dir(&root)
-        .env("GST_PLUGIN_PATH", &plugin_dir)
-        .args([
-            "pipelines/caption_probe.py",
-            "--model-dir",
-            "tests/fixtures/tiny-florence2",
-            "--num-buffers",
-            "4",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = succeed(
+        Command::new("/usr/bin/python3")
+            .current_dir(&root)
+            .env("GST_PLUGIN_PATH", &plugin_dir)
+            .args([
+                "pipelines/caption_probe.py",
+                "--model-dir",
+                "tests/fixtures/tiny-florence2",
+                "--num-buffers",
+                "4",
+            ]),
     );
+    let stdout = String::from_utf8_lossy(&out.stdout);
     let records: Vec<serde_json::Value> = stdout
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())

@@ -8,6 +8,7 @@ use gstflorence::engine::pipeline::Florence;
 use serde_json::Value;
 
 pub mod model_copies;
+pub mod process;
 
 /// The repository root.
 pub fn root() -> PathBuf {
