@@ -340,7 +340,7 @@ struct State {
     last_thumb: Option<Vec<u8>>,
     last_attached: u64,
     /// YUV -> RGB converter for the current caps, built once per caps.
-    converter: Option<gst_video::VideoConverter>,
+    converter: Option<Converter>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -825,8 +825,7 @@ impl BaseTransformImpl for FlorenceCaption {
             .unwrap_or_else(|e| e.into_inner())
             .as_mut()
         {
-            // The YUV converter is built for one input format and size.
-            state.converter = None;
+            // Skip-similar compares with the last analysed frame of these caps.
             state.last_thumb = None;
             state.info = Some(info);
         }
@@ -1096,8 +1095,7 @@ impl FlorenceCaption {
         let handle = std::thread::Builder::new()
             .name("florence-worker".into())
             .spawn(move || {
-                let mut converter: Option<gst_video::VideoConverter> = None;
-                let mut converter_info: Option<gst_video::VideoInfo> = None;
+                let mut converter: Option<Converter> = None;
                 for job in rx {
                     if shared.generation.load(Ordering::SeqCst) != job.generation {
                         // Queued before a flush or stop: drop it (and its frame) unseen.
@@ -1106,13 +1104,7 @@ impl FlorenceCaption {
                     }
                     let image = match job.frame {
                         Frame::Rgb(image) => Ok(image),
-                        Frame::Raw(buffer, info) => {
-                            if converter_info.as_ref() != Some(&info) {
-                                converter = None;
-                                converter_info = Some(info.clone());
-                            }
-                            frame_to_rgb(&buffer, &info, &mut converter)
-                        }
+                        Frame::Raw(buffer, info) => frame_to_rgb(&buffer, &info, &mut converter),
                     };
                     let image = match image {
                         Ok(i) => i,
@@ -1291,11 +1283,15 @@ fn mean_abs_diff(a: &[u8], b: &[u8]) -> f64 {
     total as f64 / a.len().max(1) as f64
 }
 
-/// Reads a mapped video frame as RGB (converting YUV formats with the caps' colorimetry).
+/// A YUV -> RGB converter and the input caps it was built for.
+type Converter = (gst_video::VideoInfo, gst_video::VideoConverter);
+
+/// Reads a mapped video frame as RGB (converting YUV formats with the caps'
+/// colorimetry; `converter` is rebuilt whenever `info` is not what it was built for).
 fn frame_to_rgb(
     buf: &gst::BufferRef,
     info: &gst_video::VideoInfo,
-    converter: &mut Option<gst_video::VideoConverter>,
+    converter: &mut Option<Converter>,
 ) -> Result<RgbImage, String> {
     use gst_video::VideoFormat;
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf, info)
@@ -1322,11 +1318,14 @@ fn frame_to_rgb(
         .par(info.par())
         .build()
         .map_err(|e| e.to_string())?;
-    if converter.is_none() {
-        *converter =
-            Some(gst_video::VideoConverter::new(info, &out_info, None).map_err(|e| e.to_string())?);
+    if converter
+        .as_ref()
+        .is_none_or(|(built_for, _)| built_for != info)
+    {
+        let c = gst_video::VideoConverter::new(info, &out_info, None).map_err(|e| e.to_string())?;
+        *converter = Some((info.clone(), c));
     }
-    let converter = converter.as_ref().ok_or("no converter")?;
+    let (_, converter) = converter.as_ref().ok_or("no converter")?;
     let mut out = gst::Buffer::with_size(out_info.size()).map_err(|e| e.to_string())?;
     {
         let out_ref = out.get_mut().ok_or("cannot write the conversion buffer")?;
