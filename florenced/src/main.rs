@@ -170,7 +170,8 @@ enum Command {
         /// Task token or name: '<CAPTION>', od, ocr_with_region, vqa, ...
         #[arg(long, default_value = "<CAPTION>")]
         task: String,
-        /// Text input (phrase, category, or the question for vqa).
+        /// Text input (phrase, category, the question for vqa, or a region task's
+        /// region in Florence-2's notation: '<loc_52><loc_332><loc_932><loc_774>').
         #[arg(long)]
         text: Option<String>,
         /// Region input for region tasks: x1,y1,x2,y2 in image pixels.

@@ -95,7 +95,7 @@ fn bad_inputs_exit_non_zero_with_a_message() {
 #[test]
 fn the_readme_task_examples_run() {
     // The task options the README lists next to the main job.
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 8] = [
         (&["--task", "od"], "<OD>"),
         (&["--task", "<OCR_WITH_REGION>"], "<OCR_WITH_REGION>"),
         (
@@ -115,6 +115,18 @@ fn the_readme_task_examples_run() {
             &["--task", "vqa", "--text", "What color is the background?"],
             "<VQA>",
         ),
+        (
+            &[
+                "--task",
+                "region_to_category",
+                "--text",
+                "<loc_52><loc_332><loc_932><loc_774>",
+            ],
+            "<REGION_TO_CATEGORY>",
+        ),
+        // Sampling with the model's default 3 beams, and greedy.
+        (&["--temperature", "0.7", "--seed", "1"], "<CAPTION>"),
+        (&["--num-beams", "1", "--verbose"], "<CAPTION>"),
     ];
     for (args, task) in cases {
         let out = succeed(

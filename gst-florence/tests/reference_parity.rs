@@ -180,6 +180,36 @@ fn check_decoding(label: &str, beams: usize) {
     );
 }
 
+/// Region tasks given Florence-2's own `<loc_>` text, as transformers was given
+/// them, produce transformers' prompt ids.
+#[test]
+fn region_text_in_loc_notation_gives_the_reference_prompt_ids() {
+    let m = model();
+    let mut checked = 0;
+    for case in references()["cases"].as_array().unwrap() {
+        if case.get("region").is_none() {
+            continue;
+        }
+        let task: Task = case["task"].as_str().unwrap().parse().unwrap();
+        let text = case["text_input"].as_str().unwrap();
+        assert!(text.starts_with("<loc_"), "{text}");
+        let input = TaskInput {
+            text: Some(text.to_owned()),
+            region: None,
+        };
+        let ids = m.prompt_ids(task, &input, 640, 480).unwrap();
+        let want: Vec<u32> = case["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .collect();
+        assert_eq!(ids, want, "{task} {text}");
+        checked += 1;
+    }
+    assert!(checked >= 44, "{checked} region cases");
+}
+
 #[test]
 fn greedy_generation_matches_transformers() {
     check_decoding("greedy", 1);

@@ -296,6 +296,44 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
+/// `k` indices drawn without replacement with probability softmax(`scores`),
+/// ordered best score first, as `torch.multinomial(probs, k)` then the gather
+/// `_beam_search` does. Like torch, it always returns `k` indices: when fewer
+/// than `k` have a non-zero probability (a forced token leaves one), the rest
+/// are zero-probability indices (scores of -inf or -1e9 below the best), so
+/// every step keeps `num_beams` hypotheses and the decoder's batch never shrinks.
+fn sample_without_replacement(scores: &[f32], k: usize, rng: &mut Rng) -> Vec<usize> {
+    let mut probs = softmax(scores);
+    let mut picks = Vec::with_capacity(k);
+    while picks.len() < k && probs.iter().any(|&w| w > 0.0) {
+        let i = rng.weighted(&probs);
+        probs[i] = 0.0;
+        picks.push(i);
+    }
+    if picks.len() < k {
+        let taken: std::collections::HashSet<usize> = picks.iter().copied().collect();
+        let rest: Vec<f32> = scores
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| {
+                if taken.contains(&i) {
+                    f32::NEG_INFINITY
+                } else {
+                    s
+                }
+            })
+            .collect();
+        picks.extend(
+            top_k(&rest, k + taken.len())
+                .into_iter()
+                .filter(|i| !taken.contains(i))
+                .take(k - picks.len()),
+        );
+    }
+    picks.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]).then(a.cmp(&b)));
+    picks
+}
+
 /// Beam search as transformers 5 implements it (`_beam_search`): top 2*num_beams
 /// continuations over beams x vocabulary, finished candidates among the top
 /// num_beams enter the pool with score / len^length_penalty, the best
@@ -331,20 +369,7 @@ fn beam_search<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded,
             }
         }
         let chosen: Vec<usize> = match (&p.sampling, rng.as_mut()) {
-            (Some(_), Some(rng)) => {
-                let mut probs = softmax(&acc);
-                let mut picks = Vec::with_capacity(keep);
-                for _ in 0..keep {
-                    if probs.iter().all(|&w| w <= 0.0) {
-                        break;
-                    }
-                    let i = rng.weighted(&probs);
-                    probs[i] = 0.0;
-                    picks.push(i);
-                }
-                picks.sort_by(|&a, &b| acc[b].total_cmp(&acc[a]).then(a.cmp(&b)));
-                picks
-            }
+            (Some(_), Some(rng)) => sample_without_replacement(&acc, keep, rng),
             _ => top_k(&acc, keep),
         };
         let cands: Vec<Candidate> = chosen
@@ -447,12 +472,18 @@ mod tests {
         rows: Vec<Vec<f32>>,
         out: Vec<f32>,
         calls: usize,
+        /// Hypotheses fed at each step (a real decoder's batch must not change).
+        batches: Vec<usize>,
     }
 
     impl StepModel for Table {
         type Error = ();
-        fn step(&mut self, tokens: &[u32], _: Option<&[usize]>) -> Result<&[f32], ()> {
+        fn step(&mut self, tokens: &[u32], parents: Option<&[usize]>) -> Result<&[f32], ()> {
             self.calls += 1;
+            self.batches.push(tokens.len());
+            if let Some(p) = parents {
+                assert_eq!(p.len(), tokens.len(), "one parent per hypothesis");
+            }
             self.out.clear();
             for &t in tokens {
                 self.out.extend_from_slice(&self.rows[t as usize]);
@@ -496,6 +527,7 @@ mod tests {
             ],
             out: vec![],
             calls: 0,
+            batches: vec![],
         }
     }
 
@@ -556,6 +588,49 @@ mod tests {
             seen.insert(decode(&mut table(), &p).unwrap().ids);
         }
         assert!(seen.len() > 1, "different seeds give different samples");
+    }
+
+    #[test]
+    fn sampling_with_beams_keeps_every_beam() {
+        // Forced BOS leaves one token with non-zero probability at the first step;
+        // the decoder must still get num_beams hypotheses at every later step.
+        for beams in [2, 3, 5] {
+            for (min, max) in [(0, 10), (4, 4), (0, 1), (1, 1), (6, 8)] {
+                for seed in 0..20 {
+                    let mut p = params(beams);
+                    p.min_new_tokens = min;
+                    p.max_new_tokens = max;
+                    p.sampling = Some(Sampling {
+                        temperature: 0.7,
+                        top_k: 50,
+                        top_p: 0.9,
+                        seed,
+                    });
+                    let mut m = table();
+                    let d = decode(&mut m, &p).unwrap();
+                    assert_eq!(m.batches[0], beams);
+                    assert!(m.batches.iter().all(|&b| b == beams), "{:?}", m.batches);
+                    let new = d.ids.len() - 1;
+                    assert!((min..=max).contains(&new), "{min}..={max}: {:?}", d.ids);
+                    if max >= 2 {
+                        assert_eq!(d.ids[1], 0, "forced BOS");
+                    }
+                    assert_eq!(*d.ids.last().unwrap(), 2, "ends with EOS: {:?}", d.ids);
+                    let again = decode(&mut table(), &p).unwrap();
+                    assert_eq!(again.ids, d.ids, "a seed reproduces the sample");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sampling_without_replacement_fills_up_with_impossible_tokens() {
+        let scores = [0.0, f32::NEG_INFINITY, -1e9, f32::NEG_INFINITY, -1.0];
+        let picks = sample_without_replacement(&scores, 4, &mut Rng::new(1));
+        assert_eq!(picks.len(), 4);
+        assert_eq!(picks[..2], [0, 4], "possible tokens first, best first");
+        let unique: std::collections::HashSet<_> = picks.iter().collect();
+        assert_eq!(unique.len(), 4, "no index twice: {picks:?}");
     }
 
     #[test]

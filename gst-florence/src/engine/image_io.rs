@@ -125,14 +125,67 @@ pub fn decode(bytes: &[u8], limits: &ImageLimits, orient: bool) -> Result<RgbIma
     to_rgb(img).ok_or(DecodeError::Empty)
 }
 
-/// True when an end-of-image marker (FF D9) follows the last start-of-scan (FF DA).
-/// Entropy-coded data cannot contain FF D9 (0xFF is stuffed as FF 00), and an
-/// EXIF thumbnail's markers come before the main image's scans.
+/// True when the JPEG's own structure reaches its end-of-image marker: the walk
+/// goes segment by segment from SOI (skipping each segment by its length, and
+/// each scan's entropy-coded data up to the next marker that is not a stuffed
+/// FF 00 or a restart marker), as libjpeg reads the file. Bytes after EOI (an
+/// appended thumbnail, an MPO's second picture, padding) are not looked at, so
+/// they cannot make a complete file look truncated; running out of bytes before
+/// EOI is a truncation (the decoder would fill the rest of the picture with gray).
 fn jpeg_is_complete(bytes: &[u8]) -> bool {
-    let Some(sos) = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]) else {
+    const SOI: u8 = 0xD8;
+    const EOI: u8 = 0xD9;
+    const SOS: u8 = 0xDA;
+    if bytes.get(..2) != Some(&[0xFF, SOI]) {
         return false;
-    };
-    bytes[sos..].windows(2).any(|w| w == [0xFF, 0xD9])
+    }
+    let mut i = 2;
+    loop {
+        // libjpeg skips extraneous bytes before a marker (with a warning), and fill bytes FF FF.
+        while i < bytes.len() && bytes[i] != 0xFF {
+            i += 1;
+        }
+        while i < bytes.len() && bytes[i] == 0xFF {
+            i += 1;
+        }
+        let Some(&marker) = bytes.get(i) else {
+            return false;
+        };
+        i += 1;
+        match marker {
+            EOI => return true,
+            // Markers without a length: TEM, restart markers, a stray SOI.
+            0x01 | 0xD0..=0xD7 | SOI => continue,
+            _ => {}
+        }
+        let Some(len) = bytes
+            .get(i..i + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        else {
+            return false;
+        };
+        if len < 2 {
+            return false;
+        }
+        i += len;
+        if i > bytes.len() {
+            return false;
+        }
+        if marker == SOS {
+            // Entropy-coded data: ends at the first FF followed by neither 00 nor RSTn.
+            loop {
+                let Some(ff) = bytes[i..].iter().position(|&b| b == 0xFF) else {
+                    return false;
+                };
+                i += ff;
+                match bytes.get(i + 1) {
+                    None => return false,
+                    Some(0x00 | 0xD0..=0xD7) => i += 2,
+                    Some(_) => break,
+                }
+            }
+        }
+    }
 }
 
 fn to_rgb(img: DynamicImage) -> Option<RgbImage> {
@@ -194,6 +247,39 @@ mod tests {
             decode(&bytes, &small, true),
             Err(DecodeError::TooLarge { width: 64, .. })
         ));
+    }
+
+    fn jpeg(w: u32, h: u32) -> Vec<u8> {
+        let img =
+            image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 7) as u8, (y * 5) as u8, 90]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Jpeg).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn jpeg_truncation_is_read_from_its_structure() {
+        let full = jpeg(40, 30);
+        let ok = decode(&full, &ImageLimits::default(), true).unwrap();
+        // Bytes after EOI that hold SOS and SOI markers (a trailer, a second picture).
+        let mut trailing = full.clone();
+        trailing.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x08, 1, 2, 3, 0xFF, 0xD8, 0xFF, 0xDA]);
+        let with_trailer = decode(&trailing, &ImageLimits::default(), true).unwrap();
+        assert_eq!(with_trailer.data, ok.data);
+        let mut twice = full.clone();
+        twice.extend_from_slice(&full[..full.len() / 2]);
+        assert!(decode(&twice, &ImageLimits::default(), true).is_ok());
+        // Cut inside the scan, or just before EOI: truncated.
+        for cut in [full.len() - 2, full.len() - 40, full.len() / 2] {
+            assert!(
+                matches!(
+                    decode(&full[..cut], &ImageLimits::default(), true),
+                    Err(DecodeError::Corrupt { .. })
+                ),
+                "cut at {cut} of {}",
+                full.len()
+            );
+        }
     }
 
     #[test]

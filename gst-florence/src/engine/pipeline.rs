@@ -236,6 +236,8 @@ impl Request {
 pub struct Timings {
     pub preprocess_ms: f64,
     pub vision_ms: f64,
+    /// The image's vision features came from the previous run on the same image.
+    pub vision_cached: bool,
     pub encoder_ms: f64,
     pub first_token_ms: f64,
     pub per_token_ms: f64,
@@ -270,6 +272,18 @@ struct Sessions {
     embed: Session,
     encoder: Session,
     decoder: Session,
+    /// The last image's vision features and its key ([`image_key`]): several tasks
+    /// on one image (or consecutive requests on one frame) run the vision encoder once.
+    last_vision: Option<(u128, Features)>,
+}
+
+/// Identifies an image's content: a 128-bit hash of its size and pixels.
+fn image_key(image: &RgbImage) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&image.width.to_le_bytes());
+    h.update(&image.height.to_le_bytes());
+    h.update(&image.data);
+    h.digest128()
 }
 
 /// A loaded Florence-2 model directory.
@@ -355,6 +369,7 @@ impl Florence {
             embed: open(Graph::EmbedTokens)?,
             encoder: open(Graph::Encoder)?,
             decoder: open(Graph::DecoderMerged)?,
+            last_vision: None,
         };
         let float16 = kinds.first().is_some_and(|k| k.1);
         if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
@@ -406,7 +421,22 @@ impl Florence {
             .tokenizer
             .encode(format!("{bos}{prompt}{eos}"), false)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
-        Ok(enc.get_ids().to_vec())
+        let ids = enc.get_ids().to_vec();
+        // The text encoder's learned positions cover image tokens and prompt together;
+        // a longer input would index past its position table inside ONNX Runtime.
+        let positions = self.files.model.text_config.max_position_embeddings;
+        let image_tokens = self.files.preprocessor.num_image_tokens();
+        let limit = positions.saturating_sub(image_tokens);
+        if ids.len() > limit {
+            return Err(PromptError::TooManyTokens {
+                prompt_tokens: ids.len(),
+                limit,
+                positions,
+                image_tokens,
+            }
+            .into());
+        }
+        Ok(ids)
     }
 
     fn token_text(&self, id: u32) -> Result<String, EngineError> {
@@ -517,7 +547,17 @@ impl Florence {
         let t0 = Instant::now();
         let params = self.decode_params(&req.options)?;
         let prompt = self.prompt_ids(req.task, &req.input, image.width, image.height)?;
-        let (pixels, shape) = preprocess::pixel_values(image, &self.files.preprocessor);
+        let key = image_key(image);
+        let cached = |s: &Sessions| s.last_vision.as_ref().is_some_and(|(k, _)| *k == key);
+        // Preprocess before taking the lock (another run may hold it for seconds),
+        // unless the features are cached; a busy lock counts as not cached.
+        let maybe_cached = match self.sessions.try_lock() {
+            Ok(s) => cached(&s),
+            Err(std::sync::TryLockError::Poisoned(p)) => cached(&p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => false,
+        };
+        let mut pixels =
+            (!maybe_cached).then(|| preprocess::pixel_values(image, &self.files.preprocessor));
         let mut timings = Timings {
             preprocess_ms: ms(t0.elapsed()),
             ..Timings::default()
@@ -529,15 +569,26 @@ impl Florence {
 
         interrupt.check()?;
         let t = Instant::now();
-        let features = run_vision(&mut s.vision, pixels, shape, self.float16, &run_options)
-            .map_err(|e| interrupt.explain(e))?;
+        let features = match s.last_vision.take() {
+            Some((k, features)) if k == key => {
+                timings.vision_cached = true;
+                features
+            }
+            _ => {
+                let (pixels, shape) = pixels
+                    .take()
+                    .unwrap_or_else(|| preprocess::pixel_values(image, &self.files.preprocessor));
+                run_vision(&mut s.vision, pixels, shape, self.float16, &run_options)
+                    .map_err(|e| interrupt.explain(e))?
+            }
+        };
         timings.vision_ms = ms(t.elapsed());
 
         interrupt.check()?;
         let t = Instant::now();
-        let (hidden, enc_len) = self
-            .encode(s, &features, &prompt, &run_options)
-            .map_err(|e| interrupt.explain(e))?;
+        let encoded = self.encode(s, &features, &prompt, &run_options);
+        s.last_vision = Some((key, features));
+        let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
         timings.encoder_ms = ms(t.elapsed());
 
         let t = Instant::now();

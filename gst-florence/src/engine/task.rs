@@ -177,7 +177,9 @@ pub enum PromptError {
     UnexpectedInput { task: Task },
     #[error("task {task} needs a text input")]
     MissingText { task: Task },
-    #[error("task {task} needs a region [x1, y1, x2, y2] in image pixels")]
+    #[error(
+        "task {task} needs a region: [x1, y1, x2, y2] in image pixels, or the text <loc_x1><loc_y1><loc_x2><loc_y2>"
+    )]
     MissingRegion { task: Task },
     #[error(
         "region {region:?} is not a box inside the {width}x{height} image (need 0 <= x1 <= x2 <= width, 0 <= y1 <= y2 <= height)"
@@ -191,6 +193,23 @@ pub enum PromptError {
     BadVqaTemplate(String),
     #[error("text input is {len} characters, more than the limit of {max}")]
     InputTooLong { len: usize, max: usize },
+    #[error(
+        "the prompt is {prompt_tokens} tokens, more than this model's limit of {limit} prompt \
+         tokens ({positions} encoder positions minus {image_tokens} image tokens); shorten the text input"
+    )]
+    TooManyTokens {
+        prompt_tokens: usize,
+        limit: usize,
+        positions: usize,
+        image_tokens: usize,
+    },
+    #[error(
+        "region text {0:?} is not Florence-2's region notation <loc_x1><loc_y1><loc_x2><loc_y2> \
+         (four bins 0..=999); a region in pixels goes in `region` instead"
+    )]
+    BadLocRegion(String),
+    #[error("task {task} takes one region: give either `region` (pixels) or <loc_> text, not both")]
+    TwoRegions { task: Task },
 }
 
 impl FromStr for Task {
@@ -232,6 +251,30 @@ pub fn parse_region(text: &str) -> Result<[f64; 4], String> {
         [x1, y1, x2, y2] if parts.iter().all(|v| v.is_finite()) => Ok([x1, y1, x2, y2]),
         _ => Err(format!("region {text:?} is not four numbers x1,y1,x2,y2")),
     }
+}
+
+/// Parses Florence-2's own region notation, `<loc_x1><loc_y1><loc_x2><loc_y2>`
+/// with bins 0..=999 (surrounding whitespace allowed), as transformers' examples
+/// pass it in the text input; `None` if `text` is not in that form.
+pub fn parse_loc_region(text: &str) -> Option<[u32; 4]> {
+    let mut rest = text.trim();
+    let mut bins = [0u32; 4];
+    for bin in &mut bins {
+        let after = rest.strip_prefix("<loc_")?;
+        let end = after.find('>')?;
+        let digits = &after[..end];
+        if digits.is_empty() || digits.len() > 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        *bin = digits.parse().ok()?;
+        rest = &after[end + 1..];
+    }
+    rest.is_empty().then_some(bins)
+}
+
+/// The loc tokens of a quantised box, as the prompt carries them.
+fn loc_tokens(bins: [u32; 4]) -> String {
+    bins.iter().map(|v| format!("<loc_{v}>")).collect()
 }
 
 /// Quantise a pixel box into Florence-2's 1000 bins per axis, as the reference does:
@@ -293,8 +336,14 @@ pub fn build_prompt(
             Ok(task.template().unwrap_or_default().replace("{input}", t))
         }
         InputKind::Region => {
-            if text.is_some() {
-                return Err(PromptError::UnexpectedInput { task });
+            let template = task.template().unwrap_or_default();
+            if let Some(t) = text {
+                if input.region.is_some() {
+                    return Err(PromptError::TwoRegions { task });
+                }
+                let bins =
+                    parse_loc_region(t).ok_or_else(|| PromptError::BadLocRegion(t.to_owned()))?;
+                return Ok(template.replace("{input}", &loc_tokens(bins)));
             }
             let r = input.region.ok_or(PromptError::MissingRegion { task })?;
             let (w, h) = (width as f64, height as f64);
@@ -312,12 +361,8 @@ pub fn build_prompt(
                     height,
                 });
             }
-            let q = quantize_box(r, width, height);
-            let locs: String = q.iter().map(|v| format!("<loc_{v}>")).collect();
-            Ok(task
-                .template()
-                .unwrap_or_default()
-                .replace("{input}", &locs))
+            let bins = quantize_box(r, width, height);
+            Ok(template.replace("{input}", &loc_tokens(bins)))
         }
     }
 }
@@ -409,6 +454,55 @@ mod tests {
             build_prompt(Task::Vqa, &long, 10, 10, "{question}"),
             Err(PromptError::InputTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn region_tasks_take_loc_notation() {
+        let loc = |t: &str| TaskInput {
+            text: Some(t.into()),
+            region: None,
+        };
+        assert_eq!(
+            build_prompt(
+                Task::RegionToCategory,
+                &loc(" <loc_52><loc_332><loc_932><loc_774> "),
+                640,
+                480,
+                ""
+            )
+            .unwrap(),
+            "What is the region <loc_52><loc_332><loc_932><loc_774>?"
+        );
+        assert_eq!(
+            parse_loc_region("<loc_0><loc_0><loc_999><loc_999>"),
+            Some([0, 0, 999, 999])
+        );
+        for bad in [
+            "<loc_1><loc_2><loc_3>",
+            "<loc_1><loc_2><loc_3><loc_4><loc_5>",
+            "<loc_1><loc_2><loc_3><loc_1000>",
+            "<loc_1> <loc_2><loc_3><loc_4>",
+            "<loc_><loc_2><loc_3><loc_4>",
+            "<loc_-1><loc_2><loc_3><loc_4>",
+            "10,20,30,40",
+            "a red car",
+        ] {
+            assert_eq!(parse_loc_region(bad), None, "{bad}");
+            assert!(matches!(
+                build_prompt(Task::RegionToOcr, &loc(bad), 10, 10, ""),
+                Err(PromptError::BadLocRegion(_))
+            ));
+        }
+        let both = TaskInput {
+            text: Some("<loc_1><loc_2><loc_3><loc_4>".into()),
+            region: Some([0.0, 0.0, 1.0, 1.0]),
+        };
+        assert_eq!(
+            build_prompt(Task::RegionToSegmentation, &both, 10, 10, ""),
+            Err(PromptError::TwoRegions {
+                task: Task::RegionToSegmentation
+            })
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::engine::pipeline::{
     EngineError, Florence, GenerationOptions, Interrupt, Interruption, Output, Request,
 };
 use crate::engine::preprocess::{Layout, RgbImage};
-use crate::engine::task::{InputKind, Task, TaskInput, parse_region};
+use crate::engine::task::{InputKind, Task, TaskInput, parse_loc_region, parse_region};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -103,12 +103,24 @@ impl Settings {
 }
 
 /// `req` without the property inputs (`prompt`, `region`) its task does not take.
+/// A region task takes its region from `region`, or from `prompt` written in
+/// Florence-2's `<loc_>` notation when `region` is not set.
 fn without_untaken_inputs(mut req: Request) -> Request {
-    if req.task.input() != InputKind::Text {
-        req.input.text = None;
-    }
-    if req.task.input() != InputKind::Region {
-        req.input.region = None;
+    let loc_prompt = req.input.region.is_none()
+        && req
+            .input
+            .text
+            .as_deref()
+            .and_then(parse_loc_region)
+            .is_some();
+    match req.task.input() {
+        InputKind::Text => req.input.region = None,
+        InputKind::Region if loc_prompt => {}
+        InputKind::Region => req.input.text = None,
+        InputKind::None => {
+            req.input.text = None;
+            req.input.region = None;
+        }
     }
     req
 }
@@ -142,7 +154,13 @@ fn buffer_request(buf: &gst::BufferRef, settings: &Settings) -> Option<BufferReq
         // Inputs from the properties that this buffer's task does not take are dropped.
         let mut req = without_untaken_inputs(req);
         if let Ok(text) = s.get::<String>("text") {
+            // The buffer's own input replaces the properties' (a <loc_> text
+            // replaces the `region` property for region tasks).
+            req.input.region = None;
             req.input.text = Some(text);
+        }
+        if s.has_field("region") {
+            req.input.text = req.input.text.filter(|_| s.has_field("text"));
         }
         if let Ok(region) = s.get::<gst::Array>("region") {
             let v: Vec<f64> = region.iter().filter_map(|v| v.get::<f64>().ok()).collect();
@@ -419,7 +437,7 @@ impl ObjectImpl for FlorenceCaption {
                     .build(),
                 glib::ParamSpecString::builder("prompt")
                     .nick("Prompt")
-                    .blurb("Text input of the task: the question for vqa, the phrase for grounding, the category for open-vocabulary detection")
+                    .blurb("Text input of the task: the question for vqa, the phrase for grounding, the category for open-vocabulary detection, or a region-to-* task's region as <loc_x1><loc_y1><loc_x2><loc_y2> (bins 0-999)")
                     .mutable_playing()
                     .build(),
                 glib::ParamSpecString::builder("region")
