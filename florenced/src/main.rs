@@ -145,6 +145,9 @@ struct ModelArgs {
     /// Intra-op threads per graph (default: physical cores).
     #[arg(long, env = "FLORENCED_THREADS")]
     threads: Option<usize>,
+    /// Input resolution: 768 or 384 (a quarter of the vision work; default: the model's own).
+    #[arg(long)]
+    image_size: Option<u32>,
 }
 
 impl ModelArgs {
@@ -152,6 +155,7 @@ impl ModelArgs {
         let mut o = SessionOptions {
             variant: self.variant.clone(),
             ort_library: self.ort_library.clone(),
+            image_size: self.image_size,
             ..SessionOptions::default()
         };
         if let Some(t) = self.threads {

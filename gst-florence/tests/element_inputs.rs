@@ -230,3 +230,28 @@ fn text_inputs_too_long_for_the_model_are_refused_once() {
     h.push(buffer(&img, &[])).unwrap();
     assert_eq!(field(&h.pull().unwrap(), "error"), None);
 }
+
+#[test]
+fn image_size_property_sets_the_resolution() {
+    init();
+    let img = scene();
+    let engine = gstflorence::engine::pipeline::Florence::load(
+        &common::tiny_model_dir(),
+        gstflorence::engine::SessionOptions {
+            intra_threads: 1,
+            image_size: Some(768),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let want = engine.run(&img, &Request::new(Task::Od)).unwrap();
+    let mut h = harness("image-size=768 task=od", &img);
+    h.push(buffer(&img, &[])).unwrap();
+    let out = h.pull().unwrap();
+    assert_eq!(
+        field(&out, "result").unwrap(),
+        serde_json::to_string(&want.result).unwrap()
+    );
+    let err = start_error("image-size=512");
+    assert!(err.contains("384 or 768"), "{err}");
+}

@@ -46,3 +46,44 @@ fn tasks_on_the_same_image_reuse_its_vision_features() {
     let out = shared.run(&scene, &Request::new(Task::Caption)).unwrap();
     assert!(!out.timings.vision_cached);
 }
+
+#[test]
+fn image_size_option_changes_the_resolution_and_the_prompt_limit() {
+    use gstflorence::engine::SessionOptions;
+    use gstflorence::engine::model_dir::ModelError;
+    use gstflorence::engine::pipeline::Florence;
+    let open = |size| {
+        Florence::load(
+            &common::tiny_model_dir(),
+            SessionOptions {
+                intra_threads: 1,
+                image_size: size,
+                ..SessionOptions::default()
+            },
+        )
+    };
+    let native = open(None).unwrap();
+    assert_eq!(native.files().preprocessor.num_image_tokens(), 145);
+    let big = open(Some(768)).unwrap();
+    assert_eq!(big.files().preprocessor.num_image_tokens(), 577);
+    let scene = image("scene_640x480");
+    let out = big.run(&scene, &Request::new(Task::Caption)).unwrap();
+    assert!(out.token_count > 0);
+    // The prompt limit follows the image tokens: 1024 - 577 at 768.
+    let long = gstflorence::engine::task::TaskInput {
+        text: Some("猫".repeat(200)),
+        region: None,
+    };
+    assert!(native.prompt_ids(Task::Vqa, &long, 640, 480).is_ok());
+    let err = big.prompt_ids(Task::Vqa, &long, 640, 480).unwrap_err();
+    assert!(
+        err.to_string().contains("limit of 447 prompt tokens"),
+        "{err}"
+    );
+    for bad in [0, 383, 512, 1536] {
+        assert!(
+            matches!(open(Some(bad)), Err(ModelError::ImageSize { .. })),
+            "{bad}"
+        );
+    }
+}

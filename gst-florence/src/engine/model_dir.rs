@@ -45,7 +45,15 @@ pub enum ModelError {
     MissingTokenizer { path: PathBuf, reason: String },
     #[error("{path}: cannot be read as a tokenizer: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
+    #[error(
+        "image size {size} is not supported: use 384 or 768 (this model's own, from preprocessor_config.json, is {native})"
+    )]
+    ImageSize { size: u32, native: u32 },
 }
+
+/// The input resolutions the engine runs: 768 (Florence-2's) and 384 (the Hailo
+/// design's: 145 image tokens instead of 577, a quarter of the vision work).
+pub const IMAGE_SIZES: [u32; 2] = [384, 768];
 
 fn list(problems: &[Mismatch]) -> String {
     problems
@@ -67,6 +75,9 @@ pub struct SessionOptions {
     /// Let idle intra-op threads spin for work (ONNX Runtime's default): slightly
     /// faster inference, but it burns the CPU time a live video pipeline needs.
     pub spin: bool,
+    /// Square input resolution in pixels ([`IMAGE_SIZES`]); `None`: the model's own
+    /// (preprocessor_config.json).
+    pub image_size: Option<u32>,
 }
 
 impl Default for SessionOptions {
@@ -76,6 +87,7 @@ impl Default for SessionOptions {
             variant: String::new(),
             ort_library: None,
             spin: true,
+            image_size: None,
         }
     }
 }

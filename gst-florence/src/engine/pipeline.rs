@@ -332,7 +332,15 @@ impl Florence {
         if !VARIANTS.contains(&options.variant.as_str()) {
             return Err(ModelError::UnknownVariant(options.variant.clone()));
         }
-        let files = ModelFiles::load(dir)?;
+        let mut files = ModelFiles::load(dir)?;
+        if let Some(size) = options.image_size {
+            let native = files.preprocessor.size.width;
+            if !model_dir::IMAGE_SIZES.contains(&size) || files.preprocessor.size.height != native {
+                return Err(ModelError::ImageSize { size, native });
+            }
+            files.preprocessor.size.width = size;
+            files.preprocessor.size.height = size;
+        }
         let tok_path = dir.join("tokenizer.json");
         if !tok_path.is_file() {
             return Err(ModelError::MissingTokenizer {

@@ -44,6 +44,8 @@ struct Settings {
     temperature: f32,
     seed: u64,
     threads: u32,
+    /// 0: the model's own resolution.
+    image_size: u32,
     backend: Backend,
     mode: Mode,
     inference_interval_ms: u64,
@@ -66,6 +68,7 @@ impl Default for Settings {
             temperature: 0.0,
             seed: 0,
             threads: 0,
+            image_size: 0,
             backend: Backend::Auto,
             mode: Mode::Live,
             inference_interval_ms: 0,
@@ -492,6 +495,13 @@ impl ObjectImpl for FlorenceCaption {
                     .default_value(d.threads)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("image-size")
+                    .nick("Image size")
+                    .blurb("Input resolution the frames are resized to: 768 or 384 (a quarter of the vision work); 0 = the model's own")
+                    .maximum(768)
+                    .default_value(d.image_size)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecEnum::builder_with_default("backend", d.backend)
                     .nick("Backend")
                     .blurb("Inference backend")
@@ -572,6 +582,7 @@ impl ObjectImpl for FlorenceCaption {
             "temperature" => s.temperature = value.get().unwrap_or(0.0),
             "seed" => s.seed = value.get().unwrap_or(0),
             "threads" => s.threads = value.get().unwrap_or(0),
+            "image-size" => s.image_size = value.get().unwrap_or(0),
             "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
             "mode" => s.mode = value.get().unwrap_or(Mode::Live),
             "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
@@ -603,6 +614,7 @@ impl ObjectImpl for FlorenceCaption {
             "temperature" => s.temperature.to_value(),
             "seed" => s.seed.to_value(),
             "threads" => s.threads.to_value(),
+            "image-size" => s.image_size.to_value(),
             "backend" => s.backend.to_value(),
             "mode" => s.mode.to_value(),
             "inference-interval" => s.inference_interval_ms.to_value(),
@@ -743,6 +755,7 @@ impl BaseTransformImpl for FlorenceCaption {
             ort_library: s.ort_library.clone().map(Into::into),
             // Live: the video threads need the CPU time that spinning ORT threads burn.
             spin: s.mode == Mode::EveryFrame,
+            image_size: (s.image_size > 0).then_some(s.image_size),
             ..SessionOptions::default()
         };
         if s.threads > 0 {
