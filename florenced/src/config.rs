@@ -1,8 +1,9 @@
 //! The daemon's configuration: a YAML file, overridden by `FLORENCED_*`
 //! environment variables, overridden by command-line flags.
 //!
-//! Every layer is merged into one JSON tree before it is read, so an unknown key
-//! or a bad value anywhere stops start-up with a message naming the key.
+//! Every layer is merged into one JSON tree before it is read (`layers`), so an
+//! unknown key or a bad value anywhere stops start-up with a message naming the
+//! layer that set it and the key.
 
 mod layers;
 
