@@ -2,13 +2,19 @@
 # Installs what florence needs on Debian 12 / Raspberry Pi OS bookworm:
 #  - the GStreamer 1.22 development packages, tools and Python bindings (apt),
 #  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel into
-#    .ort/lib/ (nothing is downloaded from anywhere but the package registries).
+#    .ort/lib/ (nothing is downloaded from anywhere but the package registries),
+#  - promtool (the tests check florenced's /metrics with it), taken out of
+#    Debian's prometheus package into .tools/bin/ without installing the
+#    package, which would start a Prometheus server.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 ORT_VERSION="1.32.0"
 ORT_DIR="$ROOT/.ort/lib"
+TOOLS_DIR="$ROOT/.tools/bin"
+# Debian 12's prometheus package; point releases only change the +debN suffix.
+PROMETHEUS_DEB_VERSION="2.42.0+ds-5"
 declare -A ORT_WHEEL_SHA256=(
   [x86_64]="5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d"
   [aarch64]="2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c"
@@ -95,5 +101,36 @@ PY
   log "ONNX Runtime $ORT_VERSION unpacked into $ORT_DIR"
 }
 
+install_promtool() {
+  if [ -x "$TOOLS_DIR/promtool" ]; then
+    log "promtool present in $TOOLS_DIR"
+    return
+  fi
+  local version
+  version="$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')"
+  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    version="$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')"
+  fi
+  case "$version" in
+    "$PROMETHEUS_DEB_VERSION"*) ;;
+    *) log "prometheus $version is not the pinned $PROMETHEUS_DEB_VERSION"; exit 1 ;;
+  esac
+  local tmp
+  tmp="$(mktemp -d)"
+  trap 'rm -rf "$tmp"' RETURN
+  log "fetching promtool from the Debian package prometheus=$version"
+  # As root, apt downloads as its own user, who cannot write into a private
+  # temporary folder; it falls back to root anyway, so say so and spare the warning.
+  local sandbox=()
+  [ "$(id -u)" -eq 0 ] && sandbox=(-o APT::Sandbox::User=root)
+  (cd "$tmp" && apt-get download -q "${sandbox[@]}" "prometheus=$version" >/dev/null)
+  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  mkdir -p "$TOOLS_DIR"
+  install -m 755 "$tmp/x/usr/bin/promtool" "$TOOLS_DIR/promtool"
+  log "promtool $version unpacked into $TOOLS_DIR"
+}
+
 install_apt
 install_ort
+install_promtool

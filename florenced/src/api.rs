@@ -48,7 +48,10 @@ impl AppState {
                 burst: f64::from(r.burst),
                 clients: Mutex::new(HashMap::new()),
             }),
-            metrics: Metrics::new(Duration::from_secs(config.metrics.retention_seconds)),
+            metrics: Metrics::new(
+                Duration::from_secs(config.metrics.retention_seconds),
+                config.request_timeout_s,
+            ),
             config,
             workers: OnceLock::new(),
             load_error: Mutex::new(None),
@@ -230,10 +233,13 @@ async fn observe(
                 )
             };
         }
-        if status >= 500 && status != 503 {
-            log_at!(error);
-        } else if status >= 400 {
+        // A client's mistake (4xx) is not the service's problem: INFO, like a
+        // success, so a fuzzing client cannot flood the warnings. 503 (loading,
+        // overloaded, draining) is a warning: the service cannot serve.
+        if status == 503 {
             log_at!(warn);
+        } else if status >= 500 {
+            log_at!(error);
         } else {
             log_at!(info);
         }

@@ -1,19 +1,21 @@
 //! The daemon's configuration: a YAML file, overridden by `FLORENCED_*`
 //! environment variables, overridden by command-line flags.
 //!
-//! Every layer is merged into one JSON tree before it is read, so an unknown key
-//! or a bad value anywhere stops start-up with a message naming the key.
+//! Every layer is merged into one JSON tree before it is read (`layers`), so an
+//! unknown key or a bad value anywhere stops start-up with a message naming the
+//! layer that set it and the key.
+
+mod layers;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+
+use layers::Layers;
+pub use layers::{Override, env_overrides};
 
 /// Where the Python hailo-florence service keeps its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hailo/hailo-florence.yaml";
-/// Environment variables with this prefix override configuration keys;
-/// nested keys join with `__` (`FLORENCED_LIMITS__MAX_WIDTH`).
-pub const ENV_PREFIX: &str = "FLORENCED_";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -166,134 +168,46 @@ impl Default for Config {
     }
 }
 
-/// Keys whose values stay strings when given through the environment or `--set`
-/// (so an API key of digits is not read as a number).
-const STRING_KEYS: &[&str] = &[
-    "host",
-    "model_dir",
-    "model_variant",
-    "backend",
-    "ort_library",
-    "vqa_prompt_template",
-    "api_key",
-    "log_format",
-    "log_level",
-];
-
+/// A configuration error: every one names the layer (`config file PATH`,
+/// `environment variable FLORENCED_X`, `--set key=value`, `--port`, `defaults`)
+/// and, where there is one, the key.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read the configuration file {path}: {reason}")]
-    Read { path: PathBuf, reason: String },
-    #[error("{source_name}: {message}")]
-    Syntax {
-        source_name: String,
-        message: String,
-    },
-    #[error("configuration key `{key}` ({source_name}): {message}")]
+    #[error("{layer}: {message}")]
+    Syntax { layer: String, message: String },
+    #[error("{layer}: key `{key}`: {message}")]
     Key {
+        layer: String,
         key: String,
-        source_name: String,
         message: String,
     },
-}
-
-/// One override: a dotted key and its raw text, with where it came from.
-#[derive(Debug, Clone)]
-pub struct Override {
-    pub key: String,
-    pub value: String,
-    pub source_name: String,
-}
-
-impl Override {
-    /// Parses `key=value` as given to `--set`.
-    pub fn parse_set(arg: &str) -> Result<Override, ConfigError> {
-        let (key, value) = arg.split_once('=').ok_or_else(|| ConfigError::Syntax {
-            source_name: "--set".into(),
-            message: format!("{arg:?} is not key=value"),
-        })?;
-        Ok(Override {
-            key: key.trim().to_owned(),
-            value: value.to_owned(),
-            source_name: "--set".into(),
-        })
-    }
-}
-
-/// Overrides from `FLORENCED_*` environment variables.
-pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Override> {
-    let mut out: Vec<Override> = vars
-        .into_iter()
-        .filter_map(|(name, value)| {
-            let key = name.strip_prefix(ENV_PREFIX)?;
-            Some(Override {
-                key: key.to_ascii_lowercase().replace("__", "."),
-                value,
-                source_name: format!("environment variable {name}"),
-            })
-        })
-        .collect();
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    out
 }
 
 impl Config {
     /// Reads the file (if any), then applies the overrides in order.
     /// `path` None reads the default path when it exists.
     pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
-        let (tree, source_name) = match path {
-            Some(p) => (read_yaml(p)?, p.display().to_string()),
-            None if Path::new(DEFAULT_CONFIG_PATH).exists() => (
-                read_yaml(Path::new(DEFAULT_CONFIG_PATH))?,
-                DEFAULT_CONFIG_PATH.to_owned(),
-            ),
-            None => (Value::Object(Default::default()), "defaults".to_owned()),
-        };
-        let mut tree = match tree {
-            Value::Null => Value::Object(Default::default()),
-            v @ Value::Object(_) => v,
-            _ => {
-                return Err(ConfigError::Syntax {
-                    source_name,
-                    message: "the configuration must be a mapping of keys to values".into(),
-                });
-            }
-        };
-        // Remember which layer set each key, to name it in errors.
-        let mut origin: Vec<(String, String)> = Vec::new();
-        for o in overrides {
-            set_path(&mut tree, o)?;
-            origin.push((o.key.clone(), o.source_name.clone()));
-        }
+        let file = path.or_else(|| {
+            let default = Path::new(DEFAULT_CONFIG_PATH);
+            default.exists().then_some(default)
+        });
+        let (tree, layers) = Layers::merge(file, overrides)?;
         let config: Config = serde_path_to_error::deserialize(tree).map_err(
             |e: serde_path_to_error::Error<_>| {
-                let key = e.path().to_string();
-                let source_name = origin
-                    .iter()
-                    .rev()
-                    .find(|(k, _)| *k == key)
-                    .map_or(source_name.clone(), |(_, s)| s.clone());
-                ConfigError::Key {
-                    key: if key == "." {
-                        "(top level)".into()
-                    } else {
-                        key
-                    },
-                    source_name,
-                    message: e.into_inner().to_string(),
-                }
+                let key = match e.path().to_string() {
+                    k if k == "." => "(top level)".to_owned(),
+                    k => k,
+                };
+                layers.error(&key, e.into_inner().to_string())
             },
         )?;
-        config.validate()?;
+        config.validate(&layers)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let bad = |key: &str, message: String| ConfigError::Key {
-            key: key.into(),
-            source_name: "value check".into(),
-            message,
-        };
+    /// Checks the merged values; an error names the layer that set the key.
+    fn validate(&self, layers: &Layers) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| layers.error(key, message);
         if self.max_concurrent_requests == 0 || self.max_concurrent_requests > 16 {
             return Err(bad(
                 "max_concurrent_requests",
@@ -317,15 +231,14 @@ impl Config {
         if self.max_image_bytes < 1024 {
             return Err(bad("max_image_bytes", "must be at least 1024".into()));
         }
-        if self.limits.max_width == 0
-            || self.limits.max_height == 0
-            || self.limits.max_megapixels.is_nan()
-            || self.limits.max_megapixels <= 0.0
-        {
-            return Err(bad(
-                "limits",
-                "width, height and megapixels must be > 0".into(),
-            ));
+        for (key, v) in [
+            ("limits.max_width", f64::from(self.limits.max_width)),
+            ("limits.max_height", f64::from(self.limits.max_height)),
+            ("limits.max_megapixels", self.limits.max_megapixels),
+        ] {
+            if v.is_nan() || v <= 0.0 {
+                return Err(bad(key, format!("must be > 0, got {v}")));
+            }
         }
         if self.max_tokens == 0 || self.max_tokens > 4096 {
             return Err(bad(
@@ -337,15 +250,20 @@ impl Config {
             return Err(bad(
                 "max_length",
                 format!(
-                    "must be 1..=max_tokens ({}), got {}",
-                    self.max_tokens, self.max_length
+                    "must be 1..={}, got {}",
+                    layers.describe("max_tokens", self.max_tokens),
+                    self.max_length
                 ),
             ));
         }
         if self.min_length > self.max_length {
             return Err(bad(
                 "min_length",
-                format!("must not exceed max_length ({})", self.max_length),
+                format!(
+                    "{} must not exceed {}",
+                    self.min_length,
+                    layers.describe("max_length", self.max_length)
+                ),
             ));
         }
         if !(0.0..=2.0).contains(&self.temperature) {
@@ -370,13 +288,15 @@ impl Config {
                 "is empty; remove the key to turn authentication off".into(),
             ));
         }
-        if let Some(r) = &self.rate_limit
-            && (r.requests_per_minute == 0 || r.burst == 0)
-        {
-            return Err(bad(
-                "rate_limit",
-                "requests_per_minute and burst must be > 0".into(),
-            ));
+        if let Some(r) = &self.rate_limit {
+            for (key, v) in [
+                ("rate_limit.requests_per_minute", r.requests_per_minute),
+                ("rate_limit.burst", r.burst),
+            ] {
+                if v == 0 {
+                    return Err(bad(key, "must be > 0".into()));
+                }
+            }
         }
         if self.metrics.retention_seconds == 0 {
             return Err(bad("metrics.retention_seconds", "must be > 0".into()));
@@ -395,52 +315,6 @@ impl Config {
         }
         serde_yaml_ng::to_string(&c).unwrap_or_default()
     }
-}
-
-fn read_yaml(path: &Path) -> Result<Value, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    serde_yaml_ng::from_str::<Value>(&text).map_err(|e| ConfigError::Syntax {
-        source_name: path.display().to_string(),
-        message: e.to_string(),
-    })
-}
-
-fn set_path(tree: &mut Value, o: &Override) -> Result<(), ConfigError> {
-    let err = |message: String| ConfigError::Key {
-        key: o.key.clone(),
-        source_name: o.source_name.clone(),
-        message,
-    };
-    let parts: Vec<&str> = o.key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) {
-        return Err(err("is not a configuration key".into()));
-    }
-    let value = if STRING_KEYS.contains(&o.key.as_str()) {
-        Value::String(o.value.clone())
-    } else {
-        serde_yaml_ng::from_str::<Value>(&o.value)
-            .map_err(|e| err(format!("cannot parse {:?}: {e}", o.value)))?
-    };
-    let mut node = tree;
-    for (i, part) in parts.iter().enumerate() {
-        let Value::Object(map) = node else {
-            return Err(err(format!("{} is not a mapping", parts[..i].join("."))));
-        };
-        if i + 1 == parts.len() {
-            map.insert((*part).to_owned(), value);
-            return Ok(());
-        }
-        node = map
-            .entry((*part).to_owned())
-            .or_insert_with(|| Value::Object(Default::default()));
-        if node.is_null() {
-            *node = Value::Object(Default::default());
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -537,5 +411,161 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("/nonexistent/florenced.yaml"), "{e}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<Override> {
+        env_overrides(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    fn set(arg: &str) -> Override {
+        Override::parse_set(arg).unwrap()
+    }
+
+    fn load_err(file: Option<&Path>, overrides: &[Override]) -> String {
+        Config::load(file, overrides).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn yaml_null_unsets_an_optional_string_key() {
+        for v in ["null", "~", "", "NULL"] {
+            let c = Config::load(None, &env(&[("FLORENCED_VQA_PROMPT_TEMPLATE", v)])).unwrap();
+            assert_eq!(c.vqa_prompt_template, None, "{v:?}");
+        }
+        let c = Config::load(None, &[set("model_dir=null"), set("ort_library=~")]).unwrap();
+        assert_eq!((c.model_dir, c.ort_library), (None, None));
+        // The file may set it; the environment unsets it again.
+        let f = write("vqa_prompt_template: \"<DocVQA>{question}\"\n");
+        let c = Config::load(Some(&f.0), &[]).unwrap();
+        assert_eq!(c.vqa_prompt_template.as_deref(), Some("<DocVQA>{question}"));
+        let c = Config::load(
+            Some(&f.0),
+            &env(&[("FLORENCED_VQA_PROMPT_TEMPLATE", "null")]),
+        )
+        .unwrap();
+        assert_eq!(c.vqa_prompt_template, None);
+        // Anything else is the string itself, whatever YAML would make of it.
+        let c = Config::load(None, &[set("vqa_prompt_template=[1]{question}")]).unwrap();
+        assert_eq!(c.vqa_prompt_template.as_deref(), Some("[1]{question}"));
+        let c = Config::load(None, &env(&[("FLORENCED_MODEL_DIR", "123")])).unwrap();
+        assert_eq!(c.model_dir, Some(PathBuf::from("123")));
+        let c = Config::load(None, &env(&[("FLORENCED_HOST", "null")])).unwrap();
+        assert_eq!(c.host, "null");
+        // Neither "no authentication" nor the key "null" is a safe reading.
+        let e = load_err(None, &env(&[("FLORENCED_API_KEY", "null")]));
+        assert!(
+            e.starts_with("environment variable FLORENCED_API_KEY: key `api_key`: "),
+            "{e}"
+        );
+        // Other keys take YAML values; null is refused where the key is not optional.
+        let c = Config::load(None, &env(&[("FLORENCED_NUM_BEAMS", "null")])).unwrap();
+        assert_eq!(c.num_beams, None);
+        let e = load_err(None, &env(&[("FLORENCED_PORT", "null")]));
+        assert!(
+            e.starts_with("environment variable FLORENCED_PORT: key `port`: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_error_names_its_layer_and_key() {
+        // A mapping completed by no layer: blamed on the one that started it.
+        let e = load_err(None, &env(&[("FLORENCED_RATE_LIMIT__BURST", "5")]));
+        assert_eq!(
+            e,
+            "environment variable FLORENCED_RATE_LIMIT__BURST: key `rate_limit`: \
+             missing field `requests_per_minute`"
+        );
+        let f = write("rate_limit:\n  requests_per_minute: 60\n");
+        let e = load_err(Some(&f.0), &env(&[("FLORENCED_RATE_LIMIT__BURST", "0")]));
+        assert_eq!(
+            e,
+            "environment variable FLORENCED_RATE_LIMIT__BURST: key `rate_limit.burst`: must be > 0"
+        );
+        let e = load_err(Some(&f.0), &[set("rate_limit.burst=many")]);
+        assert!(
+            e.starts_with("--set rate_limit.burst=many: key `rate_limit.burst`: invalid type"),
+            "{e}"
+        );
+        let f2 = write("rate_limit:\n  burst: 5\n");
+        let e = load_err(Some(&f2.0), &[]);
+        let file = format!("config file {}", f2.0.display());
+        assert_eq!(
+            e,
+            format!("{file}: key `rate_limit`: missing field `requests_per_minute`")
+        );
+        let f = write("limits:\n  max_width: wide\n");
+        let e = load_err(Some(&f.0), &[]);
+        assert!(
+            e.starts_with(&format!(
+                "config file {}: key `limits.max_width`: invalid type",
+                f.0.display()
+            )),
+            "{e}"
+        );
+        // Checks after the merge name who set each key involved.
+        let f = write("max_length: 150\n");
+        let e = load_err(Some(&f.0), &[set("max_tokens=120")]);
+        assert_eq!(
+            e,
+            format!(
+                "config file {}: key `max_length`: must be 1..=max_tokens \
+                 (120, from --set max_tokens=120), got 150",
+                f.0.display()
+            )
+        );
+        let e = load_err(None, &env(&[("FLORENCED_MIN_LENGTH", "150")]));
+        assert_eq!(
+            e,
+            "environment variable FLORENCED_MIN_LENGTH: key `min_length`: \
+             150 must not exceed max_length (100, from defaults)"
+        );
+        let e = load_err(None, &[set("limits.max_megapixels=0")]);
+        assert!(
+            e.starts_with("--set limits.max_megapixels=0: key `limits.max_megapixels`: "),
+            "{e}"
+        );
+        // Syntax errors name their layer too; a secret is never repeated.
+        let e = Override::parse_set("queue_depth").unwrap_err().to_string();
+        assert_eq!(e, "--set queue_depth: is not key=value");
+        assert_eq!(
+            set("api_key=s3cret").source_name,
+            "--set api_key=<redacted>"
+        );
+        let f = write("port: [1\n");
+        let e = load_err(Some(&f.0), &[]);
+        assert!(
+            e.starts_with(&format!("config file {}: ", f.0.display())),
+            "{e}"
+        );
+        let e = load_err(Some(Path::new("/nonexistent/florenced.yaml")), &[]);
+        assert!(
+            e.starts_with("config file /nonexistent/florenced.yaml: cannot read it"),
+            "{e}"
+        );
+    }
+
+    /// The key lists that choose how a variable is read follow `Config`: a new
+    /// string key must be listed, or digits in it would become a number.
+    #[test]
+    fn string_key_lists_match_the_config() {
+        use layers::{OPTIONAL_STRING_KEYS, STRING_KEYS};
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        for (key, value) in defaults.as_object().unwrap() {
+            let as_string = Config::load(None, &[ov(key, "x")]).is_ok()
+                || Config::load(None, &[ov(key, "x{question}")]).is_ok();
+            match value {
+                serde_json::Value::String(_) => {
+                    assert!(STRING_KEYS.contains(&key.as_str()), "{key}")
+                }
+                serde_json::Value::Null if as_string => {
+                    assert!(OPTIONAL_STRING_KEYS.contains(&key.as_str()), "{key}")
+                }
+                _ => assert!(
+                    !STRING_KEYS.contains(&key.as_str())
+                        && !OPTIONAL_STRING_KEYS.contains(&key.as_str()),
+                    "{key}"
+                ),
+            }
+        }
     }
 }

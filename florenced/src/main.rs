@@ -10,6 +10,7 @@
 mod api;
 mod config;
 mod error;
+mod gst_log;
 mod logging;
 mod metrics;
 mod openapi;

@@ -1,71 +1,91 @@
-//! Request counters, latency percentiles over a sliding window, and the two
-//! renderings of /metrics: the hailo-florence JSON and Prometheus text.
+//! Request counters and latencies, rendered two ways on /metrics: the
+//! hailo-florence JSON and the Prometheus text format (0.0.4).
+//!
+//! The Prometheus series go through the `metrics` facade into a recorder that
+//! this struct owns (not the process-wide one, so every daemon state and every
+//! unit test has its own); `metrics-exporter-prometheus` renders them and
+//! `metrics-process` adds the standard `process_*` series. The JSON needs what
+//! the facade cannot give back (percentiles over a sliding window), so it keeps
+//! its own counts, updated in the same call as the Prometheus ones.
+//!
+//! What counts as a request: JSON `requests_total` and Prometheus
+//! `florenced_requests_total{endpoint,status}` both count the inference routes
+//! (`/v1/...`) only, so `sum(florenced_requests_total) == requests_total`.
+//! Every HTTP request, /health and /metrics included, is in
+//! `florenced_http_requests_total{endpoint,status}` and
+//! `florenced_request_duration_seconds{endpoint}`.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Histogram bucket bounds in seconds.
-const BUCKETS: [f64; 12] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    with_local_recorder,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+const REQUESTS: &str = "florenced_requests_total";
+const HTTP_REQUESTS: &str = "florenced_http_requests_total";
+const REQUEST_DURATION: &str = "florenced_request_duration_seconds";
+const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
+const QUEUE_DEPTH: &str = "florenced_queue_depth";
+const RUNNING: &str = "florenced_inferences_running";
+const UPTIME: &str = "florenced_uptime_seconds";
+
+/// Prometheus' default buckets (seconds).
+const DEFAULT_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// The same 1-2.5-5 steps on, up to more than the largest allowed timeout (one day).
+const LONG_BUCKETS: [f64; 12] = [
+    25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10_000.0, 25_000.0, 50_000.0,
+    100_000.0,
 ];
 
-#[derive(Debug, Default, Clone)]
-struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+/// Histogram bounds for latencies of requests that may last up to `timeout_s`:
+/// the default buckets, then on until one bound lies above the timeout, plus the
+/// timeout itself, so requests that ran into it are told apart from the others.
+pub fn buckets(timeout_s: f64) -> Vec<f64> {
+    let mut out = DEFAULT_BUCKETS.to_vec();
+    for b in LONG_BUCKETS {
+        if out.last().is_some_and(|&top| top > timeout_s) {
+            break;
+        }
+        out.push(b);
+    }
+    if timeout_s.is_finite() && timeout_s > 0.0 && !out.contains(&timeout_s) {
+        out.push(timeout_s);
+        out.sort_by(f64::total_cmp);
+    }
+    out
 }
 
-impl Histogram {
-    fn observe(&mut self, seconds: f64) {
-        for (c, bound) in self.counts.iter_mut().zip(BUCKETS) {
-            if seconds <= bound {
-                *c += 1;
-            }
-        }
-        self.count += 1;
-        self.sum += seconds;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        for (c, bound) in self.counts.iter().zip(BUCKETS) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {c}");
-        }
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
-            self.count
-        );
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
+/// Whether a route is one the JSON counts as a request (the inference routes).
+fn is_inference_endpoint(endpoint: &str) -> bool {
+    endpoint.starts_with("/v1/")
 }
 
 #[derive(Debug, Default)]
-struct Inner {
-    /// (endpoint, status) -> count
-    requests: BTreeMap<(String, u16), u64>,
-    request_duration: BTreeMap<String, Histogram>,
-    inference_duration: Histogram,
+struct Counts {
+    total: u64,
+    succeeded: u64,
     /// (when, inference ms) over the retention window, for percentiles.
     window: VecDeque<(Instant, f64)>,
 }
 
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    recorder: PrometheusRecorder,
+    prometheus: PrometheusHandle,
+    process: metrics_process::Collector,
+    counts: Mutex<Counts>,
     retention: Duration,
     started: Instant,
 }
 
-/// What the JSON rendering needs from the rest of the daemon.
+/// What the renderings need from the rest of the daemon.
 pub struct Gauges {
     pub queue_depth: usize,
     pub running: usize,
@@ -89,22 +109,47 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[rank.min(sorted.len()) - 1]
 }
 
-/// Resident memory of this process in bytes (Linux /proc), 0 when unknown.
-pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
-}
-
 impl Metrics {
-    pub fn new(retention: Duration) -> Metrics {
+    /// `timeout_s` is the request timeout: the latency histograms reach past it.
+    pub fn new(retention: Duration, timeout_s: f64) -> Metrics {
+        let bounds = buckets(timeout_s);
+        let recorder = [REQUEST_DURATION, INFERENCE_DURATION]
+            .into_iter()
+            .fold(PrometheusBuilder::new(), |b, name| {
+                b.set_buckets_for_metric(Matcher::Full(name.into()), &bounds)
+                    .unwrap_or_else(|_| unreachable!("the bucket list is never empty"))
+            })
+            .build_recorder();
+        let process = metrics_process::Collector::default();
+        with_local_recorder(&recorder, || {
+            describe_counter!(
+                REQUESTS,
+                "Inference requests (/v1 routes) by endpoint and status."
+            );
+            describe_counter!(
+                HTTP_REQUESTS,
+                "HTTP requests on every route by endpoint and status."
+            );
+            describe_histogram!(
+                REQUEST_DURATION,
+                Unit::Seconds,
+                "Time from request to response, by endpoint."
+            );
+            describe_histogram!(
+                INFERENCE_DURATION,
+                Unit::Seconds,
+                "Model time per served inference request."
+            );
+            describe_gauge!(QUEUE_DEPTH, "Requests waiting for the model.");
+            describe_gauge!(RUNNING, "Requests being run by the model.");
+            describe_gauge!(UPTIME, Unit::Seconds, "Seconds since the daemon started.");
+            process.describe();
+        });
         Metrics {
-            inner: Mutex::new(Inner::default()),
+            prometheus: recorder.handle(),
+            recorder,
+            process,
+            counts: Mutex::new(Counts::default()),
             retention,
             started: Instant::now(),
         }
@@ -122,64 +167,77 @@ impl Metrics {
         duration: Duration,
         inference_ms: Option<f64>,
     ) {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        *m.requests.entry((endpoint.to_owned(), status)).or_default() += 1;
-        m.request_duration
-            .entry(endpoint.to_owned())
-            .or_default()
-            .observe(duration.as_secs_f64());
+        let inference_request = is_inference_endpoint(endpoint);
+        with_local_recorder(&self.recorder, || {
+            let labels = [
+                ("endpoint", endpoint.to_owned()),
+                ("status", status.to_string()),
+            ];
+            counter!(HTTP_REQUESTS, &labels).increment(1);
+            if inference_request {
+                counter!(REQUESTS, &labels).increment(1);
+            }
+            histogram!(REQUEST_DURATION, "endpoint" => endpoint.to_owned())
+                .record(duration.as_secs_f64());
+            if let Some(ms) = inference_ms {
+                histogram!(INFERENCE_DURATION).record(ms / 1e3);
+            }
+        });
+        // Folds the samples into the buckets now: unscraped, they would pile up.
+        self.prometheus.run_upkeep();
+
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if inference_request {
+            c.total += 1;
+            if status < 400 {
+                c.succeeded += 1;
+            }
+        }
         if let Some(ms) = inference_ms {
-            m.inference_duration.observe(ms / 1e3);
-            m.window.push_back((Instant::now(), ms));
-            self.prune(&mut m);
+            c.window.push_back((Instant::now(), ms));
+            self.prune(&mut c);
         }
     }
 
     /// Mean inference time over the window (0 before the first request).
     pub fn average_inference_ms(&self) -> f64 {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        self.prune(&mut m);
-        mean(m.window.iter().map(|(_, ms)| *ms))
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        self.prune(&mut c);
+        mean(c.window.iter().map(|(_, ms)| *ms))
     }
 
     /// Drops inference times older than the retention window.
-    fn prune(&self, m: &mut Inner) {
+    fn prune(&self, c: &mut Counts) {
         let now = Instant::now();
-        while m
+        while c
             .window
             .front()
             .is_some_and(|(t, _)| now.duration_since(*t) > self.retention)
         {
-            m.window.pop_front();
+            c.window.pop_front();
         }
     }
 
-    /// The hailo-florence compatible JSON. Only inference endpoints count as requests.
+    /// The hailo-florence compatible JSON.
     pub fn json(&self, g: &Gauges) -> serde_json::Value {
-        let mut m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let (mut total, mut ok) = (0u64, 0u64);
-        for ((endpoint, status), n) in &m.requests {
-            if endpoint.starts_with("/v1/") {
-                total += n;
-                if *status < 400 {
-                    ok += n;
-                }
-            }
-        }
-        self.prune(&mut m);
-        let mut sorted: Vec<f64> = m.window.iter().map(|(_, ms)| *ms).collect();
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        self.prune(&mut c);
+        let mut sorted: Vec<f64> = c.window.iter().map(|(_, ms)| *ms).collect();
         sorted.sort_by(f64::total_cmp);
         let avg = mean(sorted.iter().copied());
         let round = |v: f64| (v * 10.0).round() / 10.0;
+        let resident = metrics_process::collector::collect()
+            .resident_memory_bytes
+            .unwrap_or(0);
         serde_json::json!({
-            "requests_total": total,
-            "requests_succeeded": ok,
-            "requests_failed": total - ok,
+            "requests_total": c.total,
+            "requests_succeeded": c.succeeded,
+            "requests_failed": c.total - c.succeeded,
             "average_inference_time_ms": round(avg),
             "p50_inference_time_ms": round(percentile(&sorted, 50.0)),
             "p95_inference_time_ms": round(percentile(&sorted, 95.0)),
             "p99_inference_time_ms": round(percentile(&sorted, 99.0)),
-            "memory_usage_mb": resident_bytes() / (1024 * 1024),
+            "memory_usage_mb": resident / (1024 * 1024),
             "model_cache_hit_rate": 1.0,
             "uptime_seconds": self.started.elapsed().as_secs(),
             "queue_depth": g.queue_depth,
@@ -190,55 +248,14 @@ impl Metrics {
 
     /// Prometheus text exposition format 0.0.4.
     pub fn prometheus(&self, g: &Gauges) -> String {
-        let m = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = String::new();
-        out.push_str("# HELP florenced_requests_total HTTP requests by endpoint and status.\n");
-        out.push_str("# TYPE florenced_requests_total counter\n");
-        for ((endpoint, status), n) in &m.requests {
-            let _ = writeln!(
-                out,
-                "florenced_requests_total{{endpoint=\"{}\",status=\"{status}\"}} {n}",
-                escape(endpoint)
-            );
-        }
-        out.push_str("# HELP florenced_request_duration_seconds Time from request to response.\n");
-        out.push_str("# TYPE florenced_request_duration_seconds histogram\n");
-        for (endpoint, h) in &m.request_duration {
-            h.render(
-                &mut out,
-                "florenced_request_duration_seconds",
-                &format!("endpoint=\"{}\"", escape(endpoint)),
-            );
-        }
-        out.push_str("# HELP florenced_inference_duration_seconds Model time per request.\n");
-        out.push_str("# TYPE florenced_inference_duration_seconds histogram\n");
-        m.inference_duration
-            .render(&mut out, "florenced_inference_duration_seconds", "");
-        out.push_str("# HELP florenced_queue_depth Requests waiting for the model.\n");
-        out.push_str("# TYPE florenced_queue_depth gauge\n");
-        let _ = writeln!(out, "florenced_queue_depth {}", g.queue_depth);
-        out.push_str("# HELP florenced_inferences_running Requests being run by the model.\n");
-        out.push_str("# TYPE florenced_inferences_running gauge\n");
-        let _ = writeln!(out, "florenced_inferences_running {}", g.running);
-        out.push_str("# HELP process_resident_memory_bytes Resident memory size in bytes.\n");
-        out.push_str("# TYPE process_resident_memory_bytes gauge\n");
-        let _ = writeln!(out, "process_resident_memory_bytes {}", resident_bytes());
-        out.push_str("# HELP florenced_uptime_seconds Seconds since the daemon started.\n");
-        out.push_str("# TYPE florenced_uptime_seconds gauge\n");
-        let _ = writeln!(
-            out,
-            "florenced_uptime_seconds {}",
-            self.started.elapsed().as_secs_f64()
-        );
-        out
+        with_local_recorder(&self.recorder, || {
+            gauge!(QUEUE_DEPTH).set(g.queue_depth as f64);
+            gauge!(RUNNING).set(g.running as f64);
+            gauge!(UPTIME).set(self.started.elapsed().as_secs_f64());
+            self.process.collect();
+        });
+        self.prometheus.render()
     }
-}
-
-fn escape(label: &str) -> String {
-    label
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -256,25 +273,65 @@ mod tests {
     }
 
     #[test]
+    fn buckets_reach_past_the_timeout() {
+        for timeout in [0.5, 10.0, 30.0, 60.0, 61.5, 600.0, 86_400.0] {
+            let b = buckets(timeout);
+            assert!(b.windows(2).all(|w| w[0] < w[1]), "{b:?}");
+            assert!(*b.last().unwrap() > timeout, "{timeout}: {b:?}");
+            assert!(b.contains(&timeout), "{timeout}: {b:?}");
+        }
+        assert_eq!(&buckets(60.0)[10..], [10.0, 25.0, 50.0, 60.0, 100.0]);
+    }
+
+    fn gauges() -> Gauges {
+        Gauges {
+            queue_depth: 0,
+            running: 0,
+        }
+    }
+
+    #[test]
     fn counts_and_window() {
-        let m = Metrics::new(Duration::from_secs(3600));
+        let m = Metrics::new(Duration::from_secs(3600), 60.0);
         m.record("/v1/caption", 200, Duration::from_millis(30), Some(20.0));
         m.record("/v1/caption", 200, Duration::from_millis(50), Some(40.0));
         m.record("/v1/vqa", 422, Duration::from_millis(1), None);
         m.record("/health", 200, Duration::from_millis(1), None);
-        let g = Gauges {
-            queue_depth: 0,
-            running: 0,
-        };
-        let j = m.json(&g);
+        let j = m.json(&gauges());
         assert_eq!(j["requests_total"], 3);
         assert_eq!(j["requests_succeeded"], 2);
         assert_eq!(j["requests_failed"], 1);
         assert_eq!(j["average_inference_time_ms"], 30.0);
         assert_eq!(j["p50_inference_time_ms"], 20.0);
-        let p = m.prometheus(&g);
+        let p = m.prometheus(&gauges());
         assert!(p.contains("florenced_requests_total{endpoint=\"/v1/caption\",status=\"200\"} 2"));
+        assert!(!p.contains("florenced_requests_total{endpoint=\"/health\""));
+        assert!(p.contains("florenced_http_requests_total{endpoint=\"/health\",status=\"200\"} 1"));
         assert!(p.contains("florenced_inference_duration_seconds_count 2"));
         assert!(p.contains("florenced_inference_duration_seconds_bucket{le=\"0.025\"} 1"));
+        assert!(p.contains("process_start_time_seconds "));
+    }
+
+    #[test]
+    fn a_request_slower_than_30_s_gets_a_finite_bucket() {
+        let m = Metrics::new(Duration::from_secs(3600), 60.0);
+        m.record("/v1/caption", 504, Duration::from_secs(45), None);
+        let p = m.prometheus(&gauges());
+        let bucket = |le: &str| {
+            p.lines()
+                .find(|l| {
+                    l.starts_with("florenced_request_duration_seconds_bucket{")
+                        && l.contains(&format!("le=\"{le}\""))
+                })
+                .unwrap_or_else(|| panic!("no le={le} bucket in {p}"))
+                .rsplit_once(' ')
+                .unwrap()
+                .1
+                .to_owned()
+        };
+        assert_eq!(bucket("25"), "0");
+        assert_eq!(bucket("50"), "1");
+        assert_eq!(bucket("60"), "1");
+        assert_eq!(bucket("100"), "1");
     }
 }
