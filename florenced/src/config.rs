@@ -94,6 +94,8 @@ pub struct Config {
     pub ort_library: Option<PathBuf>,
     /// ONNX Runtime intra-op threads per graph; 0 = physical cores.
     pub threads: u32,
+    /// Input resolution, 384 or 768; None: the model's own (768 for Florence-2).
+    pub image_size: Option<u32>,
     /// Largest request body and largest encoded image, in bytes.
     pub max_image_bytes: usize,
     pub limits: Limits,
@@ -143,6 +145,7 @@ impl Default for Config {
             backend: BackendChoice::Auto,
             ort_library: None,
             threads: 0,
+            image_size: None,
             max_image_bytes: 10 * 1024 * 1024,
             limits: Limits::default(),
             queue_depth: 8,
@@ -213,6 +216,11 @@ impl Config {
                 "max_concurrent_requests",
                 format!("must be 1..=16, got {}", self.max_concurrent_requests),
             ));
+        }
+        if let Some(size) = self.image_size
+            && !gstflorence::engine::model_dir::IMAGE_SIZES.contains(&size)
+        {
+            return Err(bad("image_size", format!("must be 384 or 768, got {size}")));
         }
         if self.queue_depth > 10_000 {
             return Err(bad("queue_depth", "must be at most 10000".into()));

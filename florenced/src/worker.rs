@@ -373,6 +373,7 @@ impl InferencePipeline {
         caption.set_property_from_str("mode", "every-frame");
         caption.set_property("variant", &config.model_variant);
         caption.set_property("threads", config.threads);
+        caption.set_property("image-size", config.image_size.unwrap_or(0));
         caption.set_property_from_str(
             "backend",
             match config.backend {

@@ -165,3 +165,34 @@ fn a_jpeg_with_bytes_after_its_end_is_decoded() {
     let r = d.post_json("/v1/caption", &json!({"image": b64(cut)}));
     assert_eq!(r.error_code(400), "invalid_image_format");
 }
+
+#[test]
+fn image_size_is_configurable() {
+    let failure = Spawn::new().set("image_size=500").failure();
+    assert!(
+        failure.contains("image_size") && failure.contains("384 or 768"),
+        "{failure}"
+    );
+    let d = Spawn::new().set("image_size=768").ready();
+    let png = fixture_png("scene_640x480");
+    let engine = Florence::load(
+        &model_dir(),
+        SessionOptions {
+            intra_threads: 1,
+            image_size: Some(768),
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let image = image_io::decode(&png, &ImageLimits::default(), true).unwrap();
+    let mut req = Request::new(Task::Od);
+    req.options.max_new_tokens = Some(100);
+    req.options.min_new_tokens = Some(0);
+    let want = engine.run(&image, &req).unwrap();
+    let r = d.post_json("/v1/tasks/od", &json!({"image": b64(&png)}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["result"]["<OD>"],
+        serde_json::to_value(&want.result).unwrap()
+    );
+}
