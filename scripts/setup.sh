@@ -2,7 +2,9 @@
 # Installs what florence needs on Debian 12 / Raspberry Pi OS bookworm:
 #  - the GStreamer 1.22 development packages, tools and Python bindings (apt),
 #  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel into
-#    .ort/lib/ (nothing is downloaded from anywhere but the package registries).
+#    .ort/lib/ (nothing is downloaded from anywhere but the package registries),
+#  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
+#    into .venv/ (scripts/setup-python-tools.sh).
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -28,6 +30,7 @@ APT_PACKAGES=(
   meson
   ninja-build
   systemd
+  python3-venv
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -97,3 +100,4 @@ PY
 
 install_apt
 install_ort
+bash "$ROOT/scripts/setup-python-tools.sh"

@@ -9,11 +9,13 @@
 
 mod api;
 mod config;
+mod docs;
 mod error;
 mod logging;
 mod metrics;
 mod openapi;
 mod request;
+mod schema;
 mod serve;
 mod worker;
 
