@@ -467,22 +467,19 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
                 return Err(ApiError::vqa_not_configured());
             }
             let q = fields
-                .string("question")?
-                .map(|q| q.trim().to_owned())
-                .filter(|q| !q.is_empty())
+                .text_input("question")?
                 .ok_or_else(|| ApiError::invalid_params("question is required and non-empty"))?;
-            if q.chars().count() > 1024 {
-                return Err(ApiError::invalid_params(
-                    "question is longer than 1024 characters",
-                ));
-            }
             (Task::Vqa, Some(q))
         }
         Route::Task(t) => {
             if t == Task::Vqa && !workers.vqa_supported {
                 return Err(ApiError::vqa_not_configured());
             }
-            (t, fields.string("text")?.or(fields.string("question")?))
+            let text = match fields.text_input("text")? {
+                Some(t) => Some(t),
+                None => fields.text_input("question")?,
+            };
+            (t, text)
         }
     };
     let mut params = fields.params(task.token(), config)?;

@@ -73,6 +73,8 @@ const TASK_PATH: &str = "/v1/tasks/{task}";
 pub fn document(config: &Config) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     expand_tasks(&mut doc);
+    form_part_names(&mut doc);
+    raw_body_parameters(&mut doc);
     apply_config(&mut doc, config);
     doc
 }
@@ -158,6 +160,39 @@ fn apply_config(doc: &mut Value, config: &Config) {
     }
 }
 
+/// The query parameters of an inference route are a raw image body's fields.
+fn raw_body_parameters(doc: &mut Value) {
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        if let Some(Value::Array(params)) = item.pointer_mut("/post/parameters") {
+            for p in params.iter_mut().filter(|p| p["in"] == "query") {
+                let d = p["description"].as_str().unwrap_or_default();
+                p["description"] = format!(
+                    "Only with a raw image body (a JSON or multipart body carries its fields). {d}"
+                )
+                .into();
+            }
+        }
+    }
+}
+
+/// Other parts of a form are ignored, but a part's name must fit in its
+/// header: control characters (other than tab) make the body unparseable.
+fn form_part_names(doc: &mut Value) {
+    if let Some(Value::Object(schemas)) = doc["components"].get_mut("schemas") {
+        for (name, schema) in schemas.iter_mut() {
+            if name.ends_with("Form") {
+                schema["propertyNames"] = json!({"pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"});
+            }
+        }
+    }
+}
+
 /// Replaces the generic task path with one operation per task, each taking
 /// exactly the input its task needs (so a client knows which fields to send),
 /// with request schemas derived from the generic ones for each input kind.
@@ -215,11 +250,15 @@ fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) 
             }
             InputKind::Text => {
                 props.remove("region");
+                // Required, so never null.
+                props["text"]["type"] = "string".into();
                 props["text"]["pattern"] = NOT_BLANK.into();
                 props["text"]["description"] =
                     "The phrase or question: not blank, at most 1024 characters.".into();
             }
             InputKind::Region => {
+                // One of the two is required, so neither may be null.
+                props["region"]["type"] = "array".into();
                 props["text"] = json!({
                     "type": "string",
                     "pattern": LOC_REGION,

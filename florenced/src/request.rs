@@ -3,11 +3,13 @@
 //! the parameters in the query string.
 //!
 //! One parser for every body kind, strict in the same way: a JSON value must
-//! have the schema's JSON type (`"10"` is not an integer, `10.0` is not an
-//! integer either, a region is an array of four numbers); multipart text parts
-//! and query parameters are text by nature and are parsed as the schema's type
-//! (a region is four repeated values, as OpenAPI's form style sends an array).
-//! Unknown fields are ignored (the contract).
+//! have the schema's JSON type (`"10"` is not an integer; `10.0` is one, as in
+//! JSON Schema; a region is an array of four numbers; null is the same as
+//! absent); multipart text parts and query parameters are text by nature and
+//! are parsed as the schema's type (`10`, not `10.0`; a region is four
+//! repeated values, as OpenAPI's form style sends an array). The query string
+//! carries the fields of a raw image body only. Unknown fields are ignored (the
+//! contract).
 
 use std::collections::BTreeMap;
 
@@ -17,9 +19,26 @@ use axum::http::{HeaderMap, Request, header};
 use base64::Engine as _;
 use serde_json::Value;
 
+use gstflorence::engine::task::MAX_INPUT_CHARS;
+
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::worker::Params;
+
+/// The fields an inference request may carry.
+const FIELD_NAMES: [&str; 11] = [
+    "image",
+    "task",
+    "question",
+    "text",
+    "region",
+    "max_length",
+    "min_length",
+    "temperature",
+    "num_beams",
+    "seed",
+    "file",
+];
 
 /// One request field as it arrived in the body.
 #[derive(Debug, Clone)]
@@ -226,6 +245,16 @@ impl Fields {
         }
         if let Some(q) = query {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                // The query carries the fields of a raw image body only; a JSON or
+                // form body carries its own (other query parameters are ignored).
+                if kind != BodyKind::RawImage {
+                    if FIELD_NAMES.contains(&&*k) {
+                        return Err(ApiError::invalid_params(format!(
+                            "{k} is in the query string: with a JSON or multipart body, send every field in the body"
+                        )));
+                    }
+                    continue;
+                }
                 fields
                     .query
                     .entry(k.into_owned())
@@ -236,9 +265,8 @@ impl Fields {
         Ok(fields)
     }
 
-    /// A field parsed as its schema type from wherever it came. The body wins
-    /// over the query, but a query value is checked even when the body has the
-    /// field, so a wrong value is never silently ignored.
+    /// A field parsed as its schema type from wherever it came: the body, or
+    /// the query string of a raw image body.
     fn typed<T>(
         &self,
         name: &str,
@@ -246,17 +274,16 @@ impl Fields {
         text: impl Fn(&[String]) -> Option<T>,
         bad: impl Fn() -> ApiError,
     ) -> Result<Option<T>, ApiError> {
-        let from_query = match self.query.get(name) {
-            None => None,
-            Some(values) => Some(text(values).ok_or_else(&bad)?),
-        };
-        let from_body = match self.body.get(name) {
-            None => None,
-            Some(Field::Json(v)) => Some(json(v).ok_or_else(&bad)?),
-            Some(Field::Text(values)) => Some(text(values).ok_or_else(&bad)?),
-            Some(Field::Bytes(_)) => return Err(bad()),
-        };
-        Ok(from_body.or(from_query))
+        match (self.body.get(name), self.query.get(name)) {
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(ApiError::invalid_params(format!(
+                "{name} is given both in the body and in the query string"
+            ))),
+            (None, Some(values)) => text(values).map(Some).ok_or_else(bad),
+            (Some(Field::Json(v)), None) => json(v).map(Some).ok_or_else(bad),
+            (Some(Field::Text(values)), None) => text(values).map(Some).ok_or_else(bad),
+            (Some(Field::Bytes(_)), None) => Err(bad()),
+        }
     }
 
     /// The encoded image bytes.
@@ -283,7 +310,7 @@ impl Fields {
     fn int(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
         let v = self.typed(
             name,
-            Value::as_u64,
+            json_u64,
             |t| one(t)?.parse::<u64>().ok(),
             || ApiError::invalid_params(format!("{name} must be an integer in {min}..={max}")),
         )?;
@@ -311,6 +338,25 @@ impl Fields {
             |t| one(t).map(str::to_owned),
             || ApiError::invalid_params(format!("{name} must be a string")),
         )
+    }
+
+    /// A text input (question, phrase, <loc_> region): not blank and at most
+    /// MAX_INPUT_CHARS characters as sent; returned trimmed.
+    pub fn text_input(&self, name: &str) -> Result<Option<String>, ApiError> {
+        let Some(t) = self.string(name)? else {
+            return Ok(None);
+        };
+        if blank(&t) {
+            return Err(ApiError::invalid_params(format!(
+                "{name} must not be blank"
+            )));
+        }
+        if t.chars().count() > MAX_INPUT_CHARS {
+            return Err(ApiError::invalid_params(format!(
+                "{name} is longer than {MAX_INPUT_CHARS} characters"
+            )));
+        }
+        Ok(Some(t.trim().to_owned()))
     }
 
     fn region(&self) -> Result<Option<[f64; 4]>, ApiError> {
@@ -372,6 +418,24 @@ impl Fields {
             seed,
         })
     }
+}
+
+/// A JSON integer. As in JSON Schema, a number with a zero fraction (`10.0`)
+/// is an integer; `10.5`, `"10"` and numbers past u64 (`2^64`) are not.
+fn json_u64(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    // u64::MAX as f64 rounds up to 2^64, which is already out of range.
+    (f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
+}
+
+/// Only white space: Unicode's, and the information separators U+001C-U+001F
+/// that Python (and so the schema's `[^\s]` pattern as clients check it) counts too.
+fn blank(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
 }
 
 /// The single value of a text field (a scalar given twice is refused).

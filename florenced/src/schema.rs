@@ -11,33 +11,34 @@ use utoipa::{IntoParams, IntoResponses, ToSchema};
 
 /// Declares a request type with the generation parameters every inference
 /// route takes after its own fields, for JSON/form bodies (`#[schema]`).
+/// In JSON, null is the same as absent (`nullable = true`); a form has no null.
 macro_rules! with_generation {
-    ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
+    (nullable = $null:literal; $(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$m])*
         #[allow(dead_code)]
         pub struct $name {
             $($body)*
             /// Maximum number of new tokens (at most the configured `max_tokens`).
-            #[schema(minimum = 1, maximum = 200, default = 100, nullable = false, example = 100)]
+            #[schema(minimum = 1, maximum = 200, default = 100, nullable = $null, example = 100)]
             pub max_length: Option<u32>,
             /// Minimum number of new tokens; at most `max_length`.
-            #[schema(minimum = 0, maximum = 200, default = 0, nullable = false)]
+            #[schema(minimum = 0, maximum = 200, default = 0, nullable = $null)]
             pub min_length: Option<u32>,
             /// 0 or absent: deterministic decoding; above 0: sampling at this temperature.
-            #[schema(minimum = 0.0, maximum = 2.0, default = 0.0, nullable = false)]
+            #[schema(minimum = 0.0, maximum = 2.0, default = 0.0, nullable = $null)]
             pub temperature: Option<f64>,
             /// Beam width (default: the model's generation_config.json).
-            #[schema(minimum = 1, maximum = 8, nullable = false)]
+            #[schema(minimum = 1, maximum = 8, nullable = $null)]
             pub num_beams: Option<u32>,
             /// Makes sampling reproducible (any unsigned 64-bit integer).
-            #[schema(minimum = 0, maximum = 18446744073709551615_u64, nullable = false)]
+            #[schema(minimum = 0, maximum = 18446744073709551615_u64, nullable = $null)]
             pub seed: Option<u64>,
         }
     };
 }
 
-/// The same generation parameters as query parameters (for raw image bodies;
-/// a value in the body wins over the query, both must be valid).
+/// The same generation parameters as query parameters, for raw image bodies
+/// only (a JSON or multipart body carries its fields itself).
 macro_rules! with_generation_query {
     ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$m])*
@@ -78,6 +79,7 @@ pub enum CaptionTask {
 }
 
 with_generation! {
+    nullable = true;
     /// A caption request (JSON).
     #[derive(ToSchema)]
     #[schema(example = json!({"image": PNG_1X1, "max_length": 20}))]
@@ -86,12 +88,13 @@ with_generation! {
         #[doc = "The image as a data URI or bare base64 of a JPEG, PNG, WebP or BMP file (at most max_image_bytes decoded)."]
         pub image: String,
         /// Which caption (default `caption`).
-        #[schema(inline, nullable = false)]
+        #[schema(inline, nullable)]
         pub task: Option<CaptionTask>,
     }
 }
 
 with_generation! {
+    nullable = false;
     /// A caption request (multipart/form-data): the image file and the parameters as text parts.
     #[derive(ToSchema)]
     pub struct CaptionForm {
@@ -114,6 +117,7 @@ with_generation_query! {
 }
 
 with_generation! {
+    nullable = true;
     /// A question about an image (JSON).
     #[derive(ToSchema)]
     #[schema(example = json!({"image": PNG_1X1, "question": "What color is the car?"}))]
@@ -129,6 +133,7 @@ with_generation! {
 }
 
 with_generation! {
+    nullable = false;
     /// A question about an image (multipart/form-data).
     #[derive(ToSchema)]
     pub struct VqaForm {
@@ -151,6 +156,7 @@ with_generation_query! {
 }
 
 with_generation! {
+    nullable = true;
     /// A task request (JSON). Region tasks take `region` or loc `text`; text tasks take `text`.
     #[derive(ToSchema)]
     #[schema(example = json!({"image": PNG_1X1}))]
@@ -161,15 +167,16 @@ with_generation! {
         /// Text tasks (grounding, segmentation, open-vocabulary detection, vqa): the
         /// phrase, at most 1024 characters. Region tasks: the region in Florence-2's
         /// notation `<loc_x1><loc_y1><loc_x2><loc_y2>` (bins 0-999) instead of `region`.
-        #[schema(min_length = 1, max_length = 1024, nullable = false)]
+        #[schema(min_length = 1, max_length = 1024, nullable)]
         pub text: Option<String>,
         /// Region tasks: `[x1, y1, x2, y2]` in image pixels, inside the image.
-        #[schema(min_items = 4, max_items = 4, nullable = false)]
+        #[schema(min_items = 4, max_items = 4, nullable)]
         pub region: Option<Vec<f64>>,
     }
 }
 
 with_generation! {
+    nullable = false;
     /// A task request (multipart/form-data); `region` is four repeated parts.
     #[derive(ToSchema)]
     pub struct TaskForm {

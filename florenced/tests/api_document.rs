@@ -270,25 +270,37 @@ fn schemathesis_finds_no_failure_against_the_real_daemon() {
     let d = Spawn::new().ready();
     let work = scratch("schemathesis");
     let image = root().join("tests/fixtures/images/scene_300x200.png");
+    let python = root().join("florenced/tests/python");
+    // Every check; examples bounded per operation; one client, as the daemon
+    // runs one inference at a time; a response may take up to the daemon's
+    // request timeout (30 s), the bound the service itself documents. The
+    // suppressed health checks are about generation speed (inference is slow
+    // next to a data generator), not about responses.
     let out = Command::new(venv_tool("st"))
+        .arg("--config-file")
+        .arg(python.join("schemathesis.toml"))
         .args([
             "run",
             &format!("http://{}/openapi.json", d.addr),
             "--checks",
             "all",
             "--max-examples",
-            "12",
+            "5",
             "--seed",
             "1",
             "--workers",
             "1",
             "--request-timeout",
             "60",
+            "--max-response-time",
+            "30",
             "--suppress-health-check",
             "all",
+            "--generation-database",
+            "none",
         ])
         .current_dir(&work)
-        .env("PYTHONPATH", root().join("florenced/tests/python"))
+        .env("PYTHONPATH", &python)
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("FLORENCED_TEST_IMAGE", &image)
         .env("FLORENCED_TEST_IMAGE_SIZE", "300x200")

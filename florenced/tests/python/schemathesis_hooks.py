@@ -64,12 +64,20 @@ def map_case(ctx, case):
             query["question" if case.operation.path == "/v1/vqa" else "text"] = "what is this?"
         if kind == "region" and not ({"text", "region"} & query.keys()):
             query["region"] = list(REGION)
+    if not raw:
+        query = {}
     _complete(body)
     _complete(query)
-    # The body's max_length wins over the query's, then the configured default.
-    max_length = body.get("max_length", query.get("max_length", DEFAULT_MAX_LENGTH))
+    # The max_length in force: the request's, or the configured default (form
+    # and query values may be text).
+    given = [f["max_length"] for f in (body, query) if f.get("max_length") is not None]
+    max_length = int(given[0]) if given else DEFAULT_MAX_LENGTH
     for fields in (body, query):
-        if isinstance(fields.get("min_length"), int):
-            fields["min_length"] = min(fields["min_length"], max_length)
-    case.query = query or case.query
+        if fields.get("min_length") is not None and int(fields["min_length"]) > max_length:
+            fields["min_length"] = type(fields["min_length"])(max_length)
+    case.query = query
+    # These edits keep every value of the schema's type and inside its bounds, so
+    # the case stays positive; schemathesis would otherwise revalidate the edited
+    # components and, as it cannot validate binary payloads, call them invalid.
+    case._record_starting_state()
     return case
