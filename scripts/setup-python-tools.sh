@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Python tools the HTTP tests drive (schemathesis, and
-# openapi-python-client for the generated-client test) into .venv/ from PyPI,
+# openapi-python-client for the generated-client test) into .test-venv/ from PyPI,
 # every package pinned in scripts/python-test-tools.txt. Called by setup.sh;
 # safe to run again: a venv installed from the same pin list is left alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/.venv"
+VENV="$ROOT/.test-venv"
 PINS="$ROOT/scripts/python-test-tools.txt"
 # The stamp holds the pin list the venv was installed from.
 STAMP="$VENV/.florence-pins"

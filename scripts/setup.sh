@@ -4,7 +4,7 @@
 #  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel into
 #    .ort/lib/ (nothing is downloaded from anywhere but the package registries),
 #  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
-#    into .venv/ (scripts/setup-python-tools.sh).
+#    into .test-venv/ (scripts/setup-python-tools.sh).
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 

@@ -10,9 +10,9 @@ use std::process::Command;
 use common::*;
 use serde_json::{Value, json};
 
-/// A tool installed by scripts/setup.sh into .venv/.
+/// A tool installed by scripts/setup.sh into .test-venv/.
 fn venv_tool(name: &str) -> PathBuf {
-    let p = root().join(".venv/bin").join(name);
+    let p = root().join(".test-venv/bin").join(name);
     assert!(
         p.exists(),
         "{} is missing: run scripts/setup.sh (it installs the pinned Python test tools)",
