@@ -6,6 +6,8 @@
 #  - promtool (the tests check florenced's /metrics with it), taken out of
 #    Debian's prometheus package into .tools/bin/ without installing the
 #    package, which would start a Prometheus server.
+#  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
+#    into .test-venv/ (scripts/setup-python-tools.sh).
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -34,6 +36,7 @@ APT_PACKAGES=(
   meson
   ninja-build
   systemd
+  python3-venv
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -134,3 +137,4 @@ install_promtool() {
 install_apt
 install_ort
 install_promtool
+bash "$ROOT/scripts/setup-python-tools.sh"

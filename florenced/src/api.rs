@@ -21,7 +21,11 @@ use tokio::sync::oneshot;
 use crate::config::{BackendChoice, Config};
 use crate::error::ApiError;
 use crate::metrics::{Gauges, Metrics};
-use crate::request::{Fields, read_body};
+use crate::request::{BodyKind, BodyLimits, Fields, read_body};
+use crate::schema::{
+    self, CaptionForm, CaptionQuery, CaptionRequest, CaptionResponse, InferenceErrors, RawImage,
+    TaskForm, TaskQuery, TaskRequest, TaskResponse, VqaForm, VqaQuery, VqaRequest, VqaResponse,
+};
 use crate::worker::{Answer, Health, Job, JobError, SubmitError, Workers};
 
 pub struct AppState {
@@ -269,6 +273,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
+        .merge(crate::docs::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
@@ -307,15 +312,109 @@ impl Drop for Active<'_> {
     }
 }
 
-async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/v1/caption",
+    operation_id = "caption",
+    tag = "inference",
+    summary = "Caption an image",
+    params(CaptionQuery),
+    request_body(
+        description = "The image and parameters as JSON, as a multipart form, or the raw image with the parameters in the query string",
+        content(
+            (CaptionRequest = "application/json"),
+            (CaptionForm = "multipart/form-data"),
+            (RawImage = "image/jpeg"),
+            (RawImage = "image/png"),
+            (RawImage = "image/webp"),
+            (RawImage = "image/bmp"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The caption", body = CaptionResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Response {
     respond(infer(&st, req, Route::Caption).await)
 }
 
-async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/v1/vqa",
+    operation_id = "vqa",
+    tag = "inference",
+    summary = "Answer a question about an image",
+    params(VqaQuery),
+    request_body(
+        description = "The image and parameters as JSON, as a multipart form, or the raw image with the parameters in the query string",
+        content(
+            (VqaRequest = "application/json"),
+            (VqaForm = "multipart/form-data"),
+            (RawImage = "image/jpeg"),
+            (RawImage = "image/png"),
+            (RawImage = "image/webp"),
+            (RawImage = "image/bmp"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The answer", body = VqaResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Response {
     respond(infer(&st, req, Route::Vqa).await)
 }
 
-async fn task(State(st): State<Arc<AppState>>, Path(name): Path<String>, req: Request) -> Response {
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{task}",
+    operation_id = "task",
+    tag = "inference",
+    summary = "Run a Florence-2 task",
+    params(TaskQuery, ("task" = String, Path, description = "The task")),
+    request_body(
+        description = "The image and parameters as JSON, as a multipart form, or the raw image with the parameters in the query string",
+        content(
+            (TaskRequest = "application/json"),
+            (TaskForm = "multipart/form-data"),
+            (RawImage = "image/jpeg"),
+            (RawImage = "image/png"),
+            (RawImage = "image/webp"),
+            (RawImage = "image/bmp"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The task's result", body = TaskResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn task(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
     match name.parse::<Task>() {
         Ok(t) => respond(infer(&st, req, Route::Task(t)).await),
         Err(e) => ApiError::invalid_params(e.to_string()).into_response(),
@@ -350,8 +449,10 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         .get::<RequestId>()
         .map_or_else(String::new, |r| r.0.clone());
     let (parts, body) = req.into_parts();
-    let bytes = read_body(body, config.max_image_bytes).await?;
-    let fields = Fields::parse(&parts.headers, parts.uri.query(), bytes).await?;
+    let kind = BodyKind::of(&parts.headers)?;
+    let limits = BodyLimits::new(config.max_image_bytes);
+    let bytes = read_body(&parts.headers, body, kind, &limits).await?;
+    let fields = Fields::parse(&parts.headers, parts.uri.query(), kind, bytes).await?;
 
     let (task, text) = match route {
         Route::Caption => {
@@ -372,22 +473,19 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
                 return Err(ApiError::vqa_not_configured());
             }
             let q = fields
-                .string("question")?
-                .map(|q| q.trim().to_owned())
-                .filter(|q| !q.is_empty())
+                .text_input("question")?
                 .ok_or_else(|| ApiError::invalid_params("question is required and non-empty"))?;
-            if q.chars().count() > 1024 {
-                return Err(ApiError::invalid_params(
-                    "question is longer than 1024 characters",
-                ));
-            }
             (Task::Vqa, Some(q))
         }
         Route::Task(t) => {
             if t == Task::Vqa && !workers.vqa_supported {
                 return Err(ApiError::vqa_not_configured());
             }
-            (t, fields.string("text")?.or(fields.string("question")?))
+            let text = match fields.text_input("text")? {
+                Some(t) => Some(t),
+                None => fields.text_input("question")?,
+            };
+            (t, text)
         }
     };
     let mut params = fields.params(task.token(), config)?;
@@ -398,12 +496,7 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
     let image_bytes = fields.image()?;
     drop(fields);
     let n_bytes = image_bytes.len();
-    if n_bytes > config.max_image_bytes {
-        return Err(ApiError::too_large(format!(
-            "image is {n_bytes} bytes; the limit is {}",
-            config.max_image_bytes
-        )));
-    }
+    limits.check_image(n_bytes)?;
     let limits = ImageLimits {
         max_width: config.limits.max_width,
         max_height: config.limits.max_height,
@@ -461,25 +554,38 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         Ok(Ok(Ok(a))) => a,
     };
 
-    let mut body = json!({
-        "inference_time_ms": answer.inference_ms.round() as u64,
-        "model": "florence-2",
-        "token_count": answer.token_count,
-        "model_variant": workers.model_variant,
-        "backend": workers.backend,
-        "task": answer.task,
-        "image_size": answer.image_size,
-        "queue_time_ms": (answer.queue_ms * 10.0).round() / 10.0,
-    });
-    match route {
-        Route::Caption => body["caption"] = answer.text.clone().into(),
-        Route::Vqa => body["answer"] = answer.text.clone().into(),
-        Route::Task(_) => {
-            body["text"] = answer.text.clone().into();
-            body["result"] = json!({ answer.task.clone(): answer.result });
-        }
+    let inference_time_ms = answer.inference_ms.round() as u64;
+    let queue_time_ms = (answer.queue_ms * 10.0).round() / 10.0;
+    // One macro fills the fields every answer has, so the three shapes cannot differ.
+    macro_rules! answer_body {
+        ($ty:ident { $($field:ident: $value:expr),* }) => {
+            axum::Json($ty {
+                $($field: $value,)*
+                inference_time_ms,
+                model: "florence-2",
+                token_count: answer.token_count,
+                model_variant: workers.model_variant.clone(),
+                backend: workers.backend.to_owned(),
+                task: answer.task.clone(),
+                image_size: answer.image_size,
+                queue_time_ms,
+            })
+            .into_response()
+        };
     }
-    let mut resp = (StatusCode::OK, axum::Json(body)).into_response();
+    let body = match route {
+        Route::Caption => answer_body!(CaptionResponse {
+            caption: answer.text.clone()
+        }),
+        Route::Vqa => answer_body!(VqaResponse {
+            answer: answer.text.clone()
+        }),
+        Route::Task(_) => answer_body!(TaskResponse {
+            text: answer.text.clone(),
+            result: json!({ answer.task.clone(): answer.result })
+        }),
+    };
+    let mut resp = body;
     let h = resp.headers_mut();
     for (name, v) in [
         ("x-queue-time", answer.queue_ms),
@@ -503,7 +609,18 @@ fn cpu_temperature_c() -> Option<f64> {
     Some((milli / 100.0).round() / 10.0)
 }
 
-async fn health(State(st): State<Arc<AppState>>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "service",
+    summary = "Service health",
+    responses(
+        (status = 200, description = "Ready to serve", body = schema::Health),
+        (status = 503, description = "Loading, failed or shutting down (`error` says why)", body = schema::Health),
+    )
+)]
+pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     let w = st.workers.get();
     let failed = st
         .load_error
@@ -518,46 +635,53 @@ async fn health(State(st): State<Arc<AppState>>) -> Response {
         w.map_or(Health::Loading, |w| w.health())
     };
     let hailo = st.config.backend == BackendChoice::Hailo;
-    let mut body = json!({
-        "status": if state == Health::Ready { "healthy" } else { "unhealthy" },
-        "model_loaded": state == Health::Ready,
-        "uptime_seconds": st.metrics.uptime().as_secs(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "hailo_device": match (hailo, &state) {
-            (false, _) => "not_used",
-            (true, Health::Ready) => "connected",
-            (true, _) => "disconnected",
+    let (status, error) = match &state {
+        Health::Ready => (StatusCode::OK, None),
+        Health::Loading => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the model is loading".to_owned()),
+        ),
+        Health::Stopping => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the service is shutting down".to_owned()),
+        ),
+        Health::Failed(reason) => (StatusCode::SERVICE_UNAVAILABLE, Some(reason.clone())),
+    };
+    let body = schema::Health {
+        status: if state == Health::Ready {
+            schema::HealthStatus::Healthy
+        } else {
+            schema::HealthStatus::Unhealthy
         },
-        "backend": if hailo { "hailo" } else { "onnx-cpu" },
-        "model_variant": w.map(|w| w.model_variant.clone()),
-        "queue_depth": st.gauges().queue_depth,
-    });
-    if let Some(t) = cpu_temperature_c() {
-        body["cpu_temperature_c"] = t.into();
-    }
-    let status = match &state {
-        Health::Ready => StatusCode::OK,
-        Health::Loading => {
-            body["error"] = "the model is loading".into();
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Health::Stopping => {
-            body["error"] = "the service is shutting down".into();
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-        Health::Failed(reason) => {
-            body["error"] = reason.clone().into();
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        model_loaded: state == Health::Ready,
+        uptime_seconds: st.metrics.uptime().as_secs(),
+        version: env!("CARGO_PKG_VERSION"),
+        hailo_device: match (hailo, &state) {
+            (false, _) => schema::HailoDevice::NotUsed,
+            (true, Health::Ready) => schema::HailoDevice::Connected,
+            (true, _) => schema::HailoDevice::Disconnected,
+        },
+        backend: if hailo { "hailo" } else { "onnx-cpu" },
+        model_variant: w.map(|w| w.model_variant.clone()),
+        queue_depth: st.gauges().queue_depth,
+        cpu_temperature_c: cpu_temperature_c(),
+        error,
     };
     (status, axum::Json(body)).into_response()
 }
 
-fn wants_prometheus(headers: &HeaderMap, query: Option<&str>) -> bool {
+/// Prometheus text or JSON: `format` decides, else Accept; an unknown format is 422.
+fn wants_prometheus(headers: &HeaderMap, query: Option<&str>) -> Result<bool, ApiError> {
     if let Some(q) = query {
         for (k, v) in form_urlencoded::parse(q.as_bytes()) {
             if k == "format" {
-                return v.eq_ignore_ascii_case("prometheus");
+                return match &*v {
+                    "prometheus" => Ok(true),
+                    "json" => Ok(false),
+                    _ => Err(ApiError::invalid_params(
+                        "format must be json or prometheus",
+                    )),
+                };
             }
         }
     }
@@ -566,12 +690,31 @@ fn wants_prometheus(headers: &HeaderMap, query: Option<&str>) -> bool {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    accept.contains("text/plain") || accept.contains("application/openmetrics-text")
+    Ok(accept.contains("text/plain") || accept.contains("application/openmetrics-text"))
 }
 
-async fn metrics(State(st): State<Arc<AppState>>, req: Request) -> Response {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "service",
+    summary = "Metrics: JSON, or Prometheus text for Accept: text/plain (or application/openmetrics-text) or ?format=prometheus",
+    params(schema::MetricsQuery),
+    responses(
+        (status = 200, description = "The metrics", content(
+            (schema::MetricsSummary = "application/json"),
+            (String = "text/plain"),
+        )),
+        (status = 422, description = "`invalid_parameters`: an unknown format", body = schema::Error),
+    )
+)]
+pub(crate) async fn metrics(State(st): State<Arc<AppState>>, req: Request) -> Response {
     let g = st.gauges();
-    if wants_prometheus(req.headers(), req.uri().query()) {
+    let prometheus = match wants_prometheus(req.headers(), req.uri().query()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if prometheus {
         (
             [(
                 header::CONTENT_TYPE,
@@ -585,7 +728,15 @@ async fn metrics(State(st): State<Arc<AppState>>, req: Request) -> Response {
     }
 }
 
-async fn openapi(State(st): State<Arc<AppState>>) -> Response {
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "service",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI document", body = Object))
+)]
+pub(crate) async fn openapi(State(st): State<Arc<AppState>>) -> Response {
     axum::Json(crate::openapi::document(&st.config)).into_response()
 }
 

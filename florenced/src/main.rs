@@ -9,12 +9,14 @@
 
 mod api;
 mod config;
+mod docs;
 mod error;
 mod gst_log;
 mod logging;
 mod metrics;
 mod openapi;
 mod request;
+mod schema;
 mod serve;
 mod worker;
 

@@ -1,135 +1,342 @@
-//! The OpenAPI 3.1 document served at /openapi.json.
+//! The OpenAPI 3.1 document served at /openapi.json, derived from the
+//! handlers' `#[utoipa::path]` attributes and the types of schema.rs, then
+//! completed in one place (`document`) with what only the running daemon
+//! knows: the configured token bounds, whether an API key is required, and one
+//! operation per Florence-2 task (each with the inputs that task takes).
 
-use gstflorence::engine::task::Task;
+use gstflorence::engine::task::{InputKind, Task};
 use serde_json::{Value, json};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
 use crate::config::Config;
+use crate::schema;
 
-fn error_responses(codes: &[&str]) -> Value {
-    let mut out = serde_json::Map::new();
-    for c in codes {
-        out.insert(
-            (*c).to_owned(),
-            json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "florenced",
+        description = "Florence-2 captioning, visual question answering and vision tasks; \
+            a drop-in replacement for hailo-florence. Every error has the `Error` shape. \
+            Inference routes take a JSON body, a multipart/form-data body, or a raw image body \
+            (image/jpeg, image/png, image/webp, image/bmp) with the parameters in the query string.",
+    ),
+    paths(
+        crate::api::caption,
+        crate::api::vqa,
+        crate::api::task,
+        crate::api::health,
+        crate::api::metrics,
+        crate::api::openapi,
+        crate::docs::docs_page,
+    ),
+    components(schemas(schema::Error, schema::ErrorCode)),
+    modifiers(&SecuritySchemes),
+    tags(
+        (name = "inference", description = "Run the model on an image"),
+        (name = "service", description = "Health, metrics and this document"),
+    )
+)]
+struct ApiDoc;
+
+/// The two ways to present the API key (`api_key` in the configuration).
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "The configured api_key (only checked when one is configured)",
+            ))),
+        );
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "Authorization: Bearer <api_key> (only checked when one is configured)",
+                    ))
+                    .build(),
+            ),
         );
     }
-    Value::Object(out)
 }
 
-fn inference_op(summary: &str, request: &str, response: &str) -> Value {
-    let mut responses = error_responses(&[
-        "400", "401", "413", "422", "429", "500", "501", "503", "504",
-    ]);
-    responses["200"] = json!({
-        "description": "result",
-        "headers": {
-            "x-queue-time": {"schema": {"type": "integer"}, "description": "ms waiting for the model"},
-            "x-inference-time": {"schema": {"type": "integer"}, "description": "ms of model time"},
-            "x-request-id": {"schema": {"type": "string"}}
-        },
-        "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{response}")}}}
-    });
-    json!({
-        "summary": summary,
-        "requestBody": {
-            "required": true,
-            "content": {
-                "application/json": {"schema": {"$ref": format!("#/components/schemas/{request}")}},
-                "multipart/form-data": {"schema": {"type": "object", "properties": {
-                    "image": {"type": "string", "format": "binary"},
-                    "file": {"type": "string", "format": "binary"}
-                }}},
-                "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-                "image/png": {"schema": {"type": "string", "format": "binary"}},
-                "image/webp": {"schema": {"type": "string", "format": "binary"}}
-            }
-        },
-        "responses": responses
-    })
-}
+/// The path the task handler is documented at, expanded into one path per task.
+const TASK_PATH: &str = "/v1/tasks/{task}";
 
+/// The document for this configuration.
 pub fn document(config: &Config) -> Value {
-    let params = json!({
-        "image": {"type": "string", "description": "data URI (data:image/jpeg;base64,...) or bare base64 of a JPEG, PNG, WebP or BMP image"},
-        "max_length": {"type": "integer", "minimum": 1, "maximum": config.max_tokens, "default": config.max_length, "description": "maximum new tokens"},
-        "min_length": {"type": "integer", "minimum": 0, "default": config.min_length},
-        "temperature": {"type": "number", "minimum": 0.0, "maximum": 2.0, "default": config.temperature, "description": "0: deterministic; > 0: sampling"},
-        "num_beams": {"type": "integer", "minimum": 1, "maximum": 8},
-        "seed": {"type": "integer", "minimum": 0, "description": "makes sampling reproducible"}
-    });
-    let with = |extra: Value, required: &[&str]| {
-        let mut p = params.clone();
-        if let (Some(p), Some(e)) = (p.as_object_mut(), extra.as_object()) {
-            p.extend(e.clone());
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
+    expand_tasks(&mut doc);
+    form_part_names(&mut doc);
+    raw_body_parameters(&mut doc);
+    apply_config(&mut doc, config);
+    doc
+}
+
+/// Visits every schema object below `v` (components, request bodies, parameters).
+fn each_object(v: &mut Value, f: &mut impl FnMut(&mut serde_json::Map<String, Value>)) {
+    match v {
+        Value::Object(o) => {
+            f(o);
+            for (_, child) in o.iter_mut() {
+                each_object(child, f);
+            }
         }
-        json!({"type": "object", "required": required, "properties": p})
-    };
-    let common_out = json!({
-        "inference_time_ms": {"type": "integer"},
-        "model": {"type": "string", "const": "florence-2"},
-        "token_count": {"type": "integer"},
-        "model_variant": {"type": "string"},
-        "backend": {"type": "string", "enum": ["onnx-cpu", "hailo"]},
-        "task": {"type": "string"},
-        "image_size": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2},
-        "queue_time_ms": {"type": "number"}
-    });
-    let out = |name: &str, schema: Value| {
-        let mut p = common_out.clone();
-        if let Some(p) = p.as_object_mut() {
-            p.insert(name.to_owned(), schema);
+        Value::Array(a) => a.iter_mut().for_each(|c| each_object(c, f)),
+        _ => {}
+    }
+}
+
+/// Token bounds and defaults from the configuration; security from whether a key is set.
+fn apply_config(doc: &mut Value, config: &Config) {
+    each_object(doc, &mut |o| {
+        let Some(Value::Object(props)) = o.get_mut("properties") else {
+            // A query parameter: {"name": ..., "schema": {...}}.
+            let name = o.get("name").and_then(Value::as_str).map(str::to_owned);
+            if let (Some(name), Some(Value::Object(s))) = (name, o.get_mut("schema")) {
+                bound(&name, s, config);
+            }
+            return;
+        };
+        for (name, p) in props.iter_mut() {
+            if let Value::Object(s) = p {
+                bound(name, s, config);
+            }
         }
-        json!({"type": "object", "properties": p})
+    });
+    fn bound(name: &str, s: &mut serde_json::Map<String, Value>, config: &Config) {
+        match name {
+            "max_length" => {
+                s.insert("maximum".into(), config.max_tokens.into());
+                if s.contains_key("default") {
+                    s.insert("default".into(), config.max_length.into());
+                }
+                if s.contains_key("example") {
+                    s.insert("example".into(), config.max_length.min(20).into());
+                }
+            }
+            "min_length" => {
+                s.insert("maximum".into(), config.max_tokens.into());
+                if s.contains_key("default") {
+                    s.insert("default".into(), config.min_length.into());
+                }
+            }
+            // Any u64: a 64-bit format would tell generators the signed range.
+            "seed" => {
+                s.remove("format");
+            }
+            _ => {}
+        }
+    }
+    // Without a configured key the API is open: an empty requirement makes the schemes optional.
+    let protect_health = config.api_key.is_some() && config.api_key_protects_health;
+    let open = config.api_key.is_none();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            let Value::Object(item) = item else { continue };
+            for (_, op) in item.iter_mut() {
+                let Some(op) = op.as_object_mut() else {
+                    continue;
+                };
+                let inference = path.starts_with("/v1/");
+                let health = path == "/health" || path == "/metrics";
+                if inference || (health && protect_health) {
+                    let mut reqs = vec![json!({"api_key": []}), json!({"bearer": []})];
+                    if open {
+                        reqs.push(json!({}));
+                    }
+                    op.insert("security".into(), Value::Array(reqs));
+                } else {
+                    op.remove("security");
+                }
+            }
+        }
+    }
+}
+
+/// The query parameters of an inference route are a raw image body's fields.
+fn raw_body_parameters(doc: &mut Value) {
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
     };
-    let task_names: Vec<&str> = Task::ALL.iter().map(|t| t.name()).collect();
-    let mut task_op = inference_op("Run any Florence-2 task", "TaskRequest", "TaskResponse");
-    task_op["parameters"] = json!([{"name": "task", "in": "path", "required": true, "schema": {"type": "string", "enum": task_names}}]);
-    json!({
-        "openapi": "3.1.0",
-        "info": {
-            "title": "florenced",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "Florence-2 captioning, VQA and vision tasks; drop-in for hailo-florence"
-        },
-        "paths": {
-            "/v1/caption": {"post": inference_op("Caption an image", "CaptionRequest", "CaptionResponse")},
-            "/v1/vqa": {"post": inference_op("Answer a question about an image", "VqaRequest", "VqaResponse")},
-            "/v1/tasks/{task}": {"post": task_op},
-            "/health": {"get": {"summary": "Service health", "responses": {
-                "200": {"description": "healthy", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
-                "503": {"description": "loading, failed or shutting down", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
-            }}},
-            "/metrics": {"get": {"summary": "Metrics: JSON, or Prometheus text for Accept: text/plain or ?format=prometheus",
-                "parameters": [{"name": "format", "in": "query", "schema": {"type": "string", "enum": ["json", "prometheus"]}}],
-                "responses": {"200": {"description": "metrics", "content": {
-                    "application/json": {"schema": {"type": "object"}},
-                    "text/plain": {"schema": {"type": "string"}}
-                }}}}},
-            "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI document"}}}}
-        },
-        "components": {"schemas": {
-            "CaptionRequest": with(json!({"task": {"type": "string", "enum": ["caption", "detailed_caption", "more_detailed_caption"], "default": "caption"}}), &["image"]),
-            "VqaRequest": with(json!({"question": {"type": "string", "minLength": 1, "maxLength": 1024}}), &["image", "question"]),
-            "TaskRequest": with(json!({
-                "text": {"type": "string", "description": "input of grounding / segmentation / open-vocabulary tasks"},
-                "region": {"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4, "description": "[x1, y1, x2, y2] in image pixels, for region_to_* tasks"}
-            }), &["image"]),
-            "CaptionResponse": out("caption", json!({"type": "string"})),
-            "VqaResponse": out("answer", json!({"type": "string"})),
-            "TaskResponse": out("result", json!({"type": "object", "description": "post_process_generation's result keyed by the task token"})),
-            "Health": {"type": "object", "properties": {
-                "status": {"type": "string", "enum": ["healthy", "unhealthy", "degraded"]},
-                "model_loaded": {"type": "boolean"},
-                "uptime_seconds": {"type": "integer"},
-                "version": {"type": "string"},
-                "hailo_device": {"type": "string", "enum": ["connected", "disconnected", "not_used"]},
-                "error": {"type": "string"}
-            }},
-            "Error": {"type": "object", "required": ["error", "message", "status"], "properties": {
-                "error": {"type": "string", "enum": ["invalid_image_format", "image_too_large", "invalid_parameters", "unauthorized", "rate_limited", "inference_failed", "vqa_not_configured", "model_not_ready", "device_error", "overloaded", "timeout", "not_found", "method_not_allowed"]},
-                "message": {"type": "string"},
-                "status": {"type": "integer"}
-            }}
-        }}
-    })
+    for (path, item) in paths.iter_mut() {
+        if !path.starts_with("/v1/") {
+            continue;
+        }
+        if let Some(Value::Array(params)) = item.pointer_mut("/post/parameters") {
+            for p in params.iter_mut().filter(|p| p["in"] == "query") {
+                let d = p["description"].as_str().unwrap_or_default();
+                p["description"] = format!(
+                    "Only with a raw image body (a JSON or multipart body carries its fields). {d}"
+                )
+                .into();
+            }
+        }
+    }
+}
+
+/// Other parts of a form are ignored, but a part's name must fit in its
+/// header: control characters (other than tab) make the body unparseable.
+fn form_part_names(doc: &mut Value) {
+    if let Some(Value::Object(schemas)) = doc["components"].get_mut("schemas") {
+        for (name, schema) in schemas.iter_mut() {
+            if name.ends_with("Form") {
+                schema["propertyNames"] = json!({"pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"});
+            }
+        }
+    }
+}
+
+/// Replaces the generic task path with one operation per task, each taking
+/// exactly the input its task needs (so a client knows which fields to send),
+/// with request schemas derived from the generic ones for each input kind.
+fn expand_tasks(doc: &mut Value) {
+    for generic in ["TaskRequest", "TaskForm"] {
+        let Some(base) = doc["components"]["schemas"].get(generic).cloned() else {
+            continue;
+        };
+        for kind in [InputKind::None, InputKind::Text, InputKind::Region] {
+            let (name, schema) = kind_schema(generic, &base, kind);
+            doc["components"]["schemas"][name] = schema;
+        }
+    }
+    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
+        return;
+    };
+    let Some(generic) = paths.remove(TASK_PATH) else {
+        return;
+    };
+    for task in Task::ALL {
+        let mut item = generic.clone();
+        if let Some(Value::Object(op)) = item.get_mut("post") {
+            specialise(op, task);
+        }
+        paths.insert(format!("/v1/tasks/{}", task.name()), item);
+    }
+}
+
+/// Text that is not blank (a phrase of spaces is refused).
+const NOT_BLANK: &str = r"[^\s]";
+/// Florence-2's region notation: four location bins 0-999.
+const LOC_REGION: &str = "^(<loc_([0-9]|[1-9][0-9]|[1-9][0-9][0-9])>){4}$";
+
+fn kind_name(generic: &str, kind: InputKind) -> String {
+    match kind {
+        InputKind::None => generic.to_owned(),
+        InputKind::Text => format!("Text{generic}"),
+        InputKind::Region => format!("Region{generic}"),
+    }
+}
+
+/// The schema of a task body for tasks of one input kind.
+fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) {
+    let mut s = base.clone();
+    let required = |s: &mut Value, field: &str| {
+        if let Some(Value::Array(r)) = s.get_mut("required") {
+            r.push(field.into());
+        }
+    };
+    if let Some(Value::Object(props)) = s.get_mut("properties") {
+        match kind {
+            InputKind::None => {
+                props.remove("text");
+                props.remove("region");
+            }
+            InputKind::Text => {
+                props.remove("region");
+                // Required, so never null.
+                props["text"]["type"] = "string".into();
+                props["text"]["pattern"] = NOT_BLANK.into();
+                props["text"]["description"] =
+                    "The phrase or question: not blank, at most 1024 characters.".into();
+            }
+            InputKind::Region => {
+                // One of the two is required, so neither may be null.
+                props["region"]["type"] = "array".into();
+                props["text"] = json!({
+                    "type": "string",
+                    "pattern": LOC_REGION,
+                    "description": "The region in Florence-2's notation <loc_x1><loc_y1><loc_x2><loc_y2> \
+                        (bins 0-999 of the image's width and height), instead of `region`."
+                });
+            }
+        }
+    }
+    match kind {
+        InputKind::None => {
+            s["description"] = "A task that takes no input besides the image.".into();
+        }
+        InputKind::Text => {
+            required(&mut s, "text");
+            s["description"] = "A task that takes a text input.".into();
+        }
+        InputKind::Region => {
+            s["oneOf"] = json!([{"required": ["region"]}, {"required": ["text"]}]);
+            s["description"] =
+                "A task that takes a region: `region` (pixels) or `text` (<loc_> notation), not both.".into();
+        }
+    }
+    if let Some(Value::Object(ex)) = s.get_mut("example") {
+        ex.remove("text");
+        ex.remove("region");
+        match kind {
+            InputKind::None => {}
+            InputKind::Text => {
+                ex.insert("text".into(), "a green car".into());
+            }
+            InputKind::Region => {
+                ex.insert("region".into(), json!([0, 0, 1, 1]));
+            }
+        }
+    }
+    (kind_name(generic, kind), s)
+}
+
+fn specialise(op: &mut serde_json::Map<String, Value>, task: Task) {
+    let name = task.name();
+    let kind = task.input();
+    op.insert("operationId".into(), format!("task_{name}").into());
+    op.insert(
+        "summary".into(),
+        format!("Run the {name} task ({})", task.token()).into(),
+    );
+    if let Some(Value::Array(params)) = op.get_mut("parameters") {
+        // The path parameter is now part of the path.
+        params.retain(|p| p["in"] != "path");
+        params.retain(|p| match kind {
+            InputKind::None => p["name"] != "text" && p["name"] != "region",
+            InputKind::Text => p["name"] != "region",
+            InputKind::Region => true,
+        });
+        for p in params.iter_mut() {
+            if p["name"] == "text" {
+                p["schema"]["pattern"] = match kind {
+                    InputKind::Region => LOC_REGION,
+                    _ => NOT_BLANK,
+                }
+                .into();
+            }
+        }
+    }
+    if let Some(Value::Object(content)) =
+        op.get_mut("requestBody").and_then(|b| b.get_mut("content"))
+    {
+        for (_, body) in content.iter_mut() {
+            let Some(reference) = body["schema"]["$ref"].as_str().map(str::to_owned) else {
+                continue; // a raw image body: the inputs are query parameters
+            };
+            for generic in ["TaskRequest", "TaskForm"] {
+                if reference.ends_with(&format!("/{generic}")) {
+                    body["schema"]["$ref"] =
+                        format!("#/components/schemas/{}", kind_name(generic, kind)).into();
+                }
+            }
+        }
+    }
 }

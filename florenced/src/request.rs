@@ -1,6 +1,15 @@
 //! Turning an HTTP request into an image and validated parameters: JSON
 //! (data URI or bare base64), multipart/form-data, or a raw image body with
 //! the parameters in the query string.
+//!
+//! One parser for every body kind, strict in the same way: a JSON value must
+//! have the schema's JSON type (`"10"` is not an integer; `10.0` is one, as in
+//! JSON Schema; a region is an array of four numbers; null is the same as
+//! absent); multipart text parts and query parameters are text by nature and
+//! are parsed as the schema's type (`10`, not `10.0`; a region is four
+//! repeated values, as OpenAPI's form style sends an array). The query string
+//! carries the fields of a raw image body only. Unknown fields are ignored (the
+//! contract).
 
 use std::collections::BTreeMap;
 
@@ -10,32 +19,160 @@ use axum::http::{HeaderMap, Request, header};
 use base64::Engine as _;
 use serde_json::Value;
 
+use gstflorence::engine::task::MAX_INPUT_CHARS;
+
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::worker::Params;
 
-/// One request field as it arrived.
+/// The fields an inference request may carry.
+const FIELD_NAMES: [&str; 11] = [
+    "image",
+    "task",
+    "question",
+    "text",
+    "region",
+    "max_length",
+    "min_length",
+    "temperature",
+    "num_beams",
+    "seed",
+    "file",
+];
+
+/// One request field as it arrived in the body.
 #[derive(Debug, Clone)]
 pub enum Field {
     Json(Value),
-    Text(String),
+    /// Multipart text parts of this name, in order.
+    Text(Vec<String>),
     Bytes(Vec<u8>),
 }
 
 #[derive(Debug, Default)]
 pub struct Fields {
-    map: BTreeMap<String, Field>,
+    body: BTreeMap<String, Field>,
+    /// Query parameters, each with every value it was given.
+    query: BTreeMap<String, Vec<String>>,
 }
 
-/// Reads the whole body, refusing more than `limit` bytes with 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+/// What kind of body a request carries, from its Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    Json,
+    Multipart,
+    RawImage,
+}
+
+impl BodyKind {
+    /// JSON only with a JSON media type: a browser may send `text/plain` or a
+    /// form type cross-origin without asking, so those are refused.
+    pub fn of(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
+        let ct = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if essence == "application/json" || essence.ends_with("+json") {
+            Ok(BodyKind::Json)
+        } else if essence == "multipart/form-data" {
+            Ok(BodyKind::Multipart)
+        } else if essence.starts_with("image/") {
+            Ok(BodyKind::RawImage)
+        } else {
+            let got = if essence.is_empty() {
+                "no Content-Type".to_owned()
+            } else {
+                format!("Content-Type {essence:?}")
+            };
+            Err(ApiError::invalid_params(format!(
+                "{got}: send JSON as Content-Type: application/json, a form as \
+                 multipart/form-data, or an image/* body (image/jpeg, image/png, image/webp, image/bmp)"
+            )))
+        }
+    }
+}
+
+/// The size limits of a request, derived from `max_image_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// Decoded image bytes (`max_image_bytes`); also the raw body limit.
+    pub image: usize,
+    /// A JSON or multipart body: the image as base64 plus room for the other fields.
+    pub encoded: usize,
+}
+
+/// Room for the fields next to the image in a JSON or multipart body.
+const FIELDS_ROOM: usize = 64 * 1024;
+
+impl BodyLimits {
+    pub fn new(max_image_bytes: usize) -> BodyLimits {
+        BodyLimits {
+            image: max_image_bytes,
+            encoded: max_image_bytes
+                .div_ceil(3)
+                .saturating_mul(4)
+                .saturating_add(FIELDS_ROOM),
+        }
+    }
+
+    fn body(&self, kind: BodyKind) -> usize {
+        match kind {
+            BodyKind::RawImage => self.image,
+            BodyKind::Json | BodyKind::Multipart => self.encoded,
+        }
+    }
+
+    fn body_too_large(&self, kind: BodyKind, size: Option<u64>) -> ApiError {
+        let size = size.map_or_else(|| "larger than".to_owned(), |n| format!("{n} bytes; over"));
+        ApiError::too_large(match kind {
+            BodyKind::RawImage => format!(
+                "request body is {size} the raw image limit of {} bytes (max_image_bytes)",
+                self.image
+            ),
+            _ => format!(
+                "request body is {size} the body limit of {} bytes (an image of max_image_bytes = {} as base64, plus {} bytes for the other fields)",
+                self.encoded, self.image, FIELDS_ROOM
+            ),
+        })
+    }
+
+    /// The decoded image against `max_image_bytes`.
+    pub fn check_image(&self, n: usize) -> Result<(), ApiError> {
+        if n > self.image {
+            return Err(ApiError::too_large(format!(
+                "image is {n} bytes; over the image limit of {} bytes (max_image_bytes)",
+                self.image
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Reads the whole body within the limit for its kind. An over-limit
+/// Content-Length is refused from the header, before any of the body is read
+/// (so `Expect: 100-continue` gets no `100 Continue`).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    kind: BodyKind,
+    limits: &BodyLimits,
+) -> Result<axum::body::Bytes, ApiError> {
+    let limit = limits.body(kind);
+    if let Some(n) = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        && n > limit as u64
+    {
+        return Err(limits.body_too_large(kind, Some(n)));
+    }
     axum::body::to_bytes(body, limit).await.map_err(|e| {
         let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
         while let Some(s) = source {
             if s.is::<http_body_util::LengthLimitError>() {
-                return ApiError::too_large(format!(
-                    "request body is larger than the limit of {limit} bytes"
-                ));
+                return limits.body_too_large(kind, None);
             }
             source = s.source();
         }
@@ -43,185 +180,202 @@ pub async fn read_body(body: Body, limit: usize) -> Result<axum::body::Bytes, Ap
     })
 }
 
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase()
+fn not_utf8(name: &str) -> ApiError {
+    ApiError::invalid_params(format!("field \"{name}\" is not valid UTF-8"))
 }
 
 impl Fields {
-    /// Parses a request body of any accepted content type; `query` is the raw query string.
+    /// Parses a body of the given kind; `query` is the raw query string.
     pub async fn parse(
         headers: &HeaderMap,
         query: Option<&str>,
+        kind: BodyKind,
         body: axum::body::Bytes,
     ) -> Result<Fields, ApiError> {
-        let ct = content_type(headers);
         let mut fields = Fields::default();
-        if ct.starts_with("multipart/form-data") {
-            let mut req = Request::new(Body::from(body));
-            *req.headers_mut() = headers.clone();
-            let mut mp = Multipart::from_request(req, &())
-                .await
-                .map_err(|e| ApiError::invalid_params(format!("bad multipart body: {e}")))?;
-            loop {
-                let field = mp
-                    .next_field()
+        match kind {
+            BodyKind::Multipart => {
+                let mut req = Request::new(Body::from(body));
+                *req.headers_mut() = headers.clone();
+                let mut mp = Multipart::from_request(req, &())
                     .await
                     .map_err(|e| ApiError::invalid_params(format!("bad multipart body: {e}")))?;
-                let Some(field) = field else { break };
-                let name = field.name().unwrap_or_default().to_owned();
-                let is_file = field.file_name().is_some() || name == "image" || name == "file";
-                let data = field
-                    .bytes()
+                while let Some(field) = mp
+                    .next_field()
                     .await
-                    .map_err(|e| ApiError::invalid_params(format!("bad multipart part: {e}")))?;
-                let value = if is_file {
-                    Field::Bytes(data.to_vec())
-                } else {
-                    Field::Text(String::from_utf8_lossy(&data).into_owned())
-                };
-                let key = if name == "file" { "image".into() } else { name };
-                fields.map.insert(key, value);
-            }
-        } else if ct.starts_with("image/") {
-            fields
-                .map
-                .insert("image".into(), Field::Bytes(body.to_vec()));
-        } else if ct.starts_with("application/x-www-form-urlencoded")
-            && !body.trim_ascii_start().starts_with(b"{")
-        {
-            for (k, v) in form_urlencoded::parse(&body) {
-                fields
-                    .map
-                    .insert(k.into_owned(), Field::Text(v.into_owned()));
-            }
-        } else if ct.is_empty()
-            || ct.starts_with("application/json")
-            || ct.ends_with("+json")
-            // `curl -d '{...}'` labels JSON as a form.
-            || ct.starts_with("application/x-www-form-urlencoded")
-        {
-            let v: Value = serde_json::from_slice(&body)
-                .map_err(|e| ApiError::invalid_params(format!("body is not valid JSON: {e}")))?;
-            let Value::Object(obj) = v else {
-                return Err(ApiError::invalid_params(
-                    "body must be a JSON object with an \"image\" field",
-                ));
-            };
-            for (k, v) in obj {
-                if !v.is_null() {
-                    fields.map.insert(k, Field::Json(v));
+                    .map_err(|e| ApiError::invalid_params(format!("bad multipart body: {e}")))?
+                {
+                    let name = field.name().unwrap_or_default().to_owned();
+                    let is_file = field.file_name().is_some() || name == "image" || name == "file";
+                    let data = field.bytes().await.map_err(|e| {
+                        ApiError::invalid_params(format!("bad multipart part: {e}"))
+                    })?;
+                    let key = if name == "file" { "image".into() } else { name };
+                    if is_file {
+                        fields.body.insert(key, Field::Bytes(data.to_vec()));
+                        continue;
+                    }
+                    let text = String::from_utf8(data.to_vec()).map_err(|_| not_utf8(&key))?;
+                    match fields.body.entry(key).or_insert(Field::Text(Vec::new())) {
+                        Field::Text(values) => values.push(text),
+                        other => *other = Field::Text(vec![text]),
+                    }
                 }
             }
-        } else {
-            return Err(ApiError::invalid_params(format!(
-                "unsupported content type {ct:?}; send application/json, multipart/form-data or an image/* body"
-            )));
+            BodyKind::RawImage => {
+                fields
+                    .body
+                    .insert("image".into(), Field::Bytes(body.to_vec()));
+            }
+            BodyKind::Json => {
+                let v: Value = serde_json::from_slice(&body).map_err(|e| {
+                    ApiError::invalid_params(format!("body is not valid JSON: {e}"))
+                })?;
+                let Value::Object(obj) = v else {
+                    return Err(ApiError::invalid_params(
+                        "body must be a JSON object with an \"image\" field",
+                    ));
+                };
+                for (k, v) in obj {
+                    if !v.is_null() {
+                        fields.body.insert(k, Field::Json(v));
+                    }
+                }
+            }
         }
-        // Query parameters never override the body.
         if let Some(q) = query {
             for (k, v) in form_urlencoded::parse(q.as_bytes()) {
+                // The query carries the fields of a raw image body only; a JSON or
+                // form body carries its own (other query parameters are ignored).
+                if kind != BodyKind::RawImage {
+                    if FIELD_NAMES.contains(&&*k) {
+                        return Err(ApiError::invalid_params(format!(
+                            "{k} is in the query string: with a JSON or multipart body, send every field in the body"
+                        )));
+                    }
+                    continue;
+                }
                 fields
-                    .map
+                    .query
                     .entry(k.into_owned())
-                    .or_insert(Field::Text(v.into_owned()));
+                    .or_default()
+                    .push(v.into_owned());
             }
         }
         Ok(fields)
     }
 
-    fn get(&self, name: &str) -> Option<&Field> {
-        self.map.get(name)
+    /// A field parsed as its schema type from wherever it came: the body, or
+    /// the query string of a raw image body.
+    fn typed<T>(
+        &self,
+        name: &str,
+        json: impl Fn(&Value) -> Option<T>,
+        text: impl Fn(&[String]) -> Option<T>,
+        bad: impl Fn() -> ApiError,
+    ) -> Result<Option<T>, ApiError> {
+        match (self.body.get(name), self.query.get(name)) {
+            (None, None) => Ok(None),
+            (Some(_), Some(_)) => Err(ApiError::invalid_params(format!(
+                "{name} is given both in the body and in the query string"
+            ))),
+            (None, Some(values)) => text(values).map(Some).ok_or_else(bad),
+            (Some(Field::Json(v)), None) => json(v).map(Some).ok_or_else(bad),
+            (Some(Field::Text(values)), None) => text(values).map(Some).ok_or_else(bad),
+            (Some(Field::Bytes(_)), None) => Err(bad()),
+        }
     }
 
     /// The encoded image bytes.
     pub fn image(&self) -> Result<Vec<u8>, ApiError> {
-        match self.get("image") {
+        let not_string =
+            || ApiError::invalid_params("field \"image\" must be a string (data URI or base64)");
+        match self.body.get("image") {
             None => Err(ApiError::invalid_params("missing field \"image\"")),
             Some(Field::Bytes(b)) if b.is_empty() => {
                 Err(ApiError::invalid_params("field \"image\" is empty"))
             }
             Some(Field::Bytes(b)) => Ok(b.clone()),
-            Some(Field::Json(Value::String(s)) | Field::Text(s)) => decode_image_string(s),
-            Some(Field::Json(_)) => Err(ApiError::invalid_params(
-                "field \"image\" must be a string (data URI or base64)",
-            )),
+            Some(Field::Json(Value::String(s))) => decode_image_string(s),
+            Some(Field::Text(values)) => match &values[..] {
+                [s] => decode_image_string(s),
+                _ => Err(ApiError::invalid_params(
+                    "field \"image\" is given more than once",
+                )),
+            },
+            Some(Field::Json(_)) => Err(not_string()),
         }
     }
 
     fn int(&self, name: &str, min: u64, max: u64) -> Result<Option<u64>, ApiError> {
-        let bad =
-            || ApiError::invalid_params(format!("{name} must be an integer in {min}..={max}"));
-        let v = match self.get(name) {
-            None => return Ok(None),
-            Some(Field::Json(Value::Number(n))) => match (n.as_u64(), n.as_f64()) {
-                (Some(v), _) => v,
-                (None, Some(f)) if f.fract() == 0.0 && f >= 0.0 && f <= u64::MAX as f64 => f as u64,
-                _ => return Err(bad()),
-            },
-            Some(Field::Json(Value::String(s)) | Field::Text(s)) => {
-                s.trim().parse::<u64>().map_err(|_| bad())?
-            }
-            Some(_) => return Err(bad()),
-        };
-        if v < min || v > max {
-            return Err(bad());
+        let v = self.typed(
+            name,
+            json_u64,
+            |t| one(t)?.parse::<u64>().ok(),
+            || ApiError::invalid_params(format!("{name} must be an integer in {min}..={max}")),
+        )?;
+        match v {
+            Some(v) if v < min || v > max => Err(ApiError::invalid_params(format!(
+                "{name} must be an integer in {min}..={max}"
+            ))),
+            v => Ok(v),
         }
-        Ok(Some(v))
     }
 
     fn float(&self, name: &str, min: f64, max: f64) -> Result<Option<f64>, ApiError> {
         let bad = || ApiError::invalid_params(format!("{name} must be a number in {min}..={max}"));
-        let v = match self.get(name) {
-            None => return Ok(None),
-            Some(Field::Json(Value::Number(n))) => n.as_f64().ok_or_else(bad)?,
-            Some(Field::Json(Value::String(s)) | Field::Text(s)) => {
-                s.trim().parse::<f64>().map_err(|_| bad())?
-            }
-            Some(_) => return Err(bad()),
-        };
-        if !v.is_finite() || v < min || v > max {
-            return Err(bad());
+        let v = self.typed(name, Value::as_f64, |t| one(t)?.parse::<f64>().ok(), bad)?;
+        match v {
+            Some(v) if !v.is_finite() || v < min || v > max => Err(bad()),
+            v => Ok(v),
         }
-        Ok(Some(v))
     }
 
     pub fn string(&self, name: &str) -> Result<Option<String>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Field::Json(Value::String(s)) | Field::Text(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(ApiError::invalid_params(format!("{name} must be a string"))),
+        self.typed(
+            name,
+            |v| v.as_str().map(str::to_owned),
+            |t| one(t).map(str::to_owned),
+            || ApiError::invalid_params(format!("{name} must be a string")),
+        )
+    }
+
+    /// A text input (question, phrase, <loc_> region): not blank and at most
+    /// MAX_INPUT_CHARS characters as sent; returned trimmed.
+    pub fn text_input(&self, name: &str) -> Result<Option<String>, ApiError> {
+        let Some(t) = self.string(name)? else {
+            return Ok(None);
+        };
+        if blank(&t) {
+            return Err(ApiError::invalid_params(format!(
+                "{name} must not be blank"
+            )));
         }
+        if t.chars().count() > MAX_INPUT_CHARS {
+            return Err(ApiError::invalid_params(format!(
+                "{name} is longer than {MAX_INPUT_CHARS} characters"
+            )));
+        }
+        Ok(Some(t.trim().to_owned()))
     }
 
     fn region(&self) -> Result<Option<[f64; 4]>, ApiError> {
-        let bad = || {
-            ApiError::invalid_params("region must be [x1, y1, x2, y2] in image pixels (4 numbers)")
+        let four = |values: Option<Vec<f64>>| match values?[..] {
+            [a, b, c, d] if [a, b, c, d].iter().all(|v| v.is_finite()) => Some([a, b, c, d]),
+            _ => None,
         };
-        let values: Vec<f64> = match self.get("region") {
-            None => return Ok(None),
-            Some(Field::Json(Value::Array(a))) => a
-                .iter()
-                .map(|v| v.as_f64().ok_or_else(bad))
-                .collect::<Result<_, _>>()?,
-            Some(Field::Json(Value::String(s)) | Field::Text(s)) => s
-                .trim()
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .split(',')
-                .map(|p| p.trim().parse::<f64>().map_err(|_| bad()))
-                .collect::<Result<_, _>>()?,
-            Some(_) => return Err(bad()),
-        };
-        match values[..] {
-            [a, b, c, d] if values.iter().all(|v| v.is_finite()) => Ok(Some([a, b, c, d])),
-            _ => Err(bad()),
-        }
+        self.typed(
+            "region",
+            |v| four(v.as_array()?.iter().map(Value::as_f64).collect()),
+            |t| four(t.iter().map(|s| s.parse::<f64>().ok()).collect()),
+            || {
+                ApiError::invalid_params(
+                    "region must be [x1, y1, x2, y2] in image pixels: an array of 4 numbers \
+                     (4 repeated form or query values)",
+                )
+            },
+        )
     }
-
     /// The generation parameters shared by every inference route, with the
     /// configured defaults and bounds.
     pub fn params(&self, task: &str, config: &Config) -> Result<Params, ApiError> {
@@ -263,6 +417,32 @@ impl Fields {
             temperature,
             seed,
         })
+    }
+}
+
+/// A JSON integer. As in JSON Schema, a number with a zero fraction (`10.0`)
+/// is an integer; `10.5`, `"10"` and numbers past u64 (`2^64`) are not.
+fn json_u64(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let f = v.as_f64()?;
+    // u64::MAX as f64 rounds up to 2^64, which is already out of range.
+    (f.fract() == 0.0 && f >= 0.0 && f < u64::MAX as f64).then_some(f as u64)
+}
+
+/// Only white space: Unicode's, and the information separators U+001C-U+001F
+/// that Python (and so the schema's `[^\s]` pattern as clients check it) counts too.
+fn blank(s: &str) -> bool {
+    s.chars()
+        .all(|c| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+}
+
+/// The single value of a text field (a scalar given twice is refused).
+fn one(values: &[String]) -> Option<&str> {
+    match values {
+        [v] => Some(v),
+        _ => None,
     }
 }
 
