@@ -28,6 +28,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-base
   gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad
+  gstreamer1.0-x
   gstreamer1.0-tools
   python3-gi
   gir1.2-gstreamer-1.0
