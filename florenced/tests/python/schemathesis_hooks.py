@@ -1,6 +1,7 @@
 """Schemathesis hooks for florenced (loaded through SCHEMATHESIS_HOOKS).
 
-JSON Schema cannot say that an image must decode, that min_length may not
+JSON Schema cannot say that an image must decode, that a region task's
+query parameters carry its region once (`region` or <loc_> `text`), that min_length may not
 exceed the max_length in force, that a region must lie inside the image, that
 a text input's tokens must fit the model's positions, or that a raw image body
 carries a task's input in the query. A *positive* case (data the schema calls
@@ -41,6 +42,12 @@ def _complete(fields):
             fields[key] = value[:MAX_TEXT].strip() or "what"
     if "region" in fields:
         fields["region"] = list(REGION)
+        # A region task takes its region once: `region` or <loc_> `text` (the
+        # body schemas say oneOf; query parameters and the coverage phase's
+        # combinations cannot), so a positive case keeps the pixel region.
+        text = fields.get("text")
+        if isinstance(text, str) and text.startswith("<loc_"):
+            del fields["text"]
 
 
 @schemathesis.hook
