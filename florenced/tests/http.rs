@@ -648,7 +648,12 @@ fn api_key_and_rate_limit() {
         h.extend_from_slice(headers);
         request(d.addr, "POST", "/v1/caption", &h, body.as_bytes())
     };
-    assert_eq!(call(&[]).error_code(401), "unauthorized");
+    let refused = call(&[]);
+    assert_eq!(refused.error_code(401), "unauthorized");
+    assert_eq!(
+        refused.header("www-authenticate"),
+        Some("Bearer realm=\"florenced\"")
+    );
     assert_eq!(
         call(&[("x-api-key", "s3cret-kez")]).error_code(401),
         "unauthorized"
