@@ -15,17 +15,6 @@ use gstflorence::engine::pipeline::{Florence, Output, Request};
 use gstflorence::engine::task::Task;
 use serde_json::json;
 
-fn engine() -> Florence {
-    Florence::load(
-        &model_dir(),
-        SessionOptions {
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
-    )
-    .unwrap()
-}
-
 /// What the daemon should answer for these image bytes with the contract's defaults
 /// (max_length 100, min_length 0, the model's beams).
 fn expected(engine: &Florence, bytes: &[u8], task: Task, text: Option<&str>, max: usize) -> Output {
@@ -40,7 +29,7 @@ fn expected(engine: &Florence, bytes: &[u8], task: Task, text: Option<&str>, max
 #[test]
 fn every_endpoint_answers_in_the_contract_shape() {
     let d = Spawn::new().ready();
-    let e = engine();
+    let e = tiny_engine();
     let png = fixture_png("scene_640x480");
     let jpeg = encode(640, 480, scene(640, 480, 5), image::ImageFormat::Jpeg);
 
@@ -443,7 +432,7 @@ fn concurrent_clients_each_get_their_own_answer() {
             (w, h, encode(w, h, scene(w, h, i), image::ImageFormat::Png))
         })
         .collect();
-    let e = engine();
+    let e = tiny_engine();
     let opts = |img: &[u8]| json!({"image": b64(img), "max_length": 20, "num_beams": 1});
     let expect: Vec<String> = images
         .iter()
@@ -707,7 +696,7 @@ fn request_timeout_answers_504_and_the_next_request_gets_its_own_answer() {
     // The element stopped the inference at the deadline (the whole run takes
     // about 5 s on one thread here): the worker is free again at once.
     wait_until_idle(&d, std::time::Duration::from_secs(2));
-    let e = engine();
+    let e = tiny_engine();
     let image = image_io::decode(&small, &ImageLimits::default(), true).unwrap();
     let mut req = Request::new(Task::Caption);
     req.options.max_new_tokens = Some(8);

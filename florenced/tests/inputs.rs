@@ -11,17 +11,6 @@ use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
 use gstflorence::engine::task::{Task, TaskInput};
 use serde_json::json;
 
-fn tiny_engine() -> Florence {
-    Florence::load(
-        &model_dir(),
-        SessionOptions {
-            intra_threads: 1,
-            ..SessionOptions::default()
-        },
-    )
-    .unwrap()
-}
-
 #[test]
 fn every_decoding_combination_is_served() {
     let d = Spawn::new().ready();

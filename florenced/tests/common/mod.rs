@@ -20,6 +20,18 @@ pub fn model_dir() -> PathBuf {
     root().join("tests/fixtures/tiny-florence2")
 }
 
+/// The tiny model on one ONNX Runtime thread, as the daemon's tests expect its answers.
+pub fn tiny_engine() -> gstflorence::engine::pipeline::Florence {
+    gstflorence::engine::pipeline::Florence::load(
+        &model_dir(),
+        gstflorence::engine::SessionOptions {
+            intra_threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 pub fn fixture_png(name: &str) -> Vec<u8> {
     std::fs::read(root().join(format!("tests/fixtures/images/{name}.png"))).unwrap()
 }
