@@ -14,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gstflorence::engine::image_io::{self, DecodeError, ImageLimits};
+use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 use serde_json::json;
 use tokio::sync::oneshot;
@@ -23,10 +24,11 @@ use crate::error::ApiError;
 use crate::metrics::{Gauges, Metrics};
 use crate::request::{BodyKind, BodyLimits, Fields, read_body};
 use crate::schema::{
-    self, CaptionForm, CaptionQuery, CaptionRequest, CaptionResponse, InferenceErrors, RawImage,
-    TaskForm, TaskQuery, TaskRequest, TaskResponse, VqaForm, VqaQuery, VqaRequest, VqaResponse,
+    self, AnalyzeRequest, AnalyzeResponse, AnalyzeResult, CaptionForm, CaptionQuery,
+    CaptionRequest, CaptionResponse, InferenceErrors, RawImage, TaskForm, TaskQuery, TaskRequest,
+    TaskResponse, VqaForm, VqaQuery, VqaRequest, VqaResponse,
 };
-use crate::worker::{Answer, Health, Job, JobError, SubmitError, Workers};
+use crate::worker::{Answer, Health, Job, JobError, Reply, SubmitError, Workers};
 
 pub struct AppState {
     pub config: Arc<Config>,
@@ -270,6 +272,7 @@ pub fn router(st: Arc<AppState>) -> Router {
         .route("/v1/caption", post(caption))
         .route("/v1/vqa", post(vqa))
         .route("/v1/tasks/{task}", post(task))
+        .route("/v1/analyze", post(analyze))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
@@ -421,6 +424,138 @@ pub(crate) async fn task(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/analyze",
+    operation_id = "analyze",
+    tag = "inference",
+    summary = "Run several tasks on one image (one vision pass)",
+    request_body(
+        description = "The image, the tasks in order, and generation parameters for all of them",
+        content((AnalyzeRequest = "application/json"))
+    ),
+    responses(
+        (status = 200, description = "Each task's answer, in the request's order", body = AnalyzeResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time over all tasks"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn analyze(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(analyze_tasks(&st, req).await)
+}
+
+/// Several tasks on one image: decoded once, and queued as one job whose tasks run
+/// back to back on one pipeline, so the engine runs the vision encoder once.
+async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
+    let _active = Active::new(&st.active);
+    let config = &st.config;
+    let deadline = Instant::now() + Duration::from_secs_f64(config.request_timeout_s);
+    let workers = st.ready_workers()?;
+    let id = req
+        .extensions()
+        .get::<RequestId>()
+        .map_or_else(String::new, |r| r.0.clone());
+    let (parts, body) = req.into_parts();
+    let kind = BodyKind::of(&parts.headers)?;
+    if kind != BodyKind::Json {
+        return Err(ApiError::invalid_params(
+            "/v1/analyze takes a JSON body (Content-Type: application/json)",
+        ));
+    }
+    let limits = BodyLimits::new(config.max_image_bytes);
+    let bytes = read_body(&parts.headers, body, kind, &limits).await?;
+    let fields = Fields::parse(&parts.headers, parts.uri.query(), kind, bytes).await?;
+    let specs = fields.tasks()?;
+    if specs.iter().any(|t| t.task == Task::Vqa) && !workers.vqa_supported {
+        return Err(ApiError::vqa_not_configured());
+    }
+    let base = fields.params(Task::Caption.token(), config)?;
+    let (image, n_bytes) = decode_image(&fields, config, &limits).await?;
+    drop(fields);
+
+    let mut receivers = Vec::with_capacity(specs.len());
+    let mut jobs = Vec::with_capacity(specs.len());
+    for (k, spec) in specs.into_iter().enumerate() {
+        let (tx, rx) = oneshot::channel();
+        receivers.push(rx);
+        jobs.push(Job {
+            id: format!("{id}.{k}"),
+            image: RgbImage::default(),
+            params: crate::worker::Params {
+                task: spec.task.token().to_owned(),
+                text: spec.text,
+                region: spec.region,
+                ..base.clone()
+            },
+            enqueued: Instant::now(),
+            deadline,
+            reply: tx,
+            then: Vec::new(),
+        });
+    }
+    let mut head = jobs.remove(0);
+    head.image = image;
+    head.then = jobs;
+    workers
+        .submit(head)
+        .map_err(|e| submit_error(e, st, &workers))?;
+    let mut answers = Vec::with_capacity(receivers.len());
+    for (k, rx) in receivers.into_iter().enumerate() {
+        answers.push(await_answer(rx, deadline, &format!("{id}.{k}"), &workers).await?);
+    }
+
+    let inference_ms: f64 = answers.iter().map(|a| a.inference_ms).sum();
+    let queue_ms = answers.first().map_or(0.0, |a| a.queue_ms);
+    let image_size = answers.first().map_or([0, 0], |a| a.image_size);
+    let caption_length = answers.iter().map(|a| a.text.chars().count()).sum();
+    let results = answers
+        .into_iter()
+        .map(|a| AnalyzeResult {
+            result: json!({ a.task.clone(): a.result }),
+            task: a.task,
+            text: a.text,
+            token_count: a.token_count,
+            inference_time_ms: a.inference_ms.round() as u64,
+            vision_cached: a.vision_cached,
+        })
+        .collect();
+    let mut resp = axum::Json(AnalyzeResponse {
+        results,
+        inference_time_ms: inference_ms.round() as u64,
+        model: "florence-2",
+        model_variant: workers.model_variant.clone(),
+        backend: workers.backend.to_owned(),
+        image_size,
+        queue_time_ms: (queue_ms * 10.0).round() / 10.0,
+    })
+    .into_response();
+    timing_headers(&mut resp, queue_ms, inference_ms);
+    resp.extensions_mut().insert(Served {
+        inference_ms: Some(inference_ms),
+        image_bytes: Some(n_bytes),
+        caption_length: Some(caption_length),
+    });
+    Ok(resp)
+}
+
+fn timing_headers(resp: &mut Response, queue_ms: f64, inference_ms: f64) {
+    let h = resp.headers_mut();
+    for (name, v) in [
+        ("x-queue-time", queue_ms),
+        ("x-inference-time", inference_ms),
+    ] {
+        if let Ok(v) = HeaderValue::from_str(&format!("{}", v.round() as u64)) {
+            h.insert(name, v);
+        }
+    }
+}
+
 fn respond(r: Result<Response, ApiError>) -> Response {
     r.unwrap_or_else(IntoResponse::into_response)
 }
@@ -493,19 +628,8 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
     if !matches!(route, Route::Task(_)) {
         params.region = None;
     }
-    let image_bytes = fields.image()?;
+    let (image, n_bytes) = decode_image(&fields, config, &limits).await?;
     drop(fields);
-    let n_bytes = image_bytes.len();
-    limits.check_image(n_bytes)?;
-    let limits = ImageLimits {
-        max_width: config.limits.max_width,
-        max_height: config.limits.max_height,
-        max_pixels: (config.limits.max_megapixels * 1e6) as u64,
-    };
-    let image = tokio::task::spawn_blocking(move || image_io::decode(&image_bytes, &limits, true))
-        .await
-        .map_err(|_| ApiError::inference_failed())?
-        .map_err(decode_error)?;
 
     let (tx, rx) = oneshot::channel();
     let job = Job {
@@ -515,44 +639,12 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         enqueued: Instant::now(),
         deadline,
         reply: tx,
+        then: Vec::new(),
     };
-    workers.submit(job).map_err(|e| match e {
-        SubmitError::Overloaded => {
-            let avg = st.metrics.average_inference_ms().max(100.0);
-            let waiting = workers.queued() as f64 + 1.0;
-            let per = config.max_concurrent_requests as f64;
-            ApiError::overloaded((avg * waiting / per / 1e3).ceil() as u64)
-        }
-        SubmitError::NotReady => ApiError::not_ready("the model is not available"),
-    })?;
-    let answer: Answer = match tokio::time::timeout_at(deadline.into(), rx).await {
-        Err(_) => return Err(ApiError::timeout()),
-        Ok(Err(_)) => {
-            tracing::error!(request_id = %id, "the worker dropped the request");
-            return Err(ApiError::inference_failed());
-        }
-        Ok(Ok(Err(e))) => {
-            return Err(match e {
-                JobError::Invalid(m) => ApiError::invalid_params(m),
-                JobError::Timeout => ApiError::timeout(),
-                // Only sent for a client that went away: nobody reads this.
-                JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
-                JobError::Failed(detail) => {
-                    tracing::error!(request_id = %id, detail = %detail, "inference failed");
-                    ApiError::inference_failed()
-                }
-                JobError::Unavailable(detail) => {
-                    tracing::error!(request_id = %id, detail = %detail, "pipeline unavailable");
-                    if workers.backend == "hailo" {
-                        ApiError::device_error()
-                    } else {
-                        ApiError::not_ready("the model is not available")
-                    }
-                }
-            });
-        }
-        Ok(Ok(Ok(a))) => a,
-    };
+    workers
+        .submit(job)
+        .map_err(|e| submit_error(e, st, &workers))?;
+    let answer = await_answer(rx, deadline, &id, &workers).await?;
 
     let inference_time_ms = answer.inference_ms.round() as u64;
     let queue_time_ms = (answer.queue_ms * 10.0).round() / 10.0;
@@ -586,21 +678,82 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         }),
     };
     let mut resp = body;
-    let h = resp.headers_mut();
-    for (name, v) in [
-        ("x-queue-time", answer.queue_ms),
-        ("x-inference-time", answer.inference_ms),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&format!("{}", v.round() as u64)) {
-            h.insert(name, v);
-        }
-    }
+    timing_headers(&mut resp, answer.queue_ms, answer.inference_ms);
     resp.extensions_mut().insert(Served {
         inference_ms: Some(answer.inference_ms),
         image_bytes: Some(n_bytes),
         caption_length: Some(answer.text.chars().count()),
     });
     Ok(resp)
+}
+
+fn submit_error(e: SubmitError, st: &AppState, workers: &Workers) -> ApiError {
+    match e {
+        SubmitError::Overloaded => {
+            let avg = st.metrics.average_inference_ms().max(100.0);
+            let waiting = workers.queued() as f64 + 1.0;
+            let per = st.config.max_concurrent_requests as f64;
+            ApiError::overloaded((avg * waiting / per / 1e3).ceil() as u64)
+        }
+        SubmitError::NotReady => ApiError::not_ready("the model is not available"),
+    }
+}
+
+/// Waits for a job's answer until the request's deadline; the one place a
+/// worker's outcome becomes an HTTP error.
+async fn await_answer(
+    rx: oneshot::Receiver<Reply>,
+    deadline: Instant,
+    id: &str,
+    workers: &Workers,
+) -> Result<Answer, ApiError> {
+    match tokio::time::timeout_at(deadline.into(), rx).await {
+        Err(_) => Err(ApiError::timeout()),
+        Ok(Err(_)) => {
+            tracing::error!(request_id = %id, "the worker dropped the request");
+            Err(ApiError::inference_failed())
+        }
+        Ok(Ok(Err(e))) => Err(match e {
+            JobError::Invalid(m) => ApiError::invalid_params(m),
+            JobError::Timeout => ApiError::timeout(),
+            // Only sent for a client that went away: nobody reads this.
+            JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
+            JobError::Failed(detail) => {
+                tracing::error!(request_id = %id, detail = %detail, "inference failed");
+                ApiError::inference_failed()
+            }
+            JobError::Unavailable(detail) => {
+                tracing::error!(request_id = %id, detail = %detail, "pipeline unavailable");
+                if workers.backend == "hailo" {
+                    ApiError::device_error()
+                } else {
+                    ApiError::not_ready("the model is not available")
+                }
+            }
+        }),
+        Ok(Ok(Ok(a))) => Ok(a),
+    }
+}
+
+/// Decodes the request's image off the async threads, within the configured limits.
+async fn decode_image(
+    fields: &Fields,
+    config: &Config,
+    limits: &BodyLimits,
+) -> Result<(RgbImage, usize), ApiError> {
+    let image_bytes = fields.image()?;
+    let n_bytes = image_bytes.len();
+    limits.check_image(n_bytes)?;
+    let limits = ImageLimits {
+        max_width: config.limits.max_width,
+        max_height: config.limits.max_height,
+        max_pixels: (config.limits.max_megapixels * 1e6) as u64,
+    };
+    let image = tokio::task::spawn_blocking(move || image_io::decode(&image_bytes, &limits, true))
+        .await
+        .map_err(|_| ApiError::inference_failed())?
+        .map_err(decode_error)?;
+    Ok((image, n_bytes))
 }
 
 fn cpu_temperature_c() -> Option<f64> {

@@ -25,6 +25,7 @@ use crate::schema;
         crate::api::caption,
         crate::api::vqa,
         crate::api::task,
+        crate::api::analyze,
         crate::api::health,
         crate::api::metrics,
         crate::api::openapi,
@@ -73,10 +74,48 @@ const TASK_PATH: &str = "/v1/tasks/{task}";
 pub fn document(config: &Config) -> Value {
     let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_else(|_| json!({}));
     expand_tasks(&mut doc);
+    analyze_task_schema(&mut doc);
     form_part_names(&mut doc);
     raw_body_parameters(&mut doc);
     apply_config(&mut doc, config);
     doc
+}
+
+/// An analyze task item: one schema per input kind, each listing its tasks (by
+/// name or token) and exactly the inputs they take, so that a valid item is one
+/// the service runs.
+fn analyze_task_schema(doc: &mut Value) {
+    let names = |kind: InputKind| -> Vec<&str> {
+        Task::ALL
+            .iter()
+            .filter(|t| t.input() == kind)
+            .flat_map(|t| [t.name(), t.token()])
+            .collect()
+    };
+    let text = json!({"type": "string", "minLength": 1, "maxLength": 1024, "pattern": NOT_BLANK});
+    let loc = json!({"type": "string", "pattern": LOC_REGION});
+    let region =
+        json!({"type": "array", "items": {"type": "number"}, "minItems": 4, "maxItems": 4});
+    let schema = json!({
+        "description": "One task with the input it takes: none, `text` (text tasks), or `region` \
+            (pixels) or `text` (<loc_> notation) for region tasks.",
+        "oneOf": [
+            {"type": "object", "title": "NoInputTask", "required": ["task"], "additionalProperties": false,
+             "properties": {"task": {"type": "string", "enum": names(InputKind::None)}},
+             "example": {"task": "od"}},
+            {"type": "object", "title": "TextTask", "required": ["task", "text"], "additionalProperties": false,
+             "properties": {"task": {"type": "string", "enum": names(InputKind::Text)}, "text": text},
+             "example": {"task": "caption_to_phrase_grounding", "text": "a green car"}},
+            {"type": "object", "title": "RegionTask", "required": ["task"], "additionalProperties": false,
+             "properties": {"task": {"type": "string", "enum": names(InputKind::Region)},
+                            "region": region, "text": loc},
+             "oneOf": [{"required": ["region"]}, {"required": ["text"]}],
+             "example": {"task": "region_to_category", "region": [0, 0, 1, 1]}}
+        ]
+    });
+    if let Some(item) = doc.pointer_mut("/components/schemas/AnalyzeTask") {
+        *item = schema;
+    }
 }
 
 /// Visits every schema object below `v` (components, request bodies, parameters).

@@ -19,15 +19,27 @@ use axum::http::{HeaderMap, Request, header};
 use base64::Engine as _;
 use serde_json::Value;
 
-use gstflorence::engine::task::MAX_INPUT_CHARS;
+use gstflorence::engine::task::{MAX_INPUT_CHARS, Task};
+
+/// Most tasks one analyze request may ask for.
+pub const MAX_TASKS: usize = 16;
+
+/// One task of an analyze request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskSpec {
+    pub task: Task,
+    pub text: Option<String>,
+    pub region: Option<[f64; 4]>,
+}
 
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::worker::Params;
 
 /// The fields an inference request may carry.
-const FIELD_NAMES: [&str; 11] = [
+const FIELD_NAMES: [&str; 12] = [
     "image",
+    "tasks",
     "task",
     "question",
     "text",
@@ -376,6 +388,76 @@ impl Fields {
             },
         )
     }
+    /// The `tasks` of an analyze request: an array of 1 to 16 objects
+    /// `{task, text?, region?}`, each checked as strictly as the single-task routes.
+    pub fn tasks(&self) -> Result<Vec<TaskSpec>, ApiError> {
+        let bad = |m: String| ApiError::invalid_params(m);
+        let Some(Field::Json(Value::Array(items))) = self.body.get("tasks") else {
+            return Err(bad(
+                "tasks must be an array of {\"task\", \"text\"?, \"region\"?} objects".into(),
+            ));
+        };
+        if items.is_empty() || items.len() > MAX_TASKS {
+            return Err(bad(format!(
+                "tasks must hold 1 to {MAX_TASKS} tasks, got {}",
+                items.len()
+            )));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| {
+                let at = |m: &str| bad(format!("tasks[{i}]: {m}"));
+                let Value::Object(obj) = item else {
+                    return Err(at("must be an object {\"task\", \"text\"?, \"region\"?}"));
+                };
+                if let Some(k) = obj
+                    .keys()
+                    .find(|k| !["task", "text", "region"].contains(&k.as_str()))
+                {
+                    return Err(at(&format!(
+                        "unknown field {k:?} (a task takes task, text, region)"
+                    )));
+                }
+                let task = match obj.get("task") {
+                    Some(Value::String(name)) => {
+                        name.parse::<Task>().map_err(|e| at(&e.to_string()))?
+                    }
+                    _ => return Err(at("task must be a task name such as \"od\"")),
+                };
+                let text = match obj.get("text") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(t)) if blank(t) => return Err(at("text is blank")),
+                    Some(Value::String(t)) if t.chars().count() > MAX_INPUT_CHARS => {
+                        return Err(at(&format!(
+                            "text is longer than {MAX_INPUT_CHARS} characters"
+                        )));
+                    }
+                    Some(Value::String(t)) => Some(t.clone()),
+                    Some(_) => return Err(at("text must be a string")),
+                };
+                let region = match obj.get("region") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::Array(a)) => match a
+                        .iter()
+                        .map(Value::as_f64)
+                        .collect::<Option<Vec<_>>>()
+                        .as_deref()
+                    {
+                        Some(&[x1, y1, x2, y2])
+                            if [x1, y1, x2, y2].iter().all(|v| v.is_finite()) =>
+                        {
+                            Some([x1, y1, x2, y2])
+                        }
+                        _ => return Err(at("region must be an array of 4 numbers")),
+                    },
+                    Some(_) => return Err(at("region must be an array of 4 numbers")),
+                };
+                Ok(TaskSpec { task, text, region })
+            })
+            .collect()
+    }
+
     /// The generation parameters shared by every inference route, with the
     /// configured defaults and bounds.
     pub fn params(&self, task: &str, config: &Config) -> Result<Params, ApiError> {

@@ -433,3 +433,74 @@ pub struct MetricsQuery {
     #[param(inline, nullable = false)]
     pub format: Option<MetricsFormat>,
 }
+
+/// One task of an analyze request, with the input its task takes: none,
+/// `text` (text tasks), or `region` or loc `text` (region tasks).
+#[derive(ToSchema)]
+#[schema(example = json!({"task": "od"}))]
+#[allow(dead_code)]
+pub struct AnalyzeTask {
+    /// The task's name (`od`, `caption`, ...) or token (`<OD>`).
+    #[schema(example = "od")]
+    pub task: String,
+    /// The task's text input, or a region task's `<loc_x1><loc_y1><loc_x2><loc_y2>`.
+    #[schema(min_length = 1, max_length = 1024, nullable)]
+    pub text: Option<String>,
+    /// Region tasks: `[x1, y1, x2, y2]` in image pixels, inside the image.
+    #[schema(min_items = 4, max_items = 4, nullable)]
+    pub region: Option<Vec<f64>>,
+}
+
+with_generation! {
+    nullable = true;
+    /// Several tasks on one image (JSON): the image is decoded and run through the
+    /// vision encoder once; the generation parameters apply to every task.
+    #[derive(ToSchema)]
+    #[schema(example = json!({"image": PNG_1X1, "tasks": [{"task": "caption"}, {"task": "od"}]}))]
+    pub struct AnalyzeRequest {
+        #[schema(min_length = 1, example = json!(PNG_1X1))]
+        #[doc = "The image as a data URI or bare base64 of a JPEG, PNG, WebP or BMP file (at most max_image_bytes decoded)."]
+        pub image: String,
+        /// The tasks, in the order they run and are answered (1 to 16).
+        #[schema(min_items = 1, max_items = 16)]
+        pub tasks: Vec<AnalyzeTask>,
+    }
+}
+
+/// One task's answer in an analyze response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyzeResult {
+    /// The task token, e.g. `<OD>`.
+    pub task: String,
+    /// The generated text after post-processing's text step.
+    pub text: String,
+    /// post_process_generation's result keyed by the task token.
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+    /// Tokens generated.
+    pub token_count: u64,
+    /// Milliseconds of model time for this task.
+    pub inference_time_ms: u64,
+    /// Whether this task reused the image's vision features (every task after the first).
+    pub vision_cached: bool,
+}
+
+/// The answers of an analyze request, in the request's order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnalyzeResponse {
+    pub results: Vec<AnalyzeResult>,
+    /// Milliseconds of model time over all tasks.
+    pub inference_time_ms: u64,
+    /// Always `florence-2` (compatibility with hailo-florence).
+    #[schema(value_type = String, pattern = "^florence-2$", example = "florence-2")]
+    pub model: &'static str,
+    /// e.g. `Florence-2-base-ft`.
+    pub model_variant: String,
+    #[schema(value_type = Backend)]
+    pub backend: String,
+    /// `[width, height]` of the image as decoded.
+    pub image_size: [u32; 2],
+    /// Milliseconds the request waited for the model.
+    #[schema(minimum = 0.0)]
+    pub queue_time_ms: f64,
+}

@@ -44,6 +44,8 @@ pub struct Answer {
     pub inference_ms: f64,
     pub queue_ms: f64,
     pub image_size: [u32; 2],
+    /// The image's vision features were reused from the previous task on it.
+    pub vision_cached: bool,
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -71,6 +73,9 @@ pub struct Job {
     pub enqueued: Instant,
     pub deadline: Instant,
     pub reply: oneshot::Sender<Reply>,
+    /// Jobs on the same image that run right after this one on the same pipeline
+    /// (their `image` is left empty): the engine reuses the image's vision features.
+    pub then: Vec<Job>,
 }
 
 /// Health of the inference side, as /health reports it.
@@ -285,6 +290,18 @@ impl Workers {
     }
 
     fn run_job(&self, pipeline: &mut InferencePipeline, mut job: Job, timeout_s: f64) {
+        let followers = std::mem::take(&mut job.then);
+        let image = (!followers.is_empty()).then(|| job.image.clone());
+        self.run_one(pipeline, job, timeout_s);
+        if let Some(image) = image {
+            for mut next in followers {
+                next.image = image.clone();
+                self.run_one(pipeline, next, timeout_s);
+            }
+        }
+    }
+
+    fn run_one(&self, pipeline: &mut InferencePipeline, mut job: Job, timeout_s: f64) {
         if job.reply.is_closed() {
             tracing::info!(request_id = %job.id, "client went away; dropping queued work");
             return;
@@ -439,6 +456,7 @@ impl InferencePipeline {
                 temperature: 0.0,
                 seed: None,
             },
+            then: Vec::new(),
             enqueued: started,
             deadline: started + Duration::from_secs_f64(config.request_timeout_s),
             reply,
@@ -596,6 +614,7 @@ impl InferencePipeline {
                     s.get::<u32>("image-width").unwrap_or(job.image.width),
                     s.get::<u32>("image-height").unwrap_or(job.image.height),
                 ],
+                vision_cached: s.get::<bool>("vision-cached").unwrap_or(false),
             });
         }
     }

@@ -185,3 +185,74 @@ fn image_size_is_configurable() {
         serde_json::to_value(&want.result).unwrap()
     );
 }
+
+#[test]
+fn analyze_runs_several_tasks_on_one_vision_pass() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_640x480");
+    let tasks = json!([
+        {"task": "caption"},
+        {"task": "od"},
+        {"task": "caption_to_phrase_grounding", "text": "a purple bar"},
+        {"task": "<REGION_TO_CATEGORY>", "region": [220, 313, 323, 387]},
+        {"task": "region_to_ocr", "text": "<loc_343><loc_652><loc_504><loc_806>"},
+        {"task": "od"}
+    ]);
+    let r = d.post_json(
+        "/v1/analyze",
+        &json!({"image": b64(&png), "tasks": tasks, "num_beams": 2, "max_length": 30}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6);
+    assert_eq!(body["model"], "florence-2");
+    assert_eq!(body["image_size"], json!([640, 480]));
+    for (i, (result, task)) in results.iter().zip(tasks.as_array().unwrap()).enumerate() {
+        // One vision pass: every task after the first reuses the features.
+        assert_eq!(result["vision_cached"], i > 0, "{i}: {result}");
+        // The same answer as the task alone.
+        let mut single = task.clone();
+        single["image"] = b64(&png).into();
+        single["num_beams"] = 2.into();
+        single["max_length"] = 30.into();
+        let name = task["task"]
+            .as_str()
+            .unwrap()
+            .parse::<Task>()
+            .unwrap()
+            .name();
+        let alone = d.post_json(&format!("/v1/tasks/{name}"), &single).json();
+        assert_eq!(result["result"], alone["result"], "{i}: {task}");
+        assert_eq!(result["task"], alone["task"]);
+        assert_eq!(result["token_count"], alone["token_count"]);
+    }
+    // Refusals name the task at fault.
+    for (tasks, needle) in [
+        (json!([]), "1 to 16"),
+        (json!("od"), "array"),
+        (json!([{"task": "od"}, {"task": "nope"}]), "tasks[1]"),
+        (json!([{"task": "od", "text": 3}]), "tasks[0]: text"),
+        (
+            json!([{"task": "region_to_ocr", "region": [1, 2, 3]}]),
+            "tasks[0]: region",
+        ),
+        (json!([{"task": "od", "text": "x"}]), "takes no input"),
+    ] {
+        let r = d.post_json("/v1/analyze", &json!({"image": b64(&png), "tasks": tasks}));
+        assert_eq!(r.error_code(422), "invalid_parameters", "{tasks}");
+        assert!(
+            r.json()["message"].as_str().unwrap().contains(needle),
+            "{tasks}: {}",
+            r.text()
+        );
+    }
+    let r = request(
+        d.addr,
+        "POST",
+        "/v1/analyze",
+        &[("content-type", "image/png")],
+        &png,
+    );
+    assert_eq!(r.error_code(422), "invalid_parameters");
+}

@@ -50,10 +50,50 @@ def _complete(fields):
             del fields["text"]
 
 
+# Tasks by the input they take (names and tokens), for /v1/analyze's task list.
+TEXT_TASKS = {"caption_to_phrase_grounding", "referring_expression_segmentation",
+              "open_vocabulary_detection", "vqa"}
+REGION_TASKS = {"region_to_segmentation", "region_to_category", "region_to_description",
+                "region_to_ocr"}
+
+
+def _task_name(name):
+    return name.strip("<>").lower() if isinstance(name, str) else name
+
+
+def _complete_task(item):
+    """An analyze task item given exactly the input its task takes (the item
+    schema lists every task with both optional inputs)."""
+    if not isinstance(item, dict):
+        return item
+    name = _task_name(item.get("task"))
+    item = dict(item)
+    if name in TEXT_TASKS:
+        item.pop("region", None)
+        text = item.get("text")
+        if not isinstance(text, str) or not text.strip() or text.startswith("<loc_"):
+            item["text"] = "what is this?"
+        item["text"] = item["text"][:MAX_TEXT].strip() or "what"
+    elif name in REGION_TASKS:
+        item.pop("text", None)
+        item["region"] = list(REGION)
+    else:
+        item.pop("text", None)
+        item.pop("region", None)
+    return item
+
+
 @schemathesis.hook
 def map_case(ctx, case):
     meta = case.meta
-    if meta is None or not meta.generation.mode.is_positive:
+    if meta is None:
+        # The examples phase: its cases are the schema's examples, positive by
+        # construction, but an analyze task item is filled from the item schema's
+        # properties, so it may carry an input its task does not take.
+        if isinstance(case.body, dict) and isinstance(case.body.get("tasks"), list):
+            case.body["tasks"] = [_complete_task(t) for t in case.body["tasks"]]
+        return case
+    if not meta.generation.mode.is_positive:
         return case
     media = case.media_type or ""
     raw = media.startswith("image/")
@@ -75,6 +115,8 @@ def map_case(ctx, case):
         query = {}
     _complete(body)
     _complete(query)
+    if isinstance(body.get("tasks"), list):
+        body["tasks"] = [_complete_task(t) for t in body["tasks"]]
     # The max_length in force: the request's, or the configured default (form
     # and query values may be text).
     given = [f["max_length"] for f in (body, query) if f.get("max_length") is not None]

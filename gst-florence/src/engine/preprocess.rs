@@ -11,7 +11,7 @@
 use super::config::PreprocessorConfig;
 
 /// An 8-bit RGB image, rows packed without padding.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RgbImage {
     pub width: u32,
     pub height: u32,

@@ -220,6 +220,8 @@ struct Caption {
     inference_ms: f64,
     token_count: u64,
     image_size: [u32; 2],
+    /// The vision features came from the previous analysis of the same frame.
+    vision_cached: bool,
     frame_pts: Option<gst::ClockTime>,
     produced: Instant,
     serial: u64,
@@ -235,6 +237,7 @@ impl Caption {
             inference_ms: out.timings.total_ms,
             token_count: out.token_count as u64,
             image_size: out.image_size,
+            vision_cached: out.timings.vision_cached,
             frame_pts: pts,
             produced: Instant::now(),
             serial,
@@ -258,6 +261,7 @@ impl Caption {
             .field("token-count", self.token_count)
             .field("image-width", self.image_size[0])
             .field("image-height", self.image_size[1])
+            .field("vision-cached", self.vision_cached)
             .build();
         if let Some(id) = &self.request_id {
             s.set("request-id", id);
