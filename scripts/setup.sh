@@ -2,7 +2,10 @@
 # Installs what florence needs on Debian 12 / Raspberry Pi OS bookworm:
 #  - the GStreamer 1.22 development packages, tools and Python bindings (apt),
 #  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel into
-#    .ort/lib/ (nothing is downloaded from anywhere but the package registries).
+#    .ort/lib/ (nothing is downloaded from anywhere but the package registries),
+#  - the benchmark's small Python venv (.venv-bench: onnxruntime, numpy, pillow,
+#    tokenizers, pinned in tools/bench/requirements-ort.txt) that the
+#    `scripts/bench.sh --quick` test uses.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -22,6 +25,7 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-bad
   gstreamer1.0-tools
   python3-gi
+  python3-venv
   gir1.2-gstreamer-1.0
   gir1.2-gst-plugins-base-1.0
   gir1.2-gst-rtsp-server-1.0
@@ -95,5 +99,11 @@ PY
   log "ONNX Runtime $ORT_VERSION unpacked into $ORT_DIR"
 }
 
+install_bench_venv() {
+  bash "$ROOT/tools/bench/make_venv.sh" "$ROOT/.venv-bench" "$ROOT/tools/bench/requirements-ort.txt"
+  log "benchmark venv present in $ROOT/.venv-bench"
+}
+
 install_apt
 install_ort
+install_bench_venv

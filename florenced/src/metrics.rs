@@ -91,14 +91,16 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 /// Resident memory of this process in bytes (Linux /proc), 0 when unknown.
 pub fn resident_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    status_kb("VmRSS").map_or(0, |kb| kb * 1024)
+}
+
+/// A kB field of /proc/self/status (`VmRSS`, `VmHWM` = peak resident memory).
+pub fn status_kb(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 impl Metrics {
