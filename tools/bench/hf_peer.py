@@ -57,6 +57,9 @@ def load(args):
     gen = json.load(open(os.path.join(args.model_dir, "generation_config.json")))
     post = json.load(open(os.path.join(HERE, "..", "export", "florence2-post-processor-config.json")))
     processor = references.make_processor(hf_tok, pre["size"]["height"], pre["image_mean"], pre["image_std"], post)
+    # The model finds the image's place in the prompt by the tokenizer's `<image>` id;
+    # checkpoints written with another vocabulary size may carry another id.
+    model.config.image_token_id = model.model.config.image_token_id = processor.image_token_id
     return model, processor, gen, Stamps(model)
 
 
@@ -78,7 +81,8 @@ def main() -> None:
             images[path].load()
         cfg = {k: v for k, v in gen.items() if not k.startswith("_") and k != "transformers_version"}
         cfg.update(num_beams=req.get("num_beams", 1), do_sample=False, max_new_tokens=req.get("max_new_tokens", 1024),
-                   min_new_tokens=req.get("min_new_tokens") or None)
+                   min_new_tokens=req.get("min_new_tokens") or None, output_scores=True,
+                   return_dict_in_generate=True)
         config = references.GenerationConfig(**cfg)
         stamps.reset()
         t0 = time.perf_counter()
@@ -86,8 +90,7 @@ def main() -> None:
         t1 = time.perf_counter()
         with torch.inference_mode():
             res = model.generate(input_ids=enc["input_ids"], pixel_values=enc["pixel_values"],
-                                 attention_mask=enc["attention_mask"], generation_config=config,
-                                 output_scores=True, return_dict_in_generate=True)
+                                 attention_mask=enc["attention_mask"], generation_config=config)
         t2 = time.perf_counter()
         seq = res.sequences[0].tolist()
         text = processor.batch_decode([seq], skip_special_tokens=False)[0]
