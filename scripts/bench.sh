@@ -12,9 +12,10 @@
 # The first full run installs the exporter's environment (torch + transformers,
 # several GB from PyPI, minutes) and generates a Florence-2-base-shaped model with
 # random weights; both are cached under $FLORENCE_BENCH_CACHE (default
-# ${XDG_CACHE_HOME:-~/.cache}/florence/bench) and reused. FLORENCE_EXPORT_VENV
-# points at an existing exporter venv instead; FLORENCED_BIN at a florenced
-# binary instead of the release build this script makes.
+# ${XDG_CACHE_HOME:-~/.cache}/florence/bench) and reused. An exporter venv at
+# .venv (README) or FLORENCE_EXPORT_VENV is used instead when present;
+# FLORENCED_BIN points at a florenced binary instead of the release build this
+# script makes.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --checkpoint) checkpoint="$2"; shift ;;
     --no-transformers) transformers=0 ;;
     --threads|--variants|--image|--cases|--log-dir) pass+=("$1" "$2"); shift ;;
-    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -65,8 +66,13 @@ rounds="${rounds:-5}"
 
 hf_python=""
 if [ "$transformers" = 1 ] || { [ "$generate" = 1 ] && [ ! -d "$model_dir" ]; }; then
-  export_venv="${FLORENCE_EXPORT_VENV:-$CACHE/venv-export}"
-  if [ -z "${FLORENCE_EXPORT_VENV:-}" ]; then
+  # An exporter venv made as the README says (.venv) is reused; else one is made in the cache.
+  if [ -n "${FLORENCE_EXPORT_VENV:-}" ]; then
+    export_venv="$FLORENCE_EXPORT_VENV"
+  elif [ -x "$ROOT/.venv/bin/python" ] && "$ROOT/.venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
+    export_venv="$ROOT/.venv"
+  else
+    export_venv="$CACHE/venv-export"
     bash "$ROOT/tools/bench/make_venv.sh" "$export_venv" "$ROOT/tools/export/requirements.txt"
   fi
   hf_python="$export_venv/bin/python"

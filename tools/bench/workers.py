@@ -15,9 +15,13 @@ class WorkerError(RuntimeError):
 
 
 class Worker:
+    started = 0  # numbers the logs: the same system may run on several models
+
     def __init__(self, name: str, argv: list[str], log_dir: str, env: dict | None = None):
         self.name = name
-        self.log_path = os.path.join(log_dir, f"{name.replace(' ', '_').replace('/', '_')}.log")
+        Worker.started += 1
+        safe = name.replace(" ", "_").replace("/", "_")
+        self.log_path = os.path.join(log_dir, f"{Worker.started:02d}-{safe}.log")
         self.log = open(self.log_path, "w")
         t = time.perf_counter()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.log,
