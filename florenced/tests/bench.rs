@@ -104,3 +104,63 @@ fn bench_script_quick_mode_checks_the_python_peer_and_prints_ratios() {
     assert!(ratio_row.trim_end().ends_with("x |"), "{ratio_row}");
     let _ = std::fs::remove_dir_all(&logs);
 }
+
+#[test]
+fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
+    // References in which one recorded greedy caption was changed at a step with a
+    // clear margin: the onnxruntime loop now "disagrees with transformers".
+    let fixtures = std::env::temp_dir().join(format!("florence-bench-refs-{}", std::process::id()));
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let mut refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/references.json")).unwrap(),
+    )
+    .unwrap();
+    refs["model_dir"] = model_dir().display().to_string().into();
+    let case = refs["cases"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["image"] == "scene_640x480" && c["task"] == "<CAPTION>")
+        .unwrap();
+    let ids = case["greedy"]["ids"].as_array_mut().unwrap();
+    ids[2] = (ids[2].as_u64().unwrap() + 1).into();
+    case["greedy"]["margins"][1] = 5.0.into();
+    std::fs::write(fixtures.join("references.json"), refs.to_string()).unwrap();
+    let images = fixtures.join("images");
+    let _ = std::fs::remove_file(&images);
+    std::os::unix::fs::symlink(root().join("tests/fixtures/images"), &images).unwrap();
+
+    let python = root().join(".venv-bench/bin/python");
+    let out = Command::new(&python)
+        .current_dir(root())
+        .arg("tools/bench/bench.py")
+        .arg("--florenced")
+        .arg(env!("CARGO_BIN_EXE_florenced"))
+        .arg("--model-dir")
+        .arg(model_dir())
+        .arg("--ort-python")
+        .arg(&python)
+        .arg("--fixtures")
+        .arg(&fixtures)
+        .args(["--fixture-images", "scene_640x480", "--image"])
+        .arg(root().join("tests/fixtures/images/scene_640x480.png"))
+        .args(["--rounds", "1", "--threads", "1", "--variants", "fp32"])
+        .args(["--cases", "caption-greedy"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (made by scripts/setup.sh)", python.display()));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("15/16 identical, 1 MISMATCHED"), "{table}");
+    assert!(table.contains("ratios withheld"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("| fp32 | onnxruntime-Python loop |"))
+        .unwrap();
+    assert!(row.trim_end().ends_with("| - |"), "{row}");
+    let _ = std::fs::remove_dir_all(&fixtures);
+}
