@@ -68,7 +68,6 @@ class OrtFlorence:
         self.heads = t["decoder_attention_heads"]
         self.head_dim = t["d_model"] // self.heads
         self.layers = t["decoder_layers"]
-        self.vocab = None
         # fp16 variants take and give float16: cast at the boundary, as read from the sessions.
         self.float_type = {s: {i.name: np.float16 if i.type == "tensor(float16)" else np.float32
                                for i in s.get_inputs()}
