@@ -8,6 +8,9 @@
 #    package, which would start a Prometheus server.
 #  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
 #    into .test-venv/ (scripts/setup-python-tools.sh).
+#  - the benchmark's small Python venv (.venv-bench: onnxruntime, numpy, pillow,
+#    tokenizers, pinned in tools/bench/requirements-ort.txt) that the
+#    `scripts/bench.sh --quick` test uses.
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 
@@ -31,6 +34,7 @@ APT_PACKAGES=(
   gstreamer1.0-x
   gstreamer1.0-tools
   python3-gi
+  python3-venv
   gir1.2-gstreamer-1.0
   gir1.2-gst-plugins-base-1.0
   gir1.2-gst-rtsp-server-1.0
@@ -135,7 +139,13 @@ install_promtool() {
   log "promtool $version unpacked into $TOOLS_DIR"
 }
 
+install_bench_venv() {
+  bash "$ROOT/tools/bench/make_venv.sh" "$ROOT/.venv-bench" "$ROOT/tools/bench/requirements-ort.txt"
+  log "benchmark venv present in $ROOT/.venv-bench"
+}
+
 install_apt
 install_ort
 install_promtool
 bash "$ROOT/scripts/setup-python-tools.sh"
+install_bench_venv

@@ -5,9 +5,11 @@
 //! florenced --model-dir tests/fixtures/tiny-florence2      # serve on 127.0.0.1:11438
 //! florenced --print-config                                # effective configuration
 //! florenced run --model-dir DIR image.jpg                 # one-shot, JSON lines
+//! florenced bench --model-dir DIR                         # timing requests on stdin (scripts/bench.sh)
 //! ```
 
 mod api;
+mod bench;
 mod config;
 mod docs;
 mod error;
@@ -204,6 +206,11 @@ enum Command {
         #[arg(required = true)]
         images: Vec<PathBuf>,
     },
+    /// Load the model once, then answer JSON requests from stdin with timings (scripts/bench.sh).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Open every graph of a model directory, validate it, and print its signature as JSON.
     Signature {
         #[command(flatten)]
@@ -227,6 +234,7 @@ fn main() -> ExitCode {
 
 fn one_shot(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Bench { model } => bench::serve(&model.model_dir, model.options())?,
         Command::Signature { model } => {
             let graphs =
                 model_dir::describe(&model.model_dir, &model.options()).with_context(|| {

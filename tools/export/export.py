@@ -10,6 +10,11 @@ model first unless --tiny-checkpoint points at an earlier training run):
     python tools/export/export.py --tiny --out tests/fixtures/tiny-florence2 \
         --references tests/fixtures --seed 0
 
+A Florence-2-base-shaped model with random weights, for benchmarks (scripts/bench.sh),
+with its PyTorch checkpoint for the transformers peer:
+
+    python tools/export/export.py --random-base --out DIR --save-checkpoint DIR/pytorch
+
 Every graph is checked against the PyTorch module it came from before it is
 kept; the process fails if any difference exceeds the bound it prints.
 """
@@ -44,6 +49,9 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=tiny.DEFAULT_STEPS)
     ap.add_argument("--out", required=True, help="model directory to write")
     ap.add_argument("--references", help="also write fixture images and references.json into this directory")
+    ap.add_argument("--save-checkpoint", metavar="DIR",
+                    help="with --tiny or --random-base: also save the PyTorch model and tokenizers there "
+                         "(what the benchmark's transformers peer loads; tiny.load_checkpoint reads it)")
     ap.add_argument("--post-processor-config", default=DEFAULT_POST_PROCESSOR_CONFIG)
     ap.add_argument("--hailo-image-size", type=int, default=384)
     ap.add_argument("--seed", type=int, default=0)
@@ -83,6 +91,10 @@ def main() -> None:
         image_size = ip.size["height"]
         mean, std = ip.image_mean, ip.image_std
     model.eval()
+    if args.save_checkpoint:
+        if args.checkpoint:
+            ap.error("--save-checkpoint: the --checkpoint source is already a checkpoint")
+        tiny.save_checkpoint(model, base_tok, hf_tok, args.save_checkpoint)
 
     caption_ids = hf_tok("What does the image describe?")["input_ids"]
     vqa_prefix = VQA_TEMPLATE.split("{question}")[0]

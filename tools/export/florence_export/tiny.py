@@ -383,7 +383,9 @@ def random_base(seed: int):
         dropout=0.0, attention_dropout=0.0, activation_dropout=0.0, scale_embedding=False, bos_token_id=0,
         pad_token_id=1, eos_token_id=2, decoder_start_token_id=2, forced_bos_token_id=0, forced_eos_token_id=2,
     )
-    config = Florence2Config(text_config=text.to_dict(), vision_config=vision.to_dict(), image_token_id=51289,
+    # The image placeholder is the tiny tokenizer's `<image>`, as in the tiny model.
+    image_token_id = hf_tok.convert_tokens_to_ids(IMAGE_TOKEN)
+    config = Florence2Config(text_config=text.to_dict(), vision_config=vision.to_dict(), image_token_id=image_token_id,
                              bos_token_id=0, pad_token_id=1, eos_token_id=2, decoder_start_token_id=2)
     model = Florence2ForConditionalGeneration(config).eval()
     return model, base_tok, hf_tok

@@ -1,0 +1,166 @@
+//! The benchmark: `florenced bench` speaks the workers' JSON-lines protocol, and
+//! `scripts/bench.sh --quick` (engine and onnxruntime-Python loop on the tiny
+//! model, no transformers) runs to its tables so the script cannot rot.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use common::process::succeed;
+use common::{model_dir, root};
+
+#[test]
+fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_florenced"))
+        .args(["bench", "--threads", "1", "--model-dir"])
+        .arg(model_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let image = root().join("tests/fixtures/images/scene_640x480.png");
+    let requests = [
+        serde_json::json!({"image": image, "task": "<CAPTION>", "max_new_tokens": 20,
+                           "min_new_tokens": 20, "num_beams": 1}),
+        serde_json::json!({"image": "/nonexistent.png", "task": "<CAPTION>"}),
+        serde_json::json!({"image": image, "task": "<OD>", "num_beams": 3}),
+    ];
+    let mut stdin = child.stdin.take().unwrap();
+    for r in &requests {
+        writeln!(stdin, "{r}").unwrap();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines[0]["ready"], true);
+    assert!(lines[0]["load_ms"].as_f64().unwrap() > 0.0);
+    assert!(lines[0]["peak_rss_kb"].as_u64().unwrap() > 0);
+    // min = max new tokens: exactly 20 generated after the start token.
+    assert_eq!(lines[1]["token_count"], 20);
+    assert_eq!(lines[1]["ids"].as_array().unwrap().len(), 21);
+    let t = &lines[1]["timings"];
+    for stage in [
+        "preprocess_ms",
+        "vision_ms",
+        "encoder_ms",
+        "first_token_ms",
+        "per_token_ms",
+    ] {
+        assert!(t[stage].as_f64().unwrap() > 0.0, "{stage}: {t}");
+    }
+    assert!(
+        lines[2]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent.png")
+    );
+    // A failed request does not end the worker.
+    assert!(lines[3]["token_count"].as_u64().unwrap() >= 1);
+    assert!(lines[3]["peak_rss_kb"].as_u64().unwrap() >= lines[0]["peak_rss_kb"].as_u64().unwrap());
+}
+
+#[test]
+fn bench_script_quick_mode_checks_the_python_peer_and_prints_ratios() {
+    let logs = std::env::temp_dir().join(format!("florence-bench-test-{}", std::process::id()));
+    let out = succeed(
+        Command::new("bash")
+            .current_dir(root())
+            .env("FLORENCED_BIN", env!("CARGO_BIN_EXE_florenced"))
+            .args(["scripts/bench.sh", "--quick", "--threads", "1", "--log-dir"])
+            .arg(&logs),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    // The onnxruntime loop reproduces transformers' recorded ids (3 images x 16 tasks).
+    assert!(
+        table.contains("(tiny model, recorded references, greedy): 48/48 identical"),
+        "{table}"
+    );
+    for row in [
+        "| `<CAPTION>` greedy, 20 tokens | fp32 | engine | ",
+        "| `<CAPTION>` greedy, 20 tokens | fp32 | onnxruntime-Python loop | ",
+        "| `<CAPTION>` 3 beams, 20 tokens | fp32 | engine | ",
+        "| `<MORE_DETAILED_CAPTION>` greedy, 100 tokens | _fp16 | onnxruntime-Python loop | ",
+        "| engine | fp32 | ",
+        "| _fp16 | ",
+    ] {
+        assert!(table.contains(row), "no row {row:?} in\n{table}");
+    }
+    let ratio_row = table
+        .lines()
+        .find(|l| l.contains("| fp32 | onnxruntime-Python loop |"))
+        .unwrap();
+    assert!(ratio_row.trim_end().ends_with("x |"), "{ratio_row}");
+    let _ = std::fs::remove_dir_all(&logs);
+}
+
+#[test]
+fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
+    // References in which one recorded greedy caption was changed at a step with a
+    // clear margin: the onnxruntime loop now "disagrees with transformers".
+    let fixtures = std::env::temp_dir().join(format!("florence-bench-refs-{}", std::process::id()));
+    std::fs::create_dir_all(&fixtures).unwrap();
+    let mut refs: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/references.json")).unwrap(),
+    )
+    .unwrap();
+    refs["model_dir"] = model_dir().display().to_string().into();
+    let case = refs["cases"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|c| c["image"] == "scene_640x480" && c["task"] == "<CAPTION>")
+        .unwrap();
+    let ids = case["greedy"]["ids"].as_array_mut().unwrap();
+    ids[2] = (ids[2].as_u64().unwrap() + 1).into();
+    case["greedy"]["margins"][1] = 5.0.into();
+    std::fs::write(fixtures.join("references.json"), refs.to_string()).unwrap();
+    let images = fixtures.join("images");
+    let _ = std::fs::remove_file(&images);
+    std::os::unix::fs::symlink(root().join("tests/fixtures/images"), &images).unwrap();
+
+    let python = root().join(".venv-bench/bin/python");
+    let out = Command::new(&python)
+        .current_dir(root())
+        .arg("tools/bench/bench.py")
+        .arg("--florenced")
+        .arg(env!("CARGO_BIN_EXE_florenced"))
+        .arg("--model-dir")
+        .arg(model_dir())
+        .arg("--ort-python")
+        .arg(&python)
+        .arg("--fixtures")
+        .arg(&fixtures)
+        .args(["--fixture-images", "scene_640x480", "--image"])
+        .arg(root().join("tests/fixtures/images/scene_640x480.png"))
+        .args(["--rounds", "1", "--threads", "1", "--variants", "fp32"])
+        .args(["--cases", "caption-greedy"])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (made by scripts/setup.sh)", python.display()));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(table.contains("15/16 identical, 1 MISMATCHED"), "{table}");
+    assert!(table.contains("ratios withheld"), "{table}");
+    let row = table
+        .lines()
+        .find(|l| l.contains("| fp32 | onnxruntime-Python loop |"))
+        .unwrap();
+    assert!(row.trim_end().ends_with("| - |"), "{row}");
+    let _ = std::fs::remove_dir_all(&fixtures);
+}

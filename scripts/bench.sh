@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The benchmark: our engine against transformers and a plain onnxruntime-Python
+# loop over the same graphs, in one run, interleaved, on this machine; prints
+# markdown tables (tools/bench/bench.py does the timing).
+#
+#   bash scripts/bench.sh                 # base-sized random model, 5 rounds, 2 threads
+#   bash scripts/bench.sh --rounds 3 --threads 4 --variants fp32,_quantized
+#   bash scripts/bench.sh --model-dir DIR # another model directory (no transformers peer
+#                                         # unless --checkpoint DIR gives its PyTorch weights)
+#   bash scripts/bench.sh --quick         # smoke test: tiny model, 1 round, no transformers
+#
+# The first full run installs the exporter's environment (torch + transformers,
+# several GB from PyPI, minutes) and generates a Florence-2-base-shaped model with
+# random weights; both are cached under $FLORENCE_BENCH_CACHE (default
+# ${XDG_CACHE_HOME:-~/.cache}/florence/bench) and reused. An exporter venv at
+# .venv (README) or FLORENCE_EXPORT_VENV is used instead when present;
+# FLORENCED_BIN points at a florenced binary instead of the release build this
+# script makes.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${FLORENCE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/bench}"
+ORT_VENV="${FLORENCE_BENCH_VENV:-$ROOT/.venv-bench}"
+
+quick=0 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
+pass=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=1 ;;
+    --rounds) rounds="$2"; shift ;;
+    --model-dir) model_dir="$2"; shift ;;
+    --checkpoint) checkpoint="$2"; shift ;;
+    --no-transformers) transformers=0 ;;
+    --threads|--variants|--image|--cases|--log-dir) pass+=("$1" "$2"); shift ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+log() { printf 'bench.sh: %s\n' "$*" >&2; }
+
+bash "$ROOT/tools/bench/make_venv.sh" "$ORT_VENV" "$ROOT/tools/bench/requirements-ort.txt"
+
+if [ -n "${FLORENCED_BIN:-}" ]; then
+  florenced="$FLORENCED_BIN"
+else
+  log "building florenced (release)"
+  (cd "$ROOT" && cargo build --release --locked -p florenced >&2)
+  florenced="$ROOT/target/release/florenced"
+fi
+
+if [ "$quick" = 1 ]; then
+  model_dir="${model_dir:-$ROOT/tests/fixtures/tiny-florence2}"
+  rounds="${rounds:-1}"
+  transformers=0
+elif [ -z "$model_dir" ]; then
+  model_dir="$CACHE/base-random"
+  checkpoint="$CACHE/base-random-pytorch"
+  generate=1
+elif [ ! -d "$model_dir" ]; then
+  echo "bench.sh: no model directory $model_dir" >&2; exit 2
+fi
+rounds="${rounds:-5}"
+[ -n "$checkpoint" ] || transformers=0
+
+hf_python=""
+if [ "$transformers" = 1 ] || { [ "$generate" = 1 ] && [ ! -d "$model_dir" ]; }; then
+  # An exporter venv made as the README says (.venv) is reused; else one is made in the cache.
+  if [ -n "${FLORENCE_EXPORT_VENV:-}" ]; then
+    export_venv="$FLORENCE_EXPORT_VENV"
+  elif [ -x "$ROOT/.venv/bin/python" ] && "$ROOT/.venv/bin/python" -c "import torch, transformers" 2>/dev/null; then
+    export_venv="$ROOT/.venv"
+  else
+    export_venv="$CACHE/venv-export"
+    bash "$ROOT/tools/bench/make_venv.sh" "$export_venv" "$ROOT/tools/export/requirements.txt"
+  fi
+  hf_python="$export_venv/bin/python"
+fi
+
+if [ "$generate" = 1 ] && [ ! -d "$model_dir" ]; then
+  # Generated once (a few minutes): the exporter checks every graph against PyTorch.
+  log "generating a Florence-2-base-shaped random model into $model_dir"
+  mkdir -p "$CACHE"
+  rm -rf "$model_dir.partial" "$checkpoint.partial"
+  "$hf_python" "$ROOT/tools/export/export.py" --random-base --seed 0 --out "$model_dir.partial" \
+    --save-checkpoint "$checkpoint.partial" >&2
+  mv "$checkpoint.partial" "$checkpoint"
+  mv "$model_dir.partial" "$model_dir"
+fi
+log "model: $model_dir${checkpoint:+ (PyTorch checkpoint $checkpoint)}; cache: $CACHE"
+
+args=(--florenced "$florenced" --model-dir "$model_dir" --ort-python "$ORT_VENV/bin/python"
+      --fixtures "$ROOT/tests/fixtures" --image "$ROOT/tests/fixtures/images/scene_640x480.png"
+      --rounds "$rounds")
+if [ "$transformers" = 1 ]; then
+  args+=(--checkpoint "$checkpoint" --hf-python "$hf_python")
+fi
+if [ "$quick" = 1 ]; then
+  # A subset of the fixture cases keeps the smoke test short; the alpha and gray
+  # sources are among them because their conversion to RGB is easy to get wrong.
+  args+=(--fixture-images scene_640x480,rgba_256x256,gray_320x240)
+fi
+exec "$ORT_VENV/bin/python" "$ROOT/tools/bench/bench.py" "${args[@]}" "${pass[@]}"
