@@ -42,7 +42,10 @@ struct BenchRequest {
 }
 
 /// Serves requests from stdin until it closes.
-pub fn serve(dir: &Path, options: SessionOptions) -> anyhow::Result<()> {
+pub fn serve(dir: &Path, mut options: SessionOptions) -> anyhow::Result<()> {
+    // The same image comes every round: each request must pay for its own vision
+    // pass, as the peers do.
+    options.vision_cache = false;
     let t = Instant::now();
     let florence = Florence::load(dir, options)
         .with_context(|| format!("cannot load model directory {}", dir.display()))?;

@@ -68,6 +68,8 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     );
     // A failed request does not end the worker.
     assert!(lines[3]["token_count"].as_u64().unwrap() >= 1);
+    // The same image again still pays its vision pass (the peers have no cache).
+    assert_eq!(lines[3]["timings"]["vision_cached"], false, "{}", lines[3]);
     assert!(lines[3]["peak_rss_kb"].as_u64().unwrap() >= lines[0]["peak_rss_kb"].as_u64().unwrap());
 }
 

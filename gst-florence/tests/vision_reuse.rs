@@ -87,3 +87,23 @@ fn image_size_option_changes_the_resolution_and_the_prompt_limit() {
         );
     }
 }
+
+#[test]
+fn the_cache_can_be_turned_off() {
+    use gstflorence::engine::SessionOptions;
+    use gstflorence::engine::pipeline::Florence;
+    let engine = Florence::load(
+        &common::tiny_model_dir(),
+        SessionOptions {
+            intra_threads: 1,
+            vision_cache: false,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap();
+    let scene = image("scene_640x480");
+    for _ in 0..2 {
+        let out = engine.run(&scene, &Request::new(Task::Caption)).unwrap();
+        assert!(!out.timings.vision_cached);
+    }
+}

@@ -78,6 +78,9 @@ pub struct SessionOptions {
     /// Square input resolution in pixels ([`IMAGE_SIZES`]); `None`: the model's own
     /// (preprocessor_config.json).
     pub image_size: Option<u32>,
+    /// Keep the last image's vision features for the next request on the same
+    /// image (off: every run encodes its image, as a benchmark needs).
+    pub vision_cache: bool,
 }
 
 impl Default for SessionOptions {
@@ -88,6 +91,7 @@ impl Default for SessionOptions {
             ort_library: None,
             spin: true,
             image_size: None,
+            vision_cache: true,
         }
     }
 }

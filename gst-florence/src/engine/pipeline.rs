@@ -595,7 +595,9 @@ impl Florence {
         interrupt.check()?;
         let t = Instant::now();
         let encoded = self.encode(s, &features, &prompt, &run_options);
-        s.last_vision = Some((key, features));
+        if self.options.vision_cache {
+            s.last_vision = Some((key, features));
+        }
         let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
         timings.encoder_ms = ms(t.elapsed());
 
