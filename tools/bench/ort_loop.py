@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -24,18 +25,10 @@ from protocol import ms
 
 GRAPHS = ("vision_encoder", "embed_tokens", "encoder_model", "decoder_model_merged")
 
-# Florence2Processor's prompts for the tasks without input (enough for benchmarks;
-# the correctness check passes the reference's prompt ids instead).
-PROMPTS = {
-    "<OCR>": "What is the text in the image?",
-    "<OCR_WITH_REGION>": "What is the text in the image, with regions?",
-    "<CAPTION>": "What does the image describe?",
-    "<DETAILED_CAPTION>": "Describe in detail what is shown in the image.",
-    "<MORE_DETAILED_CAPTION>": "Describe with a paragraph what is shown in the image.",
-    "<OD>": "Locate the objects with category name in the image.",
-    "<DENSE_REGION_CAPTION>": "Locate the objects in the image, with their descriptions.",
-    "<REGION_PROPOSAL>": "Locate the region proposals in the image.",
-}
+# Florence2Processor's prompts for the tasks without input, from the exporter
+# (enough for benchmarks; the correctness check passes the reference's prompt ids).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "export"))
+from florence_export.prompts import TASK_PROMPTS_WITHOUT_INPUT as PROMPTS  # noqa: E402
 
 
 def graph_files(model_dir: str, variant: str) -> list[str]:
