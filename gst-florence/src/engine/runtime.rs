@@ -35,6 +35,10 @@ pub enum RuntimeError {
     NotFound { attempts: Vec<(String, String)> },
     #[error("ONNX Runtime library at {path} could not be initialised: {reason}")]
     Init { path: PathBuf, reason: String },
+    #[error(
+        "the ONNX Runtime library set explicitly ({path}) cannot be used: {reason}; fix the setting or remove it (no other library is tried while one is set)"
+    )]
+    Explicit { path: PathBuf, reason: String },
 }
 
 fn format_attempts(attempts: &[(String, String)]) -> String {
@@ -110,12 +114,23 @@ pub fn runtime(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
     }
     let mut attempts = Vec::new();
     for (label, path) in candidates(explicit) {
+        // An explicit setting that fails is an error, never a silent fall-back to
+        // another library (the user asked for that one).
+        let fail = |reason: String, attempts: &mut Vec<(String, String)>| {
+            if explicit.is_some_and(|e| e == path) {
+                return Some(RuntimeError::Explicit {
+                    path: path.clone(),
+                    reason,
+                });
+            }
+            attempts.push((format!("{label} {}", path.display()), reason));
+            None
+        };
         let is_bare_name = path.components().count() == 1;
-        if !is_bare_name && !path.exists() {
-            attempts.push((
-                format!("{label} {}", path.display()),
-                "no such file".to_owned(),
-            ));
+        if !is_bare_name && !path.is_file() {
+            if let Some(e) = fail("no such file".to_owned(), &mut attempts) {
+                return Err(e);
+            }
             continue;
         }
         match ort::init_from(&path) {
@@ -135,7 +150,11 @@ pub fn runtime(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
                 *guard = Some(rt.clone());
                 return Ok(rt);
             }
-            Err(e) => attempts.push((format!("{label} {}", path.display()), e.to_string())),
+            Err(e) => {
+                if let Some(e) = fail(e.to_string(), &mut attempts) {
+                    return Err(e);
+                }
+            }
         }
     }
     Err(RuntimeError::NotFound { attempts })
