@@ -483,9 +483,10 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     let mut jobs = Vec::with_capacity(specs.len());
     for (k, spec) in specs.into_iter().enumerate() {
         let (tx, rx) = oneshot::channel();
-        receivers.push(rx);
+        let job_id = format!("{id}.{k}");
+        receivers.push((job_id.clone(), rx));
         jobs.push(Job {
-            id: format!("{id}.{k}"),
+            id: job_id,
             image: RgbImage::default(),
             params: crate::worker::Params {
                 task: spec.task.token().to_owned(),
@@ -506,8 +507,8 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
         .submit(head)
         .map_err(|e| submit_error(e, st, &workers))?;
     let mut answers = Vec::with_capacity(receivers.len());
-    for (k, rx) in receivers.into_iter().enumerate() {
-        answers.push(await_answer(rx, deadline, &format!("{id}.{k}"), &workers).await?);
+    for (job_id, rx) in receivers {
+        answers.push(await_answer(rx, deadline, &job_id, &workers).await?);
     }
 
     let inference_ms: f64 = answers.iter().map(|a| a.inference_ms).sum();

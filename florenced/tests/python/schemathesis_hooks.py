@@ -86,14 +86,7 @@ def _complete_task(item):
 @schemathesis.hook
 def map_case(ctx, case):
     meta = case.meta
-    if meta is None:
-        # The examples phase: its cases are the schema's examples, positive by
-        # construction, but an analyze task item is filled from the item schema's
-        # properties, so it may carry an input its task does not take.
-        if isinstance(case.body, dict) and isinstance(case.body.get("tasks"), list):
-            case.body["tasks"] = [_complete_task(t) for t in case.body["tasks"]]
-        return case
-    if not meta.generation.mode.is_positive:
+    if meta is None or not meta.generation.mode.is_positive:
         return case
     media = case.media_type or ""
     raw = media.startswith("image/")
