@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gstflorence::engine::SessionOptions;
+use gstflorence::engine::graph_cache::GraphSource;
 use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
 use gstflorence::engine::preprocess;
@@ -28,19 +29,34 @@ fn references() -> &'static Value {
     })
 }
 
+/// The model as loaded by default: its graphs optimised once into a graph
+/// cache (here a fresh one) and mapped from there.
 fn model() -> &'static Florence {
     static MODEL: OnceLock<Florence> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let dir = fixtures().join(references()["model_dir"].as_str().unwrap());
-        Florence::load(
-            &dir,
-            SessionOptions {
-                intra_threads: 2,
-                ..SessionOptions::default()
-            },
-        )
-        .unwrap()
+        let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity-graph-cache");
+        let _ = std::fs::remove_dir_all(&cache);
+        load(Some(cache))
     })
+}
+
+/// The model optimised at load, without a graph cache.
+fn model_without_graph_cache() -> &'static Florence {
+    static MODEL: OnceLock<Florence> = OnceLock::new();
+    MODEL.get_or_init(|| load(None))
+}
+
+fn load(graph_cache: Option<PathBuf>) -> Florence {
+    let dir = fixtures().join(references()["model_dir"].as_str().unwrap());
+    Florence::load(
+        &dir,
+        SessionOptions {
+            intra_threads: 2,
+            graph_cache,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 fn image(name: &str) -> preprocess::RgbImage {
@@ -110,9 +126,8 @@ fn request(case: &Value, beams: usize) -> Request {
     }
 }
 
-fn check_decoding(label: &str, beams: usize) {
+fn check_decoding(m: &Florence, label: &str, beams: usize) {
     let refs = references();
-    let m = model();
     let mut failures = Vec::new();
     let mut images = std::collections::HashMap::new();
     let cases = refs["cases"].as_array().unwrap();
@@ -212,12 +227,36 @@ fn region_text_in_loc_notation_gives_the_reference_prompt_ids() {
 
 #[test]
 fn greedy_generation_matches_transformers() {
-    check_decoding("greedy", 1);
+    let m = model();
+    assert!(
+        m.graph_sources()
+            .iter()
+            .all(|(_, s)| *s == GraphSource::Saved),
+        "{:?}",
+        m.graph_sources()
+    );
+    check_decoding(m, "greedy", 1);
 }
 
 #[test]
 fn beam_search_matches_transformers() {
-    check_decoding("beam3", 3);
+    check_decoding(model(), "beam3", 3);
+}
+
+#[test]
+fn greedy_generation_matches_transformers_without_graph_cache() {
+    let m = model_without_graph_cache();
+    assert!(
+        m.graph_sources()
+            .iter()
+            .all(|(_, s)| *s == GraphSource::Model)
+    );
+    check_decoding(m, "greedy", 1);
+}
+
+#[test]
+fn beam_search_matches_transformers_without_graph_cache() {
+    check_decoding(model_without_graph_cache(), "beam3", 3);
 }
 
 #[test]

@@ -6,6 +6,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
 use super::config::{ConfigError, ModelFiles};
+use super::graph_cache::{self, GraphSource};
 use super::runtime::{Runtime, RuntimeError};
 use super::signature::{self, Dims, Graph, GraphSpec, Mismatch, Port};
 
@@ -81,6 +82,9 @@ pub struct SessionOptions {
     /// Keep the last image's vision features for the next request on the same
     /// image (off: every run encodes its image, as a benchmark needs).
     pub vision_cache: bool,
+    /// Directory of optimised graphs saved once and mapped at later loads
+    /// ([`graph_cache`]); `None`: optimise at every load, weights in anonymous memory.
+    pub graph_cache: Option<PathBuf>,
 }
 
 impl Default for SessionOptions {
@@ -92,6 +96,7 @@ impl Default for SessionOptions {
             spin: true,
             image_size: None,
             vision_cache: true,
+            graph_cache: graph_cache::default_dir(),
         }
     }
 }
@@ -176,6 +181,136 @@ fn load_hint(reason: &str) -> &'static str {
     }
 }
 
+/// A session builder with the engine's settings, at optimisation `level`.
+fn builder(
+    runtime: &Runtime,
+    options: &SessionOptions,
+    level: GraphOptimizationLevel,
+) -> ort::Result<ort::session::builder::SessionBuilder> {
+    let mut builder = Session::builder(&runtime.environment)?
+        .with_optimization_level(level)
+        .map_err(ort::Error::<()>::from)?
+        // ONNX Runtime's own messages go to `tracing` (the daemon's log), not raw to
+        // stderr; failures also come back as errors, reported with their context.
+        .with_log_level(ort::logging::LogLevel::Warning)
+        .map_err(ort::Error::<()>::from)?
+        .with_logger(std::sync::Arc::new(ort_log))
+        .map_err(ort::Error::<()>::from)?;
+    if options.intra_threads > 0 {
+        builder = builder
+            .with_intra_threads(options.intra_threads)
+            .map_err(ort::Error::<()>::from)?;
+    }
+    if !options.spin {
+        builder = builder
+            .with_intra_op_spinning(false)
+            .map_err(ort::Error::<()>::from)?;
+    }
+    Ok(builder)
+}
+
+/// Opens `path` optimised at load, or through the optimised-graph cache when
+/// `options.graph_cache` names one (see [`graph_cache`]). A cache that cannot
+/// be written or read is not an error: the model file is loaded as without it.
+fn open_session(
+    runtime: &Runtime,
+    path: &Path,
+    options: &SessionOptions,
+) -> Result<(Session, GraphSource), ModelError> {
+    let load = |e: ort::Error| ModelError::Load {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let direct = || {
+        builder(runtime, options, GraphOptimizationLevel::Level3)
+            .and_then(|mut b| b.commit_from_file(path))
+            .map(|s| (s, GraphSource::Model))
+            .map_err(load)
+    };
+    let Some(cache) = options.graph_cache.as_deref() else {
+        return direct();
+    };
+    let entry = match graph_cache::entry_dir(cache, path, &runtime.library, "") {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
+            return direct();
+        }
+    };
+    // Pre-optimised: loading optimises nothing more.
+    let cached = |entry: &Path| {
+        builder(runtime, options, GraphOptimizationLevel::Disable)
+            .and_then(|mut b| b.commit_from_file(entry.join(graph_cache::GRAPH_FILE)))
+    };
+    if entry.join(graph_cache::GRAPH_FILE).is_file() {
+        match cached(&entry) {
+            Ok(s) => return Ok((s, GraphSource::Cached)),
+            Err(e) => {
+                tracing::warn!("{}: unusable ({e}); rebuilding it", entry.display());
+                graph_cache::discard(&entry);
+            }
+        }
+    }
+    graph_cache::sweep(cache);
+    let scratch = match graph_cache::scratch_dir(cache, path) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
+            return direct();
+        }
+    };
+    let saved = builder(runtime, options, GraphOptimizationLevel::Level3)
+        .and_then(|b| {
+            b.with_optimized_model_path(scratch.join(graph_cache::GRAPH_FILE))
+                .map_err(ort::Error::<()>::from)
+        })
+        .and_then(|b| {
+            b.with_config_entry(
+                "session.optimized_model_external_initializers_file_name",
+                graph_cache::DATA_FILE,
+            )
+            .map_err(ort::Error::<()>::from)
+        })
+        .and_then(|b| {
+            // Weights go to the data file, which is mapped, not read; small
+            // constants (shapes, axes) stay inline, where shape inference reads them.
+            b.with_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes",
+                "1024",
+            )
+            .map_err(ort::Error::<()>::from)
+        })
+        .and_then(|b| {
+            // The packed copies too: loading then neither packs nor keeps both.
+            b.with_config_entry("session.save_external_prepacked_constant_initializers", "1")
+                .map_err(ort::Error::<()>::from)
+        })
+        .and_then(|mut b| b.commit_from_file(path));
+    let session = match saved {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(load(e));
+        }
+    };
+    if let Err(e) = graph_cache::publish(&scratch, &entry) {
+        tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
+        return Ok((session, GraphSource::Model));
+    }
+    // Loaded again from the entry, so the weights are mapped from its file and
+    // this first run behaves as every later one. The saving session goes first:
+    // both at once would be the largest footprint of all.
+    drop(session);
+    match cached(&entry) {
+        Ok(s) => Ok((s, GraphSource::Saved)),
+        Err(e) => {
+            tracing::warn!("{}: cannot load what was saved ({e})", entry.display());
+            graph_cache::discard(&entry);
+            direct()
+        }
+    }
+}
+
 /// Opens one graph and checks its signature.
 pub fn open_graph(
     runtime: &Runtime,
@@ -183,37 +318,21 @@ pub fn open_graph(
     graph: Graph,
     options: &SessionOptions,
 ) -> Result<Session, ModelError> {
+    open_graph_from(runtime, files, graph, options).map(|(s, _)| s)
+}
+
+/// [`open_graph`], also saying where the graph came from.
+pub fn open_graph_from(
+    runtime: &Runtime,
+    files: &ModelFiles,
+    graph: Graph,
+    options: &SessionOptions,
+) -> Result<(Session, GraphSource), ModelError> {
     let path = graph_path(&files.dir, graph, &options.variant);
     if !path.is_file() {
         return Err(ModelError::MissingGraph { path, graph });
     }
-    let load = |e: ort::Error| ModelError::Load {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    let load_b = |e: ort::Error<ort::session::builder::SessionBuilder>| ModelError::Load {
-        path: path.clone(),
-        reason: e.to_string(),
-    };
-    let mut builder = Session::builder(&runtime.environment)
-        .map_err(load)?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(load_b)?
-        // ONNX Runtime's own messages go to `tracing` (the daemon's log), not raw to
-        // stderr; failures also come back as errors, reported with their context.
-        .with_log_level(ort::logging::LogLevel::Warning)
-        .map_err(load_b)?
-        .with_logger(std::sync::Arc::new(ort_log))
-        .map_err(load_b)?;
-    if options.intra_threads > 0 {
-        builder = builder
-            .with_intra_threads(options.intra_threads)
-            .map_err(load_b)?;
-    }
-    if !options.spin {
-        builder = builder.with_intra_op_spinning(false).map_err(load_b)?;
-    }
-    let session = builder.commit_from_file(&path).map_err(load)?;
+    let (session, source) = open_session(runtime, &path, options)?;
     let spec = GraphSpec::new(graph, &files.dims());
     let (inputs, outputs) = signature::ports(&session);
     let problems = signature::check(&spec, &inputs, &outputs);
@@ -224,7 +343,7 @@ pub fn open_graph(
             problems,
         });
     }
-    Ok(session)
+    Ok((session, source))
 }
 
 /// The signature of every graph present in a model directory, for display.

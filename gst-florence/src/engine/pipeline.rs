@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use super::config::{EarlyStopping, ModelFiles};
 use super::generate::{self, DecodeParams, Decoded, Sampling, StepModel};
+use super::graph_cache::GraphSource;
 use super::model_dir::{self, ModelError, SessionOptions, VARIANTS};
 use super::postprocess::{PostProcessor, TaskResult};
 use super::preprocess::{self, RgbImage};
@@ -296,6 +297,7 @@ pub struct Florence {
     options: SessionOptions,
     /// The graphs take float16 activations (`_fp16` variants).
     float16: bool,
+    sources: Vec<(Graph, GraphSource)>,
 }
 
 impl std::fmt::Debug for Florence {
@@ -362,8 +364,10 @@ impl Florence {
             .unwrap_or_else(|| DEFAULT_VQA_TEMPLATE.to_owned());
         let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
         let mut kinds = Vec::new();
+        let mut sources = Vec::new();
         let mut open = |g| -> Result<Session, ModelError> {
-            let s = model_dir::open_graph(&runtime, &files, g, &options)?;
+            let (s, source) = model_dir::open_graph_from(&runtime, &files, g, &options)?;
+            sources.push((g, source));
             if g != Graph::EmbedTokens {
                 kinds.push((
                     g,
@@ -394,7 +398,13 @@ impl Florence {
             sessions: Mutex::new(sessions),
             options,
             float16,
+            sources,
         })
+    }
+
+    /// Where each graph was loaded from (the optimised-graph cache or the model file).
+    pub fn graph_sources(&self) -> &[(Graph, GraphSource)] {
+        &self.sources
     }
 
     pub fn files(&self) -> &ModelFiles {

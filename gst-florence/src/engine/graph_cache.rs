@@ -1,0 +1,275 @@
+//! Optimised graphs saved once and memory-mapped afterwards.
+//!
+//! ONNX Runtime optimises every graph each time it loads it (fusions, NCHWc
+//! layouts) and then pre-packs the weights of its matrix kernels into a second
+//! copy. For Florence-2-base at fp32 that costs seconds of start-up and about
+//! 300 MB of resident memory beyond the weights: the merged decoder keeps its
+//! weights and their packed copies, and the protobuf is held while the
+//! initialisers are copied out of it. Saved once with its packed weights in an
+//! external data file, the optimised graph loads without optimising and its
+//! weights are mapped from the file: only the copies the kernels read become
+//! resident, as clean pages the kernel can drop under memory pressure.
+//!
+//! An entry is keyed by everything that decides what ONNX Runtime writes: the
+//! source file (path, size, modification time, inode), the ONNX Runtime
+//! library (path, size, modification time) and the CPU (its model and
+//! instruction-set flags; the NCHWc layouts and packed formats are
+//! CPU-specific). A changed model, library or machine gets a new entry. Entries
+//! are written in a temporary directory and renamed into place, so concurrent
+//! loaders never see half an entry; one that cannot be loaded is removed and
+//! rebuilt.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Bumped when what is saved, or how, changes.
+const FORMAT: u32 = 1;
+/// The optimised graph and its weights inside an entry's directory.
+pub(crate) const GRAPH_FILE: &str = "graph.onnx";
+pub(crate) const DATA_FILE: &str = "graph.data";
+/// The identity of the model file an entry was made from, for [`sweep`].
+const SOURCE_FILE: &str = "source";
+/// A scratch directory this old belongs to a loader that died.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Where a graph was loaded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GraphSource {
+    /// The model file, optimised while loading (no cache, or it could not be used).
+    Model,
+    /// The model file, optimised and saved to the cache, then loaded from there.
+    Saved,
+    /// An optimised graph saved by an earlier load.
+    Cached,
+}
+
+/// The cache directory used when none is configured: `$FLORENCE_GRAPH_CACHE`,
+/// else systemd's `$CACHE_DIRECTORY` (the unit's CacheDirectory=), else
+/// `$XDG_CACHE_HOME/florence/graphs`, else `~/.cache/florence/graphs`. An empty
+/// `FLORENCE_GRAPH_CACHE` turns the cache off.
+pub fn default_dir() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(v) = std::env::var_os("FLORENCE_GRAPH_CACHE") {
+        return (!v.is_empty()).then(|| PathBuf::from(v));
+    }
+    if let Some(dir) = env("CACHE_DIRECTORY") {
+        // systemd may list several, separated by ':'; the first is ours.
+        let first = dir.to_string_lossy().split(':').next()?.to_owned();
+        return Some(PathBuf::from(first).join("graphs"));
+    }
+    if let Some(xdg) = env("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(xdg).join("florence/graphs"));
+    }
+    env("HOME").map(|h| PathBuf::from(h).join(".cache/florence/graphs"))
+}
+
+/// The CPU's identity as far as ONNX Runtime's kernels care: model and flags.
+fn cpu_identity() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        // The first processor's block; x86 says "model name"/"flags", ARM
+        // "Features"/"CPU implementer"/"CPU part".
+        let block = text.split("\n\n").next().unwrap_or_default();
+        block
+            .lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(k, _)| {
+                matches!(
+                    k.trim(),
+                    "vendor_id"
+                        | "model name"
+                        | "flags"
+                        | "Features"
+                        | "CPU implementer"
+                        | "CPU part"
+                        | "CPU architecture"
+                )
+            })
+            .map(|(k, v)| format!("{}={}\n", k.trim(), v.trim()))
+            .collect::<String>()
+            + std::env::consts::ARCH
+    })
+}
+
+fn file_identity(path: &Path) -> std::io::Result<String> {
+    let m = std::fs::metadata(path)?;
+    let canonical = std::fs::canonicalize(path)?;
+    Ok(format!(
+        "{}|{}|{}.{}|{}",
+        canonical.display(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ino()
+    ))
+}
+
+/// The entry directory for `graph` (a model file) under `cache`.
+pub(crate) fn entry_dir(
+    cache: &Path,
+    graph: &Path,
+    ort_library: &Path,
+    settings: &str,
+) -> std::io::Result<PathBuf> {
+    let key = format!(
+        "{FORMAT}\n{}\n{}\n{}\n{settings}",
+        file_identity(graph)?,
+        file_identity(ort_library)?,
+        cpu_identity()
+    );
+    let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+    let stem = graph
+        .file_stem()
+        .map_or_else(|| "graph".into(), |s| s.to_string_lossy().into_owned());
+    Ok(cache.join(format!("{stem}-{hash:032x}")))
+}
+
+/// A fresh directory next to the entries, to write the entry for `graph` into
+/// before it is renamed into place.
+pub(crate) fn scratch_dir(cache: &Path, graph: &Path) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(cache)?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let dir = cache.join(format!(".partial-{}-{nanos}", std::process::id()));
+    std::fs::create_dir(&dir)?;
+    std::fs::write(dir.join(SOURCE_FILE), file_identity(graph)?)?;
+    Ok(dir)
+}
+
+/// Removes the entries whose model file is gone or has changed (a replaced
+/// model, a deleted copy) and scratch directories of loaders that died, so the
+/// cache holds only what can still be used.
+pub(crate) fn sweep(cache: &Path) {
+    let Ok(dir) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for item in dir.flatten() {
+        let path = item.path();
+        let name = item.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".partial-") {
+            let old = item
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER);
+            if old {
+                let _ = std::fs::remove_dir_all(&path);
+            }
+            continue;
+        }
+        let Ok(source) = std::fs::read_to_string(path.join(SOURCE_FILE)) else {
+            continue; // not ours
+        };
+        let file = source.split('|').next().unwrap_or_default();
+        if file_identity(Path::new(file)).ok().as_deref() != Some(source.as_str()) {
+            discard(&path);
+        }
+    }
+}
+
+/// Moves a written entry into place. Another loader may have placed the same
+/// entry meanwhile: then ours is dropped and theirs used.
+pub(crate) fn publish(scratch: &Path, entry: &Path) -> std::io::Result<()> {
+    match std::fs::rename(scratch, entry) {
+        Ok(()) => Ok(()),
+        Err(_) if entry.join(GRAPH_FILE).is_file() => {
+            let _ = std::fs::remove_dir_all(scratch);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(scratch);
+            Err(e)
+        }
+    }
+}
+
+/// Removes an entry that could not be loaded, so that the next load rebuilds it.
+pub(crate) fn discard(entry: &Path) {
+    // Renamed first: a concurrent loader never sees a half-deleted entry.
+    let doomed = entry.with_extension(format!("discarded-{}", std::process::id()));
+    if std::fs::rename(entry, &doomed).is_ok() {
+        let _ = std::fs::remove_dir_all(&doomed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh directory under the system's temporary directory.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("florence-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_key_follows_the_model_file() {
+        let dir = temp_dir("key");
+        let graph = dir.join("g.onnx");
+        let lib = dir.join("lib.so");
+        std::fs::write(&graph, b"one").unwrap();
+        std::fs::write(&lib, b"lib").unwrap();
+        let a = entry_dir(&dir, &graph, &lib, "").unwrap();
+        assert_eq!(a, entry_dir(&dir, &graph, &lib, "").unwrap());
+        assert!(a.file_name().unwrap().to_string_lossy().starts_with("g-"));
+        assert_ne!(a, entry_dir(&dir, &graph, &lib, "other").unwrap());
+        std::fs::write(&graph, b"longer").unwrap();
+        assert_ne!(a, entry_dir(&dir, &graph, &lib, "").unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_publisher_yields_to_the_first() {
+        let cache = temp_dir("publish");
+        let models = temp_dir("publish-models");
+        let graph = models.join("g.onnx");
+        std::fs::write(&graph, b"one").unwrap();
+        let entry = cache.join("g-1");
+        for _ in 0..2 {
+            let s = scratch_dir(&cache, &graph).unwrap();
+            std::fs::write(s.join(GRAPH_FILE), b"x").unwrap();
+            publish(&s, &entry).unwrap();
+        }
+        let names: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+        assert_eq!(names.len(), 1, "no scratch directory left behind");
+        discard(&entry);
+        assert!(!entry.exists());
+        std::fs::remove_dir_all(&cache).unwrap();
+        std::fs::remove_dir_all(&models).unwrap();
+    }
+
+    #[test]
+    fn entries_of_changed_or_deleted_models_are_swept() {
+        let cache = temp_dir("sweep");
+        let models = temp_dir("sweep-models");
+        let entry_for = |name: &str| {
+            let graph = models.join(name);
+            std::fs::write(&graph, b"weights").unwrap();
+            let s = scratch_dir(&cache, &graph).unwrap();
+            let entry = cache.join(name);
+            publish(&s, &entry).unwrap();
+            (graph, entry)
+        };
+        let (_, kept) = entry_for("kept.onnx");
+        let (changed, changed_entry) = entry_for("changed.onnx");
+        let (deleted, deleted_entry) = entry_for("deleted.onnx");
+        std::fs::write(&changed, b"other weights").unwrap();
+        std::fs::remove_file(&deleted).unwrap();
+        let foreign = cache.join("not-ours");
+        std::fs::create_dir(&foreign).unwrap();
+        sweep(&cache);
+        assert!(kept.exists());
+        assert!(foreign.exists());
+        assert!(!changed_entry.exists());
+        assert!(!deleted_entry.exists());
+        std::fs::remove_dir_all(&cache).unwrap();
+        std::fs::remove_dir_all(&models).unwrap();
+    }
+}
