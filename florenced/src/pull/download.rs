@@ -179,8 +179,9 @@ pub fn fetch(
     if std::fs::metadata(&blob).is_ok_and(|m| m.len() == expected.size) {
         return Ok(());
     }
-    let mut part = Partial::open(cache.incomplete(&meta.etag), expected)?;
-    let needed = expected.size - part.len;
+    let incomplete = cache.incomplete(&meta.etag);
+    let have = std::fs::metadata(&incomplete).map_or(0, |m| m.len().min(expected.size));
+    let needed = expected.size - have;
     if let Some(free) = super::disk::available_bytes(&blobs)
         && free < needed
     {
@@ -189,6 +190,7 @@ pub fn fetch(
             detail: format!("{file} needs {} more, {} free", mib(needed), mib(free)),
         });
     }
+    let mut part = Partial::open(incomplete, expected)?;
     let mut progress = reporter.file(file, expected.size, part.len);
     match transfer(hub, file, meta, expected, &mut part, &mut progress) {
         Ok(()) => {}
