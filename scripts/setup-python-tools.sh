@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Python tools the HTTP tests drive (schemathesis, and
-# openapi-python-client for the generated-client test) into .test-venv/ from PyPI,
+# Installs the Python tools the HTTP tests drive (schemathesis,
+# openapi-python-client for the generated-client test, huggingface_hub for the
+# `florenced pull` cache test) into .test-venv/ from PyPI,
 # every package pinned in scripts/python-test-tools.txt. Called by setup.sh;
 # safe to run again: a venv installed from the same pin list is left alone.
 set -euo pipefail

@@ -6,6 +6,7 @@
 //! florenced --print-config                                # effective configuration
 //! florenced run --model-dir DIR image.jpg                 # one-shot, JSON lines
 //! florenced bench --model-dir DIR                         # timing requests on stdin (scripts/bench.sh)
+//! florenced pull florence-2-base-ft                       # download a model into the Hugging Face cache
 //! ```
 
 mod api;
@@ -17,6 +18,7 @@ mod gst_log;
 mod logging;
 mod metrics;
 mod openapi;
+mod pull;
 mod request;
 mod schema;
 mod serve;
@@ -125,6 +127,16 @@ fn serve_main(args: &ServeArgs) -> ExitCode {
         print!("{}", config.redacted_yaml());
         return ExitCode::SUCCESS;
     }
+    let mut config = config;
+    if let Some(dir) = &config.model_dir {
+        match pull::resolve_model_dir(dir) {
+            Ok(dir) => config.model_dir = Some(dir),
+            Err(e) => {
+                eprintln!("florenced: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     logging::init(config.log_format, &config.log_level);
     match serve::serve(config) {
         Ok(()) => ExitCode::SUCCESS,
@@ -156,6 +168,11 @@ struct ModelArgs {
 }
 
 impl ModelArgs {
+    /// The model directory, a Hub repository id resolved from the cache.
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        Ok(pull::resolve_model_dir(&self.model_dir)?)
+    }
+
     fn options(&self) -> SessionOptions {
         let mut o = SessionOptions {
             variant: self.variant.clone(),
@@ -216,6 +233,9 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Download a model from the Hugging Face Hub into its cache (shared with Python
+    /// tools), check that it loads, and print its directory.
+    Pull(pull::PullArgs),
 }
 
 fn main() -> ExitCode {
@@ -234,12 +254,12 @@ fn main() -> ExitCode {
 
 fn one_shot(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Bench { model } => bench::serve(&model.model_dir, model.options())?,
+        Command::Bench { model } => bench::serve(&model.dir()?, model.options())?,
+        Command::Pull(args) => println!("{}", pull::run(&args)?.display()),
         Command::Signature { model } => {
-            let graphs =
-                model_dir::describe(&model.model_dir, &model.options()).with_context(|| {
-                    format!("cannot open model directory {}", model.model_dir.display())
-                })?;
+            let dir = model.dir()?;
+            let graphs = model_dir::describe(&dir, &model.options())
+                .with_context(|| format!("cannot open model directory {}", dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&graphs)?);
         }
         Command::Run {
@@ -256,10 +276,9 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
             images,
         } => {
             let task: Task = task.parse()?;
-            let florence =
-                Florence::load(&model.model_dir, model.options()).with_context(|| {
-                    format!("cannot load model directory {}", model.model_dir.display())
-                })?;
+            let dir = model.dir()?;
+            let florence = Florence::load(&dir, model.options())
+                .with_context(|| format!("cannot load model directory {}", dir.display()))?;
             let request = Request {
                 task,
                 input: TaskInput { text, region },
