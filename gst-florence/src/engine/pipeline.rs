@@ -242,6 +242,10 @@ pub struct Timings {
     pub encoder_ms: f64,
     pub first_token_ms: f64,
     pub per_token_ms: f64,
+    /// Of `per_token_ms`, the time inside ONNX Runtime (token embedding and
+    /// decoder runs); the rest is the engine's own work per token (logits
+    /// processing, beam bookkeeping, building the inputs).
+    pub per_token_runtime_ms: f64,
     pub decode_ms: f64,
     pub postprocess_ms: f64,
     pub total_ms: f64,
@@ -615,6 +619,7 @@ impl Florence {
         let mut step = OnnxDecoder::new(s, hidden, enc_len, &self.files, self.float16, interrupt)?;
         let decoded: Decoded = generate::decode(&mut step, &params)?;
         let first = step.first_step.unwrap_or_default();
+        let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
         drop(step);
         drop(guard);
         let decode_time = t.elapsed();
@@ -623,6 +628,7 @@ impl Florence {
         let steps = decoded.ids.len().saturating_sub(1);
         if steps > 1 {
             timings.per_token_ms = ms((decode_time.saturating_sub(first)) / (steps as u32 - 1));
+            timings.per_token_runtime_ms = ms(later_runs / (steps as u32 - 1));
         }
 
         let t = Instant::now();
@@ -865,6 +871,9 @@ struct OnnxDecoder<'a> {
     /// Encoder states and mask repeated for the current batch, built once per batch size.
     encoder_batch: Option<(usize, DynValue, DynValue)>,
     first_step: Option<Duration>,
+    /// Time spent inside ONNX Runtime runs, all steps, and in the first step's.
+    runtime: Duration,
+    first_step_runtime: Duration,
     /// Checked before every step.
     interrupt: &'a Interrupt,
     past_names: Vec<[String; 4]>,
@@ -897,6 +906,8 @@ impl<'a> OnnxDecoder<'a> {
             float16,
             encoder_batch: None,
             first_step: None,
+            runtime: Duration::ZERO,
+            first_step_runtime: Duration::ZERO,
             interrupt,
             past_names: (0..layers)
                 .map(|i| cache_names("past_key_values", i))
@@ -948,7 +959,9 @@ impl StepModel for OnnxDecoder<'_> {
             self.reorder(p)?;
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let run_start = Instant::now();
         let embeds = run_embed(&mut self.s.embed, &ids, n)?;
+        let mut in_runtime = run_start.elapsed();
         let embeds = float_tensor("decoder", vec![n, 1, self.d_model], embeds, self.float16)?;
         if self.encoder_batch.as_ref().is_none_or(|(b, _, _)| *b != n) {
             let (states, mask) = self.encoder_inputs(n)?;
@@ -992,7 +1005,10 @@ impl StepModel for OnnxDecoder<'_> {
                 inputs.push((Cow::Borrowed(name.as_str()), v.into()));
             }
         }
+        let run_start = Instant::now();
         let mut out = self.s.decoder.run(inputs).map_err(ort_err("decoder"))?;
+        in_runtime += run_start.elapsed();
+        self.runtime += in_runtime;
         let logits = out
             .remove("logits")
             .ok_or_else(|| missing("decoder", "logits"))?;
@@ -1027,6 +1043,7 @@ impl StepModel for OnnxDecoder<'_> {
         }
         if first {
             self.first_step = Some(t0.elapsed());
+            self.first_step_runtime = in_runtime;
         }
         Ok(&self.logits)
     }
