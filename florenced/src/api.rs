@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -22,6 +22,7 @@ use tokio::sync::oneshot;
 use crate::config::{BackendChoice, Config};
 use crate::error::ApiError;
 use crate::metrics::{Gauges, Metrics};
+use crate::pool::Pool;
 use crate::request::{BodyKind, BodyLimits, Fields, read_body};
 use crate::schema::{
     self, AnalyzeRequest, AnalyzeResponse, AnalyzeResult, CaptionForm, CaptionQuery,
@@ -31,14 +32,17 @@ use crate::schema::{
 use crate::worker::{Answer, Health, Job, JobError, Reply, SubmitError, Workers};
 
 pub struct AppState {
-    pub config: Arc<Config>,
-    pub workers: OnceLock<Arc<Workers>>,
+    /// Replaced by a reload; a request reads it once, at its start.
+    config: RwLock<Arc<Config>>,
+    pub workers: Pool,
     pub load_error: Mutex<Option<String>>,
+    /// Why the last reload failed (the service goes on as it was).
+    pub reload_error: Mutex<Option<String>>,
     pub draining: AtomicBool,
     pub metrics: Metrics,
     /// Inference requests inside handlers (the drain waits for them).
     pub active: AtomicUsize,
-    limiter: Option<RateLimiter>,
+    limiter: RwLock<Option<Arc<RateLimiter>>>,
     next_id: AtomicU64,
     id_prefix: String,
 }
@@ -49,18 +53,15 @@ impl AppState {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
         Arc::new(AppState {
-            limiter: config.rate_limit.as_ref().map(|r| RateLimiter {
-                per_second: f64::from(r.requests_per_minute) / 60.0,
-                burst: f64::from(r.burst),
-                clients: Mutex::new(HashMap::new()),
-            }),
+            limiter: RwLock::new(RateLimiter::new(&config)),
             metrics: Metrics::new(
                 Duration::from_secs(config.metrics.retention_seconds),
                 config.request_timeout_s,
             ),
-            config,
-            workers: OnceLock::new(),
+            config: RwLock::new(config),
+            workers: Pool::default(),
             load_error: Mutex::new(None),
+            reload_error: Mutex::new(None),
             draining: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             next_id: AtomicU64::new(1),
@@ -71,6 +72,42 @@ impl AppState {
         })
     }
 
+    pub fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A reload's new configuration (rate-limit buckets are kept unless the limit changed).
+    pub fn set_config(&self, config: Arc<Config>) {
+        let mut current = self.config.write().unwrap_or_else(|e| e.into_inner());
+        if current.rate_limit != config.rate_limit {
+            *self.limiter.write().unwrap_or_else(|e| e.into_inner()) = RateLimiter::new(&config);
+        }
+        *current = config;
+    }
+
+    fn limiter(&self) -> Option<Arc<RateLimiter>> {
+        self.limiter
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Queues a job on the current pipelines; returns the ones that took it.
+    fn submit(&self, mut job: Job) -> Result<Arc<Workers>, ApiError> {
+        loop {
+            let w = self.ready_workers()?;
+            match w.submit(job) {
+                Ok(()) => return Ok(w),
+                // A reload replaced the pipelines since `ready_workers`: the new ones take it.
+                Err(SubmitError::Retired(j)) => job = *j,
+                Err(e) => return Err(submit_error(e, self, &w)),
+            }
+        }
+    }
+
     fn ready_workers(&self) -> Result<Arc<Workers>, ApiError> {
         if self.draining.load(Ordering::SeqCst) {
             return Err(ApiError::not_ready("the service is shutting down"));
@@ -79,7 +116,7 @@ impl AppState {
             return Err(ApiError::not_ready("the model is still loading"));
         };
         match w.health() {
-            Health::Ready => Ok(w.clone()),
+            Health::Ready => Ok(w),
             Health::Loading => Err(ApiError::not_ready("the model is still loading")),
             Health::Stopping => Err(ApiError::not_ready("the service is shutting down")),
             Health::Failed(_) if w.backend == "hailo" => Err(ApiError::device_error()),
@@ -88,10 +125,9 @@ impl AppState {
     }
 
     fn gauges(&self) -> Gauges {
-        let w = self.workers.get();
         Gauges {
-            queue_depth: w.map_or(0, |w| w.queued()),
-            running: w.map_or(0, |w| w.running.load(Ordering::SeqCst)),
+            queue_depth: self.workers.queued(),
+            running: self.workers.running(),
         }
     }
 }
@@ -104,6 +140,16 @@ struct RateLimiter {
 }
 
 impl RateLimiter {
+    fn new(config: &Config) -> Option<Arc<RateLimiter>> {
+        config.rate_limit.as_ref().map(|r| {
+            Arc::new(RateLimiter {
+                per_second: f64::from(r.requests_per_minute) / 60.0,
+                burst: f64::from(r.burst),
+                clients: Mutex::new(HashMap::new()),
+            })
+        })
+    }
+
     /// Ok, or the seconds until the client may retry.
     fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
@@ -171,6 +217,7 @@ async fn observe(
     next: Next,
 ) -> Response {
     let start = Instant::now();
+    let config = st.config();
     let id = client_request_id(req.headers()).unwrap_or_else(|| {
         format!(
             "{}-{}",
@@ -186,14 +233,14 @@ async fn observe(
     let path = req.uri().path().to_owned();
     let inference_route = path.starts_with("/v1/");
     let protected = inference_route
-        || (st.config.api_key_protects_health && (path == "/health" || path == "/metrics"));
+        || (config.api_key_protects_health && (path == "/health" || path == "/metrics"));
 
-    let mut resp = if let Some(key) = st.config.api_key.as_deref()
+    let mut resp = if let Some(key) = config.api_key.as_deref()
         && protected
         && !presented_key(req.headers()).is_some_and(|k| same_secret(k.as_bytes(), key.as_bytes()))
     {
         ApiError::unauthorized().into_response()
-    } else if let Some(limiter) = st.limiter.as_ref()
+    } else if let Some(limiter) = st.limiter()
         && inference_route
         && let Err(retry) = limiter.check(addr.ip())
     {
@@ -250,7 +297,7 @@ async fn observe(
             log_at!(info);
         }
         if let Some(ms) = served.inference_ms
-            && ms > st.config.slow_inference_ms
+            && ms > config.slow_inference_ms
         {
             tracing::warn!(
                 request_id = %id,
@@ -258,7 +305,7 @@ async fn observe(
                 inference_time_ms = ms.round(),
                 "slow inference: {:.0} ms (threshold {:.0} ms)",
                 ms,
-                st.config.slow_inference_ms
+                config.slow_inference_ms
             );
         }
     } else {
@@ -454,7 +501,7 @@ pub(crate) async fn analyze(State(st): State<Arc<AppState>>, req: Request) -> Re
 /// back to back on one pipeline, so the engine runs the vision encoder once.
 async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, ApiError> {
     let _active = Active::new(&st.active);
-    let config = &st.config;
+    let config = &st.config();
     let deadline = Instant::now() + Duration::from_secs_f64(config.request_timeout_s);
     let workers = st.ready_workers()?;
     let id = req
@@ -503,9 +550,7 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     let mut head = jobs.remove(0);
     head.image = image;
     head.then = jobs;
-    workers
-        .submit(head)
-        .map_err(|e| submit_error(e, st, &workers))?;
+    let workers = st.submit(head)?;
     let mut answers = Vec::with_capacity(receivers.len());
     for (job_id, rx) in receivers {
         answers.push(await_answer(rx, deadline, &job_id, &workers).await?);
@@ -577,7 +622,7 @@ fn decode_error(e: DecodeError) -> ApiError {
 async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Response, ApiError> {
     let _active = Active::new(&st.active);
     let start = Instant::now();
-    let config = &st.config;
+    let config = &st.config();
     let deadline = start + Duration::from_secs_f64(config.request_timeout_s);
     let workers = st.ready_workers()?;
     let id = req
@@ -642,9 +687,7 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         reply: tx,
         then: Vec::new(),
     };
-    workers
-        .submit(job)
-        .map_err(|e| submit_error(e, st, &workers))?;
+    let workers = st.submit(job)?;
     let answer = await_answer(rx, deadline, &id, &workers).await?;
 
     let inference_time_ms = answer.inference_ms.round() as u64;
@@ -693,10 +736,15 @@ fn submit_error(e: SubmitError, st: &AppState, workers: &Workers) -> ApiError {
         SubmitError::Overloaded => {
             let avg = st.metrics.average_inference_ms().max(100.0);
             let waiting = workers.queued() as f64 + 1.0;
-            let per = st.config.max_concurrent_requests as f64;
+            let per = st.config().max_concurrent_requests as f64;
             ApiError::overloaded((avg * waiting / per / 1e3).ceil() as u64)
         }
-        SubmitError::NotReady => ApiError::not_ready("the model is not available"),
+        SubmitError::NotReady | SubmitError::Retired(_) if st.draining.load(Ordering::SeqCst) => {
+            ApiError::not_ready("the service is shutting down")
+        }
+        SubmitError::NotReady | SubmitError::Retired(_) => {
+            ApiError::not_ready("the model is not available")
+        }
     }
 }
 
@@ -719,6 +767,7 @@ async fn await_answer(
             JobError::Timeout => ApiError::timeout(),
             // Only sent for a client that went away: nobody reads this.
             JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
+            JobError::ShuttingDown => ApiError::not_ready("the service is shutting down"),
             JobError::Failed(detail) => {
                 tracing::error!(request_id = %id, detail = %detail, "inference failed");
                 ApiError::inference_failed()
@@ -786,9 +835,9 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     } else if let Some(e) = failed {
         Health::Failed(e)
     } else {
-        w.map_or(Health::Loading, |w| w.health())
+        w.as_ref().map_or(Health::Loading, |w| w.health())
     };
-    let hailo = st.config.backend == BackendChoice::Hailo;
+    let hailo = st.config().backend == BackendChoice::Hailo;
     let (status, error) = match &state {
         Health::Ready => (StatusCode::OK, None),
         Health::Loading => (
@@ -820,6 +869,11 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
         queue_depth: st.gauges().queue_depth,
         cpu_temperature_c: cpu_temperature_c(),
         error,
+        reload_error: st
+            .reload_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
     };
     (status, axum::Json(body)).into_response()
 }
@@ -891,7 +945,7 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>, req: Request) -> Re
     responses((status = 200, description = "The OpenAPI document", body = Object))
 )]
 pub(crate) async fn openapi(State(st): State<Arc<AppState>>) -> Response {
-    axum::Json(crate::openapi::document(&st.config)).into_response()
+    axum::Json(crate::openapi::document(&st.config())).into_response()
 }
 
 #[cfg(test)]

@@ -15,10 +15,13 @@ mod config;
 mod docs;
 mod error;
 mod gst_log;
+mod lifecycle;
 mod logging;
 mod metrics;
 mod openapi;
+mod pool;
 mod pull;
+mod reload;
 mod request;
 mod schema;
 mod serve;
@@ -113,10 +116,21 @@ impl ServeArgs {
 }
 
 fn serve_main(args: &ServeArgs) -> ExitCode {
-    let config = match args
-        .overrides()
-        .and_then(|o| config::Config::load(args.config.as_deref(), &o))
-    {
+    let loaded = args.overrides().and_then(|o| {
+        let path = args.config.clone();
+        let config = config::Config::load(path.as_deref(), &o)?;
+        // SIGHUP reads the same file with the same overrides again.
+        let loader: lifecycle::Loader = std::sync::Arc::new(move || {
+            let mut config =
+                config::Config::load(path.as_deref(), &o).map_err(|e| e.to_string())?;
+            if let Some(dir) = &config.model_dir {
+                config.model_dir = Some(pull::resolve_model_dir(dir).map_err(|e| e.to_string())?);
+            }
+            Ok(config)
+        });
+        Ok((config, loader))
+    });
+    let (config, loader) = match loaded {
         Ok(c) => c,
         Err(e) => {
             eprintln!("florenced: {e}");
@@ -138,7 +152,7 @@ fn serve_main(args: &ServeArgs) -> ExitCode {
         }
     }
     logging::init(config.log_format, &config.log_level);
-    match serve::serve(config) {
+    match serve::serve(config, loader) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %format!("{e:#}"), "florenced failed");

@@ -34,6 +34,8 @@ const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
 const QUEUE_DEPTH: &str = "florenced_queue_depth";
 const RUNNING: &str = "florenced_inferences_running";
 const UPTIME: &str = "florenced_uptime_seconds";
+const RELOADS: &str = "florenced_config_reloads_total";
+const LAST_RELOAD_OK: &str = "florenced_config_last_reload_successful";
 
 /// Prometheus' default buckets (seconds).
 const DEFAULT_BUCKETS: [f64; 11] = [
@@ -143,6 +145,12 @@ impl Metrics {
             describe_gauge!(QUEUE_DEPTH, "Requests waiting for the model.");
             describe_gauge!(RUNNING, "Requests being run by the model.");
             describe_gauge!(UPTIME, Unit::Seconds, "Seconds since the daemon started.");
+            describe_counter!(RELOADS, "Reloads (SIGHUP) by result: success or failure.");
+            describe_gauge!(
+                LAST_RELOAD_OK,
+                "1 unless the last reload (SIGHUP) failed; /health's reload_error says why."
+            );
+            gauge!(LAST_RELOAD_OK).set(1.0);
             process.describe();
         });
         Metrics {
@@ -197,6 +205,15 @@ impl Metrics {
             c.window.push_back((Instant::now(), ms));
             self.prune(&mut c);
         }
+    }
+
+    /// One reload (SIGHUP) finished.
+    pub fn record_reload(&self, ok: bool) {
+        with_local_recorder(&self.recorder, || {
+            let result = if ok { "success" } else { "failure" };
+            counter!(RELOADS, "result" => result).increment(1);
+            gauge!(LAST_RELOAD_OK).set(if ok { 1.0 } else { 0.0 });
+        });
     }
 
     /// Mean inference time over the window (0 before the first request).
@@ -310,6 +327,17 @@ mod tests {
         assert!(p.contains("florenced_inference_duration_seconds_count 2"));
         assert!(p.contains("florenced_inference_duration_seconds_bucket{le=\"0.025\"} 1"));
         assert!(p.contains("process_start_time_seconds "));
+        assert!(
+            p.contains("florenced_config_last_reload_successful 1"),
+            "{p}"
+        );
+        m.record_reload(false);
+        let p = m.prometheus(&gauges());
+        assert!(
+            p.contains("florenced_config_last_reload_successful 0"),
+            "{p}"
+        );
+        assert!(p.contains("florenced_config_reloads_total{result=\"failure\"} 1"));
     }
 
     #[test]

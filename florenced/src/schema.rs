@@ -325,6 +325,11 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub error: Option<String>,
+    /// Why the last reload (SIGHUP) failed; the service goes on with what it had.
+    /// Absent when the last reload succeeded or there was none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub reload_error: Option<String>,
 }
 
 /// The error codes of the contract.

@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -62,6 +62,9 @@ pub enum JobError {
     Cancelled,
     #[error("the pipeline is not running: {0}")]
     Unavailable(String),
+    /// The shutdown deadline passed before this job finished (or started).
+    #[error("the service is shutting down")]
+    ShuttingDown,
 }
 
 pub type Reply = Result<Answer, JobError>;
@@ -90,6 +93,8 @@ pub enum Health {
 /// Shared between the HTTP side and the workers.
 pub struct Workers {
     tx: Mutex<Option<SyncSender<Job>>>,
+    /// Kept so that an abort can answer the jobs still waiting in the queue.
+    rx: Arc<Mutex<Receiver<Job>>>,
     /// Jobs admitted and not yet answered (queued + running).
     pub in_flight: AtomicUsize,
     pub running: AtomicUsize,
@@ -102,13 +107,27 @@ pub struct Workers {
     pub backend: &'static str,
     pub vqa_supported: bool,
     stop: AtomicBool,
-    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Shutdown deadline passed: queued jobs are refused, the running ones cancelled.
+    abort: AtomicBool,
+    /// A reload replaced these pipelines: they finish what they hold, take nothing new.
+    retired: AtomicBool,
+    /// Worker loops still running; shutdown waits on the condition variable.
+    live: (Mutex<usize>, Condvar),
 }
 
-#[derive(Debug)]
 pub enum SubmitError {
     Overloaded,
     NotReady,
+    /// These pipelines were replaced by a reload meanwhile: submit to the new ones.
+    Retired(Box<Job>),
+}
+
+/// Answers a job, and the jobs chained to it, with `e`.
+fn refuse(job: Job, e: &JobError) {
+    for next in job.then {
+        let _ = next.reply.send(Err(e.clone()));
+    }
+    let _ = job.reply.send(Err(e.clone()));
 }
 
 impl Workers {
@@ -128,8 +147,10 @@ impl Workers {
                 .model_dir
                 .as_ref()
                 .is_some_and(|d| d.join("vqa_embedding.npy").exists());
+        let rx = Arc::new(Mutex::new(rx));
         let workers = Arc::new(Workers {
             tx: Mutex::new(Some(tx)),
+            rx: rx.clone(),
             in_flight: AtomicUsize::new(0),
             running: AtomicUsize::new(0),
             capacity,
@@ -143,9 +164,10 @@ impl Workers {
             },
             vqa_supported,
             stop: AtomicBool::new(false),
-            threads: Mutex::new(Vec::new()),
+            abort: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
+            live: (Mutex::new(0), Condvar::new()),
         });
-        let rx = Arc::new(Mutex::new(rx));
         let mut pipelines = Vec::new();
         for i in 0..n {
             match InferencePipeline::build(config).and_then(|mut p| {
@@ -167,16 +189,17 @@ impl Workers {
             let w = workers.clone();
             let rx = rx.clone();
             let timeout = config.request_timeout_s;
+            *workers.live.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
             let handle = std::thread::Builder::new()
                 .name(format!("florenced-worker-{i}"))
-                .spawn(move || w.worker_loop(i, p, &rx, timeout));
-            match handle {
-                Ok(h) => workers
-                    .threads
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(h),
-                Err(e) => return (workers, Err(format!("cannot start a worker thread: {e}"))),
+                .spawn(move || {
+                    w.worker_loop(i, p, &rx, timeout);
+                    w.loop_ended();
+                });
+            if let Err(e) = handle {
+                workers.loop_ended();
+                workers.shutdown(Duration::ZERO);
+                return (workers, Err(format!("cannot start a worker thread: {e}")));
             }
         }
         *workers.health.lock().unwrap_or_else(|e| e.into_inner()) = Health::Ready;
@@ -207,6 +230,9 @@ impl Workers {
         let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
         let Some(tx) = guard.as_ref() else {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            if self.retired.load(Ordering::SeqCst) && !self.abort.load(Ordering::SeqCst) {
+                return Err(SubmitError::Retired(Box::new(job)));
+            }
             return Err(SubmitError::NotReady);
         };
         match tx.try_send(job) {
@@ -237,21 +263,61 @@ impl Workers {
             .all(|h| now.saturating_sub(h.load(Ordering::SeqCst)) <= max_age.as_millis() as u64)
     }
 
-    /// Stops taking jobs; workers finish what is queued, then their pipelines go to NULL.
-    pub fn shutdown(&self, wait: Duration) {
+    /// Stops taking jobs; workers finish what is queued, then their pipelines go
+    /// to NULL. Waits up to `wait` for that; true when every worker loop ended.
+    pub fn shutdown(&self, wait: Duration) -> bool {
         self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let deadline = Instant::now() + wait;
-        let threads: Vec<_> =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
-        for t in threads {
-            while !t.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if t.is_finished() {
-                let _ = t.join();
+        let (count, ended) = &self.live;
+        let guard = count.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) = ended
+            .wait_timeout_while(guard, wait, |n| *n > 0)
+            .unwrap_or_else(|e| e.into_inner());
+        let stopped = *guard == 0;
+        drop(guard);
+        self.stop.store(true, Ordering::SeqCst);
+        stopped
+    }
+
+    /// After a reload: takes no new job (a submit gets [`SubmitError::Retired`]);
+    /// the queued and running ones finish here, then the pipelines stop.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::SeqCst);
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// True once every worker loop has ended (their pipelines are in NULL).
+    pub fn stopped(&self) -> bool {
+        *self.live.0.lock().unwrap_or_else(|e| e.into_inner()) == 0
+    }
+
+    /// The shutdown deadline passed: takes no new job, answers every queued one
+    /// with [`JobError::ShuttingDown`] and has the running ones cancelled (the
+    /// worker loops see the flag within one poll). Returns (refused, running).
+    pub fn abort(&self) -> (usize, usize) {
+        self.abort.store(true, Ordering::SeqCst);
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut refused = 0;
+        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        while let Ok(job) = rx.try_recv() {
+            refuse(job, &JobError::ShuttingDown);
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            refused += 1;
+        }
+        (refused, self.running.load(Ordering::SeqCst))
+    }
+
+    fn loop_ended(&self) {
+        let (count, ended) = &self.live;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            ended.notify_all();
+            if self.retired.load(Ordering::SeqCst) {
+                tracing::info!(
+                    "the pipelines replaced by the reload finished their requests and stopped"
+                );
             }
         }
-        self.stop.store(true, Ordering::SeqCst);
     }
 
     fn beat(&self, i: usize) {
@@ -281,6 +347,11 @@ impl Workers {
                 Err(RecvTimeoutError::Timeout) => continue,
                 Err(RecvTimeoutError::Disconnected) => break,
             };
+            if self.abort.load(Ordering::SeqCst) {
+                refuse(job, &JobError::ShuttingDown);
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
             self.running.fetch_add(1, Ordering::SeqCst);
             self.run_job(&mut pipeline, job, timeout_s);
             self.running.fetch_sub(1, Ordering::SeqCst);
@@ -295,6 +366,10 @@ impl Workers {
         self.run_one(pipeline, job, timeout_s);
         if let Some(image) = image {
             for mut next in followers {
+                if self.abort.load(Ordering::SeqCst) {
+                    refuse(next, &JobError::ShuttingDown);
+                    continue;
+                }
                 next.image = image.clone();
                 self.run_one(pipeline, next, timeout_s);
             }
@@ -311,7 +386,10 @@ impl Workers {
             return;
         }
         let queue_ms = job.enqueued.elapsed().as_secs_f64() * 1e3;
-        let result = pipeline.infer(&mut job, timeout_s);
+        let mut result = pipeline.infer(&mut job, timeout_s, &self.abort);
+        if matches!(result, Err(JobError::Cancelled)) && self.abort.load(Ordering::SeqCst) {
+            result = Err(JobError::ShuttingDown);
+        }
         if let Err(JobError::Unavailable(reason) | JobError::Failed(reason)) = &result
             && pipeline.broken
         {
@@ -461,7 +539,7 @@ impl InferencePipeline {
             deadline: started + Duration::from_secs_f64(config.request_timeout_s),
             reply,
         };
-        self.infer(&mut job, config.request_timeout_s)
+        self.infer(&mut job, config.request_timeout_s, &AtomicBool::new(false))
             .map_err(|e| format!("the warm-up inference failed: {e}"))?;
         tracing::info!(
             warmup_ms = started.elapsed().as_millis() as u64,
@@ -540,7 +618,8 @@ impl InferencePipeline {
         Ok(gst::Sample::builder().buffer(&buffer).caps(&caps).build())
     }
 
-    fn infer(&mut self, job: &mut Job, timeout_s: f64) -> Reply {
+    /// Runs one job; `abort` set meanwhile cancels it, like a client that went away.
+    fn infer(&mut self, job: &mut Job, timeout_s: f64, abort: &AtomicBool) -> Reply {
         if let Some(e) = bus_error(&self.pipeline) {
             self.broken = true;
             return Err(JobError::Unavailable(e));
@@ -567,9 +646,12 @@ impl InferencePipeline {
                 return Err(JobError::Timeout);
             }
             // Returns false until the element has started this request.
-            if !cancelled && job.reply.is_closed() {
+            let shutting_down = abort.load(Ordering::SeqCst);
+            if !cancelled && (shutting_down || job.reply.is_closed()) {
                 cancelled = self.caption.emit_by_name::<bool>("cancel", &[&job.id]);
-                if cancelled {
+                if cancelled && shutting_down {
+                    tracing::info!(request_id = %job.id, "shutdown deadline passed; inference cancelled");
+                } else if cancelled {
                     tracing::info!(request_id = %job.id, "client went away; inference cancelled");
                 }
             }
@@ -617,5 +699,13 @@ impl InferencePipeline {
                 vision_cached: s.get::<bool>("vision-cached").unwrap_or(false),
             });
         }
+    }
+}
+
+/// A pipeline dropped without `stop` (a reload whose other pipeline failed to
+/// load) still releases its model: GStreamer must not dispose a PLAYING element.
+impl Drop for InferencePipeline {
+    fn drop(&mut self) {
+        self.stop();
     }
 }

@@ -4,8 +4,13 @@
 //! build time. The library is looked up, in order, at
 //! 1. an explicit path (element property / daemon configuration),
 //! 2. `ORT_DYLIB_PATH`,
-//! 3. the project-local folder that `scripts/setup.sh` fills from the pinned
-//!    PyPI wheel (and the same layout next to an installed binary),
+//! 3. folders found from where the running program is, never from where it
+//!    was built: `onnxruntime/` beside the executable (or beside this plugin's
+//!    shared object), `<prefix>/lib/florence/` for `<prefix>/bin/florenced`, and
+//!    for a program inside a cargo `target/` directory the checkout's `.ort/lib`
+//!    that `scripts/setup.sh` fills from the pinned PyPI wheel. A folder that
+//!    another user could have planted (under a world-writable directory and not
+//!    owned by root or us) is skipped,
 //! 4. the system library search path (`dlopen("libonnxruntime.so")`).
 //!
 //! ONNX Runtime allows one environment per process, so the first successful
@@ -76,7 +81,10 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
         out.push(("ORT_DYLIB_PATH".to_owned(), PathBuf::from(p)));
     }
     for dir in project_local_dirs() {
-        out.push(("project-local folder".to_owned(), dir.join(LIBRARY_NAME)));
+        let path = dir.join(LIBRARY_NAME);
+        if planted_by_nobody_else(&path) {
+            out.push(("project-local folder".to_owned(), path));
+        }
     }
     out.push((
         "system library path".to_owned(),
@@ -85,22 +93,122 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The project-local folders: next to an installed executable
-/// (`<prefix>/bin/florenced` -> `<prefix>/lib/florence/`), beside the
-/// executable, and the checkout this crate was built from.
+/// The project-local folders, relative to the executable and to the shared
+/// object holding this code (the plugin, when GStreamer loaded it): no path
+/// known at build time is searched, so an installed binary never looks into the
+/// checkout or the temporary directory it was built in.
 fn project_local_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(bin) = exe.parent()
-    {
-        dirs.push(bin.join("onnxruntime"));
-        if let Some(prefix) = bin.parent() {
-            dirs.push(prefix.join("lib/florence"));
+    let anchors = [
+        std::env::current_exe().ok().and_then(|e| parent_dir(&e)),
+        this_module().and_then(|m| parent_dir(&m)),
+    ];
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    for dir in anchors.iter().flatten() {
+        let mut here = vec![dir.join("onnxruntime")];
+        if let Some(prefix) = dir.parent() {
+            here.push(prefix.join("lib/florence"));
+        }
+        if let Some(checkout) = cargo_checkout(dir) {
+            here.push(checkout.join(PROJECT_LOCAL_DIR));
+        }
+        for d in here {
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
         }
     }
-    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    dirs.push(checkout.join(PROJECT_LOCAL_DIR));
     dirs
+}
+
+fn parent_dir(file: &Path) -> Option<PathBuf> {
+    file.canonicalize().ok()?.parent().map(Path::to_path_buf)
+}
+
+/// The file of the executable or shared object this function is in.
+#[cfg(unix)]
+fn this_module() -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: dladdr only reads the loader's tables; a zeroed Dl_info is valid
+    // to pass, and dli_fname (when set) points at a NUL-terminated string the
+    // loader owns for as long as the module is loaded.
+    let name = unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let addr = this_module as *const () as *const libc::c_void;
+        if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr(info.dli_fname)
+    };
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(name.to_bytes())))
+}
+
+#[cfg(not(unix))]
+fn this_module() -> Option<PathBuf> {
+    None
+}
+
+/// The checkout a program was built in when it runs from cargo's output:
+/// `<root>/target/<profile>[/deps|/examples]` or `<root>/target/<triple>/<profile>[...]`,
+/// with `<root>/Cargo.toml` present.
+pub fn cargo_checkout(dir: &Path) -> Option<PathBuf> {
+    let mut d = dir;
+    if matches!(d.file_name()?.to_str()?, "deps" | "examples") {
+        d = d.parent()?;
+    }
+    for _ in 0..2 {
+        d = d.parent()?;
+        if d.file_name()? == "target" {
+            let root = d.parent()?;
+            return root
+                .join("Cargo.toml")
+                .is_file()
+                .then(|| root.to_path_buf());
+        }
+    }
+    None
+}
+
+/// Whether nobody but root and us could have put `path` there: no directory on
+/// the way is writable by others, except sticky ones (like /tmp) whose entry on
+/// the way exists and is owned by root or us. Checked on the path as written and
+/// with its symbolic links resolved.
+#[cfg(unix)]
+pub fn planted_by_nobody_else(path: &Path) -> bool {
+    safe_components(path)
+        && path
+            .canonicalize()
+            .map_or(true, |resolved| safe_components(&resolved))
+}
+
+#[cfg(unix)]
+fn safe_components(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    let mut under_shared_dir = false;
+    let mut prefix = PathBuf::new();
+    for part in path.components() {
+        prefix.push(part);
+        let Ok(meta) = std::fs::symlink_metadata(&prefix) else {
+            // Missing: nothing to load, unless someone else may create it meanwhile.
+            return !under_shared_dir;
+        };
+        if under_shared_dir && meta.uid() != 0 && meta.uid() != me {
+            return false;
+        }
+        let others_write = meta.mode() & 0o002 != 0 && !meta.file_type().is_symlink();
+        let sticky = meta.mode() & 0o1000 != 0;
+        if others_write && !(meta.is_dir() && sticky) {
+            return false;
+        }
+        under_shared_dir = others_write;
+    }
+    true
+}
+
+#[cfg(not(unix))]
+pub fn planted_by_nobody_else(_path: &Path) -> bool {
+    true
 }
 
 /// Loads ONNX Runtime (once per process) and returns the shared environment.
@@ -180,6 +288,69 @@ mod tests {
         if let Some(env) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
             assert_eq!(c[1].1, PathBuf::from(env));
         }
+    }
+
+    #[test]
+    fn the_checkout_is_found_only_from_a_cargo_target_directory() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = root.canonicalize().unwrap();
+        for sub in [
+            "target/debug",
+            "target/release/deps",
+            "target/x86_64-unknown-linux-gnu/release",
+            "target/debug/examples",
+        ] {
+            assert_eq!(cargo_checkout(&root.join(sub)), Some(root.clone()), "{sub}");
+        }
+        for dir in [
+            "/usr/local/bin",
+            "/usr/lib/x86_64-linux-gnu/gstreamer-1.0",
+            "/",
+        ] {
+            assert_eq!(cargo_checkout(Path::new(dir)), None, "{dir}");
+        }
+        // A `target` directory that is not a cargo project's.
+        let tmp = std::env::temp_dir().join(format!("ort-no-cargo-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("target/release")).unwrap();
+        assert_eq!(cargo_checkout(&tmp.join("target/release")), None);
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_library_others_could_have_planted_is_not_searched() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("ort-planted-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let ours = base.join("ours");
+        std::fs::create_dir_all(&ours).unwrap();
+        std::fs::write(ours.join(LIBRARY_NAME), b"").unwrap();
+        assert!(planted_by_nobody_else(&ours.join(LIBRARY_NAME)));
+        assert!(planted_by_nobody_else(
+            &ours.join("missing").join(LIBRARY_NAME)
+        ));
+        // A world-writable folder without the sticky bit: anyone could swap the file.
+        let open = base.join("open");
+        std::fs::create_dir_all(&open).unwrap();
+        std::fs::write(open.join(LIBRARY_NAME), b"").unwrap();
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!planted_by_nobody_else(&open.join(LIBRARY_NAME)));
+        // A link from our folder into it does not launder it.
+        std::os::unix::fs::symlink(open.join(LIBRARY_NAME), ours.join("link.so")).unwrap();
+        assert!(!planted_by_nobody_else(&ours.join("link.so")));
+        // A sticky world-writable folder (like /tmp): what we own there is ours;
+        // a name not taken yet could be taken by anyone.
+        let shared = base.join("shared");
+        std::fs::create_dir_all(shared.join("mine")).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(planted_by_nobody_else(
+            &shared.join("mine").join(LIBRARY_NAME)
+        ));
+        assert!(!planted_by_nobody_else(
+            &shared.join("free").join(LIBRARY_NAME)
+        ));
+        std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
