@@ -380,13 +380,24 @@ impl Florence {
             }
             Ok(s)
         };
+        // The decoder first: loading a graph briefly needs more memory than it
+        // keeps (most for the merged decoder), and that peak is lowest while
+        // nothing else is resident.
+        let decoder = open(Graph::DecoderMerged)?;
+        let encoder = open(Graph::Encoder)?;
+        let embed = open(Graph::EmbedTokens)?;
+        let vision = open(Graph::VisionEncoder)?;
         let sessions = Sessions {
-            vision: open(Graph::VisionEncoder)?,
-            embed: open(Graph::EmbedTokens)?,
-            encoder: open(Graph::Encoder)?,
-            decoder: open(Graph::DecoderMerged)?,
+            vision,
+            embed,
+            encoder,
+            decoder,
             last_vision: None,
         };
+        // Reported in the usual order: vision encoder, embedding, encoder, decoder.
+        let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);
+        kinds.sort_by_key(|k| rank(&k.0));
+        sources.sort_by_key(|k| rank(&k.0));
         let float16 = kinds.first().is_some_and(|k| k.1);
         if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
             return Err(ModelError::Load {
