@@ -21,7 +21,16 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod every_frame;
+mod frame;
 mod imp;
+mod properties;
+mod request;
+mod result;
+mod settings;
+mod similarity;
+mod text_pad;
+mod worker;
 
 /// Name of the custom meta carrying results.
 pub const META_NAME: &str = "FlorenceCaptionMeta";

@@ -1,0 +1,103 @@
+//! Every-frame mode: each buffer is analysed on the streaming thread before it
+//! leaves, with the element's request or the buffer's own (`FlorenceRequestMeta`).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use gst::subclass::prelude::*;
+
+use super::frame::frame_to_rgb;
+use super::imp::{CAT, FlorenceCaption, State};
+use super::request::{buffer_request, error_kind};
+use super::result::{Caption, attach, attach_error};
+use super::settings::Settings;
+use super::worker::Shared;
+use super::{ERROR_CANCELLED, ERROR_INVALID_REQUEST};
+use crate::engine::pipeline::{Florence, Interrupt};
+use crate::engine::preprocess::RgbImage;
+
+/// What one analysis needs, taken from the state so its lock is not held meanwhile.
+pub(super) struct Analysis {
+    image: RgbImage,
+    florence: Arc<Florence>,
+    model: String,
+    serial: u64,
+    shared: Arc<Shared>,
+}
+
+impl FlorenceCaption {
+    /// Reads the frame as RGB and takes what the analysis needs from `state`.
+    pub(super) fn prepare_analysis(
+        &self,
+        state: &mut State,
+        info: &gst_video::VideoInfo,
+        buf: &gst::BufferRef,
+    ) -> Result<Analysis, gst::FlowError> {
+        let image = frame_to_rgb(buf, info, &mut state.converter).map_err(|e| {
+            gst::element_imp_error!(
+                self,
+                gst::StreamError::Format,
+                ("cannot read the frame: {}", e)
+            );
+            gst::FlowError::Error
+        })?;
+        Ok(Analysis {
+            image,
+            florence: state.florence.clone(),
+            model: state.model_name.clone(),
+            serial: state.shared.serial.fetch_add(1, Ordering::SeqCst) + 1,
+            shared: state.shared.clone(),
+        })
+    }
+
+    /// Runs the buffer's request (or the properties') and attaches the result,
+    /// or the error when the buffer carried its own request.
+    pub(super) fn analyse(&self, buf: &mut gst::BufferRef, job: Analysis, settings: &Settings) {
+        let pts = buf.pts();
+        let (request_id, request, interrupt) = match buffer_request(buf, settings) {
+            Some(r) => (
+                Some(r.id),
+                r.request,
+                r.deadline
+                    .map_or_else(Interrupt::new, Interrupt::with_deadline),
+            ),
+            None => (None, Ok(settings.request()), Interrupt::new()),
+        };
+        let result = request
+            .map_err(|e| (ERROR_INVALID_REQUEST, e))
+            .and_then(|req| {
+                job.shared
+                    .run(
+                        &job.florence,
+                        &job.image,
+                        &req,
+                        request_id.as_deref(),
+                        interrupt,
+                    )
+                    .map_err(|e| (error_kind(&e), e.to_string()))
+            });
+        match result {
+            Ok(out) => {
+                let mut cap = Caption::from_output(&out, pts, job.serial);
+                cap.request_id = request_id;
+                self.publish(&cap, &job.model, buf.duration());
+                attach(buf, &cap, &job.model, true);
+            }
+            Err((kind, message)) => {
+                gst::warning!(CAT, imp = self, "inference failed ({kind}): {message}");
+                match request_id {
+                    // The application asked for this buffer: the answer is the error.
+                    Some(id) => attach_error(buf, &id, kind, &message),
+                    // Stopped by a flush or a state change: not a failure.
+                    None if kind == ERROR_CANCELLED => {}
+                    None => gst::element_imp_warning!(
+                        self,
+                        gst::LibraryError::Failed,
+                        ("inference failed on a frame"),
+                        ["{}", message]
+                    ),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Results as buffer metas (`FlorenceCaptionMeta`) and bus messages (`florence-caption`).
+
+use std::time::Instant;
+
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{CAT, FlorenceCaption};
+use super::{MESSAGE_NAME, META_NAME};
+use crate::engine::pipeline::Output;
+
+/// One result, as attached to buffers and posted on the bus.
+#[derive(Debug, Clone)]
+pub(super) struct Caption {
+    pub(super) task: String,
+    pub(super) text: String,
+    pub(super) result_json: String,
+    pub(super) inference_ms: f64,
+    pub(super) token_count: u64,
+    pub(super) image_size: [u32; 2],
+    /// The vision features came from the previous analysis of the same frame.
+    pub(super) vision_cached: bool,
+    pub(super) frame_pts: Option<gst::ClockTime>,
+    pub(super) produced: Instant,
+    pub(super) serial: u64,
+    pub(super) request_id: Option<String>,
+}
+
+impl Caption {
+    pub(super) fn from_output(out: &Output, pts: Option<gst::ClockTime>, serial: u64) -> Self {
+        Caption {
+            task: out.task.clone(),
+            text: out.result.text(),
+            result_json: serde_json::to_string(&out.result).unwrap_or_default(),
+            inference_ms: out.timings.total_ms,
+            token_count: out.token_count as u64,
+            image_size: out.image_size,
+            vision_cached: out.timings.vision_cached,
+            frame_pts: pts,
+            produced: Instant::now(),
+            serial,
+            request_id: None,
+        }
+    }
+
+    pub(super) fn structure(&self, name: &str, model: &str, fresh: bool) -> gst::Structure {
+        let mut s = gst::Structure::builder(name)
+            .field("task", &self.task)
+            .field("text", &self.text)
+            .field("result", &self.result_json)
+            .field("inference-time-ms", self.inference_ms)
+            .field("model", model)
+            .field(
+                "frame-pts",
+                self.frame_pts.map_or(u64::MAX, gst::ClockTime::nseconds),
+            )
+            .field("fresh", fresh)
+            .field("age-ms", self.produced.elapsed().as_secs_f64() * 1e3)
+            .field("token-count", self.token_count)
+            .field("image-width", self.image_size[0])
+            .field("image-height", self.image_size[1])
+            .field("vision-cached", self.vision_cached)
+            .build();
+        if let Some(id) = &self.request_id {
+            s.set("request-id", id);
+        }
+        s
+    }
+}
+
+pub(super) fn attach(buf: &mut gst::BufferRef, cap: &Caption, model: &str, fresh: bool) {
+    match gst::meta::CustomMeta::add(buf, META_NAME) {
+        Ok(mut meta) => {
+            let s = cap.structure(META_NAME, model, fresh);
+            let dst = meta.mut_structure();
+            for (name, value) in s.iter() {
+                dst.set_value(name, value.clone());
+            }
+        }
+        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
+    }
+}
+
+pub(super) fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message: &str) {
+    match gst::meta::CustomMeta::add(buf, META_NAME) {
+        Ok(mut meta) => {
+            let s = meta.mut_structure();
+            s.set("request-id", request_id);
+            s.set("error", message);
+            s.set("error-kind", kind);
+        }
+        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
+    }
+}
+
+impl FlorenceCaption {
+    /// A new result: on `text_src`, in the read-only properties and on the bus.
+    pub(super) fn publish(&self, cap: &Caption, model: &str, duration: Option<gst::ClockTime>) {
+        self.text_pad
+            .push(&self.obj(), &cap.text, cap.frame_pts, duration);
+        {
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            stats.last_caption = cap.text.clone();
+            stats.captions_total += 1;
+            stats.last_latency_ms = cap.inference_ms;
+        }
+        let msg = gst::message::Element::builder(cap.structure(MESSAGE_NAME, model, true))
+            .src(&*self.obj())
+            .build();
+        let _ = self.obj().post_message(msg);
+    }
+}
