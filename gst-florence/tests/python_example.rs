@@ -39,6 +39,26 @@ fn python_pad_probe_reads_the_meta() {
         assert!(!r["text"].as_str().unwrap().is_empty());
     }
 
+    // Live mode, a 30-frame clip played as fast as it goes: the analysis in
+    // flight at EOS is delivered (as a message), so the app sees a result.
+    let live = succeed(
+        Command::new("/usr/bin/python3")
+            .current_dir(&root)
+            .env("GST_PLUGIN_PATH", &plugin_dir)
+            .args([
+                "pipelines/caption_probe.py",
+                "--model-dir",
+                "tests/fixtures/tiny-florence2",
+                "--mode",
+                "live",
+            ]),
+    );
+    assert!(
+        String::from_utf8_lossy(&live.stdout).contains("<CAPTION>"),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+
     let bad = Command::new("/usr/bin/python3")
         .current_dir(&root)
         .env("GST_PLUGIN_PATH", &plugin_dir)

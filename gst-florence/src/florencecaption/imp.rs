@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -309,6 +309,15 @@ impl BaseTransformImpl for FlorenceCaption {
     }
 
     fn sink_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Eos(_) = event.view() {
+            // The result in flight goes out (bus, text_src) before EOS does.
+            let timeout = self
+                .settings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .drain_timeout_ms;
+            self.drain(Duration::from_millis(timeout.into()));
+        }
         self.text_pad.forward(&self.obj(), &event);
         if let gst::EventView::FlushStart(_) = event.view() {
             // Whatever runs now analyses a frame from before the flush.
@@ -387,7 +396,7 @@ impl FlorenceCaption {
     }
 
     /// What the streaming thread and the worker share, while started.
-    fn shared(&self) -> Option<Arc<Shared>> {
+    pub(super) fn shared(&self) -> Option<Arc<Shared>> {
         self.state
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -122,6 +122,12 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.skip_similar)
             .mutable_playing()
             .build(),
+        glib::ParamSpecUInt::builder("drain-timeout")
+            .nick("Drain timeout (ms)")
+            .blurb("Live mode: at EOS, how long to wait for the analysis in flight so its result (message, text_src) goes out before EOS; past it the analysis is cancelled. 0: drop it")
+            .default_value(d.drain_timeout_ms)
+            .mutable_playing()
+            .build(),
         glib::ParamSpecString::builder("last-caption")
             .nick("Last caption")
             .blurb("Text of the latest result")
@@ -182,6 +188,7 @@ impl FlorenceCaption {
             "mode" => s.mode = value.get().unwrap_or(Mode::Live),
             "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
             "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
+            "drain-timeout" => s.drain_timeout_ms = value.get().unwrap_or(0),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -214,6 +221,7 @@ impl FlorenceCaption {
             "mode" => s.mode.to_value(),
             "inference-interval" => s.inference_interval_ms.to_value(),
             "skip-similar" => s.skip_similar.to_value(),
+            "drain-timeout" => s.drain_timeout_ms.to_value(),
             "last-caption" => stats.last_caption.to_value(),
             "captions-total" => stats.captions_total.to_value(),
             "frames-skipped" => stats.frames_skipped.to_value(),

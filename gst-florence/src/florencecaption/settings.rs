@@ -26,6 +26,8 @@ pub(super) struct Settings {
     pub(super) mode: Mode,
     pub(super) inference_interval_ms: u64,
     pub(super) skip_similar: f64,
+    /// Live mode: how long EOS waits for the analysis in flight.
+    pub(super) drain_timeout_ms: u32,
 }
 
 impl Default for Settings {
@@ -49,6 +51,7 @@ impl Default for Settings {
             mode: Mode::Live,
             inference_interval_ms: 0,
             skip_similar: 0.0,
+            drain_timeout_ms: 30_000,
         }
     }
 }

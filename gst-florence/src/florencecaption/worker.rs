@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::subclass::prelude::*;
@@ -16,10 +16,47 @@ use super::similarity::{mean_abs_diff, thumbnail};
 use crate::engine::pipeline::{EngineError, Florence, Interrupt, Output, Request};
 use crate::engine::preprocess::RgbImage;
 
+/// Whether the live worker has a frame, with a wait for it to be done (EOS).
+#[derive(Default)]
+pub(super) struct Busy {
+    busy: Mutex<bool>,
+    done: Condvar,
+}
+
+impl Busy {
+    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(super) fn is_set(&self) -> bool {
+        *self.lock()
+    }
+
+    fn set(&self) {
+        *self.lock() = true;
+    }
+
+    fn clear(&self) {
+        *self.lock() = false;
+        self.done.notify_all();
+    }
+
+    /// Waits until the worker is free or `timeout` passed; true if it is free.
+    pub(super) fn wait_done(&self, timeout: Duration) -> bool {
+        let guard = self.lock();
+        let (guard, _) = self
+            .done
+            .wait_timeout_while(guard, timeout, |busy| *busy)
+            .unwrap_or_else(|e| e.into_inner());
+        !*guard
+    }
+}
+
 /// What the streaming thread and the live worker share.
 pub(super) struct Shared {
     pub(super) latest: Mutex<Option<Caption>>,
-    pub(super) busy: AtomicBool,
+    /// The worker has a frame (queued or in analysis).
+    pub(super) busy: Busy,
     /// Bumped on flush and stop: results of older jobs are dropped.
     pub(super) generation: AtomicU64,
     pub(super) serial: AtomicU64,
@@ -39,7 +76,7 @@ impl Shared {
     pub(super) fn new() -> Self {
         Shared {
             latest: Mutex::new(None),
-            busy: AtomicBool::new(false),
+            busy: Busy::default(),
             generation: AtomicU64::new(0),
             serial: AtomicU64::new(0),
             running: Mutex::new(None),
@@ -131,7 +168,7 @@ impl FlorenceCaption {
                 for job in rx {
                     if shared.generation.load(Ordering::SeqCst) != job.generation {
                         // Queued before a flush or stop: drop it (and its frame) unseen.
-                        shared.busy.store(false, Ordering::SeqCst);
+                        shared.busy.clear();
                         continue;
                     }
                     let image = match job.frame {
@@ -144,7 +181,7 @@ impl FlorenceCaption {
                             if let Some(element) = element.upgrade() {
                                 gst::warning!(CAT, obj = element, "cannot read frame: {e}");
                             }
-                            shared.busy.store(false, Ordering::SeqCst);
+                            shared.busy.clear();
                             continue;
                         }
                     };
@@ -177,7 +214,7 @@ impl FlorenceCaption {
                             ["{}", e]
                         ),
                     }
-                    shared.busy.store(false, Ordering::SeqCst);
+                    shared.busy.clear();
                 }
             })
             .map_err(|e| {
@@ -208,7 +245,7 @@ impl FlorenceCaption {
         let Some((tx, _)) = state.worker.as_ref() else {
             return;
         };
-        if state.shared.busy.load(Ordering::SeqCst) {
+        if state.shared.busy.is_set() {
             return skipped(self);
         }
         let interval = std::time::Duration::from_millis(settings.inference_interval_ms);
@@ -256,11 +293,11 @@ impl FlorenceCaption {
                 })
             }),
         };
-        state.shared.busy.store(true, Ordering::SeqCst);
+        state.shared.busy.set();
         match tx.try_send(job) {
             Ok(()) => state.last_dispatch = Some(Instant::now()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                state.shared.busy.store(false, Ordering::SeqCst);
+                state.shared.busy.clear();
                 skipped(self);
             }
         }
@@ -285,4 +322,30 @@ fn live_text_duration(
     let frame = frame.unwrap_or(Duration::from_millis(33));
     let d = cycle + frame + cycle.mul_f64(0.15);
     gst::ClockTime::from_nseconds(d.as_nanos() as u64)
+}
+
+impl FlorenceCaption {
+    /// Live mode, at EOS: waits (at most `drain-timeout`) for the frame the worker
+    /// has, so its result (message and `text_src`) goes out before EOS; past
+    /// the bound the analysis is cancelled and its result dropped.
+    pub(super) fn drain(&self, timeout: Duration) {
+        let Some(shared) = self.shared() else { return };
+        if !shared.busy.is_set() {
+            return;
+        }
+        gst::debug!(CAT, imp = self, "EOS: waiting for the analysis in flight");
+        if shared.busy.wait_done(timeout) {
+            return;
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "EOS: the analysis in flight did not end within drain-timeout ({} ms); its result is dropped",
+            timeout.as_millis()
+        );
+        // Not waiting any longer: the worker drops what it has (a result it is
+        // already publishing may still follow EOS on the bus).
+        shared.generation.fetch_add(1, Ordering::SeqCst);
+        shared.cancel(None);
+    }
 }
