@@ -157,3 +157,143 @@ fn drain_timeout_bounds_the_wait_at_eos() {
     drop(release);
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// Runs `pipeline` to EOS as an application does: a latency message makes it
+/// redistribute the latency (as gst-launch-1.0 does). Returns how many latency
+/// messages `element` posted.
+fn play_to_eos(pipeline: &gst::Element, element: &str) -> usize {
+    let bin = pipeline.downcast_ref::<gst::Bin>().unwrap();
+    let bus = pipeline.bus().unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut latency_messages = 0;
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_nseconds(GUARD.as_nanos() as u64))
+            .expect("no EOS");
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("error: {} ({:?})", e.error(), e.debug()),
+            gst::MessageView::Latency(_) => {
+                if msg.src().is_some_and(|s| s.name() == element) {
+                    latency_messages += 1;
+                }
+                let _ = bin.recalculate_latency();
+            }
+            _ => {}
+        }
+    }
+    latency_messages
+}
+
+/// (rendered, dropped) from a sink's `stats`.
+fn shown(pipeline: &gst::Element, sink: &str) -> (u64, u64) {
+    let sink: gst::Element = child(pipeline, sink);
+    let stats = sink.property::<gst::Structure>("stats");
+    (
+        stats.get::<u64>("rendered").unwrap(),
+        stats.get::<u64>("dropped").unwrap(),
+    )
+}
+
+/// (min, max) of a LATENCY query on `pad`.
+fn query_latency(pad: &gst::Pad) -> (gst::ClockTime, Option<gst::ClockTime>) {
+    let mut q = gst::query::Latency::new();
+    assert!(pad.query(&mut q), "LATENCY query on {}", pad.name());
+    let (live, min, max) = q.result();
+    assert!(live);
+    (min, max)
+}
+
+/// A live 2 fps source into florencecaption with `props`, its video and its
+/// text each through a queue (the sink waits out the latency on its own
+/// thread, as a display branch does) into a synchronised sink that drops
+/// buffers over 20 ms late (as video sinks do).
+fn synced(props: &str, frames: u32) -> gst::Element {
+    gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers={frames} pattern=ball ! \
+         video/x-raw,width=320,height=240,framerate=2/1 ! identity name=up ! \
+         florencecaption name=f model-dir={} threads=1 num-beams=1 {props} ! \
+         queue max-size-buffers=0 max-size-bytes=0 max-size-time=0 ! \
+         fakesink name=v sync=true max-lateness=20000000 \
+         f.text_src ! queue ! fakesink name=t sync=true max-lateness=20000000",
+        model_dir()
+    ))
+    .unwrap()
+}
+
+#[test]
+fn a_synced_sink_shows_every_frame_and_text_within_the_latency() {
+    init();
+    // A configured bound far above the tiny model's analysis time (a hang
+    // guard's margin, not a speed claim): every frame and every text is on
+    // time for a sink that waits that long.
+    for mode in ["every-frame", "live"] {
+        let pipeline = synced(&format!("mode={mode} latency=6000"), 6);
+        play_to_eos(&pipeline, "f");
+        let (rendered, dropped) = shown(&pipeline, "v");
+        assert_eq!(
+            (rendered, dropped),
+            (6, 0),
+            "{mode}: video frames shown, dropped"
+        );
+        let (rendered, dropped) = shown(&pipeline, "t");
+        assert!(rendered >= 1, "{mode}: no text shown");
+        assert_eq!(dropped, 0, "{mode}: texts dropped as late");
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+}
+
+#[test]
+fn latency_query_adds_the_elements_latency_to_upstreams() {
+    init();
+    let second = gst::ClockTime::SECOND;
+    for (mode, video_adds) in [("every-frame", true), ("live", false)] {
+        let pipeline = synced(&format!("mode={mode} latency=1000"), 1);
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let (done, _, _) = pipeline.state(gst::ClockTime::from_seconds(60));
+        done.unwrap();
+        let f: gst::Element = child(&pipeline, "f");
+        let up: gst::Element = child(&pipeline, "up");
+        let (up_min, up_max) = query_latency(&up.static_pad("src").unwrap());
+        let (min, max) = query_latency(&f.static_pad("src").unwrap());
+        let own = if video_adds {
+            second
+        } else {
+            gst::ClockTime::ZERO
+        };
+        assert_eq!(
+            (min, max),
+            (up_min + own, up_max.map(|m| m + own)),
+            "{mode} src"
+        );
+        let (min, max) = query_latency(&f.static_pad("text_src").unwrap());
+        assert_eq!(
+            (min, max),
+            (up_min + second, up_max.map(|m| m + second)),
+            "{mode} text_src"
+        );
+        pipeline.set_state(gst::State::Null).unwrap();
+    }
+}
+
+#[test]
+fn measured_latency_is_announced_and_reported() {
+    init();
+    // latency=0 (default): the element measures its analyses, posts a latency
+    // message when the estimate grows, and reports at least the last one.
+    let pipeline = synced("mode=every-frame", 10);
+    assert!(play_to_eos(&pipeline, "f") >= 1, "no latency message");
+    let f: gst::Element = child(&pipeline, "f");
+    let up: gst::Element = child(&pipeline, "up");
+    pipeline.set_state(gst::State::Paused).unwrap();
+    let (up_min, _) = query_latency(&up.static_pad("src").unwrap());
+    let (min, _) = query_latency(&f.static_pad("src").unwrap());
+    let (text_min, _) = query_latency(&f.static_pad("text_src").unwrap());
+    let last = gst::ClockTime::from_nseconds((f.property::<f64>("last-latency-ms") * 1e6) as u64);
+    assert!(
+        min >= up_min + last,
+        "src {min} < upstream {up_min} + last analysis {last}"
+    );
+    assert_eq!(text_min, min);
+    pipeline.set_state(gst::State::Null).unwrap();
+}

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use gst::subclass::prelude::*;
 
@@ -18,6 +19,8 @@ use crate::engine::preprocess::RgbImage;
 
 /// What one analysis needs, taken from the state so its lock is not held meanwhile.
 pub(super) struct Analysis {
+    /// When the buffer came in (its latency runs from here).
+    started: Instant,
     image: RgbImage,
     florence: Arc<Florence>,
     model: String,
@@ -33,6 +36,7 @@ impl FlorenceCaption {
         info: &gst_video::VideoInfo,
         buf: &gst::BufferRef,
     ) -> Result<Analysis, gst::FlowError> {
+        let started = Instant::now();
         let image = frame_to_rgb(buf, info, &mut state.converter).map_err(|e| {
             gst::element_imp_error!(
                 self,
@@ -42,6 +46,7 @@ impl FlorenceCaption {
             gst::FlowError::Error
         })?;
         Ok(Analysis {
+            started,
             image,
             florence: state.florence.clone(),
             model: state.model_name.clone(),
@@ -76,6 +81,7 @@ impl FlorenceCaption {
                     )
                     .map_err(|e| (error_kind(&e), e.to_string()))
             });
+        self.observe_latency(job.started.elapsed());
         match result {
             Ok(out) => {
                 let mut cap = Caption::from_output(&out, pts, job.serial);

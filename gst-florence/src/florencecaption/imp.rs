@@ -15,6 +15,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::frame::Converter;
+use super::latency::{LatencyEstimate, Output};
 use super::properties;
 use super::result::attach;
 use super::settings::{Settings, Stats};
@@ -51,6 +52,8 @@ pub struct FlorenceCaption {
     pub(super) state: Mutex<Option<State>>,
     pub(super) stats: Arc<Mutex<Stats>>,
     pub(super) text_pad: TextPad,
+    /// The measured analysis time (the LATENCY query's figure when `latency` is 0).
+    pub(super) latency: LatencyEstimate,
 }
 
 #[glib::object_subclass]
@@ -155,6 +158,13 @@ impl ElementImpl for FlorenceCaption {
     ) -> Option<gst::Pad> {
         let pad = gst::Pad::builder_from_template(templ)
             .name("text_src")
+            .query_function(|pad, parent, query| {
+                FlorenceCaption::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.text_query(pad, query),
+                )
+            })
             .build();
         self.text_pad.request(&self.obj(), pad)
     }
@@ -259,6 +269,7 @@ impl BaseTransformImpl for FlorenceCaption {
         };
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
         self.text_pad.reset();
+        self.latency.reset();
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
             florence,
             model_name,
@@ -342,6 +353,15 @@ impl BaseTransformImpl for FlorenceCaption {
         self.parent_sink_event(event)
     }
 
+    fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
+        if direction == gst::PadDirection::Src
+            && let gst::QueryViewMut::Latency(q) = query.view_mut()
+        {
+            return self.latency_query(q, Output::Video);
+        }
+        BaseTransformImplExt::parent_query(self, direction, query)
+    }
+
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
         let settings = self
             .settings
@@ -393,6 +413,14 @@ impl FlorenceCaption {
             .src(&*self.obj())
             .build();
         let _ = self.obj().post_message(msg);
+    }
+
+    /// Queries on `text_src`: its latency is the analysis's, in both modes.
+    fn text_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Latency(q) = query.view_mut() {
+            return self.latency_query(q, Output::Text);
+        }
+        gst::Pad::query_default(pad, Some(&*self.obj()), query)
     }
 
     /// What the streaming thread and the worker share, while started.

@@ -24,6 +24,7 @@ use gst::prelude::*;
 mod every_frame;
 mod frame;
 mod imp;
+mod latency;
 mod properties;
 mod request;
 mod result;

@@ -128,6 +128,12 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.drain_timeout_ms)
             .mutable_playing()
             .build(),
+        glib::ParamSpecUInt::builder("latency")
+            .nick("Latency (ms)")
+            .blurb("Latency the element adds, reported in the LATENCY query (every-frame mode: on src and text_src; live mode: on text_src only, video never waits); an analysis longer than this delivers late results. 0: the analysis time measured so far (plus a quarter), announced with a latency message when it grows")
+            .default_value(d.latency_ms)
+            .mutable_playing()
+            .build(),
         glib::ParamSpecString::builder("last-caption")
             .nick("Last caption")
             .blurb("Text of the latest result")
@@ -189,6 +195,7 @@ impl FlorenceCaption {
             "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
             "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
             "drain-timeout" => s.drain_timeout_ms = value.get().unwrap_or(0),
+            "latency" => s.latency_ms = value.get().unwrap_or(0),
             other => gst::warning!(CAT, imp = self, "unknown property {other}"),
         }
     }
@@ -222,6 +229,7 @@ impl FlorenceCaption {
             "inference-interval" => s.inference_interval_ms.to_value(),
             "skip-similar" => s.skip_similar.to_value(),
             "drain-timeout" => s.drain_timeout_ms.to_value(),
+            "latency" => s.latency_ms.to_value(),
             "last-caption" => stats.last_caption.to_value(),
             "captions-total" => stats.captions_total.to_value(),
             "frames-skipped" => stats.frames_skipped.to_value(),

@@ -28,6 +28,8 @@ pub(super) struct Settings {
     pub(super) skip_similar: f64,
     /// Live mode: how long EOS waits for the analysis in flight.
     pub(super) drain_timeout_ms: u32,
+    /// Latency the element reports (ms); 0: the measured analysis time.
+    pub(super) latency_ms: u32,
 }
 
 impl Default for Settings {
@@ -52,6 +54,7 @@ impl Default for Settings {
             inference_interval_ms: 0,
             skip_similar: 0.0,
             drain_timeout_ms: 30_000,
+            latency_ms: 0,
         }
     }
 }
