@@ -297,3 +297,138 @@ fn measured_latency_is_announced_and_reported() {
     assert_eq!(text_min, min);
     pipeline.set_state(gst::State::Null).unwrap();
 }
+
+/// A florencecaption on the tiny model with short greedy answers and `props`
+/// (gst-launch syntax).
+fn florencecaption(props: &str) -> gst::Element {
+    let e = gst::ElementFactory::make("florencecaption")
+        .property("model-dir", model_dir())
+        .property("threads", 1u32)
+        .property("num-beams", 1u32)
+        .property("max-new-tokens", 4u32)
+        .build()
+        .unwrap();
+    for prop in props.split_whitespace() {
+        let (name, value) = prop.split_once('=').unwrap();
+        e.set_property_from_str(name, value);
+    }
+    e
+}
+
+/// An every-frame harness on 64x48 RGB frames; the element's bus is returned
+/// for its QoS messages.
+fn every_frame_harness(props: &str) -> (gst_check::Harness, gst::Element, gst::Bus) {
+    let element = florencecaption(&format!("mode=every-frame {props}"));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=RGB,width=64,height=48,framerate=10/1");
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    (h, element, bus)
+}
+
+fn frame(pts_ms: u64, request: bool) -> gst::Buffer {
+    let mut buf = gst::Buffer::from_mut_slice(vec![128u8; 64 * 48 * 3]);
+    let b = buf.get_mut().unwrap();
+    b.set_pts(gst::ClockTime::from_mseconds(pts_ms));
+    b.set_duration(gst::ClockTime::from_mseconds(100));
+    if request {
+        let mut meta =
+            gst::meta::CustomMeta::add(b, gstflorence::florencecaption::REQUEST_META_NAME).unwrap();
+        meta.mut_structure().set("id", "asked");
+    }
+    buf
+}
+
+fn analysed(buf: &gst::Buffer) -> bool {
+    gst::meta::CustomMeta::from_buffer(buf, gstflorence::florencecaption::META_NAME).is_ok()
+}
+
+/// A QoS event from downstream: the frame at `timestamp_ms` was `late_ms` late.
+fn qos_event(timestamp_ms: u64, late_ms: i64) -> gst::Event {
+    gst::event::Qos::new(
+        gst::QOSType::Underflow,
+        1.0,
+        late_ms * 1_000_000,
+        gst::ClockTime::from_mseconds(timestamp_ms),
+    )
+}
+
+fn assert_qos_went_upstream(h: &mut gst_check::Harness) {
+    while let Ok(event) = h.pull_upstream_event() {
+        if event.type_() == gst::EventType::Qos {
+            return;
+        }
+    }
+    panic!("the QoS event did not go upstream");
+}
+
+#[test]
+fn every_frame_mode_skips_the_analysis_of_late_frames() {
+    init();
+    let (mut h, element, bus) = every_frame_harness("");
+    assert!(element.property::<bool>("qos"), "qos is on by default");
+    assert!(analysed(&h.push_and_pull(frame(0, false)).unwrap()));
+    // The sink rendered the frame at 0 ms 500 ms late: frames up to 1 s
+    // (twice the lateness, to catch up) are not worth analysing.
+    assert!(h.push_upstream_event(qos_event(0, 500)));
+    assert_qos_went_upstream(&mut h);
+    let out = h.push_and_pull(frame(500, false)).unwrap();
+    assert!(!analysed(&out), "a late frame passes unanalysed");
+    assert_eq!(out.pts(), Some(gst::ClockTime::from_mseconds(500)));
+    assert_eq!(element.property::<u64>("frames-skipped"), 1);
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Qos])
+        .expect("a QoS message for the skipped frame");
+    let gst::MessageView::Qos(q) = msg.view() else {
+        unreachable!()
+    };
+    let (_, running_time, _, timestamp, _) = q.get();
+    assert_eq!(running_time, Some(gst::ClockTime::from_mseconds(500)));
+    assert_eq!(timestamp, Some(gst::ClockTime::from_mseconds(500)));
+    // A buffer with its own request is analysed however late: an application waits for it.
+    assert!(analysed(&h.push_and_pull(frame(600, true)).unwrap()));
+    // Frames after the earliest time are analysed again.
+    assert!(analysed(&h.push_and_pull(frame(1100, false)).unwrap()));
+    // qos=false: every frame is analysed.
+    element.set_property("qos", false);
+    assert!(analysed(&h.push_and_pull(frame(700, false)).unwrap()));
+    assert_eq!(element.property::<u64>("frames-skipped"), 1);
+}
+
+#[test]
+fn live_mode_ignores_qos_for_analysis() {
+    init();
+    let element = florencecaption("");
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=RGB,width=64,height=48,framerate=10/1");
+    let (posted_tx, posted_rx) = channel::<()>();
+    let bus = gst::Bus::new();
+    bus.set_sync_handler(move |_, msg| {
+        if msg.structure().is_some_and(|s| s.name() == MESSAGE_NAME) {
+            let _ = posted_tx.send(());
+        }
+        gst::BusSyncReply::Drop
+    });
+    element.set_bus(Some(&bus));
+    h.push_and_pull(frame(0, false)).unwrap();
+    posted_rx.recv_timeout(GUARD).expect("a first result");
+    // Everything up to 10 s is late for the sink.
+    assert!(h.push_upstream_event(qos_event(0, 5_000)));
+    assert_qos_went_upstream(&mut h);
+    // The worker still takes such a frame as soon as it is free.
+    let skipped = || element.property::<u64>("frames-skipped");
+    let mut pts = 100;
+    loop {
+        let before = skipped();
+        h.push_and_pull(frame(pts, false)).unwrap();
+        if skipped() == before {
+            break;
+        }
+        pts += 1;
+        assert!(pts < 10_000, "no frame was analysed");
+        std::thread::yield_now();
+    }
+    posted_rx
+        .recv_timeout(GUARD)
+        .expect("a result for a late frame");
+}

@@ -12,11 +12,14 @@ use std::time::{Duration, Instant};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::frame::Converter;
 use super::latency::{LatencyEstimate, Output};
 use super::properties;
+use super::qos::Qos;
+use super::request::has_request;
 use super::result::attach;
 use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
@@ -54,6 +57,8 @@ pub struct FlorenceCaption {
     pub(super) text_pad: TextPad,
     /// The measured analysis time (the LATENCY query's figure when `latency` is 0).
     pub(super) latency: LatencyEstimate,
+    /// The earliest running time worth analysing (every-frame mode).
+    pub(super) qos: Qos,
 }
 
 #[glib::object_subclass]
@@ -64,6 +69,12 @@ impl ObjectSubclass for FlorenceCaption {
 }
 
 impl ObjectImpl for FlorenceCaption {
+    fn constructed(&self) {
+        self.parent_constructed();
+        // As video filters: late frames are not worth analysing (see qos.rs).
+        self.obj().set_qos(true);
+    }
+
     fn signals() -> &'static [glib::subclass::Signal] {
         static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
             vec![
@@ -270,6 +281,7 @@ impl BaseTransformImpl for FlorenceCaption {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
         self.text_pad.reset();
         self.latency.reset();
+        self.qos.reset();
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
             florence,
             model_name,
@@ -334,6 +346,9 @@ impl BaseTransformImpl for FlorenceCaption {
             // Whatever runs now analyses a frame from before the flush.
             self.cancel_running(None);
         }
+        if let gst::EventView::FlushStop(_) = event.view() {
+            self.qos.reset();
+        }
         if let gst::EventView::FlushStop(_) = event.view()
             && let Some(state) = self
                 .state
@@ -351,6 +366,13 @@ impl BaseTransformImpl for FlorenceCaption {
             state.last_dispatch = None;
         }
         self.parent_sink_event(event)
+    }
+
+    fn src_event(&self, event: gst::Event) -> bool {
+        if let gst::EventView::Qos(_) = event.view() {
+            return self.handle_qos(event);
+        }
+        self.parent_src_event(event)
     }
 
     fn query(&self, direction: gst::PadDirection, query: &mut gst::QueryRef) -> bool {
@@ -383,6 +405,9 @@ impl BaseTransformImpl for FlorenceCaption {
         let pts = buf.pts();
         match settings.mode {
             Mode::EveryFrame => {
+                if !has_request(buf) && self.too_late(buf) {
+                    return Ok(gst::FlowSuccess::Ok);
+                }
                 let job = self.prepare_analysis(state, &info, buf)?;
                 drop(guard);
                 self.analyse(buf, job, &settings);

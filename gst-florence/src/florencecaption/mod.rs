@@ -26,6 +26,7 @@ mod frame;
 mod imp;
 mod latency;
 mod properties;
+mod qos;
 mod request;
 mod result;
 mod settings;

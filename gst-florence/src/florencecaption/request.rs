@@ -28,6 +28,11 @@ fn monotonic_to_instant(us: i64) -> Instant {
     now + Duration::from_micros(ahead.max(0) as u64)
 }
 
+/// Whether `buf` carries its own request.
+pub(super) fn has_request(buf: &gst::BufferRef) -> bool {
+    gst::meta::CustomMeta::from_buffer(buf, REQUEST_META_NAME).is_ok()
+}
+
 pub(super) fn buffer_request(buf: &gst::BufferRef, settings: &Settings) -> Option<BufferRequest> {
     let meta = gst::meta::CustomMeta::from_buffer(buf, REQUEST_META_NAME).ok()?;
     let s = meta.structure();
