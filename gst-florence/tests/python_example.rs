@@ -68,3 +68,24 @@ fn python_pad_probe_reads_the_meta() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent"));
 }
+
+#[test]
+fn python_gives_buffers_their_own_requests() {
+    // Stock PyGObject: add-request carries every field (ints, int64 through
+    // GObject.Value, doubles, strings from gst_structure_from_string), and
+    // malformed requests come back as invalid-request results.
+    let out = succeed(
+        Command::new("/usr/bin/python3")
+            .current_dir(common::root())
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .args([
+                "gst-florence/tests/support/request_fields.py",
+                "tests/fixtures/tiny-florence2",
+            ]),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("11 requests, 0 failures"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

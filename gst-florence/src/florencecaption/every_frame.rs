@@ -79,12 +79,13 @@ impl FlorenceCaption {
                         request_id.as_deref(),
                         interrupt,
                     )
+                    .map(|out| (out, req))
                     .map_err(|e| (error_kind(&e), e.to_string()))
             });
         self.observe_latency(job.started.elapsed());
         match result {
-            Ok(out) => {
-                let mut cap = Caption::from_output(&out, pts, job.serial);
+            Ok((out, req)) => {
+                let mut cap = Caption::from_output(&out, &req, pts, job.serial);
                 cap.request_id = request_id;
                 self.publish(&cap, &job.model, buf.duration());
                 attach(buf, &cap, &job.model, true);

@@ -19,7 +19,7 @@ use super::frame::Converter;
 use super::latency::{LatencyEstimate, Output};
 use super::properties;
 use super::qos::Qos;
-use super::request::has_request;
+use super::request::{add_request, has_request};
 use super::result::attach;
 use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
@@ -90,6 +90,20 @@ impl ObjectImpl for FlorenceCaption {
                         let id = args[1].get::<Option<String>>().ok().flatten();
                         let id = id.as_deref().filter(|i| !i.is_empty());
                         Some(element.imp().cancel_running(id).to_value())
+                    })
+                    .build(),
+                // add-request(buffer, structure) -> buffer: the buffer (a shallow
+                // copy if it is shared) with the structure's fields as its
+                // FlorenceRequestMeta. For bindings whose custom-meta structure is
+                // a copy (PyGObject); C can fill the meta's structure directly.
+                glib::subclass::Signal::builder("add-request")
+                    .param_types([gst::Buffer::static_type(), gst::Structure::static_type()])
+                    .return_type::<gst::Buffer>()
+                    .action()
+                    .class_handler(|args| {
+                        let buffer = args[1].get::<gst::Buffer>().ok()?;
+                        let request = args[2].get::<gst::Structure>().ok()?;
+                        Some(add_request(buffer, &request).to_value())
                     })
                     .build(),
             ]

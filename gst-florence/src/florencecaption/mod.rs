@@ -28,6 +28,7 @@ mod latency;
 mod properties;
 mod qos;
 mod request;
+pub use request::REQUEST_FIELDS;
 mod result;
 mod settings;
 mod similarity;
@@ -41,10 +42,14 @@ pub const MESSAGE_NAME: &str = "florence-caption";
 /// Name of the custom meta an application puts on an input buffer to give that
 /// buffer its own request (every-frame mode): fields `id`, `task`, `text`,
 /// `region` (array of 4 doubles, image pixels), `max-new-tokens`,
-/// `min-new-tokens`, `num-beams`, `temperature`, `seed`, `deadline-us` (gint64
-/// on `g_get_monotonic_time()`'s clock: the inference stops there with
+/// `min-new-tokens`, `num-beams`, `temperature`, `seed`, `deadline-us` (an
+/// integer on `g_get_monotonic_time()`'s clock: the inference stops there with
 /// `error-kind` `timed-out`); missing fields take the element's properties.
-/// The result meta then carries `request-id`. The action signal
+/// Numbers may be any GLib integer type or an integral double; an unknown
+/// field or a wrongly typed value gives an `invalid-request` result. The
+/// result meta then carries `request-id`. The action signal
+/// `add-request(buffer, structure) -> buffer` attaches one (for bindings
+/// whose custom-meta structure is a copy, as PyGObject's); the action signal
 /// `cancel(request-id)` stops that request's running inference (`cancelled`).
 pub const REQUEST_META_NAME: &str = "FlorenceRequestMeta";
 /// `error-kind` of a refused request: its task, input or parameters were invalid.

@@ -7,7 +7,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, FlorenceCaption};
 use super::{MESSAGE_NAME, META_NAME};
-use crate::engine::pipeline::Output;
+use crate::engine::pipeline::{Output, Request};
 
 /// One result, as attached to buffers and posted on the bus.
 #[derive(Debug, Clone)]
@@ -24,10 +24,17 @@ pub(super) struct Caption {
     pub(super) produced: Instant,
     pub(super) serial: u64,
     pub(super) request_id: Option<String>,
+    /// What was asked (task, input, generation options) as the result's `request` field.
+    pub(super) asked: gst::Structure,
 }
 
 impl Caption {
-    pub(super) fn from_output(out: &Output, pts: Option<gst::ClockTime>, serial: u64) -> Self {
+    pub(super) fn from_output(
+        out: &Output,
+        request: &Request,
+        pts: Option<gst::ClockTime>,
+        serial: u64,
+    ) -> Self {
         Caption {
             task: out.task.clone(),
             text: out.result.text(),
@@ -40,6 +47,7 @@ impl Caption {
             produced: Instant::now(),
             serial,
             request_id: None,
+            asked: asked(request),
         }
     }
 
@@ -61,6 +69,7 @@ impl Caption {
             .field("image-height", self.image_size[1])
             .field("vision-cached", self.vision_cached)
             .build();
+        s.set("request", &self.asked);
         if let Some(id) = &self.request_id {
             s.set("request-id", id);
         }
@@ -109,4 +118,38 @@ impl FlorenceCaption {
             .build();
         let _ = self.obj().post_message(msg);
     }
+}
+
+/// A request as the `request` field of a result (`FlorenceRequest`): `task`, and
+/// when set `text`, `region` ("x1,y1,x2,y2" in pixels), `max-new-tokens`, `min-new-tokens`,
+/// `num-beams`, `temperature` and `seed`; an unset option takes the model's default.
+fn asked(r: &Request) -> gst::Structure {
+    let mut s = gst::Structure::builder("FlorenceRequest")
+        .field("task", r.task.token())
+        .build();
+    if let Some(t) = &r.input.text {
+        s.set("text", t);
+    }
+    if let Some([x1, y1, x2, y2]) = r.input.region {
+        // Text, as requests take it: stock PyGObject cannot read a GstValueArray.
+        s.set("region", format!("{x1},{y1},{x2},{y2}"));
+    }
+    let o = &r.options;
+    let count = |v: Option<usize>| v.map(|v| u32::try_from(v).unwrap_or(u32::MAX));
+    if let Some(v) = count(o.max_new_tokens) {
+        s.set("max-new-tokens", v);
+    }
+    if let Some(v) = count(o.min_new_tokens) {
+        s.set("min-new-tokens", v);
+    }
+    if let Some(v) = count(o.num_beams) {
+        s.set("num-beams", v);
+    }
+    if let Some(t) = o.temperature {
+        s.set("temperature", f64::from(t));
+    }
+    if let Some(seed) = o.seed {
+        s.set("seed", seed);
+    }
+    s
 }

@@ -195,7 +195,7 @@ impl FlorenceCaption {
                         Ok(out) if shared.generation.load(Ordering::SeqCst) == job.generation => {
                             imp.observe_latency(job.dispatched.elapsed());
                             let serial = shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
-                            let cap = Caption::from_output(&out, job.pts, serial);
+                            let cap = Caption::from_output(&out, &job.request, job.pts, serial);
                             *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) =
                                 Some(cap.clone());
                             let duration = live_text_duration(
