@@ -14,11 +14,13 @@ use super::result::{Caption, attach, attach_error};
 use super::settings::Settings;
 use super::worker::Shared;
 use super::{ERROR_CANCELLED, ERROR_INVALID_REQUEST};
-use crate::engine::pipeline::{Florence, Interrupt};
+use crate::engine::pipeline::{Florence, Interrupt, Request};
 use crate::engine::preprocess::RgbImage;
 
 /// What one analysis needs, taken from the state so its lock is not held meanwhile.
 pub(super) struct Analysis {
+    /// The properties' request (for a buffer without its own).
+    request: Request,
     /// When the buffer came in (its latency runs from here).
     started: Instant,
     image: RgbImage,
@@ -33,6 +35,7 @@ impl FlorenceCaption {
     pub(super) fn prepare_analysis(
         &self,
         state: &mut State,
+        settings: &Settings,
         info: &gst_video::VideoInfo,
         buf: &gst::BufferRef,
     ) -> Result<Analysis, gst::FlowError> {
@@ -46,6 +49,7 @@ impl FlorenceCaption {
             gst::FlowError::Error
         })?;
         Ok(Analysis {
+            request: self.properties_request(state, settings),
             started,
             image,
             florence: state.florence.clone(),
@@ -66,7 +70,7 @@ impl FlorenceCaption {
                 r.deadline
                     .map_or_else(Interrupt::new, Interrupt::with_deadline),
             ),
-            None => (None, Ok(settings.request()), Interrupt::new()),
+            None => (None, Ok(job.request.clone()), Interrupt::new()),
         };
         let result = request
             .map_err(|e| (ERROR_INVALID_REQUEST, e))

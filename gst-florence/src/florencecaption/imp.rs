@@ -15,8 +15,10 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::Mode;
 use super::frame::Converter;
 use super::latency::{LatencyEstimate, Output};
+use super::model::{Model, check_settings};
 use super::properties;
 use super::qos::Qos;
 use super::request::{add_request, has_request};
@@ -24,9 +26,7 @@ use super::result::attach;
 use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
 use super::worker::{Job, Shared};
-use super::{Backend, Mode};
-use crate::engine::SessionOptions;
-use crate::engine::pipeline::Florence;
+use crate::engine::pipeline::{Florence, Request};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -37,6 +37,10 @@ pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 pub(super) struct State {
+    /// The properties' request as last found valid (used while they are not).
+    pub(super) request: Request,
+    /// The properties' request as last checked (each change is checked once).
+    pub(super) checked: Request,
     pub(super) florence: Arc<Florence>,
     pub(super) model_name: String,
     pub(super) info: Option<gst_video::VideoInfo>,
@@ -59,6 +63,8 @@ pub struct FlorenceCaption {
     pub(super) latency: LatencyEstimate,
     /// The earliest running time worth analysing (every-frame mode).
     pub(super) qos: Qos,
+    /// The loaded model (NULL->READY until READY->NULL).
+    pub(super) model: Mutex<Option<Model>>,
 }
 
 #[glib::object_subclass]
@@ -198,6 +204,22 @@ impl ElementImpl for FlorenceCaption {
         &self,
         transition: gst::StateChange,
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::NullToReady {
+            // As documented: a missing or broken model, or settings it cannot
+            // run, fail the change to READY.
+            let checked = self.model().and_then(|(florence, _)| {
+                let s = self
+                    .settings
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                check_settings(&florence, &s)
+            });
+            if let Err(e) = checked {
+                self.post_error_message(e);
+                return Err(gst::StateChangeError);
+            }
+        }
         if transition == gst::StateChange::PausedToReady {
             // Deactivating the pads waits for the streaming thread: stop its inference,
             // and the one of a buffer that slips in before the pads are flushing.
@@ -205,7 +227,11 @@ impl ElementImpl for FlorenceCaption {
                 shared.close();
             }
         }
-        self.parent_change_state(transition)
+        let done = self.parent_change_state(transition)?;
+        if transition == gst::StateChange::ReadyToNull {
+            self.unload();
+        }
+        Ok(done)
     }
 
     fn release_pad(&self, pad: &gst::Pad) {
@@ -220,72 +246,15 @@ impl BaseTransformImpl for FlorenceCaption {
     const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
 
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        // Loaded at NULL->READY; reloaded here only if a model property changed in READY.
+        let (florence, model_name) = self.model()?;
         let s = self
             .settings
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let Some(dir) = s.model_dir.clone().filter(|d| !d.is_empty()) else {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("model-dir is not set: point it at a Florence-2 model directory")
-            ));
-        };
-        if s.backend == Backend::Hailo {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("backend=hailo: this build has no Hailo support (cargo feature `hailo`)")
-            ));
-        }
-        let mut options = SessionOptions {
-            variant: s.variant.clone(),
-            ort_library: s.ort_library.clone().map(Into::into),
-            // Live: the video threads need the CPU time that spinning ORT threads burn.
-            spin: s.mode == Mode::EveryFrame,
-            image_size: (s.image_size > 0).then_some(s.image_size),
-            ..SessionOptions::default()
-        };
-        if s.threads > 0 {
-            options.intra_threads = s.threads as usize;
-        }
-        // Loading takes seconds with a real model: say so on the bus.
-        self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
-        let loaded = Florence::load(std::path::Path::new(&dir), options);
-        self.progress(
-            if loaded.is_ok() {
-                gst::ProgressType::Complete
-            } else {
-                gst::ProgressType::Error
-            },
-            &format!("loading {dir}"),
-        );
-        let mut florence = loaded.map_err(|e| {
-            gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("cannot load Florence-2 model from {}: {}", dir, e)
-            )
-        })?;
-        if let Some(t) = s.vqa_template.as_deref().filter(|t| !t.is_empty()) {
-            florence
-                .set_vqa_template(t)
-                .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-        }
         // A bad prompt/task combination is a settings error too, not a per-frame failure.
-        if let Err(e) = &s.region {
-            return Err(gst::error_msg!(gst::LibraryError::Settings, ("{}", e)));
-        }
-        // The region is checked against each frame; here only its presence matters.
-        let req = s.request_as_set();
-        florence
-            .prompt_ids(req.task, &req.input, 1 << 20, 1 << 20)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-        florence
-            .decode_params(&req.options)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
-        let model_name = std::path::Path::new(&dir)
-            .file_name()
-            .map_or_else(|| dir.clone(), |n| n.to_string_lossy().into_owned());
-        let florence = Arc::new(florence);
+        check_settings(&florence, &s)?;
         let shared = Arc::new(Shared::new());
         let worker = if s.mode == Mode::Live {
             Some(self.spawn_worker(&florence, &shared, &model_name)?)
@@ -294,9 +263,10 @@ impl BaseTransformImpl for FlorenceCaption {
         };
         *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
         self.text_pad.reset();
-        self.latency.reset();
         self.qos.reset();
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
+            request: s.request(),
+            checked: s.request(),
             florence,
             model_name,
             info: None,
@@ -307,7 +277,6 @@ impl BaseTransformImpl for FlorenceCaption {
             last_attached: 0,
             converter: None,
         });
-        gst::info!(CAT, imp = self, "loaded model {}", dir);
         Ok(())
     }
 
@@ -422,7 +391,7 @@ impl BaseTransformImpl for FlorenceCaption {
                 if !has_request(buf) && self.too_late(buf) {
                     return Ok(gst::FlowSuccess::Ok);
                 }
-                let job = self.prepare_analysis(state, &info, buf)?;
+                let job = self.prepare_analysis(state, &settings, &info, buf)?;
                 drop(guard);
                 self.analyse(buf, job, &settings);
             }
@@ -446,14 +415,6 @@ impl BaseTransformImpl for FlorenceCaption {
 }
 
 impl FlorenceCaption {
-    /// A `progress` message (code `load-model`) on the bus.
-    fn progress(&self, kind: gst::ProgressType, text: &str) {
-        let msg = gst::message::Progress::builder(kind, "load-model", text)
-            .src(&*self.obj())
-            .build();
-        let _ = self.obj().post_message(msg);
-    }
-
     /// Queries on `text_src`: its latency is the analysis's, in both modes.
     fn text_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
         if let gst::QueryViewMut::Latency(q) = query.view_mut() {

@@ -25,6 +25,7 @@ mod every_frame;
 mod frame;
 mod imp;
 mod latency;
+mod model;
 mod properties;
 mod qos;
 mod request;

@@ -243,9 +243,9 @@ impl FlorenceCaption {
                 .unwrap_or_else(|e| e.into_inner())
                 .frames_skipped += 1
         };
-        let Some((tx, _)) = state.worker.as_ref() else {
+        if state.worker.is_none() {
             return;
-        };
+        }
         if state.shared.busy.is_set() {
             return skipped(self);
         }
@@ -283,7 +283,7 @@ impl FlorenceCaption {
         let job = Job {
             frame,
             pts,
-            request: settings.request(),
+            request: self.properties_request(state, settings),
             generation: state.shared.generation.load(Ordering::SeqCst),
             interval_ms: settings.inference_interval_ms,
             dispatched: Instant::now(),
@@ -293,6 +293,9 @@ impl FlorenceCaption {
                     Duration::from_secs_f64(f64::from(fps.denom()) / f64::from(fps.numer()))
                 })
             }),
+        };
+        let Some((tx, _)) = state.worker.as_ref() else {
+            return;
         };
         state.shared.busy.set();
         match tx.try_send(job) {
