@@ -5,15 +5,16 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::frame::frame_to_rgb;
 use super::imp::{CAT, FlorenceCaption, State};
 use super::request::{buffer_request, error_kind};
-use super::result::{Caption, attach, attach_error};
+use super::result::{Caption, attach, error_fields};
 use super::settings::Settings;
 use super::worker::Shared;
-use super::{ERROR_CANCELLED, ERROR_INVALID_REQUEST};
+use super::{ERROR_CANCELLED, ERROR_INVALID_REQUEST, META_NAME};
 use crate::engine::pipeline::{Florence, Interrupt, Request};
 use crate::engine::preprocess::RgbImage;
 
@@ -92,13 +93,17 @@ impl FlorenceCaption {
                 let mut cap = Caption::from_output(&out, &req, pts, job.serial);
                 cap.request_id = request_id;
                 self.publish(&cap, &job.model, buf.duration());
-                attach(buf, &cap, &job.model, true);
+                attach(
+                    buf,
+                    &self.obj().name(),
+                    cap.structure(META_NAME, &job.model, true),
+                );
             }
             Err((kind, message)) => {
                 gst::warning!(CAT, imp = self, "inference failed ({kind}): {message}");
                 match request_id {
                     // The application asked for this buffer: the answer is the error.
-                    Some(id) => attach_error(buf, &id, kind, &message),
+                    Some(id) => attach(buf, &self.obj().name(), error_fields(&id, kind, &message)),
                     // Stopped by a flush or a state change: not a failure.
                     None if kind == ERROR_CANCELLED => {}
                     None => gst::element_imp_warning!(

@@ -15,7 +15,6 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use super::Mode;
 use super::frame::Converter;
 use super::latency::{LatencyEstimate, Output};
 use super::model::{Model, check_settings};
@@ -26,6 +25,7 @@ use super::result::attach;
 use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
 use super::worker::{Job, Shared};
+use super::{META_NAME, Mode};
 use crate::engine::pipeline::{Florence, Request};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -406,7 +406,11 @@ impl BaseTransformImpl for FlorenceCaption {
                 if let Some(cap) = latest {
                     let fresh = cap.serial != state.last_attached;
                     state.last_attached = cap.serial;
-                    attach(buf, &cap, &state.model_name, fresh);
+                    attach(
+                        buf,
+                        &self.obj().name(),
+                        cap.structure(META_NAME, &state.model_name, fresh),
+                    );
                 }
             }
         }

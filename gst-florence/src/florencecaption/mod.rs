@@ -25,6 +25,7 @@ mod every_frame;
 mod frame;
 mod imp;
 mod latency;
+mod meta_transform;
 mod model;
 mod properties;
 mod qos;
@@ -176,9 +177,7 @@ impl TaskProp {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    if !gst::meta::CustomMeta::is_registered(META_NAME) {
-        gst::meta::CustomMeta::register(META_NAME, &[]);
-    }
+    meta_transform::register();
     if !gst::meta::CustomMeta::is_registered(REQUEST_META_NAME) {
         gst::meta::CustomMeta::register(REQUEST_META_NAME, &[]);
     }

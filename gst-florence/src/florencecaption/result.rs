@@ -77,29 +77,46 @@ impl Caption {
     }
 }
 
-pub(super) fn attach(buf: &mut gst::BufferRef, cap: &Caption, model: &str, fresh: bool) {
-    match gst::meta::CustomMeta::add(buf, META_NAME) {
-        Ok(mut meta) => {
-            let s = cap.structure(META_NAME, model, fresh);
-            let dst = meta.mut_structure();
-            for (name, value) in s.iter() {
-                dst.set_value(name, value.clone());
+/// Adds `element`'s result to `buf`'s `FlorenceCaptionMeta`.
+///
+/// A buffer has one such meta: the first instance on its way (upstream-most)
+/// puts its result at the top level, and every instance puts its own in the
+/// meta's `results` structure, under its element name, so an application
+/// reads any instance's result as `results.<name>` (a GstCustomMeta can be
+/// fetched by name only once per buffer).
+pub(super) fn attach(buf: &mut gst::BufferRef, element: &str, mut own: gst::Structure) {
+    own.set("element", element);
+    let mut meta = match gst::meta::CustomMeta::from_mut_buffer(buf, META_NAME) {
+        Ok(meta) => meta,
+        Err(_) => match gst::meta::CustomMeta::add(buf, META_NAME) {
+            Ok(mut meta) => {
+                let dst = meta.mut_structure();
+                for (name, value) in own.iter() {
+                    dst.set_value(name, value.clone());
+                }
+                meta
             }
-        }
-        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
-    }
+            Err(e) => {
+                gst::warning!(CAT, "cannot add {META_NAME}: {e}");
+                return;
+            }
+        },
+    };
+    let s = meta.mut_structure();
+    let mut results = s
+        .get::<gst::Structure>("results")
+        .unwrap_or_else(|_| gst::Structure::new_empty("FlorenceResults"));
+    results.set(element, own);
+    s.set("results", results);
 }
 
-pub(super) fn attach_error(buf: &mut gst::BufferRef, request_id: &str, kind: &str, message: &str) {
-    match gst::meta::CustomMeta::add(buf, META_NAME) {
-        Ok(mut meta) => {
-            let s = meta.mut_structure();
-            s.set("request-id", request_id);
-            s.set("error", message);
-            s.set("error-kind", kind);
-        }
-        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
-    }
+/// The meta fields of a request that produced no result.
+pub(super) fn error_fields(request_id: &str, kind: &str, message: &str) -> gst::Structure {
+    gst::Structure::builder(META_NAME)
+        .field("request-id", request_id)
+        .field("error", message)
+        .field("error-kind", kind)
+        .build()
 }
 
 impl FlorenceCaption {
