@@ -154,3 +154,49 @@ fn invalid_settings_while_playing_are_reported_once_and_the_last_valid_go_on() {
     }
     assert_eq!(warnings(&bus).len(), 1);
 }
+
+#[test]
+fn the_debug_log_tells_what_happened_to_each_frame() {
+    init();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(
+        Vec::<(gst::DebugLevel, String)>::new(),
+    ));
+    let sink = lines.clone();
+    let _log = gst::log::add_log_function(move |cat, level, _, _, _, object, msg| {
+        let from_ours = object.is_some_and(|o| o.to_string().contains("florence-debug"));
+        if cat.name() == "florencecaption" && from_ours {
+            let text = msg.get().map(|m| m.to_string()).unwrap_or_default();
+            sink.lock().unwrap().push((level, text));
+        }
+    });
+    // Only to the function above, not to stderr (it would flood the other tests' output).
+    gst::log::remove_default_log_function();
+    gst::log::set_threshold_for_name("florencecaption", gst::DebugLevel::Log);
+    let dir = common::tiny_model_dir().display().to_string();
+    let (e, _bus) = element(&dir);
+    e.set_property("name", "florence-debug");
+    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+    h.push_and_pull(frame(0)).unwrap();
+    drop(h);
+    let lines = lines.lock().unwrap();
+    let has = |level: gst::DebugLevel, text: &str| {
+        lines.iter().any(|(l, t)| *l == level && t.contains(text))
+    };
+    assert!(has(gst::DebugLevel::Info, "loaded model"), "{lines:?}");
+    assert!(
+        has(gst::DebugLevel::Info, " ms (variant"),
+        "load time: {lines:?}"
+    );
+    assert!(
+        has(gst::DebugLevel::Debug, "analysing frame 0:00:00.000000000"),
+        "{lines:?}"
+    );
+    assert!(
+        has(
+            gst::DebugLevel::Debug,
+            "frame 0:00:00.000000000 analysed in"
+        ),
+        "{lines:?}"
+    );
+}

@@ -64,6 +64,7 @@ impl FlorenceCaption {
     /// or the error when the buffer carried its own request.
     pub(super) fn analyse(&self, buf: &mut gst::BufferRef, job: Analysis, settings: &Settings) {
         let pts = buf.pts();
+        gst::debug!(CAT, imp = self, "analysing frame {}", pts.display());
         let (request_id, request, interrupt) = match buffer_request(buf, settings) {
             Some(r) => (
                 Some(r.id),
@@ -87,7 +88,23 @@ impl FlorenceCaption {
                     .map(|out| (out, req))
                     .map_err(|e| (error_kind(&e), e.to_string()))
             });
-        self.observe_latency(job.started.elapsed());
+        let took = job.started.elapsed();
+        self.observe_latency(took);
+        gst::debug!(
+            CAT,
+            imp = self,
+            "frame {} analysed in {} ms{}: {}",
+            pts.display(),
+            took.as_millis(),
+            request_id
+                .as_deref()
+                .map(|id| format!(" (request {id})"))
+                .unwrap_or_default(),
+            match &result {
+                Ok((out, _)) => format!("{:?}", out.result.text()),
+                Err((kind, message)) => format!("{kind}: {message}"),
+            }
+        );
         match result {
             Ok((out, req)) => {
                 let mut cap = Caption::from_output(&out, &req, pts, job.serial);

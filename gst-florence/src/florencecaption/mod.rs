@@ -27,6 +27,7 @@ mod imp;
 mod latency;
 mod meta_transform;
 mod model;
+mod ort_log;
 mod properties;
 mod qos;
 mod request;

@@ -12,6 +12,7 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, FlorenceCaption, State};
+use super::ort_log::routed;
 use super::settings::Settings;
 use super::{Backend, Mode};
 use crate::engine::SessionOptions;
@@ -111,7 +112,7 @@ impl FlorenceCaption {
         // Loading takes seconds with a real model: say so on the bus.
         self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
         let started = Instant::now();
-        let loaded = Florence::load(std::path::Path::new(dir), options);
+        let loaded = routed(|| Florence::load(std::path::Path::new(dir), options));
         self.progress(
             if loaded.is_ok() {
                 gst::ProgressType::Complete

@@ -6,10 +6,12 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::frame::{Converter, frame_to_rgb};
 use super::imp::{CAT, FlorenceCaption, State};
+use super::ort_log::routed;
 use super::result::Caption;
 use super::settings::Settings;
 use super::similarity::{mean_abs_diff, thumbnail};
@@ -103,7 +105,7 @@ impl Shared {
                 interrupt: interrupt.clone(),
             });
         }
-        let result = florence.run_with(image, request, &interrupt);
+        let result = routed(|| florence.run_with(image, request, &interrupt));
         *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
         result
     }
@@ -193,6 +195,14 @@ impl FlorenceCaption {
                     let imp = element.imp();
                     match result {
                         Ok(out) if shared.generation.load(Ordering::SeqCst) == job.generation => {
+                            gst::debug!(
+                                CAT,
+                                imp = imp,
+                                "frame {} analysed: {} ms after hand-over, inference {:.1} ms",
+                                job.pts.display(),
+                                job.dispatched.elapsed().as_millis(),
+                                out.timings.total_ms
+                            );
                             imp.observe_latency(job.dispatched.elapsed());
                             let serial = shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
                             let cap = Caption::from_output(&out, &job.request, job.pts, serial);
@@ -237,7 +247,13 @@ impl FlorenceCaption {
         info: &gst_video::VideoInfo,
         pts: Option<gst::ClockTime>,
     ) {
-        let skipped = |imp: &Self| {
+        let skipped = |imp: &Self, reason: &str| {
+            gst::log!(
+                CAT,
+                imp = imp,
+                "frame {} not analysed: {reason}",
+                pts.display()
+            );
             imp.stats
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
@@ -247,11 +263,11 @@ impl FlorenceCaption {
             return;
         }
         if state.shared.busy.is_set() {
-            return skipped(self);
+            return skipped(self, "the worker is busy");
         }
         let interval = std::time::Duration::from_millis(settings.inference_interval_ms);
         if state.last_dispatch.is_some_and(|t| t.elapsed() < interval) {
-            return skipped(self);
+            return skipped(self, "inference-interval has not passed");
         }
         let frame = if settings.skip_similar > 0.0 {
             // The similarity test needs the picture now.
@@ -259,14 +275,14 @@ impl FlorenceCaption {
                 Ok(i) => i,
                 Err(e) => {
                     gst::warning!(CAT, imp = self, "cannot read frame: {e}");
-                    return skipped(self);
+                    return skipped(self, "the frame cannot be read");
                 }
             };
             let thumb = thumbnail(&image);
             if let Some(prev) = &state.last_thumb
                 && mean_abs_diff(prev, &thumb) < settings.skip_similar
             {
-                return skipped(self);
+                return skipped(self, "similar to the last analysed frame");
             }
             state.last_thumb = Some(thumb);
             Frame::Rgb(image)
@@ -276,7 +292,7 @@ impl FlorenceCaption {
                 Ok(copy) => Frame::Raw(copy, info.clone()),
                 Err(e) => {
                     gst::warning!(CAT, imp = self, "cannot copy frame: {e}");
-                    return skipped(self);
+                    return skipped(self, "the frame cannot be copied");
                 }
             }
         };
@@ -299,10 +315,18 @@ impl FlorenceCaption {
         };
         state.shared.busy.set();
         match tx.try_send(job) {
-            Ok(()) => state.last_dispatch = Some(Instant::now()),
+            Ok(()) => {
+                gst::debug!(
+                    CAT,
+                    imp = self,
+                    "frame {} handed to the worker",
+                    pts.display()
+                );
+                state.last_dispatch = Some(Instant::now());
+            }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
                 state.shared.busy.clear();
-                skipped(self);
+                skipped(self, "the worker did not take it");
             }
         }
     }
