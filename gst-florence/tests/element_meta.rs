@@ -5,6 +5,7 @@ mod common;
 
 use std::sync::Once;
 
+use gst::glib;
 use gst::prelude::*;
 use gstflorence::florencecaption::{MESSAGE_NAME, META_NAME};
 
@@ -130,4 +131,124 @@ fn two_instances_each_leave_their_result() {
     assert_eq!(det.get::<String>("task").unwrap(), "<OD>");
     assert_eq!(det.get::<String>("element").unwrap(), "det");
     assert!(json(&det)["bboxes"].is_array());
+}
+
+/// The `#define NAME "value"` strings of the C header.
+fn header_strings() -> Vec<String> {
+    let header = std::fs::read_to_string(
+        common::root().join("gst-florence/include/gst/florence/florence.h"),
+    )
+    .unwrap();
+    header
+        .lines()
+        .filter(|l| l.starts_with("#define FLORENCE_"))
+        .filter_map(|l| l.split('"').nth(1).map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_c_header_names_every_field() {
+    init();
+    let documented = header_strings();
+    let (meta, message) = through("name=f", "identity");
+    let meta = meta.unwrap();
+    for s in [
+        &meta,
+        &message,
+        &meta.get::<gst::Structure>("results").unwrap(),
+    ] {
+        for field in s.fields() {
+            if field == "f" {
+                continue; // an element name inside `results`
+            }
+            assert!(
+                documented.iter().any(|d| d == field),
+                "{field} is not in florence.h"
+            );
+        }
+    }
+    for field in gstflorence::florencecaption::REQUEST_FIELDS {
+        assert!(
+            documented.iter().any(|d| d == field),
+            "request field {field} is not in florence.h"
+        );
+    }
+    for name in [
+        META_NAME,
+        MESSAGE_NAME,
+        gstflorence::florencecaption::REQUEST_META_NAME,
+    ] {
+        assert!(
+            documented.iter().any(|d| d == name),
+            "{name} is not in florence.h"
+        );
+    }
+    // It compiles as C against GStreamer's headers.
+    let dir = std::env::temp_dir().join(format!("florence-header-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = dir.join("use.c");
+    std::fs::write(
+        &c,
+        "#include <gst/gst.h>\n#include <gst/florence/florence.h>\n\
+         const gchar *f (GstBuffer *b) {\n\
+           GstCustomMeta *m = gst_buffer_get_custom_meta (b, FLORENCE_CAPTION_META);\n\
+           return m ? gst_structure_get_string (gst_custom_meta_get_structure (m), FLORENCE_FIELD_TEXT) : NULL;\n\
+         }\n",
+    )
+    .unwrap();
+    let cflags = std::process::Command::new("pkg-config")
+        .args(["--cflags", "gstreamer-1.0"])
+        .output()
+        .unwrap();
+    let cflags = String::from_utf8(cflags.stdout).unwrap();
+    let out = std::process::Command::new("cc")
+        .args(["-fsyntax-only", "-Wall", "-Werror"])
+        .arg(format!(
+            "-I{}",
+            common::root().join("gst-florence/include").display()
+        ))
+        .args(cflags.split_whitespace())
+        .arg(&c)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn gst_inspect_metadata_is_accurate() {
+    init();
+    let factory = gst::ElementFactory::find("florencecaption").unwrap();
+    let description = factory.metadata("description").unwrap();
+    assert!(
+        !description.contains('\n') && !description.contains("gst-launch"),
+        "{description}"
+    );
+    assert!(description.len() < 120, "one line: {description}");
+    let plugin = gst::Registry::get().find_plugin("florence").unwrap();
+    // The MIT choice of Cargo.toml's license, in GStreamer's name for it.
+    assert!(env!("CARGO_PKG_LICENSE").split(" OR ").any(|l| l == "MIT"));
+    assert_eq!(plugin.license(), "MIT/X11");
+    let element = gst::ElementFactory::make("florencecaption")
+        .build()
+        .unwrap();
+    let pspec = element.find_property("last-latency-ms").unwrap();
+    let pspec = pspec.downcast_ref::<glib::ParamSpecDouble>().unwrap();
+    assert_eq!((pspec.minimum(), pspec.maximum()), (0.0, 86_400_000.0));
+    for name in ["inference-interval", "latency", "drain-timeout"] {
+        let blurb = element
+            .find_property(name)
+            .unwrap()
+            .blurb()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            blurb.contains("ms") || blurb.contains("millisecond"),
+            "{name}: {blurb}"
+        );
+    }
 }

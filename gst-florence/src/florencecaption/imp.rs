@@ -139,8 +139,8 @@ impl ElementImpl for FlorenceCaption {
             gst::subclass::ElementMetadata::new(
                 "Florence-2 captioning",
                 "Filter/Analyzer/Video",
-                "Runs Florence-2 (captions, VQA, OCR, detection, grounding, segmentation) on video frames and attaches the results as FlorenceCaptionMeta; the text_src request pad gives them as text/x-raw for textoverlay or subtitle encoders. Example: gst-launch-1.0 v4l2src ! videoconvert ! florencecaption name=f model-dir=/var/lib/hailo-florence/models/Florence-2-base-ft ! videoconvert ! textoverlay name=o wait-text=false ! autovideosink f.text_src ! queue ! o.text_sink",
-                "florence developers",
+                "Runs Florence-2 (captions, VQA, OCR, detection, grounding) on video frames and attaches the results as metadata",
+                env!("CARGO_PKG_AUTHORS"),
             )
         });
         Some(&*META)

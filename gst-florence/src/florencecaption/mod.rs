@@ -1,8 +1,14 @@
 //! `florencecaption`: Florence-2 on video buffers, results as buffer metadata.
 //!
 //! ```sh
-//! gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=480 ! \
-//!   florencecaption model-dir=tests/fixtures/tiny-florence2 ! videoconvert ! autovideosink
+//! # live captions drawn on the picture
+//! gst-launch-1.0 v4l2src ! videoconvert ! \
+//!   florencecaption name=f model-dir=/var/lib/hailo-florence/models/Florence-2-base-ft ! \
+//!   videoconvert ! textoverlay name=o wait-text=false ! autovideosink \
+//!   f.text_src ! queue ! o.text_sink
+//! # every frame of a file, results on the bus
+//! gst-launch-1.0 -m filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+//!   florencecaption mode=every-frame task=od model-dir=tests/fixtures/tiny-florence2 ! fakesink
 //! ```
 //!
 //! Each result is attached to buffers as a `GstCustomMeta` named
@@ -10,13 +16,21 @@
 //! `gst_buffer_get_custom_meta(buf, "FlorenceCaptionMeta")`) and posted on the
 //! bus as an element message named `florence-caption`, both with the fields
 //! `task`, `text`, `result` (JSON), `inference-time-ms`, `model`, `frame-pts`,
-//! `fresh`, `age-ms`, `token-count`, `image-width` and `image-height`.
+//! `fresh`, `age-ms`, `token-count`, `image-width`, `image-height`,
+//! `vision-cached`, `request` (what was asked) and `element`; the meta also
+//! has `results` (every instance's result by element name). Every name and
+//! field, with its type, is in the C header `include/gst/florence/florence.h`
+//! (installed as `<gst/florence/florence.h>`). Scaling elements scale the
+//! meta's coordinates (see `meta_transform.rs`).
 //!
 //! In `mode=every-frame` an input buffer may carry its own request as a
 //! `FlorenceRequestMeta` (see [`REQUEST_META_NAME`]); its result meta then
 //! carries `request-id`, and a request that fails carries `error` and
 //! `error-kind` (`invalid-request`, `inference-failed`, `timed-out` or
 //! `cancelled`) instead of a result.
+//!
+//! Latency, QoS, EOS and model loading are described where they are done:
+//! `latency.rs`, `qos.rs`, `worker.rs` (`drain`), `model.rs`.
 
 use gst::glib;
 use gst::prelude::*;

@@ -110,7 +110,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt64::builder("inference-interval")
             .nick("Inference interval (ms)")
-            .blurb("Live mode: minimum time between the starts of two analyses, in milliseconds")
+            .blurb("Live mode: minimum time between the starts of two analyses, in milliseconds (like latency and drain-timeout: analyses take hundreds of ms to seconds, a scale people type on a gst-launch line; rtpjitterbuffer's and whispertranscriber's latency are ms too)")
             .default_value(d.inference_interval_ms)
             .mutable_playing()
             .build(),
@@ -124,13 +124,13 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("drain-timeout")
             .nick("Drain timeout (ms)")
-            .blurb("Live mode: at EOS, how long to wait for the analysis in flight so its result (message, text_src) goes out before EOS; past it the analysis is cancelled. 0: drop it")
+            .blurb("Live mode: at EOS, how long (milliseconds) to wait for the analysis in flight so its result (message, text_src) goes out before EOS; past it the analysis is cancelled. 0: drop it")
             .default_value(d.drain_timeout_ms)
             .mutable_playing()
             .build(),
         glib::ParamSpecUInt::builder("latency")
             .nick("Latency (ms)")
-            .blurb("Latency the element adds, reported in the LATENCY query (every-frame mode: on src and text_src; live mode: on text_src only, video never waits); an analysis longer than this delivers late results. 0: the analysis time measured so far (plus a quarter), announced with a latency message when it grows")
+            .blurb("Latency the element adds, in milliseconds, reported in the LATENCY query (every-frame mode: on src and text_src; live mode: on text_src only, video never waits); an analysis longer than this delivers late results. 0: the analysis time measured so far (plus a quarter), announced with a latency message when it grows")
             .default_value(d.latency_ms)
             .mutable_playing()
             .build(),
@@ -151,7 +151,9 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecDouble::builder("last-latency-ms")
             .nick("Last latency (ms)")
-            .blurb("Inference time of the latest result")
+            .blurb("Inference time of the latest result, in milliseconds")
+            .minimum(0.0)
+            .maximum(86_400_000.0)
             .read_only()
             .build(),
     ]
