@@ -234,3 +234,38 @@ fn network_example_captions_an_rtsp_camera() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The README's element pipeline, as written, with a 30-frame source and
+/// fakesink standing in for the screen.
+#[test]
+fn readme_element_pipeline_runs() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let start = readme
+        .find("gst-launch-1.0 videotestsrc is-live=true")
+        .expect("the README's element pipeline");
+    let mut line = String::new();
+    for l in readme[start..].lines() {
+        line.push_str(l.trim_end_matches('\\').trim());
+        line.push(' ');
+        if !l.ends_with('\\') {
+            break;
+        }
+    }
+    assert!(line.contains("autovideosink"), "{line}");
+    let pipeline = line
+        .trim_start_matches("gst-launch-1.0")
+        .replace(
+            "videotestsrc is-live=true",
+            "videotestsrc is-live=true num-buffers=30",
+        )
+        .replace("autovideosink", "fakesink");
+    let out = succeed(
+        Command::new("gst-launch-1.0")
+            .current_dir(root())
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .arg("-m")
+            .args(pipeline.split_whitespace()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("florence-caption"), "no caption: {stdout}");
+}
