@@ -1,8 +1,11 @@
 //! The element's GStreamer glue: object, element and base-transform virtual
 //! methods. Each concern lives in its own module: `properties`/`settings`
-//! (what the properties mean), `worker` (live mode), `request` (per-buffer
-//! requests), `result` (metas and messages), `text_pad` (`text_src`), `frame`
-//! (RGB conversion) and `similarity` (skip-similar).
+//! (what the properties mean), `model` (loading, settings checks), `worker`
+//! (live mode, EOS drain), `every_frame`, `request` (per-buffer requests),
+//! `result` (metas and messages), `meta_transform` (the meta through
+//! scalers), `latency`, `qos`, `text_pad` (`text_src`), `frame` (RGB
+//! conversion), `similarity` (skip-similar) and `ort_log` (ONNX Runtime's
+//! messages in the debug log).
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
