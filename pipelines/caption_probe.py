@@ -6,7 +6,9 @@
 
 Builds `videotestsrc ! florencecaption ! fakesink`, and a probe on the
 element's src pad prints each buffer's FlorenceCaptionMeta (a GstCustomMeta, so
-no header or typelib of this project is needed).
+no header or typelib of this project is needed). In live mode the last result
+can come after the last buffer (the element delivers the analysis in flight at
+EOS): the `florence-caption` bus message carries it, with the same fields.
 """
 
 import argparse
@@ -19,22 +21,28 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 
+def report(s, via, seen):
+    """Prints a result (meta or message structure) the first time its frame is seen."""
+    frame_pts = s.get_value("frame-pts")
+    if frame_pts in seen:
+        return
+    seen[frame_pts] = {
+        "frame_pts": frame_pts,
+        "via": via,
+        "task": s.get_string("task"),
+        "text": s.get_string("text"),
+        "result": json.loads(s.get_string("result")),
+        "inference_time_ms": s.get_value("inference-time-ms"),
+    }
+    print(json.dumps(seen[frame_pts]), flush=True)
+
+
 def on_buffer(pad, info, seen):
-    buf = info.get_buffer()
-    meta = buf.get_custom_meta("FlorenceCaptionMeta")
+    meta = info.get_buffer().get_custom_meta("FlorenceCaptionMeta")
     if meta is not None:
         s = meta.get_structure()
-        record = {
-            "pts": buf.pts,
-            "task": s.get_string("task"),
-            "text": s.get_string("text"),
-            "result": json.loads(s.get_string("result")),
-            "fresh": s.get_value("fresh"),
-            "inference_time_ms": s.get_value("inference-time-ms"),
-        }
-        if record["fresh"]:
-            print(json.dumps(record), flush=True)
-            seen.append(record)
+        if s.get_value("fresh"):
+            report(s, "meta", seen)
     return Gst.PadProbeReturn.OK
 
 
@@ -52,7 +60,7 @@ def main() -> int:
         "video/x-raw,width=320,height=240,framerate=30/1 ! "
         f"florencecaption name=florence model-dir=\"{args.model_dir}\" mode={args.mode} task={args.task} num-beams=1 ! fakesink"
     )
-    pipeline.get_by_name("florence").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_buffer, seen := [])
+    pipeline.get_by_name("florence").get_static_pad("src").add_probe(Gst.PadProbeType.BUFFER, on_buffer, seen := {})
     loop = GLib.MainLoop()
     status = {"error": None}
 
@@ -63,6 +71,8 @@ def main() -> int:
             loop.quit()
         elif msg.type == Gst.MessageType.EOS:
             loop.quit()
+        elif msg.type == Gst.MessageType.ELEMENT and msg.get_structure().get_name() == "florence-caption":
+            report(msg.get_structure(), "message", seen)
 
     bus = pipeline.get_bus()
     bus.add_signal_watch()

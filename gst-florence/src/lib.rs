@@ -15,6 +15,9 @@ gst::plugin_define!(
     env!("CARGO_PKG_DESCRIPTION"),
     plugin_init,
     concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    // Cargo.toml's "MIT OR Apache-2.0" lets a user take the code under MIT;
+    // GStreamer accepts only its own license names and calls MIT "MIT/X11"
+    // (it has none for Apache-2.0 or a dual license).
     "MIT/X11",
     env!("CARGO_PKG_NAME"),
     env!("CARGO_PKG_NAME"),

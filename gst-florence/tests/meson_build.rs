@@ -47,10 +47,14 @@ fn meson_configures_with_its_options() {
         String::from_utf8_lossy(&out.stdout)
     );
     let paths = installed(&dir);
-    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert_eq!(paths.len(), 3, "{paths:?}");
     assert!(paths[0].starts_with("/usr/bin/florenced"), "{paths:?}");
+    assert_eq!(
+        paths[1], "/usr/include/gstreamer-1.0/gst/florence/florence.h",
+        "{paths:?}"
+    );
     assert!(
-        paths[1].contains("gstreamer-1.0/libgstflorence.so"),
+        paths[2].contains("gstreamer-1.0/libgstflorence.so"),
         "{paths:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -58,8 +62,15 @@ fn meson_configures_with_its_options() {
     let (out, dir) = setup("no-daemon", &["-Dflorenced=disabled"]);
     assert!(out.status.success());
     let paths = installed(&dir);
-    assert_eq!(paths.len(), 1, "{paths:?}");
-    assert!(paths[0].ends_with("libgstflorence.so"));
+    assert_eq!(paths.len(), 2, "{paths:?}");
+    assert!(
+        paths.iter().any(|p| p.ends_with("gst/florence/florence.h")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.ends_with("libgstflorence.so")),
+        "{paths:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     // No Hailo backend in this release: asking for it stops at configure time.

@@ -39,6 +39,26 @@ fn python_pad_probe_reads_the_meta() {
         assert!(!r["text"].as_str().unwrap().is_empty());
     }
 
+    // Live mode, a 30-frame clip played as fast as it goes: the analysis in
+    // flight at EOS is delivered (as a message), so the app sees a result.
+    let live = succeed(
+        Command::new("/usr/bin/python3")
+            .current_dir(&root)
+            .env("GST_PLUGIN_PATH", &plugin_dir)
+            .args([
+                "pipelines/caption_probe.py",
+                "--model-dir",
+                "tests/fixtures/tiny-florence2",
+                "--mode",
+                "live",
+            ]),
+    );
+    assert!(
+        String::from_utf8_lossy(&live.stdout).contains("<CAPTION>"),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+
     let bad = Command::new("/usr/bin/python3")
         .current_dir(&root)
         .env("GST_PLUGIN_PATH", &plugin_dir)
@@ -47,4 +67,25 @@ fn python_pad_probe_reads_the_meta() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent"));
+}
+
+#[test]
+fn python_gives_buffers_their_own_requests() {
+    // Stock PyGObject: add-request carries every field (ints, int64 through
+    // GObject.Value, doubles, strings from gst_structure_from_string), and
+    // malformed requests come back as invalid-request results.
+    let out = succeed(
+        Command::new("/usr/bin/python3")
+            .current_dir(common::root())
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .args([
+                "gst-florence/tests/support/request_fields.py",
+                "tests/fixtures/tiny-florence2",
+            ]),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("11 requests, 0 failures"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

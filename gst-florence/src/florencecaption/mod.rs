@@ -1,8 +1,14 @@
 //! `florencecaption`: Florence-2 on video buffers, results as buffer metadata.
 //!
 //! ```sh
-//! gst-launch-1.0 videotestsrc is-live=true ! video/x-raw,width=640,height=480 ! \
-//!   florencecaption model-dir=tests/fixtures/tiny-florence2 ! videoconvert ! autovideosink
+//! # live captions drawn on the picture
+//! gst-launch-1.0 v4l2src ! videoconvert ! \
+//!   florencecaption name=f model-dir=/var/lib/hailo-florence/models/Florence-2-base-ft ! \
+//!   videoconvert ! textoverlay name=o wait-text=false ! autovideosink \
+//!   f.text_src ! queue ! o.text_sink
+//! # every frame of a file, results on the bus
+//! gst-launch-1.0 -m filesrc location=in.mp4 ! decodebin ! videoconvert ! \
+//!   florencecaption mode=every-frame task=od model-dir=tests/fixtures/tiny-florence2 ! fakesink
 //! ```
 //!
 //! Each result is attached to buffers as a `GstCustomMeta` named
@@ -10,18 +16,41 @@
 //! `gst_buffer_get_custom_meta(buf, "FlorenceCaptionMeta")`) and posted on the
 //! bus as an element message named `florence-caption`, both with the fields
 //! `task`, `text`, `result` (JSON), `inference-time-ms`, `model`, `frame-pts`,
-//! `fresh`, `age-ms`, `token-count`, `image-width` and `image-height`.
+//! `fresh`, `age-ms`, `token-count`, `image-width`, `image-height`,
+//! `vision-cached`, `request` (what was asked) and `element`; the meta also
+//! has `results` (every instance's result by element name). Every name and
+//! field, with its type, is in the C header `include/gst/florence/florence.h`
+//! (installed as `<gst/florence/florence.h>`). Scaling elements scale the
+//! meta's coordinates (see `meta_transform.rs`).
 //!
 //! In `mode=every-frame` an input buffer may carry its own request as a
 //! `FlorenceRequestMeta` (see [`REQUEST_META_NAME`]); its result meta then
 //! carries `request-id`, and a request that fails carries `error` and
 //! `error-kind` (`invalid-request`, `inference-failed`, `timed-out` or
 //! `cancelled`) instead of a result.
+//!
+//! Latency, QoS, EOS and model loading are described where they are done:
+//! `latency.rs`, `qos.rs`, `worker.rs` (`drain`), `model.rs`.
 
 use gst::glib;
 use gst::prelude::*;
 
+mod every_frame;
+mod frame;
 mod imp;
+mod latency;
+mod meta_transform;
+mod model;
+mod ort_log;
+mod properties;
+mod qos;
+mod request;
+pub use request::REQUEST_FIELDS;
+mod result;
+mod settings;
+mod similarity;
+mod text_pad;
+mod worker;
 
 /// Name of the custom meta carrying results.
 pub const META_NAME: &str = "FlorenceCaptionMeta";
@@ -30,10 +59,14 @@ pub const MESSAGE_NAME: &str = "florence-caption";
 /// Name of the custom meta an application puts on an input buffer to give that
 /// buffer its own request (every-frame mode): fields `id`, `task`, `text`,
 /// `region` (array of 4 doubles, image pixels), `max-new-tokens`,
-/// `min-new-tokens`, `num-beams`, `temperature`, `seed`, `deadline-us` (gint64
-/// on `g_get_monotonic_time()`'s clock: the inference stops there with
+/// `min-new-tokens`, `num-beams`, `temperature`, `seed`, `deadline-us` (an
+/// integer on `g_get_monotonic_time()`'s clock: the inference stops there with
 /// `error-kind` `timed-out`); missing fields take the element's properties.
-/// The result meta then carries `request-id`. The action signal
+/// Numbers may be any GLib integer type or an integral double; an unknown
+/// field or a wrongly typed value gives an `invalid-request` result. The
+/// result meta then carries `request-id`. The action signal
+/// `add-request(buffer, structure) -> buffer` attaches one (for bindings
+/// whose custom-meta structure is a copy, as PyGObject's); the action signal
 /// `cancel(request-id)` stops that request's running inference (`cancelled`).
 pub const REQUEST_META_NAME: &str = "FlorenceRequestMeta";
 /// `error-kind` of a refused request: its task, input or parameters were invalid.
@@ -159,9 +192,7 @@ impl TaskProp {
 }
 
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    if !gst::meta::CustomMeta::is_registered(META_NAME) {
-        gst::meta::CustomMeta::register(META_NAME, &[]);
-    }
+    meta_transform::register();
     if !gst::meta::CustomMeta::is_registered(REQUEST_META_NAME) {
         gst::meta::CustomMeta::register(REQUEST_META_NAME, &[]);
     }

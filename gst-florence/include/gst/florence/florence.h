@@ -1,0 +1,70 @@
+/* florencecaption: the names and fields an application reads and writes.
+ *
+ * Header only: the metas are GstCustomMeta (GStreamer >= 1.20), so nothing
+ * of the plugin is linked; these names are its interface.
+ *
+ *   #include <gst/florence/florence.h>
+ *   GstCustomMeta *m = gst_buffer_get_custom_meta (buf, FLORENCE_CAPTION_META);
+ *   const GstStructure *s = gst_custom_meta_get_structure (m);
+ *   const gchar *text = gst_structure_get_string (s, FLORENCE_FIELD_TEXT);
+ *
+ * Element: florencecaption (plugin "florence"), an in-place video filter.
+ * Request pad text_src: each result as text/x-raw, format=utf8 at the
+ * analysed frame's time.
+ */
+#ifndef GST_FLORENCE_H
+#define GST_FLORENCE_H
+
+/* Result meta (GstCustomMeta), on buffers leaving florencecaption. One per
+ * buffer: the first instance's result at the top level, and every instance's
+ * under FLORENCE_FIELD_RESULTS, a GstStructure with one field per element
+ * name holding that instance's result (the same fields). */
+#define FLORENCE_CAPTION_META "FlorenceCaptionMeta"
+/* Element message posted for each new result (same fields, no "results"). */
+#define FLORENCE_CAPTION_MESSAGE "florence-caption"
+
+/* Result fields */
+#define FLORENCE_FIELD_TASK "task"                   /* string: task token, e.g. "<CAPTION>" */
+#define FLORENCE_FIELD_TEXT "text"                   /* string: the text, or the labels joined */
+#define FLORENCE_FIELD_RESULT "result"               /* string: post-processed result, JSON */
+#define FLORENCE_FIELD_INFERENCE_TIME_MS "inference-time-ms" /* double */
+#define FLORENCE_FIELD_MODEL "model"                 /* string: the model directory's name */
+#define FLORENCE_FIELD_FRAME_PTS "frame-pts"         /* guint64: PTS of the analysed frame (G_MAXUINT64: none) */
+#define FLORENCE_FIELD_FRESH "fresh"                 /* boolean: first buffer to carry this result */
+#define FLORENCE_FIELD_AGE_MS "age-ms"               /* double: time since the result was produced */
+#define FLORENCE_FIELD_TOKEN_COUNT "token-count"     /* guint64 */
+#define FLORENCE_FIELD_IMAGE_WIDTH "image-width"     /* guint: coordinates are in this frame size */
+#define FLORENCE_FIELD_IMAGE_HEIGHT "image-height"   /* guint */
+#define FLORENCE_FIELD_VISION_CACHED "vision-cached" /* boolean: the vision pass was reused */
+#define FLORENCE_FIELD_REQUEST "request"             /* GstStructure "FlorenceRequest": what was asked */
+#define FLORENCE_FIELD_ELEMENT "element"             /* string: the florencecaption instance's name */
+#define FLORENCE_FIELD_RESULTS "results"             /* GstStructure: element name -> result (meta only) */
+#define FLORENCE_FIELD_REQUEST_ID "request-id"       /* string: the request's id (per-buffer requests) */
+#define FLORENCE_FIELD_ERROR "error"                 /* string: why a per-buffer request gave no result */
+#define FLORENCE_FIELD_ERROR_KIND "error-kind"       /* string: one of the FLORENCE_ERROR_* */
+
+#define FLORENCE_ERROR_INVALID_REQUEST "invalid-request"
+#define FLORENCE_ERROR_INFERENCE_FAILED "inference-failed"
+#define FLORENCE_ERROR_TIMED_OUT "timed-out"
+#define FLORENCE_ERROR_CANCELLED "cancelled"
+
+/* Request meta (GstCustomMeta) an application puts on an input buffer
+ * (mode=every-frame) to give it its own request; missing fields take the
+ * element's properties. An unknown field or a wrongly typed value makes the
+ * request invalid (FLORENCE_ERROR_INVALID_REQUEST). Numbers may be any GLib
+ * integer type or an integral double. From bindings whose custom-meta
+ * structure is a copy (PyGObject): the action signal
+ * "add-request" (GstBuffer *buffer, GstStructure *request) -> GstBuffer *. */
+#define FLORENCE_REQUEST_META "FlorenceRequestMeta"
+#define FLORENCE_REQUEST_ID "id"                     /* string: echoed as request-id */
+#define FLORENCE_REQUEST_TASK "task"                 /* string: "od", "<OD>", "vqa", ... */
+#define FLORENCE_REQUEST_TEXT "text"                 /* string: the task's text input */
+#define FLORENCE_REQUEST_REGION "region"             /* 4 numbers (array or list) or "x1,y1,x2,y2", pixels */
+#define FLORENCE_REQUEST_MAX_NEW_TOKENS "max-new-tokens"
+#define FLORENCE_REQUEST_MIN_NEW_TOKENS "min-new-tokens"
+#define FLORENCE_REQUEST_NUM_BEAMS "num-beams"
+#define FLORENCE_REQUEST_TEMPERATURE "temperature"   /* number, >= 0; 0: deterministic */
+#define FLORENCE_REQUEST_SEED "seed"
+#define FLORENCE_REQUEST_DEADLINE_US "deadline-us"   /* g_get_monotonic_time() value: stop there (timed-out) */
+
+#endif /* GST_FLORENCE_H */

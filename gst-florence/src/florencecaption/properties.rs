@@ -1,0 +1,242 @@
+//! The element's properties: their specs and how they read and write [`Settings`].
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+
+use super::imp::{CAT, FlorenceCaption};
+use super::settings::Settings;
+use super::{Backend, Mode, TaskProp};
+use crate::engine::task::parse_region;
+
+/// Every property, declared once (defaults from `Settings::default()`).
+pub(super) fn specs() -> Vec<glib::ParamSpec> {
+    let d = Settings::default();
+    vec![
+        glib::ParamSpecString::builder("model-dir")
+            .nick("Model directory")
+            .blurb("Florence-2 model directory in the onnx-community layout (onnx/*.onnx, config.json, tokenizer.json, ...)")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("variant")
+            .nick("Model variant")
+            .blurb("Graph file suffix of a quantized variant: \"\" (fp32), _quantized, _int8, _uint8, ...")
+            .default_value(Some(""))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("ort-library")
+            .nick("ONNX Runtime library")
+            .blurb("Path of libonnxruntime.so; unset: ORT_DYLIB_PATH, the project folder, the system path")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("task", d.task)
+            .nick("Task")
+            .blurb("Florence-2 task; tasks marked (prompt: ...) take the prompt property as input. Can change while PLAYING")
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecString::builder("prompt")
+            .nick("Prompt")
+            .blurb("Text input of the task: the question for vqa, the phrase for grounding, the category for open-vocabulary detection, or a region-to-* task's region as <loc_x1><loc_y1><loc_x2><loc_y2> (bins 0-999)")
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecString::builder("region")
+            .nick("Region")
+            .blurb("Box input of the region-to-* tasks: \"x1,y1,x2,y2\" in pixels of the frame")
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecString::builder("vqa-template")
+            .nick("VQA prompt template")
+            .blurb("Prompt of the vqa task with a {question} placeholder; unset: the model's (florence.json, else \"<VQA>{question}\")")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("max-new-tokens")
+            .nick("Maximum new tokens")
+            .blurb("Longest generation in tokens; 0 takes the model's default (generation_config.json, else 1024)")
+            .maximum(4096)
+            .default_value(d.max_new_tokens)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("min-new-tokens")
+            .nick("Minimum new tokens")
+            .blurb("End-of-sequence is suppressed before this many tokens")
+            .maximum(4096)
+            .default_value(d.min_new_tokens)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("num-beams")
+            .nick("Beams")
+            .blurb("Beam search width; 1 is greedy; 0 takes the model's default (3 for Florence-2)")
+            .maximum(16)
+            .default_value(d.num_beams)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecFloat::builder("temperature")
+            .nick("Temperature")
+            .blurb("0: deterministic decoding; > 0: sampling at this temperature (reproducible with seed)")
+            .minimum(0.0)
+            .maximum(2.0)
+            .default_value(d.temperature)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt64::builder("seed")
+            .nick("Seed")
+            .blurb("Random seed for sampling")
+            .default_value(d.seed)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("threads")
+            .nick("Threads")
+            .blurb("ONNX Runtime intra-op threads per graph; 0 = physical cores")
+            .maximum(256)
+            .default_value(d.threads)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("image-size")
+            .nick("Image size")
+            .blurb("Input resolution the frames are resized to: 768 or 384 (a quarter of the vision work); 0 = the model's own")
+            .maximum(768)
+            .default_value(d.image_size)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("backend", d.backend)
+            .nick("Backend")
+            .blurb("Inference backend")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecEnum::builder_with_default("mode", d.mode)
+            .nick("Mode")
+            .blurb("live: buffers never wait, the newest frame is analysed when the worker is free; every-frame: each buffer is analysed before it leaves")
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt64::builder("inference-interval")
+            .nick("Inference interval (ms)")
+            .blurb("Live mode: minimum time between the starts of two analyses, in milliseconds (like latency and drain-timeout: analyses take hundreds of ms to seconds, a scale people type on a gst-launch line; rtpjitterbuffer's and whispertranscriber's latency are ms too)")
+            .default_value(d.inference_interval_ms)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecDouble::builder("skip-similar")
+            .nick("Skip similar frames")
+            .blurb("Live mode: skip a frame whose 32x32 grayscale thumbnail differs from the last analysed one by less than this mean absolute difference (0-255 levels; about 2-4 ignores sensor noise); 0 analyses every frame it can")
+            .minimum(0.0)
+            .maximum(255.0)
+            .default_value(d.skip_similar)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("drain-timeout")
+            .nick("Drain timeout (ms)")
+            .blurb("Live mode: at EOS, how long (milliseconds) to wait for the analysis in flight so its result (message, text_src) goes out before EOS; past it the analysis is cancelled. 0: drop it")
+            .default_value(d.drain_timeout_ms)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecUInt::builder("latency")
+            .nick("Latency (ms)")
+            .blurb("Latency the element adds, in milliseconds, reported in the LATENCY query (every-frame mode: on src and text_src; live mode: on text_src only, video never waits); an analysis longer than this delivers late results. 0: the analysis time measured so far (plus a quarter), announced with a latency message when it grows")
+            .default_value(d.latency_ms)
+            .mutable_playing()
+            .build(),
+        glib::ParamSpecString::builder("last-caption")
+            .nick("Last caption")
+            .blurb("Text of the latest result")
+            .read_only()
+            .build(),
+        glib::ParamSpecUInt64::builder("captions-total")
+            .nick("Results")
+            .blurb("Number of results produced")
+            .read_only()
+            .build(),
+        glib::ParamSpecUInt64::builder("frames-skipped")
+            .nick("Frames skipped")
+            .blurb("Live mode: frames passed through without being analysed")
+            .read_only()
+            .build(),
+        glib::ParamSpecDouble::builder("last-latency-ms")
+            .nick("Last latency (ms)")
+            .blurb("Inference time of the latest result, in milliseconds")
+            .minimum(0.0)
+            .maximum(86_400_000.0)
+            .read_only()
+            .build(),
+    ]
+}
+
+impl FlorenceCaption {
+    pub(super) fn set_property_value(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        match pspec.name() {
+            "model-dir" => s.model_dir = value.get().unwrap_or(None),
+            "variant" => {
+                s.variant = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default()
+            }
+            "ort-library" => s.ort_library = value.get().unwrap_or(None),
+            "task" => s.task = value.get().unwrap_or(TaskProp::Caption),
+            "prompt" => s.prompt = value.get().unwrap_or(None),
+            "vqa-template" => s.vqa_template = value.get().unwrap_or(None),
+            "region" => {
+                let text: Option<String> = value.get().unwrap_or(None);
+                s.region = match text.as_deref().map(str::trim) {
+                    None | Some("") => Ok(None),
+                    Some(t) => parse_region(t).map(Some),
+                };
+                if let Err(e) = &s.region {
+                    gst::warning!(CAT, imp = self, "{e}; the region is ignored");
+                }
+            }
+            "max-new-tokens" => s.max_new_tokens = value.get().unwrap_or(0),
+            "min-new-tokens" => s.min_new_tokens = value.get().unwrap_or(0),
+            "num-beams" => s.num_beams = value.get().unwrap_or(0),
+            "temperature" => s.temperature = value.get().unwrap_or(0.0),
+            "seed" => s.seed = value.get().unwrap_or(0),
+            "threads" => s.threads = value.get().unwrap_or(0),
+            "image-size" => s.image_size = value.get().unwrap_or(0),
+            "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
+            "mode" => s.mode = value.get().unwrap_or(Mode::Live),
+            "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
+            "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
+            "drain-timeout" => s.drain_timeout_ms = value.get().unwrap_or(0),
+            "latency" => s.latency_ms = value.get().unwrap_or(0),
+            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
+        }
+    }
+
+    pub(super) fn property_value(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        match pspec.name() {
+            "model-dir" => s.model_dir.to_value(),
+            "variant" => s.variant.to_value(),
+            "ort-library" => s.ort_library.to_value(),
+            "task" => s.task.to_value(),
+            "prompt" => s.prompt.to_value(),
+            "vqa-template" => s.vqa_template.to_value(),
+            "region" => s
+                .region
+                .clone()
+                .ok()
+                .flatten()
+                .map(|r| format!("{},{},{},{}", r[0], r[1], r[2], r[3]))
+                .to_value(),
+            "max-new-tokens" => s.max_new_tokens.to_value(),
+            "min-new-tokens" => s.min_new_tokens.to_value(),
+            "num-beams" => s.num_beams.to_value(),
+            "temperature" => s.temperature.to_value(),
+            "seed" => s.seed.to_value(),
+            "threads" => s.threads.to_value(),
+            "image-size" => s.image_size.to_value(),
+            "backend" => s.backend.to_value(),
+            "mode" => s.mode.to_value(),
+            "inference-interval" => s.inference_interval_ms.to_value(),
+            "skip-similar" => s.skip_similar.to_value(),
+            "drain-timeout" => s.drain_timeout_ms.to_value(),
+            "latency" => s.latency_ms.to_value(),
+            "last-caption" => stats.last_caption.to_value(),
+            "captions-total" => stats.captions_total.to_value(),
+            "frames-skipped" => stats.frames_skipped.to_value(),
+            "last-latency-ms" => stats.last_latency_ms.to_value(),
+            _ => glib::Value::from_type(pspec.value_type()),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The element's settings (from its properties) and the request they make.
+
+use super::{Backend, Mode, TaskProp};
+use crate::engine::pipeline::{GenerationOptions, Request};
+use crate::engine::task::{InputKind, TaskInput, parse_loc_region};
+
+#[derive(Debug, Clone)]
+pub(super) struct Settings {
+    pub(super) model_dir: Option<String>,
+    pub(super) variant: String,
+    pub(super) ort_library: Option<String>,
+    pub(super) task: TaskProp,
+    pub(super) prompt: Option<String>,
+    /// Parsed `region`, or why it could not be parsed (reported at start).
+    pub(super) region: Result<Option<[f64; 4]>, String>,
+    pub(super) vqa_template: Option<String>,
+    pub(super) max_new_tokens: u32,
+    pub(super) min_new_tokens: u32,
+    pub(super) num_beams: u32,
+    pub(super) temperature: f32,
+    pub(super) seed: u64,
+    pub(super) threads: u32,
+    /// 0: the model's own resolution.
+    pub(super) image_size: u32,
+    pub(super) backend: Backend,
+    pub(super) mode: Mode,
+    pub(super) inference_interval_ms: u64,
+    pub(super) skip_similar: f64,
+    /// Live mode: how long EOS waits for the analysis in flight.
+    pub(super) drain_timeout_ms: u32,
+    /// Latency the element reports (ms); 0: the measured analysis time.
+    pub(super) latency_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            model_dir: None,
+            variant: String::new(),
+            ort_library: None,
+            task: TaskProp::Caption,
+            prompt: None,
+            region: Ok(None),
+            vqa_template: None,
+            max_new_tokens: 0,
+            min_new_tokens: 0,
+            num_beams: 0,
+            temperature: 0.0,
+            seed: 0,
+            threads: 0,
+            image_size: 0,
+            backend: Backend::Auto,
+            mode: Mode::Live,
+            inference_interval_ms: 0,
+            skip_similar: 0.0,
+            drain_timeout_ms: 30_000,
+            latency_ms: 0,
+        }
+    }
+}
+
+impl Settings {
+    /// The properties' request, with the inputs the task does not take dropped:
+    /// `prompt` and `region` stay set while the task changes during PLAYING.
+    pub(super) fn request(&self) -> Request {
+        without_untaken_inputs(self.request_as_set())
+    }
+
+    /// The properties as given (start-up refuses inputs the task does not take).
+    pub(super) fn request_as_set(&self) -> Request {
+        let nz = |v: u32| (v > 0).then_some(v as usize);
+        Request {
+            task: self.task.task(),
+            input: TaskInput {
+                text: self.prompt.clone().filter(|p| !p.trim().is_empty()),
+                region: self.region.clone().ok().flatten(),
+            },
+            options: GenerationOptions {
+                max_new_tokens: nz(self.max_new_tokens),
+                min_new_tokens: nz(self.min_new_tokens),
+                num_beams: nz(self.num_beams),
+                temperature: (self.temperature > 0.0).then_some(self.temperature),
+                seed: Some(self.seed),
+                ..GenerationOptions::default()
+            },
+        }
+    }
+}
+
+/// `req` without the property inputs (`prompt`, `region`) its task does not take.
+/// A region task takes its region from `region`, or from `prompt` written in
+/// Florence-2's `<loc_>` notation when `region` is not set.
+pub(super) fn without_untaken_inputs(mut req: Request) -> Request {
+    let loc_prompt = req.input.region.is_none()
+        && req
+            .input
+            .text
+            .as_deref()
+            .and_then(parse_loc_region)
+            .is_some();
+    match req.task.input() {
+        InputKind::Text => req.input.region = None,
+        InputKind::Region if loc_prompt => {}
+        InputKind::Region => req.input.text = None,
+        InputKind::None => {
+            req.input.text = None;
+            req.input.region = None;
+        }
+    }
+    req
+}
+
+#[derive(Debug, Default, Clone)]
+pub(super) struct Stats {
+    pub(super) last_caption: String,
+    pub(super) captions_total: u64,
+    pub(super) frames_skipped: u64,
+    pub(super) last_latency_ms: f64,
+}
