@@ -10,13 +10,17 @@
 
 mod api;
 mod bench;
+mod body_budget;
+mod browser;
 mod config;
+mod connections;
 mod docs;
 mod error;
 mod gst_log;
 mod logging;
 mod metrics;
 mod openapi;
+mod peer;
 mod request;
 mod schema;
 mod serve;

@@ -33,6 +33,7 @@ const REQUEST_DURATION: &str = "florenced_request_duration_seconds";
 const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
 const QUEUE_DEPTH: &str = "florenced_queue_depth";
 const RUNNING: &str = "florenced_inferences_running";
+const BODY_BYTES: &str = "florenced_body_bytes_in_flight";
 const UPTIME: &str = "florenced_uptime_seconds";
 
 /// Prometheus' default buckets (seconds).
@@ -89,6 +90,8 @@ pub struct Metrics {
 pub struct Gauges {
     pub queue_depth: usize,
     pub running: usize,
+    /// Request body bytes reserved in the body budget.
+    pub body_bytes: usize,
 }
 
 fn mean(values: impl ExactSizeIterator<Item = f64>) -> f64 {
@@ -242,6 +245,7 @@ impl Metrics {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "queue_depth": g.queue_depth,
             "inferences_running": g.running,
+            "body_bytes_in_flight": g.body_bytes,
             "percentile_window_seconds": self.retention.as_secs(),
         })
     }
@@ -251,6 +255,7 @@ impl Metrics {
         with_local_recorder(&self.recorder, || {
             gauge!(QUEUE_DEPTH).set(g.queue_depth as f64);
             gauge!(RUNNING).set(g.running as f64);
+            gauge!(BODY_BYTES).set(g.body_bytes as f64);
             gauge!(UPTIME).set(self.started.elapsed().as_secs_f64());
             self.process.collect();
         });
@@ -287,6 +292,7 @@ mod tests {
         Gauges {
             queue_depth: 0,
             running: 0,
+            body_bytes: 0,
         }
     }
 

@@ -194,6 +194,7 @@ fn the_unit_file_is_valid_for_systemd() {
         "MemoryMax=3G",
         "Restart=on-failure",
         "RestartSec=10s",
+        "LimitNOFILE=4096",
     ] {
         assert!(unit.contains(key), "{key} missing from the unit");
     }
