@@ -496,7 +496,9 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
         ));
     }
     let intake = st.intake();
+    let reading = peer.reading_body();
     let (bytes, body_permit) = read_body(&parts.headers, body, kind, &intake).await?;
+    drop(reading);
     let fields = Fields::parse(&parts.headers, parts.uri.query(), kind, bytes).await?;
     let specs = fields.tasks()?;
     if specs.iter().any(|t| t.task == Task::Vqa) && !workers.vqa_supported {
@@ -616,7 +618,9 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
     let (parts, body) = req.into_parts();
     let kind = BodyKind::of(&parts.headers)?;
     let intake = st.intake();
+    let reading = peer.reading_body();
     let (bytes, body_permit) = read_body(&parts.headers, body, kind, &intake).await?;
+    drop(reading);
     let fields = Fields::parse(&parts.headers, parts.uri.query(), kind, bytes).await?;
 
     let (task, text) = match route {
@@ -742,6 +746,11 @@ impl Waiting {
             peer: req.extensions().get::<Peer>().cloned(),
             http11: req.version() == axum::http::Version::HTTP_11,
         }
+    }
+
+    /// Marks the connection as reading a body (it may be closed for a new one).
+    fn reading_body(&self) -> Option<crate::peer::ReadingBody> {
+        self.peer.as_ref().map(Peer::reading_body)
     }
 
     /// Resolves when the client has actually disconnected (a half-close is not one).

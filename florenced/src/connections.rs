@@ -9,9 +9,10 @@
 //!   without a byte of the next one is closed after `http.keep_alive_timeout_s`;
 //! - a connection limit (`http.max_connections`, lowered to the open-file
 //!   limit minus room for everything else): at the limit, the connection that
-//!   has been without a request longest is closed for the new one, so a
-//!   health check gets in while idle sockets are held; when every connection
-//!   has a request in progress, accepting waits for one to finish;
+//!   has been without a request longest is closed for the new one (else the
+//!   one reading a request body longest), so a health check gets in while
+//!   idle or slow sockets are held; when every connection awaits an answer,
+//!   accepting waits for one to finish;
 //! - the body-read timer and the body byte budget live with the body
 //!   (`request::read_body`).
 //!
@@ -71,6 +72,7 @@ struct Conn {
     /// Bytes read when it became idle: more since means a request is arriving.
     read_at_idle: AtomicU64,
     read: Box<dyn Fn() -> u64 + Send + Sync>,
+    reading_body: Box<dyn Fn() -> bool + Send + Sync>,
     /// Close it (to make room for a new one, or at shutdown).
     close: Notify,
     /// A request ended.
@@ -78,9 +80,12 @@ struct Conn {
 }
 
 impl Conn {
+    fn last_idle(&self) -> Instant {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn idle_since(&self) -> Option<Instant> {
-        (self.in_service.load(Ordering::SeqCst) == 0)
-            .then(|| *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()))
+        (self.in_service.load(Ordering::SeqCst) == 0).then(|| self.last_idle())
     }
 
     /// Resolves once the connection has had no request and no byte of one for `limit`.
@@ -132,13 +137,18 @@ impl Registry {
         self.conns.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Closes the connection without a request for longest; false if every one has one.
+    /// Closes the connection without a request for longest, else the one that
+    /// has been reading a request body longest (a slow body must not hold a
+    /// slot against /health either); false if every one awaits an answer.
     fn close_idlest(&self) -> bool {
         let conns = self.lock();
         let idlest = conns
             .values()
-            .filter_map(|c| c.idle_since().map(|t| (t, c)))
-            .min_by_key(|(t, _)| *t);
+            .filter_map(|c| match c.idle_since() {
+                Some(t) => Some(((0, t), c)),
+                None => (c.reading_body)().then(|| ((1, c.last_idle()), c)),
+            })
+            .min_by_key(|(rank, _)| *rank);
         match idlest {
             Some((_, c)) => {
                 c.close.notify_one();
@@ -179,6 +189,16 @@ pub async fn serve(
     let header_timeout = Duration::from_secs_f64(http.header_read_timeout_s);
     let keep_alive = Duration::from_secs_f64(http.keep_alive_timeout_s);
     let mut next_id = 0u64;
+    let mut warned: Option<Instant> = None;
+    // At most one warning per 10 s: a flood must not flood the journal too.
+    let mut warn_now = move || {
+        let now = Instant::now();
+        let due = warned.is_none_or(|t| now.duration_since(t) >= Duration::from_secs(10));
+        if due {
+            warned = Some(now);
+        }
+        due
+    };
     let stopped = |stop: &mut tokio::sync::watch::Receiver<bool>| {
         let mut stop = stop.clone();
         async move {
@@ -192,7 +212,9 @@ pub async fn serve(
                 Ok(c) => c,
                 Err(e) => {
                     // Out of descriptors or memory: wait for some to be freed.
-                    tracing::warn!(error = %e, "accept error");
+                    if warn_now() {
+                        tracing::warn!(error = %e, "accept error");
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -202,7 +224,7 @@ pub async fn serve(
         let slot = match slots.clone().try_acquire_owned() {
             Ok(s) => s,
             Err(_) => {
-                if !registry.close_idlest() {
+                if !registry.close_idlest() && warn_now() {
                     tracing::warn!(
                         limit,
                         "every connection has a request in progress; the new one waits"
@@ -226,6 +248,7 @@ pub async fn serve(
             idle_since: Mutex::new(Instant::now()),
             read_at_idle: AtomicU64::new(0),
             read: Box::new(io.counter()),
+            reading_body: Box::new(io.reading_body()),
             close: Notify::new(),
             went_idle: Notify::new(),
         });

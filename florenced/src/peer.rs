@@ -16,7 +16,7 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
@@ -30,6 +30,9 @@ struct Shared {
     stream: TcpStream,
     /// Bytes read from the client so far (the connection's idle clock uses it).
     read: AtomicU64,
+    /// Handlers reading a request body: the connection may be closed for a
+    /// new one when none is without a request.
+    reading_body: AtomicUsize,
     /// hyper has written since its last completed flush: a response is partly
     /// out, so nothing may be written between its bytes.
     dirty: AtomicBool,
@@ -57,6 +60,7 @@ pub fn split(stream: TcpStream) -> (PeerIo, Peer) {
     let shared = Arc::new(Shared {
         stream,
         read: AtomicU64::new(0),
+        reading_body: AtomicUsize::new(0),
         dirty: AtomicBool::new(false),
         write: Mutex::new(Vec::new()),
     });
@@ -89,6 +93,21 @@ impl PeerIo {
     pub fn counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
         let shared = self.0.clone();
         move || shared.read.load(Ordering::SeqCst)
+    }
+
+    /// Whether a handler is reading a request body now.
+    pub fn reading_body(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let shared = self.0.clone();
+        move || shared.reading_body.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// Marks a request body as being read until dropped.
+pub struct ReadingBody(Arc<Shared>);
+
+impl Drop for ReadingBody {
+    fn drop(&mut self) {
+        self.0.reading_body.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -181,6 +200,12 @@ impl AsyncWrite for PeerIo {
 }
 
 impl Peer {
+    /// Marks the request's body as being read while the guard lives.
+    pub fn reading_body(&self) -> ReadingBody {
+        self.0.reading_body.fetch_add(1, Ordering::SeqCst);
+        ReadingBody(self.0.clone())
+    }
+
     /// Resolves when the client has actually gone away (reset, or closed and
     /// then reset by the probe); never for a client that only half-closed, or
     /// when that cannot be told (an HTTP/1.0 client, which may not be sent a

@@ -178,6 +178,28 @@ fn more_sockets_than_the_connection_limit_do_not_starve_health() {
     assert!(until_closed(&mut held[0]).is_some());
 }
 
+/// Slow bodies on every connection slot: the one reading its body longest
+/// makes room, so /health is still answered.
+#[test]
+fn slow_bodies_on_every_slot_do_not_starve_health() {
+    let d = Spawn::new()
+        .set("http.max_connections=8")
+        .set("http.body_read_timeout_s=3600")
+        .ready();
+    let mut held = Vec::new();
+    for _ in 0..12 {
+        let mut s = connect(d.addr);
+        s.write_all(post_head("/v1/caption", "application/json", 1000, "").as_bytes())
+            .unwrap();
+        s.write_all(b"{\"image\": ").unwrap();
+        held.push(s);
+    }
+    for _ in 0..3 {
+        assert_eq!(d.get("/health").status, 200);
+    }
+    assert!(until_closed(&mut held[0]).is_some());
+}
+
 /// Far more sockets than the open-file limit allows: the connection limit is
 /// lowered below it, so accepting never runs out of descriptors and /health
 /// keeps being answered.
