@@ -33,6 +33,8 @@ struct Shared {
     /// Handlers reading a request body: the connection may be closed for a
     /// new one when none is without a request.
     reading_body: AtomicUsize,
+    /// The probe went out (once per connection is enough).
+    probed: AtomicBool,
     /// hyper has written since its last completed flush: a response is partly
     /// out, so nothing may be written between its bytes.
     dirty: AtomicBool,
@@ -43,6 +45,8 @@ struct Shared {
 
 enum Probe {
     Sent,
+    /// An earlier wait of this connection sent it.
+    Already,
     /// The socket refused it: the client is gone.
     Failed,
     /// A response is partly out; nothing may go between its bytes.
@@ -61,6 +65,7 @@ pub fn split(stream: TcpStream) -> (PeerIo, Peer) {
         stream,
         read: AtomicU64::new(0),
         reading_body: AtomicUsize::new(0),
+        probed: AtomicBool::new(false),
         dirty: AtomicBool::new(false),
         write: Mutex::new(Vec::new()),
     });
@@ -219,7 +224,7 @@ impl Peer {
             Ok(_) => return std::future::pending().await,
         }
         match self.probe() {
-            Probe::Sent => {}
+            Probe::Sent | Probe::Already => {}
             Probe::Failed => return,
             Probe::NotNow => return std::future::pending().await,
         }
@@ -241,9 +246,13 @@ impl Peer {
     fn probe(&self) -> Probe {
         let s = &self.0;
         let mut left = s.lock();
+        if s.probed.load(Ordering::SeqCst) {
+            return Probe::Already;
+        }
         if s.dirty.load(Ordering::SeqCst) || !left.is_empty() {
             return Probe::NotNow;
         }
+        s.probed.store(true, Ordering::SeqCst);
         match s.stream.try_write(PROBE) {
             Ok(n) => {
                 left.extend_from_slice(&PROBE[n..]);
