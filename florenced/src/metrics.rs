@@ -145,6 +145,11 @@ impl Metrics {
             );
             describe_gauge!(QUEUE_DEPTH, "Requests waiting for the model.");
             describe_gauge!(RUNNING, "Requests being run by the model.");
+            describe_gauge!(
+                BODY_BYTES,
+                Unit::Bytes,
+                "Request body bytes being received and parsed (http.body_bytes_in_flight)."
+            );
             describe_gauge!(UPTIME, Unit::Seconds, "Seconds since the daemon started.");
             process.describe();
         });
