@@ -19,11 +19,14 @@ use gstflorence::engine::task::Task;
 use serde_json::json;
 use tokio::sync::oneshot;
 
+use crate::body_budget::BodyBudget;
+use crate::browser;
 use crate::config::{BackendChoice, Config};
 use crate::error::ApiError;
 use crate::metrics::{Gauges, Metrics};
+use crate::peer::Peer;
 use crate::pool::Pool;
-use crate::request::{BodyKind, BodyLimits, Fields, read_body};
+use crate::request::{BodyIntake, BodyKind, BodyLimits, Fields, read_body};
 use crate::schema::{
     self, AnalyzeRequest, AnalyzeResponse, AnalyzeResult, CaptionForm, CaptionQuery,
     CaptionRequest, CaptionResponse, InferenceErrors, RawImage, TaskForm, TaskQuery, TaskRequest,
@@ -42,6 +45,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Inference requests inside handlers (the drain waits for them).
     pub active: AtomicUsize,
+    /// Request body bytes in flight (`http.body_bytes_in_flight`).
+    pub body_budget: BodyBudget,
     limiter: RwLock<Option<Arc<RateLimiter>>>,
     next_id: AtomicU64,
     id_prefix: String,
@@ -58,6 +63,7 @@ impl AppState {
                 Duration::from_secs(config.metrics.retention_seconds),
                 config.request_timeout_s,
             ),
+            body_budget: BodyBudget::new(config.http.body_bytes_in_flight),
             config: RwLock::new(config),
             workers: Pool::default(),
             load_error: Mutex::new(None),
@@ -124,10 +130,20 @@ impl AppState {
         }
     }
 
+    /// How this request's body may be read.
+    fn intake(&self) -> BodyIntake<'_> {
+        BodyIntake {
+            limits: BodyLimits::new(self.config().max_image_bytes),
+            budget: &self.body_budget,
+            timeout: Duration::from_secs_f64(self.config().http.body_read_timeout_s),
+        }
+    }
+
     fn gauges(&self) -> Gauges {
         Gauges {
             queue_depth: self.workers.queued(),
             running: self.workers.running(),
+            body_bytes: self.body_budget.in_use(),
         }
     }
 }
@@ -314,8 +330,12 @@ async fn observe(
     resp
 }
 
-pub fn router(st: Arc<AppState>) -> Router {
-    Router::new()
+/// The routes behind their middleware; `listening` is the bound address (the
+/// Host check depends on whether it is loopback).
+pub fn router(st: Arc<AppState>, listening: SocketAddr) -> Router {
+    let guard = Arc::new(browser::Guard::new(&st.config().http, listening));
+    let cors = browser::cors(&st.config().http);
+    let routes = Router::new()
         .route("/v1/caption", post(caption))
         .route("/v1/vqa", post(vqa))
         .route("/v1/tasks/{task}", post(task))
@@ -327,8 +347,14 @@ pub fn router(st: Arc<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
-        .layer(middleware::from_fn_with_state(st.clone(), observe))
-        .with_state(st)
+        .layer(middleware::from_fn_with_state(guard, browser::guard))
+        .layer(middleware::from_fn_with_state(st.clone(), observe));
+    // Outermost, so that a preflight is answered before the API key check.
+    match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    }
+    .with_state(st)
 }
 
 async fn not_found(req: Request) -> ApiError {
@@ -508,23 +534,27 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
         .extensions()
         .get::<RequestId>()
         .map_or_else(String::new, |r| r.0.clone());
+    let peer = Waiting::of(&req);
     let (parts, body) = req.into_parts();
     let kind = BodyKind::of(&parts.headers)?;
     if kind != BodyKind::Json {
-        return Err(ApiError::invalid_params(
+        return Err(ApiError::unsupported_media_type(
             "/v1/analyze takes a JSON body (Content-Type: application/json)",
         ));
     }
-    let limits = BodyLimits::new(config.max_image_bytes);
-    let bytes = read_body(&parts.headers, body, kind, &limits).await?;
+    let intake = st.intake();
+    let reading = peer.reading_body();
+    let (bytes, body_permit) = read_body(&parts.headers, body, kind, &intake).await?;
+    drop(reading);
     let fields = Fields::parse(&parts.headers, parts.uri.query(), kind, bytes).await?;
     let specs = fields.tasks()?;
     if specs.iter().any(|t| t.task == Task::Vqa) && !workers.vqa_supported {
         return Err(ApiError::vqa_not_configured());
     }
     let base = fields.params(Task::Caption.token(), config)?;
-    let (image, n_bytes) = decode_image(&fields, config, &limits).await?;
+    let (image, n_bytes) = decode_image(&fields, config, &intake.limits).await?;
     drop(fields);
+    drop(body_permit);
 
     let mut receivers = Vec::with_capacity(specs.len());
     let mut jobs = Vec::with_capacity(specs.len());
@@ -553,7 +583,7 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     let workers = st.submit(head)?;
     let mut answers = Vec::with_capacity(receivers.len());
     for (job_id, rx) in receivers {
-        answers.push(await_answer(rx, deadline, &job_id, &workers).await?);
+        answers.push(await_answer(rx, deadline, &job_id, &workers, &peer).await?);
     }
 
     let inference_ms: f64 = answers.iter().map(|a| a.inference_ms).sum();
@@ -629,10 +659,13 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         .extensions()
         .get::<RequestId>()
         .map_or_else(String::new, |r| r.0.clone());
+    let peer = Waiting::of(&req);
     let (parts, body) = req.into_parts();
     let kind = BodyKind::of(&parts.headers)?;
-    let limits = BodyLimits::new(config.max_image_bytes);
-    let bytes = read_body(&parts.headers, body, kind, &limits).await?;
+    let intake = st.intake();
+    let reading = peer.reading_body();
+    let (bytes, body_permit) = read_body(&parts.headers, body, kind, &intake).await?;
+    drop(reading);
     let fields = Fields::parse(&parts.headers, parts.uri.query(), kind, bytes).await?;
 
     let (task, text) = match route {
@@ -674,8 +707,9 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
     if !matches!(route, Route::Task(_)) {
         params.region = None;
     }
-    let (image, n_bytes) = decode_image(&fields, config, &limits).await?;
+    let (image, n_bytes) = decode_image(&fields, config, &intake.limits).await?;
     drop(fields);
+    drop(body_permit);
 
     let (tx, rx) = oneshot::channel();
     let job = Job {
@@ -688,7 +722,7 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
         then: Vec::new(),
     };
     let workers = st.submit(job)?;
-    let answer = await_answer(rx, deadline, &id, &workers).await?;
+    let answer = await_answer(rx, deadline, &id, &workers, &peer).await?;
 
     let inference_time_ms = answer.inference_ms.round() as u64;
     let queue_time_ms = (answer.queue_ms * 10.0).round() / 10.0;
@@ -748,15 +782,49 @@ fn submit_error(e: SubmitError, st: &AppState, workers: &Workers) -> ApiError {
     }
 }
 
-/// Waits for a job's answer until the request's deadline; the one place a
-/// worker's outcome becomes an HTTP error.
+/// The client of a request, watched while its answer is pending.
+struct Waiting {
+    peer: Option<Peer>,
+    http11: bool,
+}
+
+impl Waiting {
+    fn of(req: &Request) -> Waiting {
+        Waiting {
+            peer: req.extensions().get::<Peer>().cloned(),
+            http11: req.version() == axum::http::Version::HTTP_11,
+        }
+    }
+
+    /// Marks the connection as reading a body (it may be closed for a new one).
+    fn reading_body(&self) -> Option<crate::peer::ReadingBody> {
+        self.peer.as_ref().map(Peer::reading_body)
+    }
+
+    /// Resolves when the client has actually disconnected (a half-close is not one).
+    async fn gone(&self) {
+        match &self.peer {
+            Some(p) => p.disconnected(self.http11).await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Waits for a job's answer until the request's deadline or until its client
+/// disconnects (dropping `rx` tells the worker to skip or cancel the job); the
+/// one place a worker's outcome becomes an HTTP error.
 async fn await_answer(
     rx: oneshot::Receiver<Reply>,
     deadline: Instant,
     id: &str,
     workers: &Workers,
+    client: &Waiting,
 ) -> Result<Answer, ApiError> {
-    match tokio::time::timeout_at(deadline.into(), rx).await {
+    let answer = tokio::select! {
+        a = tokio::time::timeout_at(deadline.into(), rx) => a,
+        () = client.gone() => return Err(ApiError::client_gone()),
+    };
+    match answer {
         Err(_) => Err(ApiError::timeout()),
         Ok(Err(_)) => {
             tracing::error!(request_id = %id, "the worker dropped the request");

@@ -81,6 +81,49 @@ impl Default for Metrics {
     }
 }
 
+/// What a connection and a request body may take of the daemon: time, file
+/// descriptors, memory; and who may talk to it from a browser.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// A request head must be complete within this many seconds of the
+    /// connection opening or of the previous response (slowloris).
+    pub header_read_timeout_s: f64,
+    /// A request body must be complete within this many seconds of its head
+    /// (408 otherwise).
+    pub body_read_timeout_s: f64,
+    /// A connection without a request in progress (fresh or kept alive) is
+    /// closed after this many seconds without a byte of the next request.
+    pub keep_alive_timeout_s: f64,
+    /// Open connections at most; lowered at start-up to the open-file limit
+    /// minus room for the model, logs and the health check. At the limit the
+    /// connection idle longest is closed for a new one.
+    pub max_connections: usize,
+    /// Bytes of request bodies being received and parsed at once; a body that
+    /// does not fit gets 503 overloaded with Retry-After.
+    pub body_bytes_in_flight: usize,
+    /// Host names (without port) accepted besides the loopback ones. Checked when
+    /// the daemon listens on loopback, or whenever the list is not empty; "*"
+    /// accepts any (DNS rebinding protection off).
+    pub allowed_hosts: Vec<String>,
+    /// Origins a browser page may call the API from (CORS); empty: none, "*": any.
+    pub cors_allow_origins: Vec<String>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            header_read_timeout_s: 10.0,
+            body_read_timeout_s: 60.0,
+            keep_alive_timeout_s: 5.0,
+            max_connections: 512,
+            body_bytes_in_flight: 64 * 1024 * 1024,
+            allowed_hosts: Vec::new(),
+            cors_allow_origins: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -127,6 +170,7 @@ pub struct Config {
     /// Requests slower than this are logged as warnings.
     pub slow_inference_ms: f64,
     pub metrics: Metrics,
+    pub http: Http,
     /// A model that fails to load exits the process (systemd restarts it);
     /// false keeps serving /health as unhealthy with the reason.
     pub exit_on_load_failure: bool,
@@ -165,6 +209,7 @@ impl Default for Config {
             log_level: "info".into(),
             slow_inference_ms: 1500.0,
             metrics: Metrics::default(),
+            http: Http::default(),
             exit_on_load_failure: true,
             warmup: true,
         }
@@ -306,12 +351,67 @@ impl Config {
                 }
             }
         }
+        self.validate_http(layers)?;
         if self.metrics.retention_seconds == 0 {
             return Err(bad("metrics.retention_seconds", "must be > 0".into()));
         }
         self.log_level
             .parse::<tracing_subscriber::EnvFilter>()
             .map_err(|e| bad("log_level", e.to_string()))?;
+        Ok(())
+    }
+
+    fn validate_http(&self, layers: &Layers) -> Result<(), ConfigError> {
+        let bad = |key: &str, message: String| layers.error(key, message);
+        let h = &self.http;
+        for (key, v) in [
+            ("http.header_read_timeout_s", h.header_read_timeout_s),
+            ("http.body_read_timeout_s", h.body_read_timeout_s),
+            ("http.keep_alive_timeout_s", h.keep_alive_timeout_s),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+                return Err(bad(
+                    key,
+                    format!("must be a number of seconds > 0, got {v}"),
+                ));
+            }
+        }
+        if h.max_connections < 2 {
+            return Err(bad(
+                "http.max_connections",
+                format!("must be at least 2, got {}", h.max_connections),
+            ));
+        }
+        let largest = crate::request::BodyLimits::new(self.max_image_bytes).largest();
+        if h.body_bytes_in_flight < largest {
+            return Err(bad(
+                "http.body_bytes_in_flight",
+                format!(
+                    "must hold at least the largest body, {largest} bytes ({}), got {}",
+                    layers.describe("max_image_bytes", self.max_image_bytes),
+                    h.body_bytes_in_flight
+                ),
+            ));
+        }
+        for (key, list) in [
+            ("http.allowed_hosts", &h.allowed_hosts),
+            ("http.cors_allow_origins", &h.cors_allow_origins),
+        ] {
+            if let Some(v) = list
+                .iter()
+                .find(|v| v.trim().is_empty() || v.bytes().any(|b| b.is_ascii_whitespace()))
+            {
+                return Err(bad(key, format!("{v:?} is not a host or origin")));
+            }
+        }
+        if let Some(o) = h.cors_allow_origins.iter().find(|o| {
+            *o != "*" && (axum::http::HeaderValue::from_str(o).is_err() || o.ends_with('/'))
+        }) {
+            return Err(bad(
+                "http.cors_allow_origins",
+                format!("{o:?} is not an origin such as https://example.com"),
+            ));
+        }
         Ok(())
     }
 
@@ -550,6 +650,34 @@ mod tests {
             e.starts_with("config file /nonexistent/florenced.yaml: cannot read it"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn http_limits_are_checked() {
+        let c = Config::load(None, &[]).unwrap();
+        assert_eq!(c.http, Http::default());
+        let e = load_err(None, &[set("http.body_bytes_in_flight=1000")]);
+        assert!(
+            e.starts_with("--set http.body_bytes_in_flight=1000: key `http.body_bytes_in_flight`: must hold at least the largest body"),
+            "{e}"
+        );
+        let e = load_err(None, &[set("http.keep_alive_timeout_s=0")]);
+        assert!(e.contains("`http.keep_alive_timeout_s`"), "{e}");
+        let e = load_err(
+            None,
+            &[set("http.cors_allow_origins=[\"https://a.example/\"]")],
+        );
+        assert!(e.contains("`http.cors_allow_origins`"), "{e}");
+        let c = Config::load(
+            None,
+            &env(&[
+                ("FLORENCED_HTTP__ALLOWED_HOSTS", "[camera.local, 10.0.0.5]"),
+                ("FLORENCED_HTTP__MAX_CONNECTIONS", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.http.allowed_hosts, ["camera.local", "10.0.0.5"]);
+        assert_eq!(c.http.max_connections, 64);
     }
 
     /// The key lists that choose how a variable is read follow `Config`: a new

@@ -105,6 +105,62 @@ impl ApiError {
         )
     }
 
+    /// A body that is neither JSON (with a JSON media type), a form nor an image.
+    pub fn unsupported_media_type(message: impl Into<String>) -> Self {
+        Self::new(
+            "unsupported_media_type",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message,
+        )
+    }
+    /// The body did not arrive within `http.body_read_timeout_s`.
+    pub fn body_timeout() -> Self {
+        Self::new(
+            "body_timeout",
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time (http.body_read_timeout_s)",
+        )
+    }
+    /// Every body slot of `http.body_bytes_in_flight` is taken.
+    pub fn bodies_overloaded(retry_after: u64) -> Self {
+        Self::new(
+            "overloaded",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many request bodies are being received at once; retry later",
+        )
+        .retry(retry_after)
+    }
+    /// A Host this daemon does not answer for (DNS rebinding, or a name missing
+    /// from `http.allowed_hosts`).
+    pub fn misdirected(host: &str) -> Self {
+        Self::new(
+            "misdirected_request",
+            StatusCode::MISDIRECTED_REQUEST,
+            format!("this service does not answer for host {host:?} (http.allowed_hosts)"),
+        )
+    }
+    /// A request that HTTP itself forbids (an HTTP/1.1 request without Host).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new("bad_request", StatusCode::BAD_REQUEST, message)
+    }
+    /// A browser request from a page whose origin is not allowed.
+    pub fn forbidden_origin(origin: &str) -> Self {
+        Self::new(
+            "forbidden_origin",
+            StatusCode::FORBIDDEN,
+            format!("requests from origin {origin:?} are not allowed (http.cors_allow_origins)"),
+        )
+    }
+    /// The client went away before its answer: nobody reads this; the log and
+    /// the metrics use nginx's 499.
+    pub fn client_gone() -> Self {
+        Self::new(
+            "client_disconnected",
+            StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            "the client disconnected before its answer",
+        )
+    }
+
     pub fn retry(mut self, seconds: u64) -> Self {
         self.retry_after = Some(seconds.max(1));
         self
@@ -123,6 +179,14 @@ impl IntoResponse for ApiError {
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        // The rest of an unread body would be read as the next request: close.
+        if matches!(
+            self.status,
+            StatusCode::REQUEST_TIMEOUT | StatusCode::PAYLOAD_TOO_LARGE
+        ) {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 9110: a 401 names the scheme that would be accepted.

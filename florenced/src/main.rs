@@ -11,7 +11,10 @@
 
 mod api;
 mod bench;
+mod body_budget;
+mod browser;
 mod config;
+mod connections;
 mod docs;
 mod error;
 mod gst_log;
@@ -19,6 +22,7 @@ mod lifecycle;
 mod logging;
 mod metrics;
 mod openapi;
+mod peer;
 mod pool;
 mod pull;
 mod reload;

@@ -33,6 +33,7 @@ const REQUEST_DURATION: &str = "florenced_request_duration_seconds";
 const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
 const QUEUE_DEPTH: &str = "florenced_queue_depth";
 const RUNNING: &str = "florenced_inferences_running";
+const BODY_BYTES: &str = "florenced_body_bytes_in_flight";
 const UPTIME: &str = "florenced_uptime_seconds";
 const RELOADS: &str = "florenced_config_reloads_total";
 const LAST_RELOAD_OK: &str = "florenced_config_last_reload_successful";
@@ -91,6 +92,8 @@ pub struct Metrics {
 pub struct Gauges {
     pub queue_depth: usize,
     pub running: usize,
+    /// Request body bytes reserved in the body budget.
+    pub body_bytes: usize,
 }
 
 fn mean(values: impl ExactSizeIterator<Item = f64>) -> f64 {
@@ -144,6 +147,11 @@ impl Metrics {
             );
             describe_gauge!(QUEUE_DEPTH, "Requests waiting for the model.");
             describe_gauge!(RUNNING, "Requests being run by the model.");
+            describe_gauge!(
+                BODY_BYTES,
+                Unit::Bytes,
+                "Request body bytes being received and parsed (http.body_bytes_in_flight)."
+            );
             describe_gauge!(UPTIME, Unit::Seconds, "Seconds since the daemon started.");
             describe_counter!(RELOADS, "Reloads (SIGHUP) by result: success or failure.");
             describe_gauge!(
@@ -259,6 +267,7 @@ impl Metrics {
             "uptime_seconds": self.started.elapsed().as_secs(),
             "queue_depth": g.queue_depth,
             "inferences_running": g.running,
+            "body_bytes_in_flight": g.body_bytes,
             "percentile_window_seconds": self.retention.as_secs(),
         })
     }
@@ -268,6 +277,7 @@ impl Metrics {
         with_local_recorder(&self.recorder, || {
             gauge!(QUEUE_DEPTH).set(g.queue_depth as f64);
             gauge!(RUNNING).set(g.running as f64);
+            gauge!(BODY_BYTES).set(g.body_bytes as f64);
             gauge!(UPTIME).set(self.started.elapsed().as_secs_f64());
             self.process.collect();
         });
@@ -304,6 +314,7 @@ mod tests {
         Gauges {
             queue_depth: 0,
             running: 0,
+            body_bytes: 0,
         }
     }
 

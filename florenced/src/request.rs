@@ -12,6 +12,7 @@
 //! contract).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{FromRequest, Multipart};
@@ -32,6 +33,7 @@ pub struct TaskSpec {
     pub region: Option<[f64; 4]>,
 }
 
+use crate::body_budget::{BodyBudget, BodyPermit};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::worker::Params;
@@ -78,7 +80,7 @@ pub enum BodyKind {
 
 impl BodyKind {
     /// JSON only with a JSON media type: a browser may send `text/plain` or a
-    /// form type cross-origin without asking, so those are refused.
+    /// form type cross-origin without asking, so those are refused (415).
     pub fn of(headers: &HeaderMap) -> Result<BodyKind, ApiError> {
         let ct = headers
             .get(header::CONTENT_TYPE)
@@ -98,7 +100,7 @@ impl BodyKind {
             } else {
                 format!("Content-Type {essence:?}")
             };
-            Err(ApiError::invalid_params(format!(
+            Err(ApiError::unsupported_media_type(format!(
                 "{got}: send JSON as Content-Type: application/json, a form as \
                  multipart/form-data, or an image/* body (image/jpeg, image/png, image/webp, image/bmp)"
             )))
@@ -150,6 +152,11 @@ impl BodyLimits {
         })
     }
 
+    /// The largest body of any kind.
+    pub fn largest(&self) -> usize {
+        self.image.max(self.encoded)
+    }
+
     /// The decoded image against `max_image_bytes`.
     pub fn check_image(&self, n: usize) -> Result<(), ApiError> {
         if n > self.image {
@@ -162,34 +169,63 @@ impl BodyLimits {
     }
 }
 
-/// Reads the whole body within the limit for its kind. An over-limit
-/// Content-Length is refused from the header, before any of the body is read
-/// (so `Expect: 100-continue` gets no `100 Continue`).
+/// How a body may be read: its size limits, the shared byte budget, and the
+/// time it may take.
+pub struct BodyIntake<'a> {
+    pub limits: BodyLimits,
+    pub budget: &'a BodyBudget,
+    pub timeout: Duration,
+}
+
+/// Reads the whole body within the limit for its kind, its share of the body
+/// budget and the body timeout. An over-limit Content-Length is refused from
+/// the header, before any of the body is read (so `Expect: 100-continue` gets
+/// no `100 Continue`, and a short body declaring it gets 413); so is a body
+/// the budget cannot hold now (503 with Retry-After). The permit keeps the
+/// body's share until the caller drops it.
 pub async fn read_body(
     headers: &HeaderMap,
     body: Body,
     kind: BodyKind,
-    limits: &BodyLimits,
-) -> Result<axum::body::Bytes, ApiError> {
+    intake: &BodyIntake<'_>,
+) -> Result<(axum::body::Bytes, BodyPermit), ApiError> {
+    let limits = &intake.limits;
     let limit = limits.body(kind);
-    if let Some(n) = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
+    let declared = match headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::bad_request("Content-Length is not a number"))?,
+        ),
+    };
+    if let Some(n) = declared
         && n > limit as u64
     {
         return Err(limits.body_too_large(kind, Some(n)));
     }
-    axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-        while let Some(s) = source {
-            if s.is::<http_body_util::LengthLimitError>() {
-                return limits.body_too_large(kind, None);
+    // A chunked body may grow to the limit: it reserves all of it.
+    let reserve = declared.map_or(limit, |n| n as usize);
+    let permit = intake
+        .budget
+        .try_reserve(reserve)
+        .ok_or_else(|| ApiError::bodies_overloaded(1))?;
+    let read = axum::body::to_bytes(body, limit);
+    let bytes = match tokio::time::timeout(intake.timeout, read).await {
+        Err(_) => return Err(ApiError::body_timeout()),
+        Ok(r) => r.map_err(|e| {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return limits.body_too_large(kind, None);
+                }
+                source = s.source();
             }
-            source = s.source();
-        }
-        ApiError::invalid_params(format!("cannot read the request body: {e}"))
-    })
+            ApiError::invalid_params(format!("cannot read the request body: {e}"))
+        })?,
+    };
+    Ok((bytes, permit))
 }
 
 fn not_utf8(name: &str) -> ApiError {

@@ -350,6 +350,11 @@ pub enum ErrorCode {
     Timeout,
     NotFound,
     MethodNotAllowed,
+    UnsupportedMediaType,
+    BodyTimeout,
+    MisdirectedRequest,
+    ForbiddenOrigin,
+    BadRequest,
 }
 
 /// Every error, on every route.
@@ -368,16 +373,29 @@ pub struct Error {
 #[derive(IntoResponses)]
 #[allow(dead_code)]
 pub enum InferenceErrors {
-    /// `invalid_image_format`: not base64, not a supported image, or truncated/corrupt.
+    /// `invalid_image_format`: not base64, not a supported image, or truncated/corrupt
+    /// (`bad_request`: an HTTP/1.1 request without Host).
     #[response(status = 400)]
     BadImage(Error),
     /// `unauthorized`: an API key is configured and the request's is missing or wrong.
     #[response(status = 401)]
     Unauthorized(Error),
-    /// `image_too_large`: the body, the decoded image or its dimensions are over a limit (the message says which).
+    /// `forbidden_origin`: a browser request from a page whose origin is not allowed (`http.cors_allow_origins`).
+    #[response(status = 403)]
+    ForbiddenOrigin(Error),
+    /// `body_timeout`: the body did not arrive within `http.body_read_timeout_s`.
+    #[response(status = 408)]
+    BodyTimeout(Error),
+    /// `image_too_large`: the body (from its Content-Length when it has one), the decoded image or its dimensions are over a limit (the message says which).
     #[response(status = 413)]
     TooLarge(Error),
-    /// `invalid_parameters`: a missing, wrong-typed or out-of-range field, an unsupported Content-Type, or text whose tokens do not fit.
+    /// `unsupported_media_type`: the Content-Type is not JSON (`application/json` or `+json`), `multipart/form-data` or `image/*` (JSON only for /v1/analyze).
+    #[response(status = 415)]
+    UnsupportedMediaType(Error),
+    /// `misdirected_request`: a Host this service does not answer for (loopback names and `http.allowed_hosts`).
+    #[response(status = 421)]
+    Misdirected(Error),
+    /// `invalid_parameters`: a missing, wrong-typed or out-of-range field, or text whose tokens do not fit.
     #[response(status = 422)]
     InvalidParameters(Error),
     /// `rate_limited`: this client's rate limit is exceeded.
@@ -389,7 +407,7 @@ pub enum InferenceErrors {
     /// `vqa_not_configured`: the model has no VQA support configured.
     #[response(status = 501)]
     VqaNotConfigured(Error),
-    /// `model_not_ready`, `device_error` or `overloaded`.
+    /// `model_not_ready`, `device_error` or `overloaded` (the queue is full, or `http.body_bytes_in_flight` is taken).
     #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
     Unavailable(Error),
     /// `timeout`: the request waited or ran past `request_timeout_s`.

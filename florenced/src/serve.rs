@@ -1,7 +1,6 @@
 //! The daemon's HTTP side: bind, serve, tell systemd; the model's loading,
 //! reloads and the drain on SIGTERM are in `lifecycle`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -85,18 +84,11 @@ async fn run(config: Config, loader: Loader) -> anyhow::Result<()> {
     tracing::info!(address = %local, "listening on http://{local}");
 
     let signals = Signals::new()?;
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let app = api::router(st.clone());
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        })
-        .await
-    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = api::router(st.clone(), local);
+    let http = config.http.clone();
+    let server =
+        tokio::spawn(async move { crate::connections::serve(listener, app, &http, stop_rx).await });
     spawn_watchdog(st.clone());
     lifecycle::run(st, server, stop_tx, signals, loader, local).await
 }

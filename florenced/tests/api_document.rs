@@ -141,7 +141,7 @@ fn the_document_describes_every_route_from_the_code_and_the_config() {
     // Errors: the Error shape per status, Retry-After where the server sends it.
     let responses = &doc["paths"]["/v1/caption"]["post"]["responses"];
     for status in [
-        "400", "401", "413", "422", "429", "500", "501", "503", "504",
+        "400", "401", "403", "408", "413", "415", "421", "422", "429", "500", "501", "503", "504",
     ] {
         let schema = &responses[status]["content"]["application/json"]["schema"]["$ref"];
         assert_eq!(schema, "#/components/schemas/Error", "{status}");

@@ -412,7 +412,7 @@ fn every_error_has_the_contract_shape_and_code() {
         &[("content-type", "text/csv")],
         b"a,b",
     );
-    assert_eq!(r.error_code(422), "invalid_parameters");
+    assert_eq!(r.error_code(415), "unsupported_media_type");
     assert_eq!(d.get("/v1/nothing").error_code(404), "not_found");
     assert_eq!(d.get("/v1/caption").error_code(405), "method_not_allowed");
     // Still serving after all that.
@@ -737,7 +737,7 @@ fn a_client_that_disconnects_during_inference_cancels_it() {
         use std::io::Write;
         write!(
             s,
-            "POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /v1/caption HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();
@@ -856,7 +856,7 @@ fn a_client_that_disconnects_drops_its_queued_work() {
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
             s,
-            "POST /v1/caption HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            "POST /v1/caption HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
             body.len()
         )
         .unwrap();

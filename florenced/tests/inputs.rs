@@ -254,5 +254,5 @@ fn analyze_runs_several_tasks_on_one_vision_pass() {
         &[("content-type", "image/png")],
         &png,
     );
-    assert_eq!(r.error_code(422), "invalid_parameters");
+    assert_eq!(r.error_code(415), "unsupported_media_type");
 }

@@ -191,7 +191,7 @@ fn json_is_read_only_with_a_json_content_type() {
     ] {
         let headers: Vec<(&str, &str)> = ct.iter().map(|c| ("content-type", *c)).collect();
         let r = request(d.addr, "POST", "/v1/caption", &headers, body.as_bytes());
-        assert_eq!(r.error_code(422), "invalid_parameters", "{ct:?}");
+        assert_eq!(r.error_code(415), "unsupported_media_type", "{ct:?}");
         assert!(r.text().contains("application/json"), "{}", r.text());
     }
     for ct in [

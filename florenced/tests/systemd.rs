@@ -195,6 +195,7 @@ fn the_unit_file_is_valid_for_systemd() {
         "Restart=on-failure",
         "RestartSec=10s",
         "ExecReload=/bin/kill -HUP $MAINPID",
+        "LimitNOFILE=4096",
     ] {
         assert!(unit.contains(key), "{key} missing from the unit");
     }

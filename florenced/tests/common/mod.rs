@@ -104,8 +104,12 @@ impl Spawn {
 
     /// Starts the daemon and returns once it listens (not necessarily loaded).
     pub fn start(&self) -> Daemon {
-        let mut child = self
-            .command()
+        self.start_command(self.command())
+    }
+
+    /// Starts `command` (this Spawn's, adjusted) like `start`.
+    pub fn start_command(&self, mut command: Command) -> Daemon {
+        let mut child = command
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
