@@ -4,6 +4,7 @@
 pub mod config;
 pub mod generate;
 pub mod graph_cache;
+pub mod hailo;
 pub mod hailo_split;
 pub mod image_io;
 pub mod model_dir;

@@ -55,6 +55,9 @@ pub enum EngineError {
     /// The run was stopped by its [`Interrupt`] before it finished.
     #[error("{0}")]
     Interrupted(Interruption),
+    /// The Hailo device failed (busy, lost, wrong HEF, ...).
+    #[error(transparent)]
+    Device(#[from] super::hailo::HailoError),
 }
 
 /// Ends the deadline timer thread when dropped.
