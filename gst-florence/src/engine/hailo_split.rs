@@ -8,6 +8,7 @@
 //! ([`super::hailo::HailoNetworks`]); the loop below is written once for both.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
@@ -15,7 +16,7 @@ use ort::value::Tensor;
 use super::config::ModelFiles;
 use super::hailo::networks::{self, HailoNetworks, HailoSettings, SplitShapes};
 use super::model_dir::{self, ModelError, SessionOptions};
-use super::pipeline::{EngineError, missing, ort_err, run_vision};
+use super::pipeline::{EngineError, Interrupt, missing, ort_err, run_vision};
 use super::preprocess::{self, RgbImage};
 use super::signature::Graph;
 
@@ -92,6 +93,9 @@ pub trait SplitNetworks {
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError>;
     /// Encoder states [1, 1, N, D] and a [1, 1, W, D] window -> logits [1, W, V].
     fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError>;
+    /// The request's deadline, which bounds each following run (if the
+    /// networks can be bounded).
+    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
 }
 
 /// The exporter's ONNX stand-ins for the HEFs.
@@ -280,6 +284,10 @@ impl<G: SplitNetworks> HailoSplit<G> {
         })
     }
 
+    pub fn networks(&self) -> &G {
+        &self.graphs
+    }
+
     /// The two networks (to open or release a Hailo device, for instance).
     pub fn networks_mut(&mut self) -> &mut G {
         &mut self.graphs
@@ -299,6 +307,19 @@ impl<G: SplitNetworks> HailoSplit<G> {
 
     /// The greedy 32-window caption loop: returns the generated tokens (EOS included).
     pub fn caption(&mut self, image: &RgbImage) -> Result<Vec<u32>, EngineError> {
+        self.caption_with(image, &Interrupt::new())
+    }
+
+    /// [`HailoSplit::caption`] that stops between network runs when
+    /// `interrupt` is cancelled or its deadline passes (which also bounds
+    /// each run).
+    pub fn caption_with(
+        &mut self,
+        image: &RgbImage,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u32>, EngineError> {
+        interrupt.check()?;
+        self.graphs.set_deadline(interrupt.deadline());
         let t = &self.files.model.text_config;
         let (eos, start, d) = (t.eos_token_id, t.decoder_start_token_id, t.d_model);
         let (pixels, shape) = preprocess::pixel_values_at(
@@ -310,11 +331,13 @@ impl<G: SplitNetworks> HailoSplit<G> {
         let run_options = RunOptions::new().map_err(ort_err("run options"))?;
         let mut embeds = run_vision(&mut self.vision, pixels, shape, false, &run_options)?.data;
         embeds.extend_from_slice(&self.caption_embedding.data);
+        interrupt.check()?;
         let states = self.graphs.text_encoder(&embeds)?;
         let mut window = vec![0f32; self.window * d];
         window[..d].copy_from_slice(self.embedding(start)?);
         let mut tokens = Vec::new();
         for step in 0..self.window {
+            interrupt.check()?;
             let logits = self.graphs.decoder(&states, &window)?;
             let vocab = logits.len() / self.window;
             let row = &logits[step * vocab..(step + 1) * vocab];

@@ -207,7 +207,7 @@ fn error_kind(e: &EngineError) -> &'static str {
         }
         EngineError::Interrupted(Interruption::DeadlineExceeded) => ERROR_TIMED_OUT,
         EngineError::Interrupted(Interruption::Cancelled) => ERROR_CANCELLED,
-        _ => ERROR_INFERENCE_FAILED,
+        e => super::hailo::device_error_kind(e).unwrap_or(ERROR_INFERENCE_FAILED),
     }
 }
 
@@ -550,6 +550,7 @@ impl ObjectImpl for FlorenceCaption {
                     .blurb("Inference time of the latest result")
                     .read_only()
                     .build(),
+                super::hailo::device_property(),
             ]
         });
         PROPS.as_ref()
@@ -596,6 +597,11 @@ impl ObjectImpl for FlorenceCaption {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == super::hailo::DEVICE_PROPERTY {
+            // Before the other locks: the state lock is only held briefly.
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            return super::hailo::device_nick(state.as_ref().map(|s| &*s.florence)).to_value();
+        }
         let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         match pspec.name() {
@@ -748,12 +754,6 @@ impl BaseTransformImpl for FlorenceCaption {
                 ("model-dir is not set: point it at a Florence-2 model directory")
             ));
         };
-        if s.backend == Backend::Hailo {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("backend=hailo: this build has no Hailo support (cargo feature `hailo`)")
-            ));
-        }
         let mut options = SessionOptions {
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone().map(Into::into),
@@ -767,7 +767,7 @@ impl BaseTransformImpl for FlorenceCaption {
         }
         // Loading takes seconds with a real model: say so on the bus.
         self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
-        let loaded = Florence::load(std::path::Path::new(&dir), options);
+        let loaded = Florence::load(std::path::Path::new(&dir), options.clone());
         self.progress(
             if loaded.is_ok() {
                 gst::ProgressType::Complete
@@ -782,6 +782,23 @@ impl BaseTransformImpl for FlorenceCaption {
                 ("cannot load Florence-2 model from {}: {}", dir, e)
             )
         })?;
+        let choice = super::hailo::attach(
+            s.backend,
+            std::path::Path::new(&dir),
+            &options,
+            &mut florence,
+        )?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "captions on {}: {}",
+            if choice.hailo {
+                "Hailo"
+            } else {
+                "ONNX Runtime"
+            },
+            choice.reason
+        );
         if let Some(t) = s.vqa_template.as_deref().filter(|t| !t.is_empty()) {
             florence
                 .set_vqa_template(t)

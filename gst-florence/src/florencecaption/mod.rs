@@ -21,7 +21,10 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod hailo;
 mod imp;
+
+pub use hailo::{ERROR_DEVICE, ERROR_DEVICE_BUSY};
 
 /// Name of the custom meta carrying results.
 pub const META_NAME: &str = "FlorenceCaptionMeta";

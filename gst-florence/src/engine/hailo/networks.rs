@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::bridge::{Bridge, Device, Model, StreamInfo};
 use super::status::HailoError;
@@ -100,6 +100,7 @@ pub struct HailoNetworks {
     decoder_hef: PathBuf,
     shapes: SplitShapes,
     opened: Option<Opened>,
+    deadline: Option<Instant>,
 }
 
 impl HailoNetworks {
@@ -118,6 +119,7 @@ impl HailoNetworks {
             decoder_hef,
             shapes,
             opened: None,
+            deadline: None,
         }
     }
 
@@ -174,7 +176,15 @@ impl HailoNetworks {
         out_len: usize,
     ) -> Result<Vec<f32>, HailoError> {
         self.open()?;
-        let timeout = self.settings.run_timeout;
+        // The request's deadline bounds the run too (at least 1 ms: 0 is no wait).
+        let timeout = match self.deadline {
+            Some(d) => self
+                .settings
+                .run_timeout
+                .min(d.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(1)),
+            None => self.settings.run_timeout,
+        };
         let Some(opened) = self.opened.as_mut() else {
             return Err(HailoError::NotBuilt);
         };
@@ -255,6 +265,10 @@ fn check_streams(
 }
 
 impl SplitNetworks for HailoNetworks {
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
         let s = self.shapes;
         self.open()?;
