@@ -164,6 +164,15 @@ impl Workers {
             }) {
                 Ok(p) => {
                     workers.note_hailo_device(&p);
+                    if i == 0 {
+                        // The element logs why (GStreamer category florencecaption).
+                        tracing::info!(
+                            backend = workers.backend(),
+                            hailo_device = %workers.hailo_device(),
+                            "captions run on {}",
+                            if workers.backend() == "hailo" { "the Hailo device" } else { "ONNX Runtime" }
+                        );
+                    }
                     pipelines.push(p)
                 }
                 Err(e) => {
