@@ -48,6 +48,7 @@ fi
 install -d -m 0755 /var/lib/hailo-florence /var/lib/hailo-florence/models /etc/hailo /usr/local/lib/florence
 install -m 0755 "$binary" /usr/local/bin/florenced
 install -m 0644 "$(readlink -f "$ort")" /usr/local/lib/florence/libonnxruntime.so
+install -m 0755 "$here/hailo-device-check.sh" /usr/local/lib/florence/hailo-device-check.sh
 if [ -n "$model" ]; then
   echo "pulling $model from the Hugging Face Hub"
   model_dir=$("$here/pull-model.sh" --binary /usr/local/bin/florenced \

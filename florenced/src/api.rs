@@ -125,7 +125,7 @@ impl AppState {
             Health::Ready => Ok(w),
             Health::Loading => Err(ApiError::not_ready("the model is still loading")),
             Health::Stopping => Err(ApiError::not_ready("the service is shutting down")),
-            Health::Failed(_) if w.backend == "hailo" => Err(ApiError::device_error()),
+            Health::Failed(_) if w.backend() == "hailo" => Err(ApiError::device_error()),
             Health::Failed(_) => Err(ApiError::not_ready("the model is not available")),
         }
     }
@@ -606,7 +606,7 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
         inference_time_ms: inference_ms.round() as u64,
         model: "florence-2",
         model_variant: workers.model_variant.clone(),
-        backend: workers.backend.to_owned(),
+        backend: workers.backend().to_owned(),
         image_size,
         queue_time_ms: (queue_ms * 10.0).round() / 10.0,
     })
@@ -735,7 +735,7 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
                 model: "florence-2",
                 token_count: answer.token_count,
                 model_variant: workers.model_variant.clone(),
-                backend: workers.backend.to_owned(),
+                backend: workers.backend().to_owned(),
                 task: answer.task.clone(),
                 image_size: answer.image_size,
                 queue_time_ms,
@@ -840,9 +840,17 @@ async fn await_answer(
                 tracing::error!(request_id = %id, detail = %detail, "inference failed");
                 ApiError::inference_failed()
             }
+            JobError::DeviceBusy(detail) => {
+                tracing::warn!(request_id = %id, detail = %detail, "Hailo device busy");
+                ApiError::device_error()
+            }
+            JobError::Device(detail) => {
+                tracing::error!(request_id = %id, detail = %detail, "Hailo device failed");
+                ApiError::device_error()
+            }
             JobError::Unavailable(detail) => {
                 tracing::error!(request_id = %id, detail = %detail, "pipeline unavailable");
-                if workers.backend == "hailo" {
+                if workers.backend() == "hailo" {
                     ApiError::device_error()
                 } else {
                     ApiError::not_ready("the model is not available")
@@ -905,8 +913,20 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     } else {
         w.as_ref().map_or(Health::Loading, |w| w.health())
     };
-    let hailo = st.config().backend == BackendChoice::Hailo;
+    let hailo = w
+        .as_ref()
+        .map_or(st.config().backend == BackendChoice::Hailo, |w| {
+            w.backend() == "hailo"
+        });
+    // A device that failed is reopened by the next request; until one succeeds
+    // the service is not healthy.
+    let device = w.as_ref().map(|w| w.hailo_device());
+    let disconnected = hailo && device.as_deref() == Some("disconnected");
     let (status, error) = match &state {
+        Health::Ready if disconnected => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some("the Hailo device failed; the next request reopens it".to_owned()),
+        ),
         Health::Ready => (StatusCode::OK, None),
         Health::Loading => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -919,7 +939,7 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
         Health::Failed(reason) => (StatusCode::SERVICE_UNAVAILABLE, Some(reason.clone())),
     };
     let body = schema::Health {
-        status: if state == Health::Ready {
+        status: if state == Health::Ready && !disconnected {
             schema::HealthStatus::Healthy
         } else {
             schema::HealthStatus::Unhealthy
@@ -929,7 +949,7 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
         version: env!("CARGO_PKG_VERSION"),
         hailo_device: match (hailo, &state) {
             (false, _) => schema::HailoDevice::NotUsed,
-            (true, Health::Ready) => schema::HailoDevice::Connected,
+            (true, Health::Ready) if !disconnected => schema::HailoDevice::Connected,
             (true, _) => schema::HailoDevice::Disconnected,
         },
         backend: if hailo { "hailo" } else { "onnx-cpu" },

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::florencecaption::{
-    ERROR_CANCELLED, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT, META_NAME, REQUEST_META_NAME,
+    ERROR_CANCELLED, ERROR_DEVICE, ERROR_DEVICE_BUSY, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT,
+    META_NAME, REQUEST_META_NAME,
 };
 use tokio::sync::oneshot;
 
@@ -65,6 +66,12 @@ pub enum JobError {
     /// The shutdown deadline passed before this job finished (or started).
     #[error("the service is shutting down")]
     ShuttingDown,
+    /// Another process holds the Hailo device; retry later.
+    #[error("{0}")]
+    DeviceBusy(String),
+    /// The Hailo device failed (lost, timed out, ...); the next request reopens it.
+    #[error("{0}")]
+    Device(String),
 }
 
 pub type Reply = Result<Answer, JobError>;
@@ -104,7 +111,10 @@ pub struct Workers {
     heartbeats: Vec<AtomicU64>,
     epoch: Instant,
     pub model_variant: String,
-    pub backend: &'static str,
+    /// Captions run on a Hailo device (backend=hailo, or auto's choice).
+    hailo: AtomicBool,
+    /// The Hailo device as the last caption left it (the element's `hailo-device`).
+    hailo_device: Mutex<String>,
     pub vqa_supported: bool,
     stop: AtomicBool,
     /// Shutdown deadline passed: queued jobs are refused, the running ones cancelled.
@@ -158,10 +168,8 @@ impl Workers {
             heartbeats: (0..n).map(|_| AtomicU64::new(0)).collect(),
             epoch: Instant::now(),
             model_variant,
-            backend: match config.backend {
-                BackendChoice::Hailo => "hailo",
-                _ => "onnx-cpu",
-            },
+            hailo: AtomicBool::new(config.backend == BackendChoice::Hailo),
+            hailo_device: Mutex::new("not-used".into()),
             vqa_supported,
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -176,7 +184,19 @@ impl Workers {
                 }
                 Ok(p)
             }) {
-                Ok(p) => pipelines.push(p),
+                Ok(p) => {
+                    workers.note_hailo_device(&p);
+                    if i == 0 {
+                        // The element logs why (GStreamer category florencecaption).
+                        tracing::info!(
+                            backend = workers.backend(),
+                            hailo_device = %workers.hailo_device(),
+                            "captions run on {}",
+                            if workers.backend() == "hailo" { "the Hailo device" } else { "ONNX Runtime" }
+                        );
+                    }
+                    pipelines.push(p)
+                }
                 Err(e) => {
                     *workers.health.lock().unwrap_or_else(|e| e.into_inner()) =
                         Health::Failed(e.clone());
@@ -204,6 +224,34 @@ impl Workers {
         }
         *workers.health.lock().unwrap_or_else(|e| e.into_inner()) = Health::Ready;
         (workers, Ok(()))
+    }
+
+    /// `hailo` when captions run on a Hailo device, else `onnx-cpu`.
+    pub fn backend(&self) -> &'static str {
+        if self.hailo.load(Ordering::SeqCst) {
+            "hailo"
+        } else {
+            "onnx-cpu"
+        }
+    }
+
+    /// The Hailo device's state: `released`, `connected`, `busy`,
+    /// `disconnected`, or `not-used`.
+    pub fn hailo_device(&self) -> String {
+        self.hailo_device
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Reads which backend the element chose and the device's state.
+    fn note_hailo_device(&self, p: &InferencePipeline) {
+        let state = p
+            .caption
+            .property::<Option<String>>("hailo-device")
+            .unwrap_or_else(|| "not-used".into());
+        self.hailo.store(state != "not-used", Ordering::SeqCst);
+        *self.hailo_device.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
     pub fn health(&self) -> Health {
@@ -390,6 +438,9 @@ impl Workers {
         if matches!(result, Err(JobError::Cancelled)) && self.abort.load(Ordering::SeqCst) {
             result = Err(JobError::ShuttingDown);
         }
+        if self.hailo.load(Ordering::SeqCst) {
+            self.note_hailo_device(pipeline);
+        }
         if let Err(JobError::Unavailable(reason) | JobError::Failed(reason)) = &result
             && pipeline.broken
         {
@@ -539,8 +590,15 @@ impl InferencePipeline {
             deadline: started + Duration::from_secs_f64(config.request_timeout_s),
             reply,
         };
-        self.infer(&mut job, config.request_timeout_s, &AtomicBool::new(false))
-            .map_err(|e| format!("the warm-up inference failed: {e}"))?;
+        match self.infer(&mut job, config.request_timeout_s, &AtomicBool::new(false)) {
+            // The service starts while another process holds the Hailo device;
+            // requests answer 503 until it is free.
+            Err(JobError::DeviceBusy(e)) => {
+                tracing::warn!(error = %e, "warm-up skipped: the Hailo device is busy");
+                return Ok(());
+            }
+            r => r.map_err(|e| format!("the warm-up inference failed: {e}"))?,
+        };
         tracing::info!(
             warmup_ms = started.elapsed().as_millis() as u64,
             "warm-up inference done"
@@ -681,6 +739,8 @@ impl InferencePipeline {
                     ERROR_INVALID_REQUEST => JobError::Invalid(message),
                     ERROR_TIMED_OUT => JobError::Timeout,
                     ERROR_CANCELLED => JobError::Cancelled,
+                    ERROR_DEVICE_BUSY => JobError::DeviceBusy(message),
+                    ERROR_DEVICE => JobError::Device(message),
                     _ => JobError::Failed(message),
                 });
             }

@@ -214,7 +214,14 @@ fn the_unit_file_is_valid_for_systemd() {
     let path = dir.join("hailo-florence.service");
     std::fs::write(
         &path,
-        unit.replace("/usr/local/bin/florenced", env!("CARGO_BIN_EXE_florenced")),
+        unit.replace("/usr/local/bin/florenced", env!("CARGO_BIN_EXE_florenced"))
+            .replace(
+                "/usr/local/lib/florence/hailo-device-check.sh",
+                &root()
+                    .join("systemd/hailo-device-check.sh")
+                    .display()
+                    .to_string(),
+            ),
     )
     .unwrap();
     let out = std::process::Command::new(analyze)
@@ -316,5 +323,43 @@ fn health_is_503_and_not_ready_while_the_model_loads() {
     let r = d.post_json("/v1/caption", &json!({"image": b64(&png)}));
     assert_eq!(r.status, 200, "{}", r.text());
     let _ = std::fs::remove_file(&sock_path);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The unit's ExecStartPre: only `backend: hailo` needs the device node.
+#[test]
+fn the_device_check_runs_only_for_the_hailo_backend() {
+    let dir = std::env::temp_dir().join(format!("florenced-devcheck-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let check = |backend: &str, device: &str| {
+        let config = dir.join(format!("{backend}.yaml"));
+        std::fs::write(
+            &config,
+            format!("port: 11438\nbackend: {backend}   # comment\n"),
+        )
+        .unwrap();
+        std::process::Command::new(root().join("systemd/hailo-device-check.sh"))
+            .arg(&config)
+            .arg(device)
+            .env_remove("FLORENCED_BACKEND")
+            .output()
+            .unwrap()
+    };
+    let missing = dir.join("hailo0");
+    for backend in ["auto", "onnx"] {
+        assert!(
+            check(backend, missing.to_str().unwrap()).status.success(),
+            "{backend}"
+        );
+    }
+    let out = check("hailo", missing.to_str().unwrap());
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist") && err.contains("driver"),
+        "{err}"
+    );
+    // A character device the service can read and write passes.
+    assert!(check("hailo", "/dev/null").status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,18 +2,21 @@
 //! the CPU at the split's size, then a static-shape text encoder and a decoder
 //! with a fixed 32-token window and no cache, which on a Hailo-10H are HEFs.
 //!
-//! The two static graphs sit behind [`StaticGraphs`]; this project's exporter
-//! writes ONNX stand-ins with the same shapes (`hailo/*.onnx`), so the loop is
-//! tested here without the chip, and the Hailo backend plugs the HEFs in.
+//! The two static networks sit behind [`SplitNetworks`], implemented by ONNX
+//! Runtime over the exporter's stand-ins with the same shapes (`hailo/*.onnx`,
+//! [`OnnxStandIns`]) and by HailoRT over the HEFs
+//! ([`super::hailo::HailoNetworks`]); the loop below is written once for both.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use ort::session::{RunOptions, Session};
 use ort::value::Tensor;
 
 use super::config::ModelFiles;
+use super::hailo::networks::{self, HailoNetworks, HailoSettings, SplitShapes};
 use super::model_dir::{self, ModelError, SessionOptions};
-use super::pipeline::{EngineError, missing, ort_err, run_vision};
+use super::pipeline::{EngineError, Interrupt, missing, ort_err, run_vision};
 use super::preprocess::{self, RgbImage};
 use super::signature::Graph;
 
@@ -83,12 +86,16 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, ModelError> {
     Ok(NpyArray { shape, data })
 }
 
-/// The two static-shape graphs of the split (HEFs on a Hailo device).
-pub trait StaticGraphs {
+/// The split's two static-shape networks: "run this network on these float
+/// tensors" (HEFs on a Hailo device, ONNX stand-ins elsewhere).
+pub trait SplitNetworks {
     /// [1, 1, N, D] input embeddings -> [1, 1, N, D] encoder states.
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError>;
     /// Encoder states [1, 1, N, D] and a [1, 1, W, D] window -> logits [1, W, V].
     fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError>;
+    /// The request's deadline, which bounds each following run (if the
+    /// networks can be bounded).
+    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
 }
 
 /// The exporter's ONNX stand-ins for the HEFs.
@@ -100,7 +107,7 @@ pub struct OnnxStandIns {
     window: usize,
 }
 
-impl StaticGraphs for OnnxStandIns {
+impl SplitNetworks for OnnxStandIns {
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
         let input = Tensor::from_array(([1usize, 1, self.n, self.d], embeds.to_vec()))
             .map_err(ort_err("hailo text encoder"))?;
@@ -156,25 +163,35 @@ fn hailo_dir(dir: &Path) -> PathBuf {
     dir.join("hailo")
 }
 
+fn read_split_config(dir: &Path) -> Result<SplitConfig, ModelError> {
+    let cfg_path = hailo_dir(dir).join("hailo_split.json");
+    std::fs::read_to_string(&cfg_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .ok_or_else(|| ModelError::Load {
+            path: cfg_path.clone(),
+            reason: "missing or not valid JSON with image_size and window".into(),
+        })
+}
+
+/// The encoder's sequence length: the vision encoder's tokens at the split's
+/// size ((size / 32)^2 + 1) plus the prompt's.
+fn encoder_tokens(cfg: &SplitConfig, caption_embedding: &NpyArray, d: usize) -> usize {
+    (cfg.image_size as usize / 32).pow(2) + 1 + caption_embedding.data.len() / d
+}
+
 impl HailoSplit<OnnxStandIns> {
     /// Opens the split with the ONNX stand-ins of `dir/hailo/`.
     pub fn open_onnx(dir: &Path, options: &SessionOptions) -> Result<Self, ModelError> {
         let files = ModelFiles::load(dir)?;
-        let cfg_path = hailo_dir(dir).join("hailo_split.json");
-        let cfg: SplitConfig = std::fs::read_to_string(&cfg_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .ok_or_else(|| ModelError::Load {
-                path: cfg_path.clone(),
-                reason: "missing or not valid JSON with image_size and window".into(),
-            })?;
+        let cfg = read_split_config(dir)?;
         let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
         let text_encoder =
             model_dir::open_graph(&runtime, &files, Graph::HailoTextEncoder, options)?;
         let decoder = model_dir::open_graph(&runtime, &files, Graph::HailoDecoder, options)?;
         let d = files.model.text_config.d_model;
         let caption_embedding = read_npy(&hailo_dir(dir).join("caption_embedding.npy"))?;
-        let n = (cfg.image_size as usize / 32).pow(2) + 1 + caption_embedding.data.len() / d;
+        let n = encoder_tokens(&cfg, &caption_embedding, d);
         let graphs = OnnxStandIns {
             text_encoder,
             decoder,
@@ -186,7 +203,45 @@ impl HailoSplit<OnnxStandIns> {
     }
 }
 
-impl<G: StaticGraphs> HailoSplit<G> {
+impl HailoSplit<HailoNetworks> {
+    /// Opens the split with the HEFs of `dir` (`hailo/` or the directory
+    /// itself) on a Hailo device. The device itself is opened lazily, by the
+    /// first run or [`HailoSplit::networks_mut`]`().open()`.
+    pub fn open_hailo(
+        dir: &Path,
+        options: &SessionOptions,
+        settings: HailoSettings,
+    ) -> Result<Self, EngineError> {
+        let bridge = settings.bridge()?;
+        let files = ModelFiles::load(dir).map_err(ModelError::from)?;
+        let cfg = read_split_config(dir)?;
+        let d = files.model.text_config.d_model;
+        let caption_embedding = read_npy(&hailo_dir(dir).join("caption_embedding.npy"))?;
+        let shapes = SplitShapes {
+            tokens: encoder_tokens(&cfg, &caption_embedding, d),
+            d_model: d,
+            window: cfg.window,
+            vocab: files.model.text_config.vocab_size,
+        };
+        let networks = HailoNetworks::new(
+            bridge,
+            networks::hef_path(dir, networks::ENCODER_HEF),
+            networks::hef_path(dir, networks::DECODER_HEF),
+            shapes,
+            settings,
+        );
+        Ok(Self::new(
+            dir,
+            files,
+            networks,
+            cfg,
+            caption_embedding,
+            options,
+        )?)
+    }
+}
+
+impl<G: SplitNetworks> HailoSplit<G> {
     fn new(
         dir: &Path,
         files: ModelFiles,
@@ -229,6 +284,15 @@ impl<G: StaticGraphs> HailoSplit<G> {
         })
     }
 
+    pub fn networks(&self) -> &G {
+        &self.graphs
+    }
+
+    /// The two networks (to open or release a Hailo device, for instance).
+    pub fn networks_mut(&mut self) -> &mut G {
+        &mut self.graphs
+    }
+
     fn embedding(&self, token: u32) -> Result<&[f32], EngineError> {
         let d = self.word_embedding.shape[1];
         self.word_embedding
@@ -243,6 +307,19 @@ impl<G: StaticGraphs> HailoSplit<G> {
 
     /// The greedy 32-window caption loop: returns the generated tokens (EOS included).
     pub fn caption(&mut self, image: &RgbImage) -> Result<Vec<u32>, EngineError> {
+        self.caption_with(image, &Interrupt::new())
+    }
+
+    /// [`HailoSplit::caption`] that stops between network runs when
+    /// `interrupt` is cancelled or its deadline passes (which also bounds
+    /// each run).
+    pub fn caption_with(
+        &mut self,
+        image: &RgbImage,
+        interrupt: &Interrupt,
+    ) -> Result<Vec<u32>, EngineError> {
+        interrupt.check()?;
+        self.graphs.set_deadline(interrupt.deadline());
         let t = &self.files.model.text_config;
         let (eos, start, d) = (t.eos_token_id, t.decoder_start_token_id, t.d_model);
         let (pixels, shape) = preprocess::pixel_values_at(
@@ -254,11 +331,13 @@ impl<G: StaticGraphs> HailoSplit<G> {
         let run_options = RunOptions::new().map_err(ort_err("run options"))?;
         let mut embeds = run_vision(&mut self.vision, pixels, shape, false, &run_options)?.data;
         embeds.extend_from_slice(&self.caption_embedding.data);
+        interrupt.check()?;
         let states = self.graphs.text_encoder(&embeds)?;
         let mut window = vec![0f32; self.window * d];
         window[..d].copy_from_slice(self.embedding(start)?);
         let mut tokens = Vec::new();
         for step in 0..self.window {
+            interrupt.check()?;
             let logits = self.graphs.decoder(&states, &window)?;
             let vocab = logits.len() / self.window;
             let row = &logits[step * vocab..(step + 1) * vocab];

@@ -4,6 +4,8 @@
 pub mod config;
 pub mod generate;
 pub mod graph_cache;
+pub mod hailo;
+pub mod hailo_caption;
 pub mod hailo_split;
 pub mod image_io;
 pub mod model_dir;

@@ -55,6 +55,9 @@ pub enum EngineError {
     /// The run was stopped by its [`Interrupt`] before it finished.
     #[error("{0}")]
     Interrupted(Interruption),
+    /// The Hailo device failed (busy, lost, wrong HEF, ...).
+    #[error(transparent)]
+    Device(#[from] super::hailo::HailoError),
 }
 
 /// Ends the deadline timer thread when dropped.
@@ -126,6 +129,11 @@ impl Interrupt {
 
     pub fn is_cancelled(&self) -> bool {
         self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// When the run must have finished, if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
     }
 
     /// Run options for this run's ONNX Runtime calls; a cancel terminates them.
@@ -302,6 +310,8 @@ pub struct Florence {
     /// The graphs take float16 activations (`_fp16` variants).
     float16: bool,
     sources: Vec<(Graph, GraphSource)>,
+    /// Captions run on a Hailo device (see [`super::hailo_caption`]).
+    hailo: Option<super::hailo_caption::HailoCaptioner>,
 }
 
 impl std::fmt::Debug for Florence {
@@ -414,7 +424,23 @@ impl Florence {
             options,
             float16,
             sources,
+            hailo: None,
         })
+    }
+
+    /// Runs `<CAPTION>` requests on the Hailo split from now on.
+    pub fn attach_hailo(&mut self, captioner: super::hailo_caption::HailoCaptioner) {
+        self.hailo = Some(captioner);
+    }
+
+    /// The Hailo split, when captions run on it.
+    pub fn hailo(&self) -> Option<&super::hailo_caption::HailoCaptioner> {
+        self.hailo.as_ref()
+    }
+
+    /// Florence2PostProcessor's result for a generated text.
+    pub fn post_process(&self, task: Task, raw_text: &str, width: u32, height: u32) -> TaskResult {
+        self.post.parse(task.parse_kind(), raw_text, width, height)
     }
 
     /// Where each graph was loaded from (the optimised-graph cache or the model file).
@@ -577,6 +603,9 @@ impl Florence {
         interrupt: &Interrupt,
     ) -> Result<Output, EngineError> {
         interrupt.check()?;
+        if let Some(hailo) = self.hailo.as_ref().filter(|h| h.serves(req)) {
+            return hailo.run(self, image, req, interrupt);
+        }
         let t0 = Instant::now();
         let params = self.decode_params(&req.options)?;
         let prompt = self.prompt_ids(req.task, &req.input, image.width, image.height)?;

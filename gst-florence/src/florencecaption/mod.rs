@@ -37,6 +37,7 @@ use gst::prelude::*;
 
 mod every_frame;
 mod frame;
+mod hailo;
 mod imp;
 mod latency;
 mod meta_transform;
@@ -51,6 +52,8 @@ mod settings;
 mod similarity;
 mod text_pad;
 mod worker;
+
+pub use hailo::{ERROR_DEVICE, ERROR_DEVICE_BUSY};
 
 /// Name of the custom meta carrying results.
 pub const META_NAME: &str = "FlorenceCaptionMeta";

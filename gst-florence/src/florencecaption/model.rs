@@ -21,6 +21,7 @@ use crate::engine::pipeline::{Florence, Request};
 /// What a loaded model depends on: a change to any of it reloads the model.
 #[derive(Debug, Clone, PartialEq)]
 struct ModelKey {
+    backend: Backend,
     dir: String,
     variant: String,
     ort_library: Option<String>,
@@ -39,13 +40,8 @@ impl ModelKey {
                 ("model-dir is not set: point it at a Florence-2 model directory")
             ));
         };
-        if s.backend == Backend::Hailo {
-            return Err(gst::error_msg!(
-                gst::LibraryError::Settings,
-                ("backend=hailo: this build has no Hailo support (cargo feature `hailo`)")
-            ));
-        }
         Ok(ModelKey {
+            backend: s.backend,
             dir,
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone(),
@@ -91,6 +87,15 @@ impl FlorenceCaption {
         Ok(out)
     }
 
+    /// The loaded model, if any.
+    pub(super) fn loaded(&self) -> Option<Arc<Florence>> {
+        self.model
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|m| m.florence.clone())
+    }
+
     /// Drops the model (READY->NULL).
     pub(super) fn unload(&self) {
         *self.model.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -112,7 +117,7 @@ impl FlorenceCaption {
         // Loading takes seconds with a real model: say so on the bus.
         self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
         let started = Instant::now();
-        let loaded = routed(|| Florence::load(std::path::Path::new(dir), options));
+        let loaded = routed(|| Florence::load(std::path::Path::new(dir), options.clone()));
         self.progress(
             if loaded.is_ok() {
                 gst::ProgressType::Complete
@@ -127,6 +132,23 @@ impl FlorenceCaption {
                 ("cannot load Florence-2 model from {}: {}", dir, e)
             )
         })?;
+        let choice = super::hailo::attach(
+            key.backend,
+            std::path::Path::new(dir),
+            &options,
+            &mut florence,
+        )?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "captions on {}: {}",
+            if choice.hailo {
+                "Hailo"
+            } else {
+                "ONNX Runtime"
+            },
+            choice.reason
+        );
         if let Some(t) = &key.vqa_template {
             florence
                 .set_vqa_template(t)

@@ -156,6 +156,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .maximum(86_400_000.0)
             .read_only()
             .build(),
+        super::hailo::device_property(),
     ]
 }
 
@@ -203,6 +204,9 @@ impl FlorenceCaption {
     }
 
     pub(super) fn property_value(&self, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == super::hailo::DEVICE_PROPERTY {
+            return super::hailo::device_nick(self.loaded().as_deref()).to_value();
+        }
         let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         match pspec.name() {

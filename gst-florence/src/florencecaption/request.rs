@@ -245,6 +245,6 @@ pub(super) fn error_kind(e: &EngineError) -> &'static str {
         }
         EngineError::Interrupted(Interruption::DeadlineExceeded) => ERROR_TIMED_OUT,
         EngineError::Interrupted(Interruption::Cancelled) => ERROR_CANCELLED,
-        _ => ERROR_INFERENCE_FAILED,
+        e => super::hailo::device_error_kind(e).unwrap_or(ERROR_INFERENCE_FAILED),
     }
 }

@@ -63,3 +63,15 @@ pub fn same(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
+
+/// The Hailo bridge stand-in (hailo-standin/, a cdylib that `cargo build`
+/// puts beside libgstflorence.so): CI's Hailo device.
+pub fn hailo_standin_library() -> PathBuf {
+    let path = plugin_dir().join("libflorence_hailo_standin.so");
+    assert!(
+        path.is_file(),
+        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
+        path.display()
+    );
+    path
+}

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import configs, graphs, variants
+from . import configs, graphs, hailo_standin, variants
 from .onnx_export import check, export_module, merge_decoders, save, session
 
 # Bounds on the max difference relative to the largest reference magnitude.
@@ -276,4 +276,5 @@ def export_hailo(model, out: str, image_size: int, caption_ids: list[int], vqa_p
                           "meaning": "embeddings of the VQA prompt prefix; the question follows it"},
         "word_embedding": {"shape": list(table.shape)},
     }, os.path.join(hdir, "hailo_split.json"))
+    hailo_standin.write(hdir, n, d, window, table.shape[0])
     return figures

@@ -1,0 +1,204 @@
+//! The daemon with the Hailo backend over the bridge stand-in
+//! (hailo-standin/, loaded through FLORENCE_HAILO_BRIDGE): captions from the
+//! split, and each injected device fault's outcome end to end (status, body,
+//! Retry-After, /health, recovery once the fault clears).
+
+use std::path::PathBuf;
+
+use gstflorence::engine::task::Task;
+
+mod common;
+use common::{Daemon, Spawn, b64, fixture_png, root};
+
+/// One faults file per test (the daemons run in parallel).
+struct Faults(PathBuf);
+
+impl Faults {
+    fn new(name: &str, text: &str) -> Faults {
+        let f = Faults(
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("hailo-faults-{name}-{}", std::process::id())),
+        );
+        f.set(text);
+        f
+    }
+
+    /// Rewritten atomically: the stand-in reads it at every call.
+    fn set(&self, text: &str) {
+        let tmp = self.0.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.0).unwrap();
+    }
+}
+
+impl Drop for Faults {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn standin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let lib = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .unwrap()
+        .join("libflorence_hailo_standin.so");
+    assert!(
+        lib.is_file(),
+        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
+        lib.display()
+    );
+    lib
+}
+
+fn spawn(backend: &str, faults: &Faults) -> Spawn {
+    Spawn::new()
+        .set(&format!("backend={backend}"))
+        .env("FLORENCE_HAILO_BRIDGE", &standin().display().to_string())
+        .env(
+            "FLORENCE_HAILO_STANDIN_FAULTS",
+            &faults.0.display().to_string(),
+        )
+}
+
+fn references() -> serde_json::Value {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/references.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The first fixture image and the caption its recorded Hailo-split tokens decode to.
+fn case() -> (Vec<u8>, String) {
+    let refs = references();
+    let img = &refs["images"][0];
+    let name = img["name"].as_str().unwrap();
+    let engine = common::tiny_engine();
+    let mut ids = vec![engine.files().model.text_config.decoder_start_token_id];
+    ids.extend(
+        img["hailo_caption_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32),
+    );
+    let png = fixture_png(name);
+    let decoded = image::load_from_memory(&png).unwrap();
+    let raw = engine.decode_ids(&ids).unwrap();
+    let text = engine
+        .post_process(Task::Caption, &raw, decoded.width(), decoded.height())
+        .text();
+    (png, text)
+}
+
+fn caption(d: &Daemon, png: &[u8]) -> common::Response {
+    d.post_json("/v1/caption", &serde_json::json!({"image": b64(png)}))
+}
+
+#[test]
+fn captions_run_on_the_hailo_device_and_match_the_split() {
+    let faults = Faults::new("ok", "");
+    let (png, want) = case();
+    let d = spawn("hailo", &faults).ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "hailo", "{h}");
+    assert_eq!(h["hailo_device"], "connected", "{h}");
+    assert!(
+        d.log_lines().iter().any(|l| l["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("captions run on the Hailo device"))),
+        "{:?}",
+        d.log_lines()
+    );
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let j = r.json();
+    assert_eq!(j["caption"], want.as_str(), "{j}");
+    assert_eq!(j["backend"], "hailo", "{j}");
+}
+
+#[test]
+fn a_busy_device_answers_503_with_retry_after_until_it_is_free() {
+    // hailo-ollama holds the chip from before the start: the service still starts.
+    let faults = Faults::new("busy", "open=74\n");
+    let (png, want) = case();
+    let d = spawn("hailo", &faults).ready();
+    let r = caption(&d, &png);
+    assert_eq!(r.error_code(503), "device_error");
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    // /health keeps answering while the device is busy.
+    assert_eq!(d.get("/health").status, 200);
+    faults.set("");
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+}
+
+#[test]
+fn a_device_lost_mid_run_is_reported_and_reopened_by_the_next_request() {
+    let faults = Faults::new("lost", "");
+    let (png, want) = case();
+    let d = spawn("hailo", &faults).ready();
+    assert_eq!(caption(&d, &png).status, 200);
+    // Gone after the text encoder and two decoder steps of the next caption.
+    faults.set("run=96@3\n");
+    let r = caption(&d, &png);
+    assert_eq!(r.error_code(503), "device_error");
+    assert!(r.header("retry-after").is_some());
+    let h = d.get("/health");
+    assert_eq!(h.status, 503, "{}", h.text());
+    assert_eq!(h.json()["hailo_device"], "disconnected");
+    faults.set("");
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+    let h = d.get("/health");
+    assert_eq!(h.status, 200, "{}", h.text());
+    assert_eq!(h.json()["hailo_device"], "connected");
+}
+
+#[test]
+fn a_run_timeout_is_a_device_error_and_the_next_request_recovers() {
+    let faults = Faults::new("timeout", "");
+    let (png, want) = case();
+    let d = spawn("hailo", &faults).ready();
+    faults.set("run=4\n");
+    let r = caption(&d, &png);
+    assert_eq!(r.error_code(503), "device_error");
+    faults.set("");
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+}
+
+#[test]
+fn start_up_errors_name_the_cause() {
+    let faults = Faults::new("chip", "chip=hailo8\n");
+    let err = spawn("hailo", &faults).failure();
+    assert!(
+        err.contains("florence2_transformer_encoder.hef") && err.contains("hailo10h"),
+        "{err}"
+    );
+    faults.set("open=64\n");
+    let err = spawn("hailo", &faults).failure();
+    assert!(
+        err.contains("Hailo driver") && err.contains("/dev/hailo0"),
+        "{err}"
+    );
+    // Without a bridge this build has no Hailo support, and says so.
+    let err = Spawn::new().set("backend=hailo").failure();
+    assert!(err.contains("no Hailo support"), "{err}");
+}
+
+#[test]
+fn auto_takes_the_device_when_it_answers_and_onnx_runtime_otherwise() {
+    let faults = Faults::new("auto", "");
+    let d = spawn("auto", &faults).ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "hailo", "{h}");
+    drop(d);
+    faults.set("open=74\n");
+    let d = spawn("auto", &faults).ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "onnx-cpu", "{h}");
+    assert_eq!(h["hailo_device"], "not_used", "{h}");
+}

@@ -1,0 +1,299 @@
+//! The split's two networks (text encoder, 32-window decoder) as HEFs on a
+//! Hailo device, behind [`SplitNetworks`]: the device is opened on first use
+//! (so a daemon that starts while hailo-ollama holds the chip still starts),
+//! reopened after it was lost, and released on request (idle time).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::bridge::{Bridge, Device, Model, StreamInfo};
+use super::status::HailoError;
+use crate::engine::hailo_split::SplitNetworks;
+use crate::engine::pipeline::EngineError;
+
+/// File names of the two HEFs (as Hailo's dynamic_captioning names them).
+pub const ENCODER_HEF: &str = "florence2_transformer_encoder.hef";
+pub const DECODER_HEF: &str = "florence2_transformer_decoder.hef";
+/// The decoder HEF's inputs: encoder states, then the window of embeddings.
+pub const DECODER_STATES_INPUT: &str = "florence2_transformer_decoder/input_layer1";
+pub const DECODER_WINDOW_INPUT: &str = "florence2_transformer_decoder/input_layer2";
+
+/// Environment variable naming a bridge shared library to use instead of the
+/// built-in one (how CI plugs in the stand-in; a bridge built on its own works too).
+pub const BRIDGE_LIBRARY_ENV: &str = "FLORENCE_HAILO_BRIDGE";
+
+/// How the device is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HailoSettings {
+    /// Virtual-device group: processes with the same non-default group share
+    /// the chip on Hailo-10H ("SHARED"; never HailoRT's multi-process service).
+    pub group_id: String,
+    /// HailoRT scheduler priority, 0..=31 (16 is HailoRT's normal).
+    pub scheduler_priority: u8,
+    /// Bound on one network run (the reference uses 1000 ms per call).
+    pub run_timeout: Duration,
+    /// A bridge shared library; `None`: [`BRIDGE_LIBRARY_ENV`], else the built-in bridge.
+    pub bridge_library: Option<PathBuf>,
+}
+
+impl Default for HailoSettings {
+    fn default() -> Self {
+        HailoSettings {
+            group_id: "SHARED".into(),
+            scheduler_priority: 16,
+            run_timeout: Duration::from_millis(1000),
+            bridge_library: None,
+        }
+    }
+}
+
+impl HailoSettings {
+    /// The bridge these settings name.
+    pub fn bridge(&self) -> Result<Arc<Bridge>, HailoError> {
+        let from_env = std::env::var_os(BRIDGE_LIBRARY_ENV)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from);
+        match self.bridge_library.clone().or(from_env) {
+            Some(path) => Bridge::from_library(&path),
+            None => Bridge::linked(),
+        }
+    }
+}
+
+/// The split's tensor sizes, from the model's config and embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitShapes {
+    /// Encoder sequence: image tokens + prompt tokens (153 for base at 384).
+    pub tokens: usize,
+    pub d_model: usize,
+    /// Decoder window (32).
+    pub window: usize,
+    pub vocab: usize,
+}
+
+/// Finds a HEF: `<dir>/hailo/<name>`, else `<dir>/<name>` (the flat layout of
+/// Hailo's example).
+pub fn hef_path(dir: &Path, name: &str) -> PathBuf {
+    let nested = dir.join("hailo").join(name);
+    if nested.exists() {
+        nested
+    } else if dir.join(name).exists() {
+        dir.join(name)
+    } else {
+        nested
+    }
+}
+
+struct Opened {
+    // Fields drop in order: the models before the device.
+    encoder: Model,
+    decoder: Model,
+    _device: Device,
+}
+
+/// The two HEFs on a Hailo device.
+pub struct HailoNetworks {
+    bridge: Arc<Bridge>,
+    settings: HailoSettings,
+    encoder_hef: PathBuf,
+    decoder_hef: PathBuf,
+    shapes: SplitShapes,
+    opened: Option<Opened>,
+    deadline: Option<Instant>,
+}
+
+impl HailoNetworks {
+    /// Nothing is opened yet: see [`HailoNetworks::open`].
+    pub fn new(
+        bridge: Arc<Bridge>,
+        encoder_hef: PathBuf,
+        decoder_hef: PathBuf,
+        shapes: SplitShapes,
+        settings: HailoSettings,
+    ) -> Self {
+        HailoNetworks {
+            bridge,
+            settings,
+            encoder_hef,
+            decoder_hef,
+            shapes,
+            opened: None,
+            deadline: None,
+        }
+    }
+
+    pub fn bridge(&self) -> &Arc<Bridge> {
+        &self.bridge
+    }
+
+    /// Whether the device is held now.
+    pub fn is_open(&self) -> bool {
+        self.opened.is_some()
+    }
+
+    /// Opens the device and loads both HEFs, checking their streams, unless
+    /// that is done already.
+    pub fn open(&mut self) -> Result<(), HailoError> {
+        if self.opened.is_none() {
+            let device = self.bridge.open_device(&self.settings.group_id)?;
+            let priority = self.settings.scheduler_priority;
+            let encoder = device.load_model(&self.encoder_hef, priority)?;
+            let decoder = device.load_model(&self.decoder_hef, priority)?;
+            let s = self.shapes;
+            check_streams(
+                &encoder,
+                &[(None, s.tokens * s.d_model)],
+                s.tokens * s.d_model,
+            )?;
+            check_streams(
+                &decoder,
+                &[
+                    (Some(DECODER_STATES_INPUT), s.tokens * s.d_model),
+                    (Some(DECODER_WINDOW_INPUT), s.window * s.d_model),
+                ],
+                s.window * s.vocab,
+            )?;
+            self.opened = Some(Opened {
+                encoder,
+                decoder,
+                _device: device,
+            });
+        }
+        Ok(())
+    }
+
+    /// Lets the chip go (other processes can take it); the next run reopens it.
+    pub fn release(&mut self) {
+        self.opened = None;
+    }
+
+    fn run(
+        &mut self,
+        network: &str,
+        pick: fn(&mut Opened) -> &mut Model,
+        inputs: &[(&str, &[f32])],
+        out_len: usize,
+    ) -> Result<Vec<f32>, HailoError> {
+        self.open()?;
+        // The request's deadline bounds the run too (at least 1 ms: 0 is no wait).
+        let timeout = match self.deadline {
+            Some(d) => self
+                .settings
+                .run_timeout
+                .min(d.saturating_duration_since(Instant::now()))
+                .max(Duration::from_millis(1)),
+            None => self.settings.run_timeout,
+        };
+        let Some(opened) = self.opened.as_mut() else {
+            return Err(HailoError::NotBuilt);
+        };
+        let model = pick(opened);
+        let out_name = model.outputs()[0].name.clone();
+        let mut out = vec![0f32; out_len];
+        let result = model.run(network, inputs, &mut [(&out_name, &mut out)], timeout);
+        if let Err(e) = &result
+            && e.is_device_lost()
+        {
+            // A lost or stuck device is reopened by the next request.
+            self.opened = None;
+        }
+        result.map(|()| out)
+    }
+}
+
+/// Checks a loaded HEF against what the split feeds it: inputs by name (or the
+/// only input), float32 frame sizes, one output.
+fn check_streams(
+    model: &Model,
+    inputs: &[(Option<&str>, usize)],
+    output_len: usize,
+) -> Result<(), HailoError> {
+    let bad = |problem: String| HailoError::Streams {
+        hef: model.hef().to_path_buf(),
+        problem,
+    };
+    let describe = |s: &[StreamInfo]| {
+        s.iter()
+            .map(|i| format!("{} ({} bytes)", i.name, i.frame_bytes))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if model.inputs().len() != inputs.len() {
+        return Err(bad(format!(
+            "has inputs [{}], the split feeds {}",
+            describe(model.inputs()),
+            inputs.len()
+        )));
+    }
+    for (i, (name, len)) in inputs.iter().enumerate() {
+        let info = match name {
+            Some(name) => model.inputs().iter().find(|s| s.name == *name),
+            None => model.inputs().get(i),
+        };
+        let Some(info) = info else {
+            return Err(bad(format!(
+                "has no input {}; it has [{}]",
+                name.unwrap_or("?"),
+                describe(model.inputs())
+            )));
+        };
+        if info.frame_len() != *len {
+            return Err(bad(format!(
+                "input {} takes {} bytes, the split feeds {} ({} float32 values)",
+                info.name,
+                info.frame_bytes,
+                len * 4,
+                len
+            )));
+        }
+    }
+    match model.outputs() {
+        [out] if out.frame_len() == output_len => Ok(()),
+        [out] => Err(bad(format!(
+            "output {} gives {} bytes, the split reads {} ({} float32 values)",
+            out.name,
+            out.frame_bytes,
+            output_len * 4,
+            output_len
+        ))),
+        other => Err(bad(format!(
+            "has outputs [{}], the split reads one",
+            describe(other)
+        ))),
+    }
+}
+
+impl SplitNetworks for HailoNetworks {
+    fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let s = self.shapes;
+        self.open()?;
+        let input = match self.opened.as_ref() {
+            Some(o) => o.encoder.inputs()[0].name.clone(),
+            None => return Err(HailoError::NotBuilt.into()),
+        };
+        Ok(self.run(
+            "the text encoder",
+            |o| &mut o.encoder,
+            &[(&input, embeds)],
+            s.tokens * s.d_model,
+        )?)
+    }
+
+    fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError> {
+        let s = self.shapes;
+        Ok(self.run(
+            "the decoder",
+            |o| &mut o.decoder,
+            &[
+                (DECODER_STATES_INPUT, states),
+                (DECODER_WINDOW_INPUT, window),
+            ],
+            s.window * s.vocab,
+        )?)
+    }
+}
