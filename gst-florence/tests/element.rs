@@ -2,7 +2,8 @@
 
 mod common;
 
-use std::sync::Once;
+use common::{init_element as init, tiny_model_arg as model_dir};
+
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -13,19 +14,7 @@ use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 use gstflorence::florencecaption::META_NAME;
 
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflorence::plugin_register_static().unwrap();
-    });
-}
-
 use common::{fixtures, plugin_dir, tiny_engine as engine};
-
-fn model_dir() -> String {
-    common::tiny_model_dir().display().to_string()
-}
 
 fn fixture_image(name: &str) -> RgbImage {
     image_io::read(

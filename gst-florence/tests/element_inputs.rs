@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::sync::Once;
+use common::init_element as init;
 
 use gst::glib;
 use gst::prelude::*;
@@ -12,14 +12,6 @@ use gstflorence::engine::pipeline::{GenerationOptions, Request};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::florencecaption::{META_NAME, REQUEST_META_NAME};
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflorence::plugin_register_static().unwrap();
-    });
-}
 
 fn scene() -> RgbImage {
     image_io::read(

@@ -3,23 +3,11 @@
 
 mod common;
 
-use std::sync::Once;
+use common::{init_element as init, tiny_model_arg as model_dir};
 
 use gst::glib;
 use gst::prelude::*;
 use gstflorence::florencecaption::{MESSAGE_NAME, META_NAME};
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflorence::plugin_register_static().unwrap();
-    });
-}
-
-fn model_dir() -> String {
-    common::tiny_model_dir().display().to_string()
-}
 
 /// Runs `videotestsrc ! florencecaption ! {tail} ! appsink` on one 320x240
 /// frame; returns the meta's structure on the output (if any) and the bus

@@ -3,18 +3,10 @@
 
 mod common;
 
-use std::sync::Once;
+use common::init_element as init;
 
 use gst::prelude::*;
 use gstflorence::florencecaption::META_NAME;
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflorence::plugin_register_static().unwrap();
-    });
-}
 
 fn element(model_dir: &str) -> (gst::Element, gst::Bus) {
     let e = gst::ElementFactory::make("florencecaption")

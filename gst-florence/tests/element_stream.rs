@@ -3,24 +3,14 @@
 
 mod common;
 
+use common::{init_element as init, tiny_model_arg as model_dir};
+
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use gst::prelude::*;
 use gstflorence::florencecaption::MESSAGE_NAME;
-
-fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        gst::init().unwrap();
-        gstflorence::plugin_register_static().unwrap();
-    });
-}
-
-fn model_dir() -> String {
-    common::tiny_model_dir().display().to_string()
-}
 
 /// Hang guard for waits on events that must come.
 const GUARD: Duration = Duration::from_secs(60);

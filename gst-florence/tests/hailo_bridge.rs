@@ -398,13 +398,9 @@ fn captioner(idle: Option<Duration>) -> gstflorence::engine::hailo_caption::Hail
     .unwrap()
 }
 
-#[test]
-fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime() {
-    use gstflorence::engine::pipeline::{Florence, Request};
-    use gstflorence::engine::task::Task;
-    let _g = exclusive();
-    let (img, want) = first_case();
-    let mut florence = Florence::load(
+/// The tiny model with captions on the stand-in device.
+fn florence_with_standin() -> gstflorence::engine::pipeline::Florence {
+    let mut florence = gstflorence::engine::pipeline::Florence::load(
         &model_dir(),
         SessionOptions {
             intra_threads: 2,
@@ -413,6 +409,16 @@ fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime()
     )
     .unwrap();
     florence.attach_hailo(captioner(None));
+    florence
+}
+
+#[test]
+fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime() {
+    use gstflorence::engine::pipeline::Request;
+    use gstflorence::engine::task::Task;
+    let _g = exclusive();
+    let (img, want) = first_case();
+    let florence = florence_with_standin();
     let out = florence.run(&img, &Request::new(Task::Caption)).unwrap();
     let start = florence.files().model.text_config.decoder_start_token_id;
     assert_eq!(out.ids[0], start);
@@ -427,19 +433,11 @@ fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime()
 
 #[test]
 fn a_passed_deadline_or_a_cancel_stops_the_caption_before_the_device_runs() {
-    use gstflorence::engine::pipeline::{Florence, Interrupt, Interruption, Request};
+    use gstflorence::engine::pipeline::{Interrupt, Interruption, Request};
     use gstflorence::engine::task::Task;
     let _g = exclusive();
     let (img, _) = first_case();
-    let mut florence = Florence::load(
-        &model_dir(),
-        SessionOptions {
-            intra_threads: 2,
-            ..SessionOptions::default()
-        },
-    )
-    .unwrap();
-    florence.attach_hailo(captioner(None));
+    let florence = florence_with_standin();
     let req = Request::new(Task::Caption);
     let late = Interrupt::with_deadline(std::time::Instant::now());
     assert!(matches!(

@@ -10,6 +10,20 @@ use serde_json::Value;
 pub mod model_copies;
 pub mod process;
 
+/// GStreamer initialised and the plugin registered, once per test process.
+pub fn init_element() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstflorence::plugin_register_static().unwrap();
+    });
+}
+
+/// The tiny model's directory as the element's `model-dir` takes it.
+pub fn tiny_model_arg() -> String {
+    tiny_model_dir().display().to_string()
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
