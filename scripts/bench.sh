@@ -4,15 +4,19 @@
 # markdown tables (tools/bench/bench.py does the timing).
 #
 #   bash scripts/bench.sh                 # base-sized random model, 5 rounds, 2 threads
-#   bash scripts/bench.sh --rounds 3 --threads 4 --variants fp32,_quantized
+#   bash scripts/bench.sh --rounds 3 --threads 4 --variants fp32,_quantized --image-sizes 768
 #   bash scripts/bench.sh --model-dir DIR # another model directory (no transformers peer
 #                                         # unless --checkpoint DIR gives its PyTorch weights)
 #   bash scripts/bench.sh --quick         # smoke test: tiny model, 1 round, no transformers
 #
 # The first full run installs the exporter's environment (torch + transformers,
 # several GB from PyPI, minutes) and generates a Florence-2-base-shaped model with
-# random weights; both are cached under $FLORENCE_BENCH_CACHE (default
-# ${XDG_CACHE_HOME:-~/.cache}/florence/bench) and reused. An exporter venv at
+# random weights, then the precision variants asked for (--variants, default all:
+# tools/export/add_variants.py, each checked against fp32 before it is kept) in
+# that model and in a copy of the tiny test model (their agreement on the fixture
+# cases); all are cached under $FLORENCE_BENCH_CACHE (default
+# ${XDG_CACHE_HOME:-~/.cache}/florence/bench) and reused. A directory given with
+# --model-dir is timed as it is (its variants present). An exporter venv at
 # .venv (README) or FLORENCE_EXPORT_VENV is used instead when present;
 # FLORENCED_BIN points at a florenced binary instead of the release build this
 # script makes.
@@ -23,6 +27,7 @@ CACHE="${FLORENCE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/bench}"
 ORT_VENV="${FLORENCE_BENCH_VENV:-$ROOT/.venv-bench}"
 
 quick=0 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
+variants="fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4"
 pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,7 +36,8 @@ while [ $# -gt 0 ]; do
     --model-dir) model_dir="$2"; shift ;;
     --checkpoint) checkpoint="$2"; shift ;;
     --no-transformers) transformers=0 ;;
-    --threads|--variants|--image|--cases|--log-dir) pass+=("$1" "$2"); shift ;;
+    --variants) variants="$2"; shift ;;
+    --threads|--image|--image-sizes|--cases|--variant-cases|--log-dir) pass+=("$1" "$2"); shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -50,8 +56,33 @@ else
   florenced="$ROOT/target/release/florenced"
 fi
 
+# The variants to write: every one asked for but fp32, by exporter name (quantized, q4, ...).
+make_variants="$(echo "$variants" | tr ',' '\n' | sed 's/^_//' | grep -v '^fp32$' | grep -v '^$' | paste -sd, || true)"
+add_variants() {  # DIR: writes the missing variants (idempotent: complete variants are kept)
+  [ -z "$make_variants" ] && return 0
+  log "variants $make_variants in $1 (written once, each checked against fp32)"
+  "$ORT_VENV/bin/python" "$ROOT/tools/export/add_variants.py" --model-dir "$1" --variants "$make_variants" >&2
+}
+
+# The tiny model with its variants: a copy of the fixture (which stays as committed),
+# renewed when the fixture's float32 graphs or configuration change.
+tiny_src="$ROOT/tests/fixtures/tiny-florence2"
+tiny="$CACHE/tiny-florence2"
+mkdir -p "$CACHE"
+for f in "$tiny_src"/*.json "$tiny_src"/onnx/{vision_encoder,embed_tokens,encoder_model,decoder_model_merged}.onnx; do
+  if ! cmp -s "$f" "$tiny/${f#"$tiny_src"/}"; then
+    log "copying the tiny model to $tiny"
+    rm -rf "$tiny"
+    mkdir -p "$tiny/onnx"
+    cp "$tiny_src"/*.json "$tiny/"
+    cp "$tiny_src"/onnx/{vision_encoder,embed_tokens,encoder_model,decoder_model_merged}.onnx "$tiny/onnx/"
+    break
+  fi
+done
+add_variants "$tiny"
+
 if [ "$quick" = 1 ]; then
-  model_dir="${model_dir:-$ROOT/tests/fixtures/tiny-florence2}"
+  model_dir="${model_dir:-$tiny}"
   rounds="${rounds:-1}"
   transformers=0
 elif [ -z "$model_dir" ]; then
@@ -88,11 +119,12 @@ if [ "$generate" = 1 ] && [ ! -d "$model_dir" ]; then
   mv "$checkpoint.partial" "$checkpoint"
   mv "$model_dir.partial" "$model_dir"
 fi
+[ "$generate" = 1 ] && add_variants "$model_dir"
 log "model: $model_dir${checkpoint:+ (PyTorch checkpoint $checkpoint)}; cache: $CACHE"
 
 args=(--florenced "$florenced" --model-dir "$model_dir" --ort-python "$ORT_VENV/bin/python"
       --fixtures "$ROOT/tests/fixtures" --image "$ROOT/tests/fixtures/images/scene_640x480.png"
-      --rounds "$rounds")
+      --rounds "$rounds" --variants "$variants" --tiny-model "$tiny")
 if [ "$transformers" = 1 ]; then
   args+=(--checkpoint "$checkpoint" --hf-python "$hf_python")
 fi

@@ -9,8 +9,8 @@
 #  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
 #    into .test-venv/ (scripts/setup-python-tools.sh).
 #  - the benchmark's small Python venv (.venv-bench: onnxruntime, numpy, pillow,
-#    tokenizers, pinned in tools/bench/requirements-ort.txt) that the
-#    `scripts/bench.sh --quick` test uses.
+#    tokenizers, onnx, onnxconverter-common, pinned in tools/bench/requirements-ort.txt)
+#    that the `scripts/bench.sh --quick` test uses (it also writes the variants).
 # Safe to run again: it only does what is missing.
 set -euo pipefail
 

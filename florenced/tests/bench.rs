@@ -74,37 +74,76 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
 }
 
 #[test]
-fn bench_script_quick_mode_checks_the_python_peer_and_prints_ratios() {
-    let logs = std::env::temp_dir().join(format!("florence-bench-test-{}", std::process::id()));
+fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_ratios() {
+    let scratch = std::env::temp_dir().join(format!("florence-bench-test-{}", std::process::id()));
+    let (logs, cache) = (scratch.join("logs"), scratch.join("cache"));
     let out = succeed(
         Command::new("bash")
             .current_dir(root())
             .env("FLORENCED_BIN", env!("CARGO_BIN_EXE_florenced"))
-            .args(["scripts/bench.sh", "--quick", "--threads", "1", "--log-dir"])
+            // An empty cache: the script writes the tiny model's variants itself.
+            .env("FLORENCE_BENCH_CACHE", &cache)
+            .args(["scripts/bench.sh", "--quick", "--threads", "1"])
+            .args(["--variants", "fp32,_quantized,_qdq,_q4", "--log-dir"])
             .arg(&logs),
     );
     let table = String::from_utf8(out.stdout).unwrap();
+    // The variants asked for were written (and checked) in a copy of the tiny model, no others.
+    let onnx = cache.join("tiny-florence2/onnx");
+    for graph in [
+        "vision_encoder",
+        "embed_tokens",
+        "encoder_model",
+        "decoder_model_merged",
+    ] {
+        for suffix in ["", "_quantized", "_qdq", "_q4"] {
+            let file = onnx.join(format!("{graph}{suffix}.onnx"));
+            assert!(file.is_file(), "{} not written", file.display());
+        }
+        assert!(!onnx.join(format!("{graph}_int8.onnx")).exists());
+    }
     // The onnxruntime loop reproduces transformers' recorded ids (3 images x 16 tasks).
     assert!(
         table.contains("(tiny model, recorded references, greedy): 48/48 identical"),
         "{table}"
     );
     for row in [
-        "| `<CAPTION>` greedy, 20 tokens | fp32 | engine | ",
-        "| `<CAPTION>` greedy, 20 tokens | fp32 | onnxruntime-Python loop | ",
-        "| `<CAPTION>` 3 beams, 20 tokens | fp32 | engine | ",
-        "| `<MORE_DETAILED_CAPTION>` greedy, 100 tokens | _fp16 | onnxruntime-Python loop | ",
-        "| engine | fp32 | ",
-        "| _fp16 | ",
+        "| `<CAPTION>` greedy, 20 tokens | fp32 384 | engine | ",
+        "| `<CAPTION>` greedy, 20 tokens | fp32 384 | onnxruntime-Python loop | ",
+        "| `<CAPTION>` 3 beams, 20 tokens | fp32 384 | engine | ",
+        "| `<MORE_DETAILED_CAPTION>` greedy, 100 tokens | fp32 384 | onnxruntime-Python loop | ",
+        "| `<CAPTION>` greedy, 20 tokens | _qdq 768 | engine | ",
+        "| `<CAPTION>` greedy, 20 tokens | _q4 384 | onnxruntime-Python loop | ",
+        "| engine | fp32 384 | ",
+        "| engine | _quantized 768 | ",
     ] {
         assert!(table.contains(row), "no row {row:?} in\n{table}");
     }
     let ratio_row = table
         .lines()
-        .find(|l| l.contains("| fp32 | onnxruntime-Python loop |"))
+        .find(|l| l.contains("| fp32 384 | onnxruntime-Python loop |"))
         .unwrap();
     assert!(ratio_row.trim_end().ends_with("x |"), "{ratio_row}");
-    let _ = std::fs::remove_dir_all(&logs);
+    // One row per variant and size, each with its agreement with fp32 on this model
+    // and on the fixture cases (48 here).
+    for config in [
+        "fp32 768",
+        "_quantized 384",
+        "_quantized 768",
+        "_qdq 384",
+        "_qdq 768",
+        "_q4 384",
+        "_q4 768",
+    ] {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| {config} | ")))
+            .unwrap_or_else(|| panic!("no configuration row {config} in\n{table}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert!(cells[9].contains("/1 identical"), "{row}");
+        assert!(cells[10].contains("/48 identical"), "{row}");
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 #[test]
@@ -147,6 +186,7 @@ fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
         .args(["--fixture-images", "scene_640x480", "--image"])
         .arg(root().join("tests/fixtures/images/scene_640x480.png"))
         .args(["--rounds", "1", "--threads", "1", "--variants", "fp32"])
+        .args(["--image-sizes", "384"])
         .args(["--cases", "caption-greedy"])
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (made by scripts/setup.sh)", python.display()));
@@ -161,7 +201,7 @@ fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
     assert!(table.contains("ratios withheld"), "{table}");
     let row = table
         .lines()
-        .find(|l| l.contains("| fp32 | onnxruntime-Python loop |"))
+        .find(|l| l.contains("| fp32 384 | onnxruntime-Python loop |"))
         .unwrap();
     assert!(row.trim_end().ends_with("| - |"), "{row}");
     let _ = std::fs::remove_dir_all(&fixtures);

@@ -26,7 +26,8 @@ from ort_loop import graph_files
 from workers import Worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_VARIANTS = "fp32,_fp16,_quantized,_int8,_uint8,_q4,_q4f16,_bnb4"
+DEFAULT_VARIANTS = "fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4"
+DEFAULT_SIZES = "768,384"
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,19 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
-def variant_label(v: str) -> str:
-    return v or "fp32"
+@dataclass(frozen=True)
+class Config:
+    """A precision variant (graph file suffix, "" for float32) at an input size."""
+    variant: str
+    size: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant or 'fp32'} {self.size}"
+
+
+def native_size(model_dir: str) -> int:
+    return json.load(open(os.path.join(model_dir, "preprocessor_config.json")))["size"]["height"]
 
 
 def present(model_dir: str, variant: str) -> bool:
@@ -64,8 +76,9 @@ def present(model_dir: str, variant: str) -> bool:
 
 
 class System(Worker):
-    def __init__(self, system: str, variant: str, argv: list[str], log_dir: str):
-        self.system, self.variant, self.key = system, variant_label(variant), f"{system} {variant_label(variant)}"
+    def __init__(self, system: str, config: Config, argv: list[str], log_dir: str):
+        self.system, self.config = system, config
+        self.variant, self.key = config.label, f"{system} {config.label}"
         log(f"starting {self.key}")
         super().__init__(self.key, argv, log_dir)
         self.first_run_ms = None
@@ -74,13 +87,18 @@ class System(Worker):
         return case.beams == 1 or self.system != ORT
 
 
-def engine_argv(a, model_dir: str, variant: str) -> list[str]:
-    return [a.florenced, "bench", "--model-dir", model_dir, "--variant", variant, "--threads", str(a.threads)]
+def size_args(model_dir: str, config: Config) -> list[str]:
+    return [] if config.size == native_size(model_dir) else ["--image-size", str(config.size)]
 
 
-def ort_argv(a, model_dir: str, variant: str) -> list[str]:
-    return [a.ort_python, os.path.join(HERE, "ort_peer.py"), "--model-dir", model_dir, "--variant", variant,
-            "--threads", str(a.threads)]
+def engine_argv(a, model_dir: str, config: Config) -> list[str]:
+    return [a.florenced, "bench", "--model-dir", model_dir, "--variant", config.variant, "--threads",
+            str(a.threads), *size_args(model_dir, config)]
+
+
+def ort_argv(a, model_dir: str, config: Config) -> list[str]:
+    return [a.ort_python, os.path.join(HERE, "ort_peer.py"), "--model-dir", model_dir, "--variant", config.variant,
+            "--threads", str(a.threads), *size_args(model_dir, config)]
 
 
 def fixture_requests(fixtures: str, images: list[str] | None) -> list[tuple[str, dict, dict]]:
@@ -104,14 +122,15 @@ def fixture_requests(fixtures: str, images: list[str] | None) -> list[tuple[str,
     return out
 
 
-def tiny_checks(a, log_dir: str, variants: list[str]) -> tuple[Check, dict]:
+def tiny_checks(a, log_dir: str, configs: list[Config]) -> tuple[Check, dict]:
     """The onnxruntime loop against transformers' recorded ids on the tiny model, and
-    each variant's engine ids against the fp32 engine's there."""
+    each configuration's engine ids against the fp32 engine's at the tiny model's
+    own size there (its configurations present in `a.tiny_model`)."""
     refs = json.load(open(os.path.join(a.fixtures, "references.json")))
     tiny = os.path.normpath(os.path.join(a.fixtures, refs["model_dir"]))
     cases = fixture_requests(a.fixtures, a.fixture_images.split(",") if a.fixture_images else None)
     check = Check("onnxruntime loop vs transformers (tiny model, recorded references, greedy)")
-    w = System(ORT, "", ort_argv(a, tiny, ""), log_dir)
+    w = System(ORT, Config("", native_size(tiny)), ort_argv(a, tiny, Config("", native_size(tiny))), log_dir)
     try:
         for name, req, case in cases:
             # The loop builds no prompts with task inputs: it takes the recorded prompt ids.
@@ -122,23 +141,25 @@ def tiny_checks(a, log_dir: str, variants: list[str]) -> tuple[Check, dict]:
         w.close()
     log(check.summary())
     agreements = {}
-    tiny_variants = [v for v in variants if v and present(tiny, v)]
-    if tiny_variants:
-        fp32 = System(ENGINE, "", engine_argv(a, tiny, ""), log_dir)
+    model = a.tiny_model or tiny
+    base_config = Config("", native_size(model))
+    todo = [c for c in configs if c != base_config and present(model, c.variant)]
+    if todo:
+        fp32 = System(ENGINE, base_config, engine_argv(a, model, base_config), log_dir)
         try:
             base = [fp32.ask(req)["ids"] for _, req, _ in cases]
         finally:
             fp32.close()
-        for v in tiny_variants:
-            w = System(ENGINE, v, engine_argv(a, tiny, v), log_dir)
+        for c in todo:
+            w = System(ENGINE, c, engine_argv(a, model, c), log_dir)
             agr = Agreement()
             try:
                 for (_, req, _), want in zip(cases, base):
                     agr.add(w.ask(req)["ids"], want)
             finally:
                 w.close()
-            agreements[v] = agr
-            log(f"tiny model {v} vs fp32: {agr.summary()}")
+            agreements[(c.variant, c.size)] = agr
+            log(f"tiny model {c.label} vs {base_config.label}: {agr.summary()}")
     return check, agreements
 
 
@@ -150,6 +171,19 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
+def run_group(systems: list[System], cases: list[Case], image: str, rounds: int, label: str, results: dict) -> None:
+    """`rounds` interleaved rounds (A B C A B C ...) of `cases` over `systems`."""
+    for s in systems:  # ONNX Runtime's and torch's first-run costs, kept out of the rounds
+        if s.first_run_ms is None:
+            s.first_run_ms = s.ask(CASES[0].request(image))["timings"]["total_ms"]
+    for r in range(rounds):
+        for case in cases:
+            for s in systems:
+                if s.supports(case):
+                    results.setdefault((label, case.id, s.key), []).append(s.ask(case.request(image)))
+        log(f"{label}: round {r + 1}/{rounds} done")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--florenced", required=True, help="the florenced binary (release build)")
@@ -159,91 +193,133 @@ def main() -> int:
     ap.add_argument("--hf-python", help="python with transformers (tools/export/requirements.txt)")
     ap.add_argument("--fixtures", required=True, help="tests/fixtures (references.json, images, tiny model)")
     ap.add_argument("--fixture-images", help="comma-separated fixture image names for the tiny-model checks [all]")
+    ap.add_argument("--tiny-model", help="the tiny model with its variants, for their agreement on the fixture "
+                                         "cases [the fixtures' own]")
     ap.add_argument("--image", required=True)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variants", default=DEFAULT_VARIANTS,
                     help=f"comma-separated file suffixes, fp32 for none; absent ones are skipped [{DEFAULT_VARIANTS}]")
-    ap.add_argument("--cases", default=",".join(c.id for c in CASES), help="which of the cases to time")
+    ap.add_argument("--image-sizes", default=DEFAULT_SIZES,
+                    help=f"input sizes each variant is timed at; the model's own is the reference [{DEFAULT_SIZES}]")
+    ap.add_argument("--cases", default=",".join(c.id for c in CASES), help="the cases timed for fp32 at the "
+                                                                           "model's own size")
+    ap.add_argument("--variant-cases", default="caption-greedy", help="the cases timed for the other configurations")
     ap.add_argument("--log-dir", help="workers' stderr logs [a new temporary directory]")
     a = ap.parse_args()
 
     log_dir = a.log_dir or tempfile.mkdtemp(prefix="florence-bench-")
     os.makedirs(log_dir, exist_ok=True)
     log(f"worker logs in {log_dir}")
-    wanted = ["" if v.strip() in ("fp32", "") else v.strip() for v in a.variants.split(",")]
-    if "" not in wanted:
-        wanted.insert(0, "")  # fp32 is what the variants are compared with
-    variants = [v for v in dict.fromkeys(wanted) if present(a.model_dir, v)]
-    skipped = [variant_label(v) for v in dict.fromkeys(wanted) if v not in variants]
-    if "" not in variants:
+    native = native_size(a.model_dir)
+    wanted_variants = ["" if v.strip() in ("fp32", "") else v.strip() for v in a.variants.split(",")]
+    sizes = list(dict.fromkeys([native] + [int(s) for s in a.image_sizes.split(",") if s.strip()]))
+    wanted = [Config(v, s) for v in dict.fromkeys([""] + wanted_variants) for s in sizes]
+    configs = [c for c in wanted if present(a.model_dir, c.variant)]
+    skipped = sorted({c.variant or "fp32" for c in wanted if c not in configs})
+    reference = Config("", native)
+    if reference not in configs:
         log(f"{a.model_dir} has no float32 graphs")
         return 2
     cases = [c for c in CASES if c.id in a.cases.split(",")]
+    variant_cases = [c for c in CASES if c.id in a.variant_cases.split(",")]
     image = os.path.abspath(a.image)
 
     tiny_check, tiny_agreement = tiny_checks(a, log_dir, wanted)
 
-    systems: list[System] = []
+    # Memory allows a few loaded models at a time, not one per configuration: the
+    # float32 engine and transformers stay loaded and run in every group, so each
+    # configuration's ratios are taken against them in the same minutes.
+    results: dict[tuple[str, str, str], list[dict]] = {}
+    all_systems: list[System] = []
+    anchors: list[System] = []
+    main_label = reference.label
     try:
-        for v in variants:
-            systems.append(System(ENGINE, v, engine_argv(a, a.model_dir, v), log_dir))
-            systems.append(System(ORT, v, ort_argv(a, a.model_dir, v), log_dir))
+        anchors.append(System(ENGINE, reference, engine_argv(a, a.model_dir, reference), log_dir))
         if a.checkpoint:
-            systems.append(System(HF, "", [a.hf_python, os.path.join(HERE, "hf_peer.py"), "--checkpoint",
-                                           a.checkpoint, "--model-dir", a.model_dir, "--threads", str(a.threads)],
-                                  log_dir))
-        for s in systems:  # ONNX Runtime's and torch's first-run costs, kept out of the rounds
-            s.first_run_ms = s.ask(CASES[0].request(image))["timings"]["total_ms"]
-        results: dict[tuple[str, str], list[dict]] = {}
-        for r in range(a.rounds):
-            for case in cases:
-                for s in systems:
-                    if s.supports(case):
-                        results.setdefault((case.id, s.key), []).append(s.ask(case.request(image)))
-            log(f"round {r + 1}/{a.rounds} done")
+            anchors.append(System(HF, reference, [a.hf_python, os.path.join(HERE, "hf_peer.py"), "--checkpoint",
+                                                  a.checkpoint, "--model-dir", a.model_dir, "--threads",
+                                                  str(a.threads)], log_dir))
+        all_systems += anchors
+        for config in configs:
+            group = [System(ENGINE, config, engine_argv(a, a.model_dir, config), log_dir)] if config != reference \
+                else []
+            group.append(System(ORT, config, ort_argv(a, a.model_dir, config), log_dir))
+            all_systems += group
+            try:
+                run_group(anchors[:1] + group + anchors[1:], cases if config == reference else variant_cases,
+                          image, a.rounds, config.label, results)
+            finally:
+                for s in group:
+                    s.close()
     finally:
-        for s in systems:
+        for s in anchors:
             s.close()
 
     # Is the onnxruntime loop right on this model too? (Same ids as transformers greedy.)
     checks = [tiny_check]
     engine_vs_hf = Check("engine vs transformers (this model, all cases)")
+    hf_key, engine_key = f"{HF} {main_label}", f"{ENGINE} {main_label}"
     if a.checkpoint:
         base_check = Check("onnxruntime loop vs transformers (this model, greedy)")
         for case in cases:
-            hf = results[(case.id, f"{HF} fp32")][0]
+            hf = results[(main_label, case.id, hf_key)][0]
             if case.beams == 1:
-                base_check.add(case.id, results[(case.id, f"{ORT} fp32")][0]["ids"], hf["ids"], hf.get("margins"))
-            engine_vs_hf.add(case.id, results[(case.id, f"{ENGINE} fp32")][0]["ids"], hf["ids"],
+                base_check.add(case.id, results[(main_label, case.id, f"{ORT} {main_label}")][0]["ids"], hf["ids"],
+                               hf.get("margins"))
+            engine_vs_hf.add(case.id, results[(main_label, case.id, engine_key)][0]["ids"], hf["ids"],
                              hf.get("margins") if case.beams == 1 else None)
         checks.append(base_check)
         log(base_check.summary())
     ratios = all(c.ok for c in checks)
 
-    rows = []
-    for v in variants:
-        engine_key = f"{ENGINE} {variant_label(v)}"
-        rows.append((variant_label(v), ENGINE, engine_key, engine_key))
-        rows.append((variant_label(v), ORT, f"{ORT} {variant_label(v)}", engine_key))
+    # The latency table: every system of the reference group, each other configuration's engine and loop.
+    rows = [(main_label, ENGINE, (main_label, engine_key), (main_label, engine_key)),
+            (main_label, ORT, (main_label, f"{ORT} {main_label}"), (main_label, engine_key))]
     if a.checkpoint:
-        rows.append(("fp32", HF, f"{HF} fp32", f"{ENGINE} fp32"))
+        rows.append((main_label, HF, (main_label, hf_key), (main_label, engine_key)))
+    for config in configs:
+        if config != reference:
+            own = (config.label, f"{ENGINE} {config.label}")
+            rows += [(config.label, ENGINE, own, own), (config.label, ORT, (config.label, f"{ORT} {config.label}"), own)]
 
-    def med(case_id: str, key: str) -> float | None:
-        runs = results.get((case_id, key))
-        return report.median([x["timings"]["total_ms"] for x in runs]) if runs else None
+    def runs(group: str, case: str, key: str) -> list[dict]:
+        return results.get((group, case, key)) or []
 
-    variant_rows = []
-    for v in variants[1:]:
+    def med(group: str, case: str, key: str) -> float | None:
+        r = runs(group, case, key)
+        return report.median([x["timings"]["total_ms"] for x in r]) if r else None
+
+    config_rows = []
+    fastest = None
+    greedy = "caption-greedy"
+    for config in configs:
+        g = config.label
+        this_key = f"{ENGINE} {g}"
+        this = med(g, greedy, this_key)
+        fp32 = med(g, greedy, engine_key)
+        hf = med(g, greedy, hf_key)
+        loop = med(g, greedy, f"{ORT} {g}")
         agr = Agreement()
-        for case in cases:
-            agr.add(results[(case.id, f"{ENGINE} {v}")][0]["ids"], results[(case.id, f"{ENGINE} fp32")][0]["ids"])
-        this = med("caption-greedy", f"{ENGINE} {v}")
-        fp32 = med("caption-greedy", f"{ENGINE} fp32")
-        hf = med("caption-greedy", f"{HF} fp32")
-        variant_rows.append((v, report.fmt_ms(this), f"{this / fp32:.2f}x" if this and fp32 else "-",
-                             f"{hf / this:.2f}x" if ratios and hf and this else "-", agr.summary(),
-                             tiny_agreement[v].summary() if v in tiny_agreement else "not in the tiny model"))
+        for case in (cases if config == reference else variant_cases):
+            got = runs(g, case.id, this_key)
+            want = runs(main_label, case.id, engine_key)
+            if got and want:
+                agr.add(got[0]["ids"], want[0]["ids"])
+        st = report.stage_medians(runs(g, greedy, this_key)) if this else {}
+        tiny = tiny_agreement.get((config.variant, config.size))
+        ratio_hf = hf / this if ratios and hf and this else None
+        if ratio_hf and (fastest is None or ratio_hf > fastest[1]):
+            fastest = (config, ratio_hf, this, hf)
+        config_rows.append((g, report.fmt_ms(this),
+                            report.fmt_ms(st.get("vision_ms")), report.fmt_ms(st.get("per_token_ms")),
+                            report.fmt_ms(fp32), f"{this / fp32:.2f}x" if this and fp32 else "-",
+                            f"{ratio_hf:.2f}x" if ratio_hf else "-",
+                            f"{loop / this:.2f}x" if ratios and loop and this else "-",
+                            "reference" if config == reference else agr.summary(),
+                            tiny.summary() if tiny else ("reference" if config.variant == "" and
+                                                         config.size == native_size(a.tiny_model or tiny_dir(a))
+                                                         else "-")))
 
     florence = {}
     try:
@@ -253,25 +329,39 @@ def main() -> int:
     print(f"## Benchmark, {datetime.date.today().isoformat()}\n")
     print(f"- CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); threads per system: {a.threads}")
     print(f"- model: {a.model_dir} ({florence.get('source', 'unknown source')}); image {os.path.basename(image)}")
-    print(f"- {a.rounds} interleaved rounds; every case generates exactly its token count (min = max new tokens)")
-    print(f"- variants timed: {', '.join(variant_label(v) for v in variants)}"
-          + (f"; absent: {', '.join(skipped)}" if skipped else ""))
+    print(f"- {a.rounds} interleaved rounds per group; every case generates exactly its token count "
+          "(min = max new tokens)")
+    print(f"- configurations (variant, input size): {', '.join(c.label for c in configs)}"
+          + (f"; variants absent: {', '.join(skipped)}" if skipped else ""))
+    print(f"- groups: {main_label} with every case; then each other configuration with "
+          f"{', '.join(c.id for c in variant_cases)}, its engine and onnxruntime loop interleaved with the "
+          f"{main_label} engine{' and transformers' if a.checkpoint else ''}, which stay loaded: every ratio is "
+          "taken within one group")
     print("- times in ms, end to end from a decoded image to the generated text; stage columns are medians; "
-          "`vs engine` = peer median / engine median (same variant; > 1: the engine is faster)")
-    versions = dict.fromkeys(f"{s.system}: {s.ready.get('version', '?')}" for s in systems)
+          "`vs engine` = peer median / engine median (same configuration; > 1: the engine is faster)")
+    versions = dict.fromkeys(f"{s.system}: {s.ready.get('version', '?')}" for s in all_systems)
     print(f"- systems: {'; '.join(versions)}")
     for c in checks + ([engine_vs_hf] if a.checkpoint else []):
         print(f"- check: {c.summary()}")
+    if fastest:
+        config, ratio, this, hf = fastest
+        print(f"- fastest configuration: {config.label}, `<CAPTION>` greedy {report.fmt_ms(this)} ms; transformers "
+              f"{main_label} greedy {report.fmt_ms(hf)} ms in the same group: {ratio:.2f}x "
+              f"({'meets' if ratio >= 4 else 'misses'} the 4x target)")
     if not ratios:
         print("\n**The onnxruntime-Python loop does not reproduce transformers: ratios withheld.**")
     print()
-    print(report.latency_table(cases, rows, results, ratios))
+    print(report.latency_table(cases + [c for c in variant_cases if c not in cases], rows, results, ratios))
     print()
-    print(report.workers_table(systems))
-    if variant_rows:
-        print()
-        print(report.variants_table(variant_rows))
+    print(report.workers_table(all_systems))
+    print()
+    print(report.configs_table(config_rows, main_label))
     return 0 if ratios else 1
+
+
+def tiny_dir(a) -> str:
+    refs = json.load(open(os.path.join(a.fixtures, "references.json")))
+    return os.path.normpath(os.path.join(a.fixtures, refs["model_dir"]))
 
 
 if __name__ == "__main__":

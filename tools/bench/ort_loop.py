@@ -44,7 +44,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 class OrtFlorence:
-    def __init__(self, model_dir: str, variant: str = "", threads: int = 2):
+    def __init__(self, model_dir: str, variant: str = "", threads: int = 2, image_size: int | None = None):
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
@@ -56,6 +56,8 @@ class OrtFlorence:
         self.config = load("config.json")
         self.gen = load("generation_config.json")
         self.pre = load("preprocessor_config.json")
+        if image_size:  # the engine's `image_size` option: another square input size
+            self.pre["size"] = {"height": image_size, "width": image_size}
         self.tokenizer = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
         t = self.config["text_config"]
         self.heads = t["decoder_attention_heads"]

@@ -28,24 +28,25 @@ def stage_medians(runs: list[dict]) -> dict:
 
 
 def latency_table(cases, rows, results: dict, ratios: bool) -> str:
-    """rows: [(variant_label, system_label, key)]; results[(case_id, key)] = responses."""
-    head = ["case", "variant", "system", "median ms", "min - max", *[s for _, s in STAGES],
+    """rows: [(configuration label, system label, (group, key), (group, engine key))];
+    results[(group, case_id, key)] = responses."""
+    head = ["case", "configuration", "system", "median ms", "min - max", *[s for _, s in STAGES],
             "vs engine" if ratios else "vs engine (withheld)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for case in cases:
-        for variant, system, key, engine_key in rows:
-            runs = results.get((case.id, key))
+        for config, system, (group, key), (engine_group, engine_key) in rows:
+            runs = results.get((group, case.id, key))
             if not runs:
                 continue
             totals = [r["timings"]["total_ms"] for r in runs]
             st = stage_medians(runs)
             ratio = "-"
-            base = results.get((case.id, engine_key))
-            if ratios and base and key != engine_key:
-                ratio = f"{median(totals) / median([r['timings']['total_ms'] for r in base]):.2f}x"
-            elif key == engine_key:
+            base = results.get((engine_group, case.id, engine_key))
+            if key == engine_key:
                 ratio = "1"
-            cells = [case.label, variant, system, fmt_ms(median(totals)),
+            elif ratios and base:
+                ratio = f"{median(totals) / median([r['timings']['total_ms'] for r in base]):.2f}x"
+            cells = [case.label, config, system, fmt_ms(median(totals)),
                      f"{fmt_ms(min(totals))} - {fmt_ms(max(totals))}", *[fmt_ms(st[k]) for k, _ in STAGES], ratio]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -60,11 +61,14 @@ def workers_table(workers) -> str:
     return "\n".join(lines)
 
 
-def variants_table(rows) -> str:
-    """rows: [(variant, engine caption ms, vs fp32, transformers-greedy / engine, base agreement, tiny agreement)]."""
-    lines = ["| variant | engine `<CAPTION>` greedy median ms | time vs fp32 engine | transformers fp32 greedy / this "
-             "| tokens vs fp32, this model | tokens vs fp32, tiny model fixtures |",
-             "|---|---|---|---|---|---|"]
+def configs_table(rows, reference: str) -> str:
+    """rows: [(configuration, engine ms, vision ms, per token ms, reference engine ms in the same group,
+    vs reference engine, transformers / this, onnxruntime loop / engine, agreement on this model,
+    agreement on the tiny model)]."""
+    lines = [f"| configuration | engine `<CAPTION>` greedy median ms | vision | per token | {reference} engine, same "
+             f"group | time vs {reference} engine | transformers {reference} greedy / this | onnxruntime loop / "
+             f"engine | tokens vs {reference}, this model | tokens vs fp32 at its own size, tiny model fixtures |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append("| " + " | ".join(r) + " |")
     return "\n".join(lines)

@@ -32,7 +32,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from florence_export import model_dir, references, tiny  # noqa: E402
+from florence_export import model_dir, references, tiny, variants  # noqa: E402
 
 DEFAULT_POST_PROCESSOR_CONFIG = os.path.join(HERE, "florence2-post-processor-config.json")
 VQA_TEMPLATE = "<VQA>{question}"
@@ -57,8 +57,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--variants", default="fp16",
-                    help="precision variants to write next to the float32 graphs: 'fp16' "
-                         "(onnx/<graph>_fp16.onnx, float16 inputs and outputs) or '' for none")
+                    help="comma-separated precision variants to write next to the float32 graphs "
+                         f"(onnx/<graph>_<name>.onnx; some of {','.join(variants.BOUNDS)}), or '' for none; "
+                         "add_variants.py adds them to an existing model directory")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)

@@ -10,8 +10,10 @@ use super::graph_cache::{self, GraphSource};
 use super::runtime::{Runtime, RuntimeError};
 use super::signature::{self, Dims, Graph, GraphSpec, Mismatch, Port};
 
-/// Quantized or half-precision variants of the onnx-community export, by file suffix.
-pub const VARIANTS: [&str; 8] = [
+/// Quantized or half-precision variants of the onnx-community export, by file suffix,
+/// and `_qdq` (tools/export: a statically quantised int8 vision encoder with
+/// dynamically quantised text graphs).
+pub const VARIANTS: [&str; 9] = [
     "",
     "_fp16",
     "_int8",
@@ -20,6 +22,7 @@ pub const VARIANTS: [&str; 8] = [
     "_q4",
     "_q4f16",
     "_bnb4",
+    "_qdq",
 ];
 
 #[derive(Debug, thiserror::Error)]

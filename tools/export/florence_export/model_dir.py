@@ -152,8 +152,6 @@ def export_model_dir(model, tokenizer_json: str, tokenizer_config: dict, out: st
     save(merged, os.path.join(onnx_dir, "decoder_model_merged.onnx"))
 
     figures["onnx"] = verify_onnx(model, onnx_dir, image_size, layers, heads, dh, log)
-    if "fp16" in precisions:
-        figures["onnx_fp16"] = variants.write_fp16(onnx_dir, image_size, layers, heads, dh, log)
 
     # Config files in the public export's layout, and the tokenizer.
     _dump(configs.model_config(cfg, image_size), os.path.join(out, "config.json"))
@@ -164,6 +162,9 @@ def export_model_dir(model, tokenizer_json: str, tokenizer_config: dict, out: st
     _dump(tokenizer_config, os.path.join(out, "tokenizer_config.json"))
 
     figures["hailo"] = export_hailo(model, out, hailo_image_size, caption_ids, vqa_prefix_ids, log)
+    # Variants last: their checks read the configuration and tokenizer written above.
+    if precisions:
+        figures["variants"] = variants.write_variants(out, list(precisions), log=log)
     return figures
 
 

@@ -6,11 +6,11 @@ import hashlib
 import io
 import os
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 import torch
 from onnx import TensorProto, helper, numpy_helper
+
+from .numerics import max_rel_diff, session  # noqa: F401  (re-exported for model_dir)
 
 OPSET = 17
 
@@ -137,23 +137,6 @@ def merge_decoders(no_past: onnx.ModelProto, with_past: onnx.ModelProto) -> onnx
     model = helper.make_model(graph, opset_imports=no_past.opset_import, producer_name="florence-export")
     model.ir_version = no_past.ir_version
     return model
-
-
-def session(model_or_path) -> ort.InferenceSession:
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 2
-    data = model_or_path.SerializeToString() if isinstance(model_or_path, onnx.ModelProto) else model_or_path
-    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-
-
-def max_rel_diff(a: np.ndarray, b: np.ndarray) -> float:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.shape != b.shape:
-        raise AssertionError(f"shape mismatch {a.shape} vs {b.shape}")
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(1e-6, float(np.max(np.abs(b)))))
 
 
 def check(name: str, got, want, bound: float, log=print) -> float:
