@@ -204,6 +204,15 @@ fn builder(
             .with_intra_threads(options.intra_threads)
             .map_err(ort::Error::<()>::from)?;
     }
+    // ONNX Runtime's memory pattern plans one block for all of a run's
+    // intermediate tensors and allocates it from the second run on, beside
+    // what the arena already holds from the first: for the base model's vision
+    // encoder at 768 that is about 350 MB more resident memory (1.75 GB against
+    // 1.41 GB after a few captions) and measured no faster (2.32-2.54 s per
+    // caption either way, interleaved).
+    builder = builder
+        .with_memory_pattern(false)
+        .map_err(ort::Error::<()>::from)?;
     if !options.spin {
         builder = builder
             .with_intra_op_spinning(false)
