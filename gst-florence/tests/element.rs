@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{init_element as init, tiny_model_arg as model_dir};
+use common::{child, init_element as init, tiny_model_arg as model_dir};
 
 use std::time::{Duration, Instant};
 
@@ -45,17 +45,6 @@ fn meta_field(buf: &gst::BufferRef, field: &str) -> Option<String> {
     let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).ok()?;
     let s = meta.structure();
     s.get::<String>(field).ok()
-}
-
-/// The element named `name` in a parsed pipeline, as `T` (AppSrc, AppSink, Element).
-fn child<T: IsA<gst::Element>>(pipeline: &gst::Element, name: &str) -> T {
-    pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name(name)
-        .unwrap_or_else(|| panic!("no element {name}"))
-        .downcast::<T>()
-        .unwrap()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{init_element as init, tiny_model_arg as model_dir};
+use common::{child, init_element as init, tiny_model_arg as model_dir};
 
 use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -14,16 +14,6 @@ use gstflorence::florencecaption::MESSAGE_NAME;
 
 /// Hang guard for waits on events that must come.
 const GUARD: Duration = Duration::from_secs(60);
-
-fn child<T: IsA<gst::Element>>(pipeline: &gst::Element, name: &str) -> T {
-    pipeline
-        .downcast_ref::<gst::Bin>()
-        .unwrap()
-        .by_name(name)
-        .unwrap_or_else(|| panic!("no element {name}"))
-        .downcast::<T>()
-        .unwrap()
-}
 
 /// What a bus sync handler saw, in order.
 #[derive(Debug, PartialEq)]

@@ -8,22 +8,28 @@ use std::process::Command;
 use common::plugin_dir;
 use common::process::succeed;
 
+/// Debian's python3 running `script ARGS` from the repository root, with the built plugin.
+fn python(script: &str, args: &[&str]) -> Command {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.current_dir(common::root())
+        .env("GST_PLUGIN_PATH", plugin_dir())
+        .arg(script)
+        .args(args);
+    cmd
+}
+
+fn caption_probe(args: &[&str]) -> Command {
+    python("pipelines/caption_probe.py", args)
+}
+
 #[test]
 fn python_pad_probe_reads_the_meta() {
-    let root = common::root();
-    let plugin_dir = plugin_dir();
-    let out = succeed(
-        Command::new("/usr/bin/python3")
-            .current_dir(&root)
-            .env("GST_PLUGIN_PATH", &plugin_dir)
-            .args([
-                "pipelines/caption_probe.py",
-                "--model-dir",
-                "tests/fixtures/tiny-florence2",
-                "--num-buffers",
-                "4",
-            ]),
-    );
+    let out = succeed(&mut caption_probe(&[
+        "--model-dir",
+        "tests/fixtures/tiny-florence2",
+        "--num-buffers",
+        "4",
+    ]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let records: Vec<serde_json::Value> = stdout
         .lines()
@@ -41,28 +47,19 @@ fn python_pad_probe_reads_the_meta() {
 
     // Live mode, a 30-frame clip played as fast as it goes: the analysis in
     // flight at EOS is delivered (as a message), so the app sees a result.
-    let live = succeed(
-        Command::new("/usr/bin/python3")
-            .current_dir(&root)
-            .env("GST_PLUGIN_PATH", &plugin_dir)
-            .args([
-                "pipelines/caption_probe.py",
-                "--model-dir",
-                "tests/fixtures/tiny-florence2",
-                "--mode",
-                "live",
-            ]),
-    );
+    let live = succeed(&mut caption_probe(&[
+        "--model-dir",
+        "tests/fixtures/tiny-florence2",
+        "--mode",
+        "live",
+    ]));
     assert!(
         String::from_utf8_lossy(&live.stdout).contains("<CAPTION>"),
         "{}",
         String::from_utf8_lossy(&live.stderr)
     );
 
-    let bad = Command::new("/usr/bin/python3")
-        .current_dir(&root)
-        .env("GST_PLUGIN_PATH", &plugin_dir)
-        .args(["pipelines/caption_probe.py", "--model-dir", "/nonexistent"])
+    let bad = caption_probe(&["--model-dir", "/nonexistent"])
         .output()
         .unwrap();
     assert!(!bad.status.success());
@@ -74,15 +71,10 @@ fn python_gives_buffers_their_own_requests() {
     // Stock PyGObject: add-request carries every field (ints, int64 through
     // GObject.Value, doubles, strings from gst_structure_from_string), and
     // malformed requests come back as invalid-request results.
-    let out = succeed(
-        Command::new("/usr/bin/python3")
-            .current_dir(common::root())
-            .env("GST_PLUGIN_PATH", plugin_dir())
-            .args([
-                "gst-florence/tests/support/request_fields.py",
-                "tests/fixtures/tiny-florence2",
-            ]),
-    );
+    let out = succeed(&mut python(
+        "gst-florence/tests/support/request_fields.py",
+        &["tests/fixtures/tiny-florence2"],
+    ));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("11 requests, 0 failures"),
         "{}",

@@ -24,6 +24,18 @@ pub fn tiny_model_arg() -> String {
     tiny_model_dir().display().to_string()
 }
 
+/// The element named `name` in a parsed pipeline, as `T` (AppSrc, AppSink, Element).
+pub fn child<T: gst::prelude::IsA<gst::Element>>(pipeline: &gst::Element, name: &str) -> T {
+    use gst::prelude::*;
+    pipeline
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name(name)
+        .unwrap_or_else(|| panic!("no element {name}"))
+        .downcast::<T>()
+        .unwrap()
+}
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
