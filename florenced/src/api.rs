@@ -953,6 +953,10 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
             (true, _) => schema::HailoDevice::Disconnected,
         },
         backend: if hailo { "hailo" } else { "onnx-cpu" },
+        backend_reason: w
+            .as_ref()
+            .map(|w| w.backend_reason())
+            .filter(|r| !r.is_empty()),
         model_variant: w.map(|w| w.model_variant.clone()),
         queue_depth: st.gauges().queue_depth,
         cpu_temperature_c: cpu_temperature_c(),

@@ -124,6 +124,33 @@ impl Default for Http {
     }
 }
 
+/// How the Hailo backend uses the device (ignored by the ONNX Runtime backend).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Hailo {
+    /// Virtual-device group: processes with the same group share a Hailo-10H;
+    /// HailoRT's default `UNIQUE` (hailo-ollama's) takes the chip alone.
+    pub group_id: String,
+    /// HailoRT scheduler priority of the split's networks, 0..=31.
+    pub scheduler_priority: u32,
+    /// Bound on one network run, in milliseconds (a request's deadline bounds it further).
+    pub run_timeout_ms: u32,
+    /// Seconds without captions after which the device is released for other
+    /// processes (hailo-ollama); 0 keeps it.
+    pub idle_release_s: u32,
+}
+
+impl Default for Hailo {
+    fn default() -> Self {
+        Hailo {
+            group_id: "SHARED".into(),
+            scheduler_priority: 16,
+            run_timeout_ms: 1000,
+            idle_release_s: 300,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -133,6 +160,7 @@ pub struct Config {
     /// Graph file suffix (`_quantized`, `_fp16`, ...); empty for fp32.
     pub model_variant: String,
     pub backend: BackendChoice,
+    pub hailo: Hailo,
     /// libonnxruntime.so; unset: ORT_DYLIB_PATH, the project folder, the system path.
     pub ort_library: Option<PathBuf>,
     /// ONNX Runtime intra-op threads per graph; 0 = physical cores.
@@ -187,6 +215,7 @@ impl Default for Config {
             model_dir: None,
             model_variant: String::new(),
             backend: BackendChoice::Auto,
+            hailo: Hailo::default(),
             ort_library: None,
             threads: 0,
             image_size: None,
@@ -266,6 +295,25 @@ impl Config {
             && !gstflorence::engine::model_dir::IMAGE_SIZES.contains(&size)
         {
             return Err(bad("image_size", format!("must be 384 or 768, got {size}")));
+        }
+        let h = &self.hailo;
+        if h.group_id.trim().is_empty() || h.group_id.len() > 127 || h.group_id.contains('\0') {
+            return Err(bad(
+                "hailo.group_id",
+                "must be 1..=127 bytes without NUL (\"SHARED\" shares the chip)".into(),
+            ));
+        }
+        if h.scheduler_priority > 31 {
+            return Err(bad(
+                "hailo.scheduler_priority",
+                format!("must be 0..=31, got {}", h.scheduler_priority),
+            ));
+        }
+        if !(1..=600_000).contains(&h.run_timeout_ms) {
+            return Err(bad(
+                "hailo.run_timeout_ms",
+                format!("must be 1..=600000, got {}", h.run_timeout_ms),
+            ));
         }
         if self.queue_depth > 10_000 {
             return Err(bad("queue_depth", "must be at most 10000".into()));

@@ -30,6 +30,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "model_dir",
     "model_variant",
     "backend",
+    "hailo",
     "threads",
     "image_size",
     "max_concurrent_requests",

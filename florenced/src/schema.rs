@@ -313,6 +313,11 @@ pub struct Health {
     pub hailo_device: HailoDevice,
     #[schema(value_type = Backend)]
     pub backend: &'static str,
+    /// Why captions run on that backend (backend=auto's choice and its cause);
+    /// absent until a model is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub backend_reason: Option<String>,
     /// The loaded model's variant; null until a model is loaded.
     pub model_variant: Option<String>,
     /// Requests waiting for the model.

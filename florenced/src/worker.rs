@@ -115,6 +115,8 @@ pub struct Workers {
     hailo: AtomicBool,
     /// The Hailo device as the last caption left it (the element's `hailo-device`).
     hailo_device: Mutex<String>,
+    /// Where captions run and why (the element's `backend-reason`).
+    backend_reason: Mutex<String>,
     pub vqa_supported: bool,
     stop: AtomicBool,
     /// Shutdown deadline passed: queued jobs are refused, the running ones cancelled.
@@ -170,6 +172,7 @@ impl Workers {
             model_variant,
             hailo: AtomicBool::new(config.backend == BackendChoice::Hailo),
             hailo_device: Mutex::new("not-used".into()),
+            backend_reason: Mutex::new(String::new()),
             vqa_supported,
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -187,10 +190,18 @@ impl Workers {
                 Ok(p) => {
                     workers.note_hailo_device(&p);
                     if i == 0 {
+                        *workers
+                            .backend_reason
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner()) = p
+                            .caption
+                            .property::<Option<String>>("backend-reason")
+                            .unwrap_or_default();
                         // The element logs why (GStreamer category florencecaption).
                         tracing::info!(
                             backend = workers.backend(),
                             hailo_device = %workers.hailo_device(),
+                            reason = %workers.backend_reason(),
                             "captions run on {}",
                             if workers.backend() == "hailo" { "the Hailo device" } else { "ONNX Runtime" }
                         );
@@ -233,6 +244,14 @@ impl Workers {
         } else {
             "onnx-cpu"
         }
+    }
+
+    /// Where captions run and why (backend=auto's choice and its cause).
+    pub fn backend_reason(&self) -> String {
+        self.backend_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The Hailo device's state: `released`, `connected`, `busy`,
@@ -528,6 +547,10 @@ impl InferencePipeline {
                 BackendChoice::Hailo => "hailo",
             },
         );
+        caption.set_property("hailo-group-id", &config.hailo.group_id);
+        caption.set_property("hailo-priority", config.hailo.scheduler_priority);
+        caption.set_property("hailo-timeout", config.hailo.run_timeout_ms);
+        caption.set_property("hailo-idle-release", config.hailo.idle_release_s);
         if let Some(lib) = &config.ort_library {
             caption.set_property("ort-library", lib.display().to_string());
         }

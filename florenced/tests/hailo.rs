@@ -195,10 +195,151 @@ fn auto_takes_the_device_when_it_answers_and_onnx_runtime_otherwise() {
     let d = spawn("auto", &faults).ready();
     let h = d.get("/health").json();
     assert_eq!(h["backend"], "hailo", "{h}");
+    assert!(
+        h["backend_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("backend=auto chose Hailo")),
+        "{h}"
+    );
     drop(d);
     faults.set("open=74\n");
     let d = spawn("auto", &faults).ready();
     let h = d.get("/health").json();
     assert_eq!(h["backend"], "onnx-cpu", "{h}");
     assert_eq!(h["hailo_device"], "not_used", "{h}");
+    // /health says why: the device was held by another process.
+    let reason = h["backend_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("backend=auto chose ONNX Runtime") && reason.contains("74"),
+        "{h}"
+    );
+    // Without any bridge library, the reason is the build.
+    let d = Spawn::new().set("backend=auto").ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "onnx-cpu", "{h}");
+    assert!(
+        h["backend_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("no Hailo support")),
+        "{h}"
+    );
+}
+
+/// The stand-in's record of what the engine asked the device for.
+struct Trace(PathBuf);
+
+impl Trace {
+    fn new(name: &str) -> Trace {
+        let t = Trace(
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join(format!("hailo-trace-{name}-{}", std::process::id())),
+        );
+        let _ = std::fs::remove_file(&t.0);
+        t
+    }
+
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.0)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Drop for Trace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[test]
+fn the_configured_group_priority_and_timeout_reach_the_device() {
+    let faults = Faults::new("settings", "");
+    let trace = Trace::new("settings");
+    let (png, want) = case();
+    let d = spawn("hailo", &faults)
+        .env(
+            "FLORENCE_HAILO_STANDIN_TRACE",
+            &trace.0.display().to_string(),
+        )
+        .set("hailo.group_id=cameras")
+        .set("hailo.scheduler_priority=24")
+        .set("hailo.run_timeout_ms=4000")
+        .ready();
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+    let lines = trace.lines();
+    assert!(lines.iter().any(|l| l == "open group=cameras"), "{lines:?}");
+    for hef in [
+        "florence2_transformer_encoder.hef",
+        "florence2_transformer_decoder.hef",
+    ] {
+        let want = format!("load {hef} priority=24");
+        assert!(lines.contains(&want), "{want} not in {lines:?}");
+    }
+    // Every run is bounded by the configured timeout (the request's deadline,
+    // 60 s by default, is longer).
+    let runs: Vec<&String> = lines.iter().filter(|l| l.starts_with("run ")).collect();
+    assert!(!runs.is_empty(), "{lines:?}");
+    assert!(runs.iter().all(|l| *l == "run timeout_ms=4000"), "{runs:?}");
+}
+
+#[test]
+fn the_device_is_shared_only_within_its_group() {
+    let (png, want) = case();
+    // Another florenced in group SHARED holds the chip: ours (default group) shares it.
+    let faults = Faults::new("group", "held_by=SHARED\n");
+    let d = spawn("hailo", &faults).ready();
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+    drop(d);
+    // In another group, the chip is busy for us.
+    let d = spawn("hailo", &faults).set("hailo.group_id=UNIQUE").ready();
+    let r = caption(&d, &png);
+    assert_eq!(r.error_code(503), "device_error");
+    assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+    drop(d);
+    // hailo-ollama (HailoRT's default group UNIQUE) shares with nobody.
+    faults.set("held_by=UNIQUE\n");
+    let d = spawn("hailo", &faults).ready();
+    assert_eq!(caption(&d, &png).error_code(503), "device_error");
+}
+
+#[test]
+fn a_device_slower_than_the_run_timeout_fails_and_a_longer_timeout_serves() {
+    let (png, want) = case();
+    // Each network run takes 30 ms on this "device".
+    let faults = Faults::new("slow", "run_ms=30\n");
+    let short = spawn("hailo", &faults).set("hailo.run_timeout_ms=10");
+    // The warm-up caption finds out at start, and says what timed out.
+    let err = short.failure();
+    assert!(
+        err.contains("timeout 10 ms") && err.contains("HAILO_TIMEOUT"),
+        "{err}"
+    );
+    // Without the warm-up, the request gets the device error.
+    let d = short.set("warmup=false").ready();
+    assert_eq!(caption(&d, &png).error_code(503), "device_error");
+    drop(d);
+    let d = spawn("hailo", &faults)
+        .set("hailo.run_timeout_ms=5000")
+        .ready();
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+}
+
+#[test]
+fn hailo_settings_out_of_range_are_refused_at_start() {
+    for (kv, key) in [
+        ("hailo.scheduler_priority=32", "hailo.scheduler_priority"),
+        ("hailo.run_timeout_ms=0", "hailo.run_timeout_ms"),
+        ("hailo.group_id=", "hailo.group_id"),
+    ] {
+        let err = Spawn::new().set(kv).failure();
+        assert!(err.contains(key), "{kv}: {err}");
+    }
 }

@@ -10,7 +10,13 @@
 //!   succeeded since the file last changed (96: device gone mid-run,
 //!   4: timeout);
 //! - `chip=<name>`: the device's chip (default `hailo10h`); a HEF compiled for
-//!   another one fails to load with HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE (93).
+//!   another one fails to load with HAILO_HEF_NOT_COMPATIBLE_WITH_DEVICE (93);
+//! - `held_by=<group>`: another process holds the chip in virtual-device group
+//!   `<group>`. As on a Hailo-10H, opening with the same group shares it,
+//!   unless that group is HailoRT's default `UNIQUE` (hailo-ollama's): any
+//!   other open fails with HAILO_OUT_OF_PHYSICAL_DEVICES (74);
+//! - `run_ms=<n>`: a network run takes `n` ms; a run whose timeout is shorter
+//!   waits its timeout and fails with HAILO_TIMEOUT (4), as HailoRT's does.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -25,6 +31,8 @@ pub struct Faults {
     /// Status, and how many successful runs come before it applies.
     pub run: Option<(i32, u64)>,
     pub chip: Option<String>,
+    pub held_by: Option<String>,
+    pub run_ms: Option<u32>,
 }
 
 impl Faults {
@@ -73,6 +81,8 @@ impl Faults {
                     }
                 }
                 "chip" => f.chip = Some(value.to_owned()),
+                "held_by" => f.held_by = Some(value.to_owned()),
+                "run_ms" => f.run_ms = value.parse().ok(),
                 _ => {}
             }
         }
@@ -86,7 +96,9 @@ mod tests {
 
     #[test]
     fn parses_every_key_and_ignores_noise() {
-        let f = Faults::parse("# busy\nopen=74\nload = 93\nrun=96@3\nchip=hailo8\nbogus=1\nrun");
+        let f = Faults::parse(
+            "# busy\nopen=74\nload = 93\nrun=96@3\nchip=hailo8\nheld_by=SHARED\nrun_ms=20\nbogus=1\nrun",
+        );
         assert_eq!(
             f,
             Faults {
@@ -94,6 +106,8 @@ mod tests {
                 load: Some(93),
                 run: Some((96, 3)),
                 chip: Some("hailo8".into()),
+                held_by: Some("SHARED".into()),
+                run_ms: Some(20),
             }
         );
         assert_eq!(Faults::parse("run=4").run, Some((4, 0)));

@@ -21,17 +21,24 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub mod faults;
 pub mod hef;
 mod onnx;
+pub mod trace;
 
 use faults::Faults;
 use hef::{HefError, StandInHef, StreamSpec};
 
 const SUCCESS: i32 = 0;
 const INVALID_ARGUMENT: i32 = 2;
+const TIMEOUT: i32 = 4;
 const INTERNAL_FAILURE: i32 = 8;
 const OPEN_FILE_FAILURE: i32 = 13;
 const INVALID_HEF: i32 = 26;
 const NOT_FOUND: i32 = 61;
+const OUT_OF_PHYSICAL_DEVICES: i32 = 74;
 const HEF_NOT_COMPATIBLE_WITH_DEVICE: i32 = 93;
+/// HAILO_SCHEDULER_PRIORITY_MAX.
+const SCHEDULER_PRIORITY_MAX: u8 = 31;
+/// HailoRT's default virtual-device group: the device is not shared.
+const DEFAULT_GROUP: &str = "UNIQUE";
 
 const ABI_VERSION: u32 = 1;
 const NAME_MAX: usize = 128;
@@ -110,16 +117,25 @@ pub unsafe extern "C" fn florence_hailo_open_device(
         }
         // SAFETY: valid for a write per the contract.
         unsafe { *device = std::ptr::null_mut() };
-        if !group_id.is_null() {
+        let group = if group_id.is_null() {
+            DEFAULT_GROUP.to_owned()
+        } else {
             // SAFETY: NUL-terminated per the contract.
             let group = unsafe { CStr::from_ptr(group_id) };
             if group.to_bytes().is_empty() {
                 return INVALID_ARGUMENT;
             }
-        }
+            group.to_string_lossy().into_owned()
+        };
+        trace::record(&format!("open group={group}"));
         let faults = Faults::current();
         if let Some(status) = faults.open {
             return status;
+        }
+        if let Some(holder) = &faults.held_by
+            && (*holder != group || group == DEFAULT_GROUP)
+        {
+            return OUT_OF_PHYSICAL_DEVICES;
         }
         let chip = faults.chip.unwrap_or_else(|| "hailo10h".to_owned());
         // SAFETY: as above.
@@ -135,7 +151,7 @@ pub unsafe extern "C" fn florence_hailo_open_device(
 pub unsafe extern "C" fn florence_hailo_load_model(
     device: *mut Device,
     hef_path: *const c_char,
-    _scheduler_priority: u8,
+    scheduler_priority: u8,
     model: *mut *mut Model,
 ) -> i32 {
     guarded(|| {
@@ -148,6 +164,13 @@ pub unsafe extern "C" fn florence_hailo_load_model(
         let path = Path::new(
             <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(path.to_bytes()),
         );
+        trace::record(&format!(
+            "load {} priority={scheduler_priority}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        if scheduler_priority > SCHEDULER_PRIORITY_MAX {
+            return INVALID_ARGUMENT;
+        }
         let (hef, onnx_path) = match StandInHef::read(path) {
             Ok(h) => h,
             Err(HefError::Open) => return OPEN_FILE_FAILURE,
@@ -271,7 +294,7 @@ pub unsafe extern "C" fn florence_hailo_run(
     input_count: u32,
     outputs: *const Buffer,
     output_count: u32,
-    _timeout_ms: u32,
+    timeout_ms: u32,
 ) -> i32 {
     guarded(|| {
         if model.is_null()
@@ -296,10 +319,20 @@ pub unsafe extern "C" fn florence_hailo_run(
             Ok(b) => b,
             Err(s) => return s,
         };
-        if let Some((status, after)) = Faults::current_counting(&RUNS).run
+        trace::record(&format!("run timeout_ms={timeout_ms}"));
+        let faults = Faults::current_counting(&RUNS);
+        if let Some((status, after)) = faults.run
             && RUNS.load(Ordering::SeqCst) >= after
         {
             return status;
+        }
+        if let Some(run_ms) = faults.run_ms {
+            // A device slower than the timeout: HailoRT waits the timeout, then gives up.
+            let waited = run_ms.min(timeout_ms);
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(waited)));
+            if run_ms > timeout_ms {
+                return TIMEOUT;
+            }
         }
         let feeds: Vec<(&StreamSpec, &[f32])> = bound_in
             .iter()

@@ -158,6 +158,13 @@ impl Daemon {
             {
                 return;
             }
+            // A daemon that gave up never becomes healthy: say so now.
+            let logs = self.logs.lock().unwrap();
+            assert!(
+                !logs.iter().any(|l| l.starts_with("florenced: ")),
+                "florenced exited; logs: {logs:?}"
+            );
+            drop(logs);
             assert!(
                 start.elapsed() < Duration::from_secs(60),
                 "not healthy after 60 s; logs: {:?}",

@@ -68,18 +68,9 @@ impl std::fmt::Debug for HailoCaptioner {
     }
 }
 
-/// Environment variable: seconds without captions after which the device is
-/// released (default 300, hailo-ollama's keep-alive; 0 keeps it).
-pub const IDLE_RELEASE_ENV: &str = "FLORENCE_HAILO_IDLE_RELEASE_S";
-
-/// The idle time [`IDLE_RELEASE_ENV`] sets, else 300 s; `None`: never release.
-pub fn idle_release_from_env() -> Option<Duration> {
-    let secs = std::env::var(IDLE_RELEASE_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .unwrap_or(300);
-    (secs > 0).then(|| Duration::from_secs(secs))
-}
+/// Seconds without captions after which the device is released by default:
+/// hailo-ollama's keep-alive, so the two take turns on the chip.
+pub const DEFAULT_IDLE_RELEASE_S: u32 = 300;
 
 impl HailoCaptioner {
     /// Loads the split of `dir` (its vision encoder, embeddings, the HEFs'

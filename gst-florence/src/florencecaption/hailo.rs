@@ -8,9 +8,10 @@ use gst::glib;
 use gst::prelude::*;
 
 use super::Backend;
+use super::settings::HailoProps;
 use crate::engine::SessionOptions;
-use crate::engine::hailo::{HailoError, HailoSettings};
-use crate::engine::hailo_caption::{HailoCaptioner, idle_release_from_env};
+use crate::engine::hailo::HailoError;
+use crate::engine::hailo_caption::HailoCaptioner;
 use crate::engine::pipeline::{EngineError, Florence};
 
 /// `error-kind` of a request refused because another process holds the Hailo
@@ -44,6 +45,7 @@ pub(super) struct Choice {
 /// ONNX Runtime, with the reason.
 pub(super) fn attach(
     backend: Backend,
+    props: &HailoProps,
     dir: &Path,
     options: &SessionOptions,
     florence: &mut Florence,
@@ -55,16 +57,13 @@ pub(super) fn attach(
     if backend == Backend::Onnx {
         return Ok(onnx("backend=onnx".into()));
     }
-    let opened = HailoCaptioner::open(
-        dir,
-        options,
-        HailoSettings::default(),
-        idle_release_from_env(),
-    )
-    .and_then(|c| match c.open_device() {
-        Ok(()) => Ok((c, None)),
-        Err(e) if e.is_busy() && backend == Backend::Hailo => Ok((c, Some(e))),
-        Err(e) => Err(EngineError::Device(e)),
+    let (settings, idle_release) = props.engine();
+    let opened = HailoCaptioner::open(dir, options, settings, idle_release).and_then(|c| {
+        match c.open_device() {
+            Ok(()) => Ok((c, None)),
+            Err(e) if e.is_busy() && backend == Backend::Hailo => Ok((c, Some(e))),
+            Err(e) => Err(EngineError::Device(e)),
+        }
     });
     match (backend, opened) {
         (_, Ok((captioner, busy))) => {

@@ -13,7 +13,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, FlorenceCaption, State};
 use super::ort_log::routed;
-use super::settings::Settings;
+use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
 use crate::engine::SessionOptions;
 use crate::engine::pipeline::{Florence, Request};
@@ -22,6 +22,7 @@ use crate::engine::pipeline::{Florence, Request};
 #[derive(Debug, Clone, PartialEq)]
 struct ModelKey {
     backend: Backend,
+    hailo: HailoProps,
     dir: String,
     variant: String,
     ort_library: Option<String>,
@@ -42,6 +43,7 @@ impl ModelKey {
         };
         Ok(ModelKey {
             backend: s.backend,
+            hailo: s.hailo.clone(),
             dir,
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone(),
@@ -59,6 +61,8 @@ pub(super) struct Model {
     florence: Arc<Florence>,
     /// The model directory's name, as results name the model.
     name: String,
+    /// Where captions run and why.
+    backend_reason: String,
 }
 
 impl FlorenceCaption {
@@ -94,6 +98,16 @@ impl FlorenceCaption {
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|m| m.florence.clone())
+    }
+
+    /// Where the loaded model runs captions and why; empty before a load.
+    pub(super) fn backend_reason(&self) -> String {
+        self.model
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|m| m.backend_reason.clone())
+            .unwrap_or_default()
     }
 
     /// Drops the model (READY->NULL).
@@ -134,6 +148,7 @@ impl FlorenceCaption {
         })?;
         let choice = super::hailo::attach(
             key.backend,
+            &key.hailo,
             std::path::Path::new(dir),
             &options,
             &mut florence,
@@ -170,6 +185,7 @@ impl FlorenceCaption {
             key,
             florence: Arc::new(florence),
             name,
+            backend_reason: choice.reason,
         })
     }
 

@@ -5,7 +5,10 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, FlorenceCaption};
-use super::settings::Settings;
+use super::settings::{HailoProps, Settings};
+
+/// Read-only property: where captions run and why.
+pub(super) const BACKEND_REASON_PROPERTY: &str = "backend-reason";
 use super::{Backend, Mode, TaskProp};
 use crate::engine::task::parse_region;
 
@@ -103,6 +106,33 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .blurb("Inference backend")
             .mutable_ready()
             .build(),
+        glib::ParamSpecString::builder("hailo-group-id")
+            .nick("Hailo group id")
+            .blurb("Virtual-device group the Hailo device is opened in: processes with the same group share a Hailo-10H (HailoRT's default group UNIQUE takes it alone)")
+            .default_value(Some(d.hailo.group_id.as_str()))
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("hailo-priority")
+            .nick("Hailo scheduler priority")
+            .blurb("HailoRT scheduler priority of the split's networks, 0-31 (16 is HailoRT's normal)")
+            .maximum(31)
+            .default_value(d.hailo.priority)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("hailo-timeout")
+            .nick("Hailo run timeout (ms)")
+            .blurb("Bound on one network run on the Hailo device, in milliseconds (a request's deadline bounds it further); a run past it fails as a device error")
+            .minimum(1)
+            .maximum(600_000)
+            .default_value(d.hailo.timeout_ms)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecUInt::builder("hailo-idle-release")
+            .nick("Hailo idle release (s)")
+            .blurb("Seconds without captions after which the Hailo device is released, so other processes (hailo-ollama) can take turns; the next caption reopens it. 0: keep it")
+            .default_value(d.hailo.idle_release_s)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecEnum::builder_with_default("mode", d.mode)
             .nick("Mode")
             .blurb("live: buffers never wait, the newest frame is analysed when the worker is free; every-frame: each buffer is analysed before it leaves")
@@ -157,6 +187,11 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .read_only()
             .build(),
         super::hailo::device_property(),
+        glib::ParamSpecString::builder(BACKEND_REASON_PROPERTY)
+            .nick("Backend reason")
+            .blurb("Where captions run and why (backend=auto's choice and its cause); empty until the model is loaded")
+            .read_only()
+            .build(),
     ]
 }
 
@@ -194,6 +229,17 @@ impl FlorenceCaption {
             "threads" => s.threads = value.get().unwrap_or(0),
             "image-size" => s.image_size = value.get().unwrap_or(0),
             "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
+            "hailo-group-id" => {
+                s.hailo.group_id = value
+                    .get::<Option<String>>()
+                    .ok()
+                    .flatten()
+                    .filter(|g| !g.is_empty())
+                    .unwrap_or_else(|| HailoProps::default().group_id)
+            }
+            "hailo-priority" => s.hailo.priority = value.get().unwrap_or(16),
+            "hailo-timeout" => s.hailo.timeout_ms = value.get().unwrap_or(1000),
+            "hailo-idle-release" => s.hailo.idle_release_s = value.get().unwrap_or(0),
             "mode" => s.mode = value.get().unwrap_or(Mode::Live),
             "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
             "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
@@ -206,6 +252,9 @@ impl FlorenceCaption {
     pub(super) fn property_value(&self, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == super::hailo::DEVICE_PROPERTY {
             return super::hailo::device_nick(self.loaded().as_deref()).to_value();
+        }
+        if pspec.name() == BACKEND_REASON_PROPERTY {
+            return self.backend_reason().to_value();
         }
         let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
         let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
@@ -231,6 +280,10 @@ impl FlorenceCaption {
             "threads" => s.threads.to_value(),
             "image-size" => s.image_size.to_value(),
             "backend" => s.backend.to_value(),
+            "hailo-group-id" => s.hailo.group_id.to_value(),
+            "hailo-priority" => s.hailo.priority.to_value(),
+            "hailo-timeout" => s.hailo.timeout_ms.to_value(),
+            "hailo-idle-release" => s.hailo.idle_release_s.to_value(),
             "mode" => s.mode.to_value(),
             "inference-interval" => s.inference_interval_ms.to_value(),
             "skip-similar" => s.skip_similar.to_value(),

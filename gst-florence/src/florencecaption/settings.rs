@@ -1,6 +1,10 @@
 //! The element's settings (from its properties) and the request they make.
 
+use std::time::Duration;
+
 use super::{Backend, Mode, TaskProp};
+use crate::engine::hailo::HailoSettings;
+use crate::engine::hailo_caption::DEFAULT_IDLE_RELEASE_S;
 use crate::engine::pipeline::{GenerationOptions, Request};
 use crate::engine::task::{InputKind, TaskInput, parse_loc_region};
 
@@ -23,6 +27,7 @@ pub(super) struct Settings {
     /// 0: the model's own resolution.
     pub(super) image_size: u32,
     pub(super) backend: Backend,
+    pub(super) hailo: HailoProps,
     pub(super) mode: Mode,
     pub(super) inference_interval_ms: u64,
     pub(super) skip_similar: f64,
@@ -50,12 +55,50 @@ impl Default for Settings {
             threads: 0,
             image_size: 0,
             backend: Backend::Auto,
+            hailo: HailoProps::default(),
             mode: Mode::Live,
             inference_interval_ms: 0,
             skip_similar: 0.0,
             drain_timeout_ms: 30_000,
             latency_ms: 0,
         }
+    }
+}
+
+/// How the Hailo device is used (the `hailo-*` properties).
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct HailoProps {
+    pub(super) group_id: String,
+    pub(super) priority: u32,
+    pub(super) timeout_ms: u32,
+    /// Seconds without captions before the device is released; 0: never.
+    pub(super) idle_release_s: u32,
+}
+
+impl Default for HailoProps {
+    fn default() -> Self {
+        let d = HailoSettings::default();
+        HailoProps {
+            group_id: d.group_id,
+            priority: u32::from(d.scheduler_priority),
+            timeout_ms: d.run_timeout.as_millis() as u32,
+            idle_release_s: DEFAULT_IDLE_RELEASE_S,
+        }
+    }
+}
+
+impl HailoProps {
+    /// The engine's settings and idle time these properties make.
+    pub(super) fn engine(&self) -> (HailoSettings, Option<Duration>) {
+        let settings = HailoSettings {
+            group_id: self.group_id.clone(),
+            scheduler_priority: self.priority.min(u32::from(u8::MAX)) as u8,
+            run_timeout: Duration::from_millis(u64::from(self.timeout_ms.max(1))),
+            ..HailoSettings::default()
+        };
+        let idle =
+            (self.idle_release_s > 0).then(|| Duration::from_secs(u64::from(self.idle_release_s)));
+        (settings, idle)
     }
 }
 
