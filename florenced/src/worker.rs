@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gstflorence::engine::layout::Layout;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::florencecaption::{
     ERROR_CANCELLED, ERROR_DEVICE, ERROR_DEVICE_BUSY, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT,
@@ -154,11 +155,18 @@ impl Workers {
             .as_ref()
             .and_then(|d| d.file_name())
             .map_or_else(|| "florence-2".into(), |n| n.to_string_lossy().into_owned());
-        let vqa_supported = config.backend != BackendChoice::Hailo
-            || config
-                .model_dir
-                .as_ref()
-                .is_some_and(|d| d.join("vqa_embedding.npy").exists());
+        // hailo-florence's layout has no ONNX text graphs: VQA with a free
+        // question cannot run on it (no public HEF takes one).
+        let hailo_layout = config
+            .model_dir
+            .as_ref()
+            .is_some_and(|d| Layout::of(d) == Layout::HailoFlorence);
+        let vqa_supported = !hailo_layout
+            && (config.backend != BackendChoice::Hailo
+                || config
+                    .model_dir
+                    .as_ref()
+                    .is_some_and(|d| d.join("vqa_embedding.npy").exists()));
         let rx = Arc::new(Mutex::new(rx));
         let workers = Arc::new(Workers {
             tx: Mutex::new(Some(tx)),

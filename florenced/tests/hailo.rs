@@ -8,6 +8,10 @@ use std::path::PathBuf;
 use gstflorence::engine::task::Task;
 
 mod common;
+// Each test file uses some of the shared model copies.
+#[allow(dead_code)]
+#[path = "../../gst-florence/tests/common/model_copies.rs"]
+mod model_copies;
 use common::{Daemon, Spawn, b64, fixture_png, root};
 
 /// One faults file per test (the daemons run in parallel).
@@ -342,4 +346,42 @@ fn hailo_settings_out_of_range_are_refused_at_start() {
         let err = Spawn::new().set(kv).failure();
         assert!(err.contains(key), "{kv}: {err}");
     }
+}
+
+#[test]
+fn a_model_in_hailo_florences_flat_layout_serves_captions_on_the_device() {
+    let faults = Faults::new("flat", "");
+    let (png, want) = case();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hailo-florence-layout-daemon");
+    model_copies::hailo_florence_layout(&common::model_dir(), &dir);
+    // auto takes the device: this layout has nothing else to run on.
+    let d = spawn("auto", &faults).model_dir(&dir).ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "hailo", "{h}");
+    assert!(
+        h["backend_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("hailo-florence's layout")),
+        "{h}"
+    );
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+    // VQA needs ONNX text graphs this layout does not have.
+    let r = d.post_json(
+        "/v1/vqa",
+        &serde_json::json!({"image": b64(&png), "question": "what is it?"}),
+    );
+    assert_eq!(r.error_code(501), "vqa_not_configured");
+    // Other tasks are the request's problem on this model, and say why.
+    let r = d.post_json(
+        "/v1/caption",
+        &serde_json::json!({"image": b64(&png), "task": "detailed_caption"}),
+    );
+    assert_eq!(r.error_code(422), "invalid_parameters");
+    assert!(r.text().contains("hailo-florence"), "{}", r.text());
+    drop(d);
+    // backend=onnx cannot run it, and start-up says so.
+    let err = Spawn::new().set("backend=onnx").model_dir(&dir).failure();
+    assert!(err.contains("hailo-florence's layout"), "{err}");
 }

@@ -2,6 +2,8 @@
 //! error code, answers equal to the engine's, concurrency, metrics, security.
 
 mod common;
+// Each test file uses some of the shared model copies.
+#[allow(dead_code)]
 #[path = "../../gst-florence/tests/common/model_copies.rs"]
 mod model_copies;
 

@@ -431,6 +431,81 @@ fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime()
     assert_eq!(od.task, "<OD>");
 }
 
+/// The tiny model's split in hailo-florence's flat layout (no config files).
+fn hailo_florence_dir(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hailo-florence-{name}"));
+    common::model_copies::hailo_florence_layout(&model_dir(), &dir);
+    dir
+}
+
+#[test]
+fn hailo_florences_flat_layout_captions_every_fixture_image_as_recorded() {
+    use gstflorence::engine::hailo_caption::HailoCaptioner;
+    use gstflorence::engine::layout::Layout;
+    use gstflorence::engine::pipeline::{Florence, Request};
+    use gstflorence::engine::task::Task;
+    let _g = exclusive();
+    let dir = hailo_florence_dir("captions");
+    assert_eq!(Layout::of(&dir), Layout::HailoFlorence);
+    assert_eq!(Layout::of(&model_dir()), Layout::OnnxCommunity);
+    let options = SessionOptions {
+        intra_threads: 2,
+        ..SessionOptions::default()
+    };
+    let mut florence = Florence::load(&dir, options.clone()).unwrap();
+    assert!(florence.graph_sources().is_empty(), "no ONNX text graphs");
+    // Without a device, nothing runs, and the error says why.
+    let (img, _) = first_case();
+    let e = florence
+        .run(&img, &Request::new(Task::Caption))
+        .unwrap_err();
+    assert!(e.to_string().contains("Hailo device"), "{e}");
+    florence.attach_hailo(HailoCaptioner::open(&dir, &options, settings(), None).unwrap());
+    let refs = references();
+    let start = florence.files().model.text_config.decoder_start_token_id;
+    for case in refs["images"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let out = florence
+            .run(&image(name), &Request::new(Task::Caption))
+            .unwrap();
+        assert_eq!(out.ids[0], start);
+        assert_eq!(out.ids[1..], ids(case)[..], "{name}");
+    }
+    // Every other task is refused, naming the layout.
+    for task in [Task::DetailedCaption, Task::Od, Task::Vqa] {
+        let e = florence.run(&img, &Request::new(task)).unwrap_err();
+        assert!(
+            matches!(e, EngineError::TaskUnavailable { .. })
+                && e.to_string().contains("hailo-florence"),
+            "{task:?}: {e}"
+        );
+    }
+}
+
+#[test]
+fn hailo_florences_layout_refuses_other_image_sizes_and_bad_tables() {
+    use gstflorence::engine::pipeline::Florence;
+    let dir = hailo_florence_dir("sizes");
+    let e = Florence::load(
+        &dir,
+        SessionOptions {
+            image_size: Some(768),
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("768"), "{e}");
+    // A word table that is not [vocab, d_model] is named.
+    std::fs::remove_file(dir.join("word_embedding.npy")).unwrap();
+    std::fs::copy(
+        hailo_dir().join("caption_embedding.npy"),
+        dir.join("word_embedding.npy"),
+    )
+    .unwrap();
+    let e = Florence::load(&dir, SessionOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("word_embedding.npy"), "{e}");
+}
+
 #[test]
 fn a_passed_deadline_or_a_cancel_stops_the_caption_before_the_device_runs() {
     use gstflorence::engine::pipeline::{Interrupt, Interruption, Request};

@@ -15,6 +15,7 @@ use ort::value::Tensor;
 
 use super::config::ModelFiles;
 use super::hailo::networks::{self, HailoNetworks, HailoSettings, SplitShapes};
+use super::layout::{HAILO_FLORENCE_IMAGE_SIZE, HAILO_FLORENCE_WINDOW, Layout, model_files};
 use super::model_dir::{self, ModelError, SessionOptions};
 use super::pipeline::{EngineError, Interrupt, missing, ort_err, run_vision};
 use super::preprocess::{self, RgbImage};
@@ -29,24 +30,61 @@ pub struct NpyArray {
 
 /// Reads a little-endian float32, C-order `.npy` file (format versions 1-3).
 pub fn read_npy(path: &Path) -> Result<NpyArray, ModelError> {
-    let bad = |reason: String| ModelError::Load {
+    let bytes = std::fs::read(path).map_err(|e| npy_error(path, format!("cannot read: {e}")))?;
+    let (shape, start) = npy_header(path, &bytes)?;
+    let count: usize = shape.iter().product();
+    let body = &bytes[start..];
+    if body.len() != count * 4 {
+        return Err(npy_error(
+            path,
+            format!(
+                "shape {shape:?} needs {} bytes of data, file has {}",
+                count * 4,
+                body.len()
+            ),
+        ));
+    }
+    let data = body
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    Ok(NpyArray { shape, data })
+}
+
+/// The shape of a float32 `.npy` file, from its header only.
+pub fn npy_shape(path: &Path) -> Result<Vec<usize>, ModelError> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(65_536 + 12).read_to_end(&mut head))
+        .map_err(|e| npy_error(path, format!("cannot read: {e}")))?;
+    npy_header(path, &head).map(|(shape, _)| shape)
+}
+
+fn npy_error(path: &Path, reason: String) -> ModelError {
+    ModelError::Load {
         path: path.to_path_buf(),
         reason,
-    };
-    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    }
+}
+
+/// The shape and the data offset of a float32 little-endian C-order `.npy`.
+fn npy_header(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, usize), ModelError> {
+    let bad = |reason: String| npy_error(path, reason);
     if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file".into()));
     }
     let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
         2 | 3 if bytes.len() >= 12 => (
             u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
             12,
         ),
         v => return Err(bad(format!("unsupported .npy version {v}"))),
     };
-    let header = bytes
-        .get(start..start + header_len)
+    let header = start
+        .checked_add(header_len)
+        .and_then(|end| bytes.get(start..end))
         .and_then(|h| std::str::from_utf8(h).ok())
         .ok_or_else(|| bad("truncated header".into()))?;
     if !header.contains("'descr': '<f4'") {
@@ -70,20 +108,14 @@ pub fn read_npy(path: &Path) -> Result<NpyArray, ModelError> {
         .map(|s| s.parse::<usize>())
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("bad shape {shape_text:?}: {e}")))?;
-    let count: usize = shape.iter().product();
-    let body = &bytes[start + header_len..];
-    if body.len() != count * 4 {
-        return Err(bad(format!(
-            "shape {shape:?} needs {} bytes of data, file has {}",
-            count * 4,
-            body.len()
-        )));
+    if shape
+        .iter()
+        .try_fold(4usize, |n, d| n.checked_mul(*d))
+        .is_none()
+    {
+        return Err(bad(format!("shape {shape:?} is too large")));
     }
-    let data = body
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok(NpyArray { shape, data })
+    Ok((shape, start + header_len))
 }
 
 /// The split's two static-shape networks: "run this network on these float
@@ -159,12 +191,24 @@ struct SplitConfig {
     window: usize,
 }
 
+/// Where the split's files are: `hailo/` in the onnx-community layout, the
+/// directory itself in hailo-florence's.
 fn hailo_dir(dir: &Path) -> PathBuf {
-    dir.join("hailo")
+    match Layout::of(dir) {
+        Layout::OnnxCommunity => dir.join("hailo"),
+        Layout::HailoFlorence => dir.to_path_buf(),
+    }
 }
 
 fn read_split_config(dir: &Path) -> Result<SplitConfig, ModelError> {
     let cfg_path = hailo_dir(dir).join("hailo_split.json");
+    // hailo-florence's layout has no such file: its split is the published one.
+    if Layout::of(dir) == Layout::HailoFlorence && !cfg_path.exists() {
+        return Ok(SplitConfig {
+            image_size: HAILO_FLORENCE_IMAGE_SIZE,
+            window: HAILO_FLORENCE_WINDOW,
+        });
+    }
     std::fs::read_to_string(&cfg_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
@@ -183,7 +227,7 @@ fn encoder_tokens(cfg: &SplitConfig, caption_embedding: &NpyArray, d: usize) -> 
 impl HailoSplit<OnnxStandIns> {
     /// Opens the split with the ONNX stand-ins of `dir/hailo/`.
     pub fn open_onnx(dir: &Path, options: &SessionOptions) -> Result<Self, ModelError> {
-        let files = ModelFiles::load(dir)?;
+        let files = model_files(dir)?;
         let cfg = read_split_config(dir)?;
         let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
         let text_encoder =
@@ -213,7 +257,7 @@ impl HailoSplit<HailoNetworks> {
         settings: HailoSettings,
     ) -> Result<Self, EngineError> {
         let bridge = settings.bridge()?;
-        let files = ModelFiles::load(dir).map_err(ModelError::from)?;
+        let files = model_files(dir)?;
         let cfg = read_split_config(dir)?;
         let d = files.model.text_config.d_model;
         let caption_embedding = read_npy(&hailo_dir(dir).join("caption_embedding.npy"))?;

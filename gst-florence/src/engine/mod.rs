@@ -8,6 +8,7 @@ pub mod hailo;
 pub mod hailo_caption;
 pub mod hailo_split;
 pub mod image_io;
+pub mod layout;
 pub mod model_dir;
 pub mod pipeline;
 pub mod postprocess;

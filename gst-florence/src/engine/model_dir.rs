@@ -7,6 +7,7 @@ use ort::session::builder::GraphOptimizationLevel;
 
 use super::config::{ConfigError, ModelFiles};
 use super::graph_cache::{self, GraphSource};
+use super::layout::Layout;
 use super::runtime::{Runtime, RuntimeError};
 use super::signature::{self, Dims, Graph, GraphSpec, Mismatch, Port};
 
@@ -138,8 +139,12 @@ pub fn graph_path(dir: &Path, graph: Graph, variant: &str) -> PathBuf {
     } else {
         ""
     };
-    dir.join(graph.subdir())
-        .join(format!("{}{suffix}.onnx", graph.stem()))
+    let name = format!("{}{suffix}.onnx", graph.stem());
+    match Layout::of(dir) {
+        // Its one ONNX graph, the vision encoder, sits beside the HEFs.
+        Layout::HailoFlorence if graph == Graph::VisionEncoder => dir.join(name),
+        _ => dir.join(graph.subdir()).join(name),
+    }
 }
 
 impl ModelFiles {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use super::config::{EarlyStopping, ModelFiles};
 use super::generate::{self, DecodeParams, Decoded, Sampling, StepModel};
 use super::graph_cache::GraphSource;
+use super::layout::{Layout, model_files};
 use super::model_dir::{self, ModelError, SessionOptions, VARIANTS};
 use super::postprocess::{PostProcessor, TaskResult};
 use super::preprocess::{self, RgbImage};
@@ -58,6 +59,14 @@ pub enum EngineError {
     /// The Hailo device failed (busy, lost, wrong HEF, ...).
     #[error(transparent)]
     Device(#[from] super::hailo::HailoError),
+    /// The model directory cannot run this task (hailo-florence's layout runs
+    /// only `<CAPTION>`, on the device).
+    #[error("{task} cannot run on {dir}: {reason}")]
+    TaskUnavailable {
+        task: &'static str,
+        dir: PathBuf,
+        reason: &'static str,
+    },
 }
 
 /// Ends the deadline timer thread when dropped.
@@ -305,7 +314,9 @@ pub struct Florence {
     tokenizer: tokenizers::Tokenizer,
     post: PostProcessor,
     vqa_template: String,
-    sessions: Mutex<Sessions>,
+    /// None in hailo-florence's layout, which has no ONNX text graphs.
+    sessions: Mutex<Option<Sessions>>,
+    layout: Layout,
     options: SessionOptions,
     /// The graphs take float16 activations (`_fp16` variants).
     float16: bool,
@@ -348,7 +359,18 @@ impl Florence {
         if !VARIANTS.contains(&options.variant.as_str()) {
             return Err(ModelError::UnknownVariant(options.variant.clone()));
         }
-        let mut files = ModelFiles::load(dir)?;
+        let layout = Layout::of(dir);
+        let mut files = model_files(dir)?;
+        if let Some(size) = options.image_size
+            && !layout.has_text_graphs()
+            && size != files.preprocessor.size.width
+        {
+            // The split's vision encoder and HEFs are compiled for one size.
+            return Err(ModelError::ImageSize {
+                size,
+                native: files.preprocessor.size.width,
+            });
+        }
         if let Some(size) = options.image_size {
             let native = files.preprocessor.size.width;
             if !model_dir::IMAGE_SIZES.contains(&size) || files.preprocessor.size.height != native {
@@ -376,6 +398,22 @@ impl Florence {
         let vqa_template = read_json_opt(&dir.join("florence.json"))?
             .and_then(|v| v.get("vqa_prompt_template")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_VQA_TEMPLATE.to_owned());
+        let post = PostProcessor::from_config(&post_cfg);
+        if !layout.has_text_graphs() {
+            // Captions come from the Hailo split, attached by the caller.
+            return Ok(Florence {
+                files,
+                tokenizer,
+                post,
+                vqa_template,
+                sessions: Mutex::new(None),
+                layout,
+                options,
+                float16: false,
+                sources: Vec::new(),
+                hailo: None,
+            });
+        }
         let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
         let mut kinds = Vec::new();
         let mut sources = Vec::new();
@@ -418,9 +456,10 @@ impl Florence {
         Ok(Florence {
             files,
             tokenizer,
-            post: PostProcessor::from_config(&post_cfg),
+            post,
             vqa_template,
-            sessions: Mutex::new(sessions),
+            sessions: Mutex::new(Some(sessions)),
+            layout,
             options,
             float16,
             sources,
@@ -431,6 +470,26 @@ impl Florence {
     /// Runs `<CAPTION>` requests on the Hailo split from now on.
     pub fn attach_hailo(&mut self, captioner: super::hailo_caption::HailoCaptioner) {
         self.hailo = Some(captioner);
+    }
+
+    /// The directory's layout: hailo-florence's runs only captions, on a
+    /// Hailo split that must be attached.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Whether `task` can run on this model directory at all.
+    pub fn check_task(&self, task: Task) -> Result<(), EngineError> {
+        if self.layout.has_text_graphs() || task == Task::Caption {
+            return Ok(());
+        }
+        Err(EngineError::TaskUnavailable {
+            task: task.token(),
+            dir: self.files.dir.clone(),
+            reason: "this directory has hailo-florence's layout (HEFs, no ONNX text graphs), \
+                     which runs only <CAPTION> on a Hailo device; other tasks need a model in \
+                     the onnx-community layout",
+        })
     }
 
     /// The Hailo split, when captions run on it.
@@ -473,6 +532,7 @@ impl Florence {
         width: u32,
         height: u32,
     ) -> Result<Vec<u32>, EngineError> {
+        self.check_task(task)?;
         let prompt = build_prompt(task, input, width, height, &self.vqa_template)?;
         let bos = self.token_text(self.files.model.text_config.bos_token_id)?;
         let eos = self.token_text(self.files.model.text_config.eos_token_id)?;
@@ -610,7 +670,11 @@ impl Florence {
         let params = self.decode_params(&req.options)?;
         let prompt = self.prompt_ids(req.task, &req.input, image.width, image.height)?;
         let key = image_key(image);
-        let cached = |s: &Sessions| s.last_vision.as_ref().is_some_and(|(k, _)| *k == key);
+        let cached = |s: &Option<Sessions>| {
+            s.as_ref()
+                .and_then(|s| s.last_vision.as_ref())
+                .is_some_and(|(k, _)| *k == key)
+        };
         // Preprocess before taking the lock (another run may hold it for seconds),
         // unless the features are cached; a busy lock counts as not cached.
         let maybe_cached = match self.sessions.try_lock() {
@@ -625,7 +689,15 @@ impl Florence {
             ..Timings::default()
         };
         let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        let s = &mut *guard;
+        let Some(s) = guard.as_mut() else {
+            // Captions of hailo-florence's layout with no split attached.
+            return Err(EngineError::TaskUnavailable {
+                task: req.task.token(),
+                dir: self.files.dir.clone(),
+                reason: "hailo-florence's layout runs captions only on a Hailo device, \
+                         and none is attached",
+            });
+        };
         let run_options = interrupt.run_options()?;
         let _timer = interrupt.arm(&run_options);
 

@@ -54,9 +54,21 @@ pub(super) fn attach(
         hailo: false,
         reason,
     };
+    // hailo-florence's layout has only the split: the device or nothing.
+    let hailo_only = !florence.layout().has_text_graphs();
     if backend == Backend::Onnx {
+        if hailo_only {
+            return Err(gst::error_msg!(
+                gst::LibraryError::Settings,
+                (
+                    "backend=onnx cannot run {}: it has hailo-florence's layout (HEFs, no ONNX text graphs); use backend=hailo or auto, or a model in the onnx-community layout",
+                    dir.display()
+                )
+            ));
+        }
         return Ok(onnx("backend=onnx".into()));
     }
+    let backend = if hailo_only { Backend::Hailo } else { backend };
     let (settings, idle_release) = props.engine();
     let opened = HailoCaptioner::open(dir, options, settings, idle_release).and_then(|c| {
         match c.open_device() {
@@ -71,7 +83,9 @@ pub(super) fn attach(
                 Some(e) => format!("backend=hailo; {e} (the first caption tries again)"),
                 None => format!(
                     "{}: the bridge loads, the device answers and both HEFs fit",
-                    if backend == Backend::Hailo {
+                    if hailo_only {
+                        "hailo-florence's layout runs on the Hailo device"
+                    } else if backend == Backend::Hailo {
                         "backend=hailo"
                     } else {
                         "backend=auto chose Hailo"
@@ -86,7 +100,15 @@ pub(super) fn attach(
         }
         (Backend::Hailo, Err(e)) => Err(gst::error_msg!(
             gst::LibraryError::Settings,
-            ("backend=hailo: {}", e)
+            (
+                "{}: {}",
+                if hailo_only {
+                    "hailo-florence's layout (HEFs, no ONNX text graphs) needs a Hailo device"
+                } else {
+                    "backend=hailo"
+                },
+                e
+            )
         )),
         (_, Err(e)) => Ok(onnx(format!(
             "backend=auto chose ONNX Runtime: {}",

@@ -240,9 +240,10 @@ pub(super) fn add_request(mut buffer: gst::Buffer, request: &gst::StructureRef) 
 /// Whether an engine error is the request's fault (bad task input or parameters).
 pub(super) fn error_kind(e: &EngineError) -> &'static str {
     match e {
-        EngineError::Prompt(_) | EngineError::Parameter(_) | EngineError::Image(_) => {
-            ERROR_INVALID_REQUEST
-        }
+        EngineError::Prompt(_)
+        | EngineError::Parameter(_)
+        | EngineError::Image(_)
+        | EngineError::TaskUnavailable { .. } => ERROR_INVALID_REQUEST,
         EngineError::Interrupted(Interruption::DeadlineExceeded) => ERROR_TIMED_OUT,
         EngineError::Interrupted(Interruption::Cancelled) => ERROR_CANCELLED,
         e => super::hailo::device_error_kind(e).unwrap_or(ERROR_INFERENCE_FAILED),

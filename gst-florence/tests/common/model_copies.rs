@@ -5,6 +5,8 @@
 //! containing one of them (`<loc_999>`: a region touching the image's right or
 //! bottom edge) while captions run normally.
 //!
+//! And the Hailo split of a model in hailo-florence's flat layout.
+//!
 //! Shared by the gst-florence and florenced tests (`#[path]`-included by the latter).
 
 use std::path::Path;
@@ -20,6 +22,37 @@ pub fn copy_dir(from: &Path, to: &Path) {
         } else {
             std::fs::copy(entry.path(), target).unwrap();
         }
+    }
+}
+
+/// Arranges `model`'s Hailo split in hailo-florence's flat layout at `to`
+/// (symlinks): `vision_encoder.onnx`, the two HEFs, `tokenizer.json`,
+/// `caption_embedding.npy`, `word_embedding.npy` and `vqa_embedding.npy`,
+/// no configuration files. The stand-in HEFs name the ONNX graphs the bridge
+/// stand-in runs (`text_encoder.onnx`, `decoder.onnx`), which come along as
+/// the device's side of the HEFs; `hailo_split.json` does not (the layout
+/// has none).
+pub fn hailo_florence_layout(model: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to).unwrap();
+    let link = |from: std::path::PathBuf, name: &str| {
+        std::os::unix::fs::symlink(from, to.join(name)).unwrap();
+    };
+    link(
+        model.join("onnx/vision_encoder.onnx"),
+        "vision_encoder.onnx",
+    );
+    link(model.join("tokenizer.json"), "tokenizer.json");
+    for name in [
+        "florence2_transformer_encoder.hef",
+        "florence2_transformer_decoder.hef",
+        "caption_embedding.npy",
+        "word_embedding.npy",
+        "vqa_embedding.npy",
+        "text_encoder.onnx",
+        "decoder.onnx",
+    ] {
+        link(model.join("hailo").join(name), name);
     }
 }
 
