@@ -384,4 +384,23 @@ fn a_model_in_hailo_florences_flat_layout_serves_captions_on_the_device() {
     // backend=onnx cannot run it, and start-up says so.
     let err = Spawn::new().set("backend=onnx").model_dir(&dir).failure();
     assert!(err.contains("hailo-florence's layout"), "{err}");
+    // `florenced signature` describes its one ONNX graph.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+        .args(["signature", "--model-dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let graphs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = graphs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["graph"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["vision_encoder"]);
 }

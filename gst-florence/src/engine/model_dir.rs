@@ -413,9 +413,13 @@ pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignatu
     if !VARIANTS.contains(&options.variant.as_str()) {
         return Err(ModelError::UnknownVariant(options.variant.clone()));
     }
-    let files = ModelFiles::load(dir)?;
+    let files = super::layout::model_files(dir)?;
     let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
-    let mut graphs: Vec<Graph> = Graph::ONNX_COMMUNITY.to_vec();
+    let mut graphs: Vec<Graph> = match Layout::of(dir) {
+        Layout::OnnxCommunity => Graph::ONNX_COMMUNITY.to_vec(),
+        // Its only ONNX graph; the text networks are HEFs.
+        Layout::HailoFlorence => vec![Graph::VisionEncoder],
+    };
     if dir.join("hailo").is_dir() {
         graphs.extend(Graph::HAILO);
     }
