@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;
+pub mod shared_arena;
 pub mod signature;
 pub mod task;
 

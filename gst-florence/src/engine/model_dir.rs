@@ -223,6 +223,11 @@ fn builder(
             .with_intra_op_spinning(false)
             .map_err(ort::Error::<()>::from)?;
     }
+    if runtime.shared_arena {
+        builder = builder
+            .with_config_entry(super::shared_arena::USE_ENV_ALLOCATORS, "1")
+            .map_err(ort::Error::<()>::from)?;
+    }
     Ok(builder)
 }
 

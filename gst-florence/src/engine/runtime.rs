@@ -59,6 +59,8 @@ fn format_attempts(attempts: &[(String, String)]) -> String {
 pub struct Runtime {
     pub library: PathBuf,
     pub environment: ort::environment::Environment,
+    /// Sessions allocate from one shared arena ([`super::shared_arena`]).
+    pub shared_arena: bool,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -251,9 +253,17 @@ pub fn runtime(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
                         path: path.clone(),
                         reason: e.to_string(),
                     })?;
+                let shared_arena = match super::shared_arena::register(&environment) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!("no shared memory arena ({e}): each session keeps its own");
+                        false
+                    }
+                };
                 let rt = Runtime {
                     library: path,
                     environment,
+                    shared_arena,
                 };
                 *guard = Some(rt.clone());
                 return Ok(rt);
