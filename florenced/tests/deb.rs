@@ -128,6 +128,17 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
     let out = succeed(dpkg(&target).arg("--install").arg(&deb));
     let said = text(&out);
     assert!(said.contains("no model in"), "{said}");
+    // What it says to do is what the README shows (and pull.rs runs).
+    let pull = readme_command("sudo HF_HUB_CACHE=/var/lib/hailo-florence/hub florenced pull");
+    assert!(
+        said.lines().any(|l| l.trim() == pull),
+        "{said}\nREADME: {pull}"
+    );
+    let apt = readme_command("sudo apt install ./target/debian/hailo-florence_");
+    assert!(
+        apt.contains(&format!("hailo-florence_{}-1_", env!("CARGO_PKG_VERSION"))),
+        "the README's package file name has another version: {apt}"
+    );
     assert_eq!(std::fs::read_to_string("/etc/passwd").unwrap(), host_passwd);
     let status = text(&succeed(dpkg(&target).args(["--status", "hailo-florence"])));
     assert!(status.contains("Status: install ok installed"), "{status}");

@@ -15,13 +15,19 @@ use installed::*;
 
 const PREFIX: &str = "/opt/florence";
 
+/// The README's staged install (`DESTDIR=/tmp/stage systemd/install.sh --prefix
+/// /opt/florence`) into `dest`, with the debug build's artefacts.
 fn install(dest: &Path, extra: &[&str]) -> Output {
+    let line = readme_command("DESTDIR=/tmp/stage systemd/install.sh");
+    let readme_args: Vec<&str> = line.split_whitespace().skip(2).collect();
+    assert_eq!(readme_args, ["--prefix", PREFIX]);
     let dir = artefacts();
     succeed(
         Command::new("bash")
             .arg(root().join("systemd/install.sh"))
             .env("DESTDIR", dest)
-            .args(["--prefix", PREFIX, "--binary"])
+            .args(readme_args)
+            .arg("--binary")
             .arg(dir.join("florenced"))
             .arg("--plugin")
             .arg(dir.join("libgstflorence.so"))
@@ -31,13 +37,17 @@ fn install(dest: &Path, extra: &[&str]) -> Output {
     )
 }
 
+/// The README's `sudo systemd/uninstall.sh [--purge]`, on the staged tree.
 fn uninstall(dest: &Path, extra: &[&str]) -> String {
+    let line = readme_command(&format!("sudo systemd/uninstall.sh {}", extra.join(" ")));
+    let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+    assert_eq!(args, extra);
     let out = succeed(
         Command::new("bash")
             .arg(root().join("systemd/uninstall.sh"))
             .env("DESTDIR", dest)
             .args(["--prefix", PREFIX])
-            .args(extra),
+            .args(args),
     );
     String::from_utf8(out.stdout).unwrap()
 }
@@ -139,6 +149,16 @@ fn install_stages_a_complete_tree_upgrades_in_place_and_uninstalls() {
     // Uninstall keeps the configuration and the models; --purge removes them.
     std::fs::write(dest.join("var/lib/hailo-florence/models/weights"), b"model").unwrap();
     let said = uninstall(&dest, &[]);
+    // Without the link, GStreamer no longer knows the element.
+    let out = gst_tool(
+        "gst-inspect-1.0",
+        &dest.join(plugins.trim_start_matches('/')),
+        &scratch.join("registry-after.bin"),
+    )
+    .arg("florencecaption")
+    .output()
+    .unwrap();
+    assert!(!out.status.success());
     assert!(
         said.contains("kept /etc/hailo/hailo-florence.yaml"),
         "{said}"
@@ -192,5 +212,99 @@ fn install_refuses_what_it_cannot_install() {
             .contains("no florenced binary at /nonexistent/florenced")
     );
     assert!(!dest.exists(), "nothing staged after a refusal");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Each failure the README's troubleshooting table lists, caused on an
+/// installed tree: the message there is the one the user sees.
+#[test]
+fn the_readmes_troubleshooting_messages_are_what_users_see() {
+    let scratch = scratch("troubleshooting");
+    let dest = scratch.join("root");
+    install(&dest, &[]);
+    let florenced = dest.join("opt/florence/bin/florenced");
+    let config = dest.join("etc/hailo/hailo-florence.yaml");
+    let dest_text = dest.display().to_string();
+    let said = |out: Output| {
+        assert!(!out.status.success() || !out.stdout.is_empty());
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .replace(&dest_text, "")
+    };
+    let mut seen = Vec::new();
+
+    // The default configuration's model, not pulled.
+    let cmd = || {
+        let mut c = Command::new(&florenced);
+        c.arg("--config").arg(&config).env_remove("ORT_DYLIB_PATH");
+        c
+    };
+    seen.push(said(cmd().args(["--port", "0"]).output().unwrap()));
+    // A typo in the configuration.
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}model_dri: x\n")).unwrap();
+    seen.push(said(cmd().arg("--print-config").output().unwrap()));
+    std::fs::write(&config, &good).unwrap();
+    // The port taken (the README names the default port).
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = cmd()
+        .args(["--port", &port, "--model-dir"])
+        .arg(common::model_dir())
+        .args(["--threads", "1"])
+        .output()
+        .unwrap();
+    seen.push(said(out).replace(&format!(":{port}"), ":11438"));
+    // No ONNX Runtime beside florenced.
+    let lib = dest.join("opt/florence/lib/florence");
+    std::fs::rename(lib.join("libonnxruntime.so"), lib.join("aside")).unwrap();
+    let out = Command::new(&florenced)
+        .args(["run", "--model-dir"])
+        .arg(common::model_dir())
+        .arg(root().join("tests/fixtures/images/pixel_1x1.png"))
+        .env_remove("ORT_DYLIB_PATH")
+        .env_remove("FLORENCED_ORT_LIBRARY")
+        .output()
+        .unwrap();
+    seen.push(said(out));
+    std::fs::rename(lib.join("aside"), lib.join("libonnxruntime.so")).unwrap();
+    // backend: hailo without the device (the unit's ExecStartPre).
+    assert!(
+        !Path::new("/dev/hailo0").exists(),
+        "this machine has a Hailo device"
+    );
+    std::fs::write(&config, good.replace("backend: auto", "backend: hailo")).unwrap();
+    let out = Command::new(lib.join("hailo-device-check.sh"))
+        .arg(&config)
+        .env_remove("FLORENCED_BACKEND")
+        .output()
+        .unwrap();
+    seen.push(said(out));
+    std::fs::write(&config, &good).unwrap();
+    // GStreamer without the plugin's link.
+    let out = gst_tool(
+        "gst-inspect-1.0",
+        &scratch.join("no-plugins"),
+        &scratch.join("registry.bin"),
+    )
+    .arg("florencecaption")
+    .output()
+    .unwrap();
+    seen.push(said(out));
+    // An edited configuration at the next install.
+    std::fs::write(&config, good.replace("port: 11438", "port: 8080")).unwrap();
+    seen.push(said(install(&dest, &[])));
+
+    let messages = troubleshooting_messages();
+    assert_eq!(messages.len(), seen.len(), "{messages:#?}");
+    for (message, output) in messages.iter().zip(&seen) {
+        assert!(
+            output.contains(message.as_str()),
+            "the README says {message:?}; the user sees:\n{output}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -189,3 +189,38 @@ pub fn check_installed_plugin(plugin_dir: &Path, real_file: &Path, scratch: &Pat
         real_dir.display()
     );
 }
+
+/// The README's command line that starts with `start` (the operations
+/// section's commands are run by the tests as written, paths aside).
+pub fn readme_command(start: &str) -> String {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    readme
+        .lines()
+        .find(|l| l.starts_with(start))
+        .unwrap_or_else(|| panic!("no `{start}` command in the README"))
+        .split("  #")
+        .next()
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+/// The messages of the README's troubleshooting table (its first column).
+pub fn troubleshooting_messages() -> Vec<String> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let table = readme
+        .split("### Troubleshooting")
+        .nth(1)
+        .expect("a troubleshooting section in the README");
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .filter_map(|row| {
+            let cell = row.trim_start_matches('|').trim_start();
+            let fence = if cell.starts_with("``") { "``" } else { "`" };
+            let rest = cell.strip_prefix(fence)?;
+            Some(rest[..rest.find(fence)?].trim().to_owned())
+        })
+        .collect()
+}
