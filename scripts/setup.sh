@@ -8,6 +8,8 @@
 #    package, which would start a Prometheus server.
 #  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
 #    into .test-venv/ (scripts/setup-python-tools.sh).
+#  - cargo-deb (pinned, `cargo install --locked`), which scripts/build-deb.sh uses
+#    to make the Debian package.
 #  - the benchmark's small Python venv (.venv-bench: onnxruntime, numpy, pillow,
 #    tokenizers, onnx, onnxconverter-common, pinned in tools/bench/requirements-ort.txt)
 #    that the `scripts/bench.sh --quick` test uses (it also writes the variants).
@@ -20,6 +22,7 @@ ORT_DIR="$ROOT/.ort/lib"
 TOOLS_DIR="$ROOT/.tools/bin"
 # Debian 12's prometheus package; point releases only change the +debN suffix.
 PROMETHEUS_DEB_VERSION="2.42.0+ds-5"
+CARGO_DEB_VERSION="3.8.0"
 declare -A ORT_WHEEL_SHA256=(
   [x86_64]="5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d"
   [aarch64]="2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c"
@@ -42,6 +45,7 @@ APT_PACKAGES=(
   ninja-build
   systemd
   python3-venv
+  dpkg-dev
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -139,6 +143,15 @@ install_promtool() {
   log "promtool $version unpacked into $TOOLS_DIR"
 }
 
+install_cargo_deb() {
+  if [ "$(cargo-deb --version 2>/dev/null)" = "cargo-deb $CARGO_DEB_VERSION" ]; then
+    log "cargo-deb $CARGO_DEB_VERSION present"
+    return
+  fi
+  log "installing cargo-deb $CARGO_DEB_VERSION from crates.io"
+  cargo install --locked --quiet "cargo-deb@$CARGO_DEB_VERSION"
+}
+
 install_bench_venv() {
   bash "$ROOT/tools/bench/make_venv.sh" "$ROOT/.venv-bench" "$ROOT/tools/bench/requirements-ort.txt"
   log "benchmark venv present in $ROOT/.venv-bench"
@@ -147,5 +160,6 @@ install_bench_venv() {
 install_apt
 install_ort
 install_promtool
+install_cargo_deb
 bash "$ROOT/scripts/setup-python-tools.sh"
 install_bench_venv

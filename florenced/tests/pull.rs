@@ -5,6 +5,8 @@
 //! shared with Python's huggingface_hub both ways.
 
 mod common;
+#[path = "common/installed.rs"]
+mod installed;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -814,4 +816,73 @@ fn the_installers_pull_step_lays_out_the_configured_model_directory() {
     let before = hub.content_gets().len();
     run();
     assert_eq!(hub.content_gets().len(), before);
+}
+
+/// The README's operations commands that fetch a model: `sudo
+/// systemd/install.sh --model ...` (staged with DESTDIR, the debug build) and
+/// the pull the Debian package's postinst prints, both from the loopback Hub.
+#[test]
+fn the_readmes_service_install_and_package_pull_fetch_the_model() {
+    let hub = LoopbackHub::start(&[]);
+    let s = Scratch::new("readme-ops");
+    let line = installed::readme_command("sudo systemd/install.sh --model");
+    let args: Vec<&str> = line.split_whitespace().skip(2).collect();
+    let dest = s.0.join("root");
+    let built = installed::artefacts();
+    let mut c = Command::new("bash");
+    s.hub_env(&hub.endpoint(), &mut c);
+    c.arg(root().join("systemd/install.sh"))
+        .env("DESTDIR", &dest)
+        .args(&args)
+        .arg("--binary")
+        .arg(built.join("florenced"))
+        .arg("--plugin")
+        .arg(built.join("libgstflorence.so"))
+        .arg("--ort-library")
+        .arg(root().join(".ort/lib/libonnxruntime.so"));
+    process::succeed(&mut c);
+    let config = std::fs::read_to_string(dest.join("etc/hailo/hailo-florence.yaml")).unwrap();
+    let model = "/var/lib/hailo-florence/models/Florence-2-base-ft";
+    assert!(
+        config.contains(&format!("\nmodel_dir: {model}\n")),
+        "{config}"
+    );
+    assert!(
+        dest.join(
+            "var/lib/hailo-florence/hub/models--onnx-community--Florence-2-base-ft/refs/main"
+        )
+        .is_file()
+    );
+    // The installed florenced serves what was pulled, with the root's ONNX Runtime.
+    let model_in_root = dest.join(model.trim_start_matches('/'));
+    let out = process::succeed(
+        Command::new(dest.join("usr/local/bin/florenced"))
+            .args(["run", "--threads", "1", "--num-beams", "1", "--model-dir"])
+            .arg(&model_in_root)
+            .arg(root().join("tests/fixtures/images/scene_640x480.png"))
+            .env_remove("ORT_DYLIB_PATH"),
+    );
+    let line: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["task"], "<CAPTION>");
+
+    // After the package: the pull its postinst prints, as the README shows it.
+    let line =
+        installed::readme_command("sudo HF_HUB_CACHE=/var/lib/hailo-florence/hub florenced pull");
+    let state = s.0.join("package-state");
+    let command = line
+        .trim_start_matches("sudo ")
+        .replace("/var/lib/hailo-florence", &state.display().to_string());
+    let mut c = Command::new("sh");
+    s.hub_env(&hub.endpoint(), &mut c);
+    let path = std::env::var("PATH").unwrap_or_default();
+    c.arg("-c")
+        .arg(&command)
+        .env("PATH", format!("{}:{path}", built.display()));
+    let out = process::succeed(&mut c);
+    let dir = state.join("models/Florence-2-base-ft");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        dir.display().to_string()
+    );
+    assert!(dir.join("onnx/decoder_model_merged.onnx").is_file());
 }

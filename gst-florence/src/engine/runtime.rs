@@ -6,7 +6,9 @@
 //! 2. `ORT_DYLIB_PATH`,
 //! 3. folders found from where the running program is, never from where it
 //!    was built: `onnxruntime/` beside the executable (or beside this plugin's
-//!    shared object), `<prefix>/lib/florence/` for `<prefix>/bin/florenced`, and
+//!    shared object), the folder of the plugin's real file (links resolved: the
+//!    installed plugin is a link to `<prefix>/lib/florence/libgstflorence.so`),
+//!    `<prefix>/lib/florence/` for `<prefix>/bin/florenced`, and
 //!    for a program inside a cargo `target/` directory the checkout's `.ort/lib`
 //!    that `scripts/setup.sh` fills from the pinned PyPI wheel. A folder that
 //!    another user could have planted (under a world-writable directory and not
@@ -100,13 +102,28 @@ pub fn candidates(explicit: Option<&Path>) -> Vec<(String, PathBuf)> {
 /// known at build time is searched, so an installed binary never looks into the
 /// checkout or the temporary directory it was built in.
 fn project_local_dirs() -> Vec<PathBuf> {
+    let exe = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.canonicalize().ok());
+    let module = this_module().and_then(|m| m.canonicalize().ok());
     let anchors = [
-        std::env::current_exe().ok().and_then(|e| parent_dir(&e)),
-        this_module().and_then(|m| parent_dir(&m)),
+        exe.as_deref().and_then(Path::parent),
+        module.as_deref().and_then(Path::parent),
     ];
+    // The plugin as installed (systemd/install.sh, the Debian package): its real
+    // file sits in <prefix>/lib/florence/ beside ONNX Runtime, and GStreamer's
+    // plugin directory holds a link to it, so the folder of the plugin's real
+    // file is searched (not the executable's: no library beside /usr/bin/x).
+    let module_own_dir = module
+        .as_deref()
+        .filter(|m| Some(*m) != exe.as_deref())
+        .and_then(Path::parent);
     let mut dirs: Vec<PathBuf> = Vec::new();
     for dir in anchors.iter().flatten() {
         let mut here = vec![dir.join("onnxruntime")];
+        if Some(*dir) == module_own_dir {
+            here.push(dir.to_path_buf());
+        }
         if let Some(prefix) = dir.parent() {
             here.push(prefix.join("lib/florence"));
         }
@@ -120,10 +137,6 @@ fn project_local_dirs() -> Vec<PathBuf> {
         }
     }
     dirs
-}
-
-fn parent_dir(file: &Path) -> Option<PathBuf> {
-    file.canonicalize().ok()?.parent().map(Path::to_path_buf)
 }
 
 /// The file of the executable or shared object this function is in.
