@@ -42,6 +42,10 @@ APT_PACKAGES=(
   ninja-build
   systemd
   python3-venv
+  # seccomp-exec (the unit's seccomp filter in tests) links libseccomp;
+  # scripts/trace-syscalls.sh records florenced's system calls with strace.
+  libseccomp-dev
+  strace
 )
 
 log() { printf 'setup: %s\n' "$*"; }
