@@ -54,13 +54,24 @@ while True:
     s.recv(4096)
 ' "$work/notify.sock" &
 notify_pid=$!
-while [ ! -S "$work/notify.sock" ]; do sleep 0.05; done
+# Each wait below ends on its event; the deadline only guards against a hang.
+limit=$((SECONDS + 300))
+guard() {
+  [ "$SECONDS" -lt "$limit" ] || { echo "trace-syscalls.sh: no $1 within 300 s" >&2; cat "$work/florenced.log" >&2 2>/dev/null; exit 1; }
+}
+until [ -S "$work/notify.sock" ]; do
+  kill -0 "$notify_pid" 2>/dev/null || { echo "trace-syscalls.sh: the notify socket listener died" >&2; exit 1; }
+  guard "notify socket"
+  sleep 0.05
+done
 
 NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=2000000 CACHE_DIRECTORY="$work/cache" \
   strace -f -qq -o "$work/strace.log" "$binary" --config "$work/config.yaml" 2>"$work/florenced.log" &
 strace_pid=$!
 # Signals go to florenced itself, strace's child.
 until daemon_pid=$(cat "/proc/$strace_pid/task/$strace_pid/children" 2>/dev/null) && [ -n "$daemon_pid" ]; do
+  kill -0 "$strace_pid" 2>/dev/null || { echo "trace-syscalls.sh: strace ended" >&2; exit 1; }
+  guard "florenced process"
   sleep 0.05
 done
 daemon_pid=${daemon_pid%% *}
@@ -68,12 +79,14 @@ wait_log() {
   local pattern=$1
   until grep -q "$pattern" "$work/florenced.log"; do
     kill -0 "$strace_pid" 2>/dev/null || { cat "$work/florenced.log" >&2; exit 1; }
+    guard "$pattern"
     sleep 0.1
   done
 }
 wait_log '"model loaded; serving"'
 addr=$(grep -o '"address":"[^"]*"' "$work/florenced.log" | head -1 | cut -d'"' -f4)
 url="http://$addr"
+curl() { command curl --max-time 120 "$@"; }
 curl -fsS "$url/health" >/dev/null
 curl -fsS "$url/metrics" >/dev/null
 b64=$(base64 -w0 "$image")
