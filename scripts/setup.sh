@@ -46,6 +46,10 @@ APT_PACKAGES=(
   systemd
   python3-venv
   dpkg-dev
+  # seccomp-exec (the unit's seccomp filter in tests) links libseccomp;
+  # scripts/trace-syscalls.sh records florenced's system calls with strace.
+  libseccomp-dev
+  strace
 )
 
 log() { printf 'setup: %s\n' "$*"; }
