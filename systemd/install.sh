@@ -2,12 +2,15 @@
 # Installs florenced as the hailo-florence systemd service, and the GStreamer
 # plugin for every user. Running it again upgrades in place.
 #   sudo systemd/install.sh [--prefix DIR] [--binary PATH] [--plugin PATH] [--ort-library PATH]
-#        [--plugin-dir DIR] [--model-dir DIR] [--model NAME [--variant SUFFIX]] [--no-start]
+#        [--plugin-dir DIR] [--model-dir DIR] [--model NAME [--variant SUFFIX]]
+#        [--allow-from "ADDRESS ..."] [--no-start]
 # --prefix: florenced in DIR/bin, ONNX Runtime, the plugin and the device check in
 #   DIR/lib/florence (default /usr/local); the plugin is linked from GStreamer's
 #   plugin directory (--plugin-dir, default `pkg-config --variable=pluginsdir gstreamer-1.0`).
 # --model pulls NAME (florence-2-base-ft, ... or owner/name) from the Hugging Face Hub into
 #   /var/lib/hailo-florence/models/ (cache: /var/lib/hailo-florence/hub) and configures it.
+# --allow-from: with a non-loopback `host`, the addresses or prefixes that may connect
+#   (the unit's IP policy drop-in, rendered by ip-policy.sh; default: any).
 # DESTDIR=/some/root stages the whole tree under that root and touches nothing else
 #   (no user, no systemctl); what it skips is printed.
 # Build first: cargo build --release --locked (and bash scripts/setup.sh for ONNX Runtime).
@@ -23,6 +26,7 @@ model_dir=""
 model=""
 variant=""
 start=1
+allow_from=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --prefix) prefix=$2; shift 2 ;;
@@ -33,8 +37,9 @@ while [ $# -gt 0 ]; do
     --model-dir) model_dir=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
     --variant) variant=$2; shift 2 ;;
+    --allow-from) allow_from=$2; shift 2 ;;
     --no-start) start=0; shift ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
     *) echo "install.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -84,6 +89,7 @@ install -d -m 0755 "$dest$prefix/bin" "$dest$lib_dir" "$dest$share_dir" "$dest$p
 install -m 0755 "$binary" "$dest$prefix/bin/florenced"
 install -m 0644 "$(readlink -f "$ort")" "$dest$lib_dir/libonnxruntime.so"
 install -m 0755 "$here/hailo-device-check.sh" "$dest$lib_dir/hailo-device-check.sh"
+install -m 0755 "$here/ip-policy.sh" "$dest$lib_dir/ip-policy.sh"
 # The plugin's real file sits beside ONNX Runtime, which it finds there (the
 # folder of its real file is searched); GStreamer loads it through the link.
 install -m 0644 "$plugin" "$dest$lib_dir/libgstflorence.so"
@@ -126,6 +132,9 @@ if [ -z "$dest" ]; then
 fi
 # Check the configuration before systemd tries it.
 "$dest$prefix/bin/florenced" --config "$dest$config" --print-config >/dev/null
+# Which peers may connect, from the configured bind (rerun after changing host).
+"$here/ip-policy.sh" "$dest$config" "$dest/etc/systemd/system/hailo-florence.service.d/ip-policy.conf" \
+  ${allow_from:+--allow "$allow_from"}
 echo "installed florenced in $prefix (ONNX Runtime and the plugin in $lib_dir, linked from $plugin_dir)"
 
 if [ -n "$dest" ]; then

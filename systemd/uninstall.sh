@@ -35,7 +35,9 @@ systemd_running=0
 if [ "$systemd_running" = 1 ]; then
   systemctl disable --now hailo-florence 2>/dev/null || true
 fi
-rm -f "$dest/etc/systemd/system/hailo-florence.service"
+rm -f "$dest/etc/systemd/system/hailo-florence.service" \
+  "$dest/etc/systemd/system/hailo-florence.service.d/ip-policy.conf"
+rmdir "$dest/etc/systemd/system/hailo-florence.service.d" 2>/dev/null || true
 [ "$systemd_running" = 1 ] && systemctl daemon-reload
 # Only the link install.sh made: a plugin someone else put there stays.
 [ -L "$dest$plugin_dir/libgstflorence.so" ] && rm -f "$dest$plugin_dir/libgstflorence.so"

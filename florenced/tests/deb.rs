@@ -68,6 +68,7 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
         "./usr/lib/florence/libgstflorence.so",
         "./usr/lib/florence/libonnxruntime.so",
         "./usr/lib/florence/hailo-device-check.sh",
+        "./usr/lib/florence/ip-policy.sh",
         "./lib/systemd/system/hailo-florence.service",
         "./etc/hailo/hailo-florence.yaml",
         "./usr/lib/sysusers.d/hailo-florence.conf",
@@ -158,6 +159,12 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
         (0o640, 0, gid)
     );
     assert!(target.join("var/lib/hailo-florence/models").is_dir());
+    // The IP policy from the default loopback bind.
+    let policy = std::fs::read_to_string(
+        target.join("etc/systemd/system/hailo-florence.service.d/ip-policy.conf"),
+    )
+    .unwrap();
+    assert!(policy.contains("IPAddressAllow=localhost"), "{policy}");
     // Enabled as systemctl enable would: a link to the unit (absolute, so read, not followed).
     let wants = target.join("etc/systemd/system/multi-user.target.wants/hailo-florence.service");
     assert_eq!(
@@ -212,6 +219,11 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
     );
     succeed(dpkg(&target).args(["--purge", "hailo-florence"]));
     assert!(!config.exists());
+    assert!(
+        !target
+            .join("etc/systemd/system/hailo-florence.service.d")
+            .exists()
+    );
     assert!(!target.join("var/lib/hailo-florence").exists());
     let _ = std::fs::remove_dir_all(&scratch);
 }

@@ -74,7 +74,9 @@ fn install_stages_a_complete_tree_upgrades_in_place_and_uninstalls() {
         "opt/florence/lib/florence/libonnxruntime.so",
         "opt/florence/lib/florence/libgstflorence.so",
         "opt/florence/lib/florence/hailo-device-check.sh",
+        "opt/florence/lib/florence/ip-policy.sh",
         "opt/florence/share/doc/florenced/README.md",
+        "etc/systemd/system/hailo-florence.service.d/ip-policy.conf",
         "etc/hailo/hailo-florence.yaml",
         "etc/systemd/system/hailo-florence.service",
         "var/lib/hailo-florence/models",
@@ -112,6 +114,15 @@ fn install_stages_a_complete_tree_upgrades_in_place_and_uninstalls() {
         "{unit}"
     );
     assert!(!unit.contains("/usr/local"), "{unit}");
+    // The default loopback bind: only localhost peers (the IP policy drop-in).
+    let policy = std::fs::read_to_string(
+        dest.join("etc/systemd/system/hailo-florence.service.d/ip-policy.conf"),
+    )
+    .unwrap();
+    assert!(
+        policy.contains("IPAddressDeny=any") && policy.contains("IPAddressAllow=localhost"),
+        "{policy}"
+    );
     let config_path = dest.join("etc/hailo/hailo-florence.yaml");
     let config = std::fs::read_to_string(&config_path).unwrap();
     assert!(
