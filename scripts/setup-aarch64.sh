@@ -23,8 +23,9 @@ SYSROOT="$ROOT/.sysroot-aarch64"
 RUST_TARGET="aarch64-unknown-linux-gnu"
 APT_PACKAGES=(gcc-aarch64-linux-gnu qemu-user)
 # What the crates link (gstreamer, -base, -video, -app, glib, gobject, gio) and
-# the C library; apt adds their dependencies.
-SYSROOT_PACKAGES=(libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libglib2.0-dev)
+# the C library, and gst-launch-1.0 to run the plugin; apt adds their dependencies.
+SYSROOT_PACKAGES=(libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libglib2.0-dev
+  gstreamer1.0-tools)
 # Mesa's drivers and the libraries only they need (about 150 MB unpacked):
 # nothing here links or loads libgstreamer-gl, which pulls them in.
 SYSROOT_SKIP='^(libllvm[0-9]+|libz3-[0-9]+|libgl1-mesa-dri)_'
