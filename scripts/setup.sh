@@ -10,6 +10,9 @@
 #    into .test-venv/ (scripts/setup-python-tools.sh).
 #  - cargo-deb (pinned, `cargo install --locked`), which scripts/build-deb.sh uses
 #    to make the Debian package.
+#  - with --aarch64 (CI passes it): what the Raspberry Pi 5 cross-build and its
+#    check under qemu (scripts/cross-aarch64.sh) need (scripts/setup-aarch64.sh),
+#    and the aarch64 ONNX Runtime in .ort-aarch64/lib.
 #  - the benchmark's small Python venv (.venv-bench: onnxruntime, numpy, pillow,
 #    tokenizers, onnx, onnxconverter-common, pinned in tools/bench/requirements-ort.txt)
 #    that the `scripts/bench.sh --quick` test uses (it also writes the variants).
@@ -17,8 +20,14 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+AARCH64=0
+for arg in "$@"; do
+  case "$arg" in
+    --aarch64) AARCH64=1 ;;
+    *) printf 'usage: %s [--aarch64]\n' "$0" >&2; exit 2 ;;
+  esac
+done
 ORT_VERSION="1.32.0"
-ORT_DIR="$ROOT/.ort/lib"
 TOOLS_DIR="$ROOT/.tools/bin"
 # Debian 12's prometheus package; point releases only change the +debN suffix.
 PROMETHEUS_DEB_VERSION="2.42.0+ds-5"
@@ -76,14 +85,15 @@ install_apt() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
+# install_ort ARCH DIR: the library from the pinned wheel for ARCH into DIR.
 install_ort() {
-  local lib="$ORT_DIR/libonnxruntime.so.$ORT_VERSION"
-  if [ -f "$lib" ] && [ -L "$ORT_DIR/libonnxruntime.so" ]; then
-    log "ONNX Runtime $ORT_VERSION present in $ORT_DIR"
+  local arch="$1" ort_dir="$2"
+  local lib="$ort_dir/libonnxruntime.so.$ORT_VERSION"
+  if [ -f "$lib" ] && [ -L "$ort_dir/libonnxruntime.so" ]; then
+    log "ONNX Runtime $ORT_VERSION ($arch) present in $ort_dir"
     return
   fi
-  local arch platform sha
-  arch="$(uname -m)"
+  local platform sha
   case "$arch" in
     x86_64|aarch64) platform="manylinux_2_28_$arch" ;;
     *) log "no pinned ONNX Runtime wheel for $arch"; exit 1 ;;
@@ -100,8 +110,8 @@ install_ort() {
   echo "$sha  $wheel" | sha256sum --check --quiet - || {
     log "sha256 of $(basename "$wheel") does not match the pinned $sha"; exit 1;
   }
-  mkdir -p "$ORT_DIR"
-  python3 - "$wheel" "$ORT_DIR" "$ORT_VERSION" <<'PY'
+  mkdir -p "$ort_dir"
+  python3 - "$wheel" "$ort_dir" "$ORT_VERSION" <<'PY'
 import sys, zipfile, os
 wheel, out, version = sys.argv[1:]
 name = f"onnxruntime/capi/libonnxruntime.so.{version}"
@@ -113,8 +123,8 @@ with open(tmp, "wb") as f:
 os.chmod(tmp, 0o755)
 os.replace(tmp, os.path.join(out, f"libonnxruntime.so.{version}"))
 PY
-  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ORT_DIR/libonnxruntime.so"
-  log "ONNX Runtime $ORT_VERSION unpacked into $ORT_DIR"
+  ln -sfn "libonnxruntime.so.$ORT_VERSION" "$ort_dir/libonnxruntime.so"
+  log "ONNX Runtime $ORT_VERSION ($arch) unpacked into $ort_dir"
 }
 
 install_promtool() {
@@ -162,7 +172,11 @@ install_bench_venv() {
 }
 
 install_apt
-install_ort
+install_ort "$(uname -m)" "$ROOT/.ort/lib"
+if [ "$AARCH64" -eq 1 ]; then
+  bash "$ROOT/scripts/setup-aarch64.sh"
+  install_ort aarch64 "$ROOT/.ort-aarch64/lib"
+fi
 install_promtool
 install_cargo_deb
 bash "$ROOT/scripts/setup-python-tools.sh"
