@@ -135,7 +135,7 @@ pub(crate) fn entry_dir(
 /// loader that its writer is alive.
 pub(crate) struct Scratch {
     pub(crate) dir: PathBuf,
-    _lock: std::fs::File,
+    _lock: Option<std::fs::File>,
 }
 
 /// A fresh directory next to the entries, to write the entry for `graph` into
@@ -149,11 +149,17 @@ pub(crate) fn scratch_dir(cache: &Path, graph: &Path) -> std::io::Result<Scratch
     std::fs::create_dir(&dir)?;
     let fill = || {
         // Locked before it takes the name sweepers look at, so a `lock` that
-        // can be locked is one whose process is gone (flock ends with it).
+        // can be locked is one whose process is gone (flock ends with it). A
+        // file system without locks gets no `lock`: the age rule applies.
         let pending = dir.join(format!("{LOCK_FILE}.new"));
         let lock = std::fs::File::create(&pending)?;
-        lock.lock()?;
-        std::fs::rename(&pending, dir.join(LOCK_FILE))?;
+        let lock = match lock.lock() {
+            Ok(()) => {
+                std::fs::rename(&pending, dir.join(LOCK_FILE))?;
+                Some(lock)
+            }
+            Err(_) => None,
+        };
         std::fs::write(dir.join(SOURCE_FILE), file_identity(graph)?)?;
         Ok(lock)
     };
