@@ -313,13 +313,17 @@ fn finish_reload(
             files
         }
         Err(e) => {
-            tracing::error!(error = %e, "reload failed; going on with the previous configuration");
+            // /health says it before the log does: whoever reads the log line
+            // (an operator, a test) then finds the reason there.
             *st.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
             // Nothing serves: /health's error says the latest reason.
-            let mut load_error = st.load_error.lock().unwrap_or_else(|e| e.into_inner());
-            if load_error.is_some() {
-                *load_error = Some(e.clone());
+            {
+                let mut load_error = st.load_error.lock().unwrap_or_else(|e| e.into_inner());
+                if load_error.is_some() {
+                    *load_error = Some(e.clone());
+                }
             }
+            tracing::error!(error = %e, "reload failed; going on with the previous configuration");
             notify(&[
                 NotifyState::Ready,
                 NotifyState::Status(&format!("reload failed: {e}")),

@@ -14,54 +14,11 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::scratch::Scratch;
 use common::*;
 use serde_json::json;
 
 const HANG_GUARD: Duration = Duration::from_secs(60);
-
-/// A scratch directory for one test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let dir = std::env::temp_dir().join(format!("florenced-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    /// A model directory named `name` whose files link to the tiny model's.
-    fn model(&self, name: &str) -> PathBuf {
-        let dir = self.0.join(name);
-        link_tree(&model_dir(), &dir);
-        dir
-    }
-
-    fn config(&self, text: &str) -> PathBuf {
-        let path = self.0.join("florenced.yaml");
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn link_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            link_tree(&entry.path(), &target);
-        } else {
-            std::os::unix::fs::symlink(entry.path(), target).unwrap();
-        }
-    }
-}
 
 const DECODER: &str = "onnx/decoder_model_merged.onnx";
 
@@ -75,46 +32,6 @@ fn corrupt_decoder(dir: &Path) {
 fn restore_decoder(dir: &Path) {
     std::fs::remove_file(dir.join(DECODER)).unwrap();
     std::os::unix::fs::symlink(model_dir().join(DECODER), dir.join(DECODER)).unwrap();
-}
-
-/// The daemon reading `config` (so that a reload reads it again), JSON logs.
-fn with_config(config: &Path) -> Spawn {
-    Spawn {
-        args: [
-            "--config",
-            &config.display().to_string(),
-            "--port",
-            "0",
-            "--threads",
-            "1",
-            "--log-format",
-            "json",
-        ]
-        .map(String::from)
-        .to_vec(),
-        env: Vec::new(),
-    }
-}
-
-/// Waits until `n` log lines have a message containing `what`; returns the n-th.
-fn wait_log(d: &Daemon, what: &str, n: usize) -> serde_json::Value {
-    let start = Instant::now();
-    loop {
-        let found: Vec<_> = d
-            .log_lines()
-            .into_iter()
-            .filter(|l| l["message"].as_str().is_some_and(|m| m.contains(what)))
-            .collect();
-        if found.len() >= n {
-            return found[n - 1].clone();
-        }
-        assert!(
-            start.elapsed() < HANG_GUARD,
-            "no {n}x '{what}' in the log: {:#?}",
-            d.log_lines()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until all of `n` requests were admitted (answered, running or queued)
@@ -215,16 +132,16 @@ fn sighup_reloads_without_dropping_requests_and_usr_signals_are_ignored() {
         a.display()
     ));
     let systemd = NotifySocket::new("reload");
-    let mut d = with_config(&config)
+    let mut d = Spawn::with_config(&config)
         .env("NOTIFY_SOCKET", &systemd.path.display().to_string())
         .start();
     systemd.wait_for("READY=1");
 
     // SIGUSR1 and SIGUSR2: a log line each, nothing else.
     d.signal(libc::SIGUSR1);
-    wait_log(&d, "SIGUSR1 ignored", 1);
+    d.wait_log("SIGUSR1 ignored", 1);
     d.signal(libc::SIGUSR2);
-    wait_log(&d, "SIGUSR2 ignored", 1);
+    d.wait_log("SIGUSR2 ignored", 1);
     still_running(&mut d);
     assert_eq!(d.get("/health").status, 200);
 
@@ -254,9 +171,9 @@ fn sighup_reloads_without_dropping_requests_and_usr_signals_are_ignored() {
         "{reloading}"
     );
     systemd.wait_for("READY=1");
-    let done = wait_log(&d, "configuration reloaded", 1);
+    let done = d.wait_log("configuration reloaded", 1);
     assert_eq!(done["model_reloaded"], true, "{done}");
-    let kept = wait_log(&d, "only after a restart", 1);
+    let kept = d.wait_log("only after a restart", 1);
     assert!(
         kept["keys"].as_str().unwrap().contains("log_level"),
         "{kept}"
@@ -275,8 +192,7 @@ fn sighup_reloads_without_dropping_requests_and_usr_signals_are_ignored() {
         assert_eq!(r.json()["model_variant"], "tiny-a");
         assert_eq!(r.json()["token_count"], 300);
     }
-    wait_log(
-        &d,
+    d.wait_log(
         "replaced by the reload finished their requests and stopped",
         1,
     );
@@ -290,7 +206,7 @@ fn a_failed_reload_keeps_serving_and_says_why() {
     let model = scratch.model("tiny-c");
     let good = format!("model_dir: {}\n", model.display());
     let config = scratch.config(&good);
-    let mut d = with_config(&config).ready();
+    let mut d = Spawn::with_config(&config).ready();
     let health_reload_error = |d: &Daemon| {
         let h = d.get("/health");
         assert_eq!(h.status, 200, "{}", h.text());
@@ -300,7 +216,7 @@ fn a_failed_reload_keeps_serving_and_says_why() {
     // A mistake in the file: named in the log and on /health; nothing changes.
     std::fs::write(&config, format!("{good}queue_dept: 3\n")).unwrap();
     d.signal(libc::SIGHUP);
-    let failed = wait_log(&d, "reload failed", 1);
+    let failed = d.wait_log("reload failed", 1);
     assert!(failed["level"] == "ERROR", "{failed}");
     assert!(
         failed["error"].as_str().unwrap().contains("queue_dept"),
@@ -316,7 +232,7 @@ fn a_failed_reload_keeps_serving_and_says_why() {
     let gone = scratch.0.join("tiny-c.gone");
     std::fs::rename(&model, &gone).unwrap();
     d.signal(libc::SIGHUP);
-    let failed = wait_log(&d, "reload failed", 2);
+    let failed = d.wait_log("reload failed", 2);
     let why = failed["error"].as_str().unwrap();
     assert!(why.contains(&model.display().to_string()), "{failed}");
     assert!(
@@ -329,14 +245,14 @@ fn a_failed_reload_keeps_serving_and_says_why() {
     // Back in place: the reload succeeds and the failure is no longer reported.
     std::fs::rename(&gone, &model).unwrap();
     d.signal(libc::SIGHUP);
-    wait_log(&d, "configuration reloaded", 1);
+    d.wait_log("configuration reloaded", 1);
     assert_eq!(health_reload_error(&d), None);
     assert!(prometheus(&d).contains("florenced_config_last_reload_successful 1"));
 
     // A graph corrupted in place: the reload loads it, fails, and keeps the old model.
     corrupt_decoder(&model);
     d.signal(libc::SIGHUP);
-    let failed = wait_log(&d, "reload failed", 3);
+    let failed = d.wait_log("reload failed", 3);
     assert!(
         failed["error"]
             .as_str()
@@ -347,7 +263,7 @@ fn a_failed_reload_keeps_serving_and_says_why() {
     assert_eq!(caption(&d, &[]).status, 200);
     restore_decoder(&model);
     d.signal(libc::SIGHUP);
-    wait_log(&d, "configuration reloaded", 2);
+    d.wait_log("configuration reloaded", 2);
     assert_eq!(health_reload_error(&d), None);
     assert_eq!(caption(&d, &[]).status, 200);
     still_running(&mut d);
@@ -362,7 +278,7 @@ fn a_model_that_failed_to_load_recovers_on_sighup_without_a_restart() {
         "model_dir: {}\nexit_on_load_failure: false\n",
         model.display()
     ));
-    let mut d = with_config(&config).start();
+    let mut d = Spawn::with_config(&config).start();
     let start = Instant::now();
     let h = loop {
         let h = d.get("/health");
@@ -380,7 +296,7 @@ fn a_model_that_failed_to_load_recovers_on_sighup_without_a_restart() {
 
     restore_decoder(&model);
     d.signal(libc::SIGHUP);
-    let done = wait_log(&d, "configuration reloaded", 1);
+    let done = d.wait_log("configuration reloaded", 1);
     assert_eq!(done["model_reloaded"], true, "{done}");
     let h = d.get("/health");
     assert_eq!(h.status, 200, "{}", h.text());

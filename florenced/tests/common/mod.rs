@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../../../gst-florence/tests/common/process.rs"]
 pub mod process;
+pub mod scratch;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -61,6 +62,25 @@ impl Spawn {
                 "--log-format".into(),
                 "json".into(),
             ],
+            env: Vec::new(),
+        }
+    }
+
+    /// The daemon reading `config` (so that a reload reads it again), JSON logs.
+    pub fn with_config(config: &Path) -> Spawn {
+        Spawn {
+            args: [
+                "--config",
+                &config.display().to_string(),
+                "--port",
+                "0",
+                "--threads",
+                "1",
+                "--log-format",
+                "json",
+            ]
+            .map(String::from)
+            .to_vec(),
             env: Vec::new(),
         }
     }
@@ -195,6 +215,27 @@ impl Daemon {
             .iter()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()
+    }
+
+    /// Waits until `n` log lines have a message containing `what`; returns the n-th.
+    pub fn wait_log(&self, what: &str, n: usize) -> serde_json::Value {
+        let start = Instant::now();
+        loop {
+            let found: Vec<_> = self
+                .log_lines()
+                .into_iter()
+                .filter(|l| l["message"].as_str().is_some_and(|m| m.contains(what)))
+                .collect();
+            if found.len() >= n {
+                return found[n - 1].clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no {n}x '{what}' in the log: {:#?}",
+                self.log_lines()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn signal(&self, sig: i32) {

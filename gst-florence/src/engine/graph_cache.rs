@@ -17,7 +17,9 @@
 //! CPU-specific). A changed model, library or machine gets a new entry. Entries
 //! are written in a temporary directory and renamed into place, so concurrent
 //! loaders never see half an entry; one that cannot be loaded is removed and
-//! rebuilt.
+//! rebuilt. A loader holds a lock on its temporary directory while it writes:
+//! the next save removes the directory of a loader that died (a SIGKILL, the
+//! OOM killer during a first load), whose lock ended with it.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -30,7 +32,9 @@ pub(crate) const GRAPH_FILE: &str = "graph.onnx";
 pub(crate) const DATA_FILE: &str = "graph.data";
 /// The identity of the model file an entry was made from, for [`sweep`].
 const SOURCE_FILE: &str = "source";
-/// A scratch directory this old belongs to a loader that died.
+/// In a scratch directory: locked by its loader while it writes.
+const LOCK_FILE: &str = "lock";
+/// A scratch directory without a lock this old belongs to a loader that died.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Where a graph was loaded from.
@@ -127,17 +131,59 @@ pub(crate) fn entry_dir(
     Ok(cache.join(format!("{stem}-{hash:032x}")))
 }
 
+/// A scratch directory being written, and the lock that tells a sweeping
+/// loader that its writer is alive.
+pub(crate) struct Scratch {
+    pub(crate) dir: PathBuf,
+    _lock: Option<std::fs::File>,
+}
+
 /// A fresh directory next to the entries, to write the entry for `graph` into
 /// before it is renamed into place.
-pub(crate) fn scratch_dir(cache: &Path, graph: &Path) -> std::io::Result<PathBuf> {
+pub(crate) fn scratch_dir(cache: &Path, graph: &Path) -> std::io::Result<Scratch> {
     std::fs::create_dir_all(cache)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let dir = cache.join(format!(".partial-{}-{nanos}", std::process::id()));
     std::fs::create_dir(&dir)?;
-    std::fs::write(dir.join(SOURCE_FILE), file_identity(graph)?)?;
-    Ok(dir)
+    let fill = || {
+        // Locked before it takes the name sweepers look at, so a `lock` that
+        // can be locked is one whose process is gone (flock ends with it). A
+        // file system without locks gets no `lock`: the age rule applies.
+        let pending = dir.join(format!("{LOCK_FILE}.new"));
+        let lock = std::fs::File::create(&pending)?;
+        let lock = match lock.lock() {
+            Ok(()) => {
+                std::fs::rename(&pending, dir.join(LOCK_FILE))?;
+                Some(lock)
+            }
+            Err(_) => None,
+        };
+        std::fs::write(dir.join(SOURCE_FILE), file_identity(graph)?)?;
+        Ok(lock)
+    };
+    match fill() {
+        Ok(lock) => Ok(Scratch { dir, _lock: lock }),
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}
+
+/// Whether the loader of a scratch directory is gone: its lock can be taken,
+/// or, without one (a loader between creating the directory and locking it),
+/// the directory is [`ABANDONED_AFTER`] old.
+fn abandoned(scratch: &Path) -> bool {
+    match std::fs::File::open(scratch.join(LOCK_FILE)) {
+        Ok(lock) => lock.try_lock().is_ok(),
+        Err(_) => std::fs::metadata(scratch)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > ABANDONED_AFTER),
+    }
 }
 
 /// Removes the entries whose model file is gone or has changed (a replaced
@@ -151,13 +197,7 @@ pub(crate) fn sweep(cache: &Path) {
         let path = item.path();
         let name = item.file_name().to_string_lossy().into_owned();
         if name.starts_with(".partial-") {
-            let old = item
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > ABANDONED_AFTER);
-            if old {
+            if abandoned(&path) {
                 let _ = std::fs::remove_dir_all(&path);
             }
             continue;
@@ -234,13 +274,44 @@ mod tests {
         let entry = cache.join("g-1");
         for _ in 0..2 {
             let s = scratch_dir(&cache, &graph).unwrap();
-            std::fs::write(s.join(GRAPH_FILE), b"x").unwrap();
-            publish(&s, &entry).unwrap();
+            std::fs::write(s.dir.join(GRAPH_FILE), b"x").unwrap();
+            publish(&s.dir, &entry).unwrap();
         }
         let names: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
         assert_eq!(names.len(), 1, "no scratch directory left behind");
         discard(&entry);
         assert!(!entry.exists());
+        std::fs::remove_dir_all(&cache).unwrap();
+        std::fs::remove_dir_all(&models).unwrap();
+    }
+
+    #[test]
+    fn scratch_directories_go_once_their_loader_is_gone() {
+        let cache = temp_dir("scratch");
+        let models = temp_dir("scratch-models");
+        let graph = models.join("g.onnx");
+        std::fs::write(&graph, b"one").unwrap();
+        let live = scratch_dir(&cache, &graph).unwrap();
+        // A loader that died after locking: its lock file, unlocked.
+        let dead = cache.join(".partial-1-1");
+        std::fs::create_dir(&dead).unwrap();
+        std::fs::write(dead.join(LOCK_FILE), b"").unwrap();
+        // A loader between creating its directory and locking it.
+        let starting = cache.join(".partial-2-2");
+        std::fs::create_dir(&starting).unwrap();
+
+        sweep(&cache);
+        assert!(live.dir.exists(), "a live loader's directory was removed");
+        assert!(!dead.exists(), "a dead loader's directory was kept");
+        assert!(
+            starting.exists(),
+            "a starting loader's directory was removed"
+        );
+
+        let dir = live.dir.clone();
+        drop(live);
+        sweep(&cache);
+        assert!(!dir.exists(), "its lock ended with it");
         std::fs::remove_dir_all(&cache).unwrap();
         std::fs::remove_dir_all(&models).unwrap();
     }
@@ -254,7 +325,7 @@ mod tests {
             std::fs::write(&graph, b"weights").unwrap();
             let s = scratch_dir(&cache, &graph).unwrap();
             let entry = cache.join(name);
-            publish(&s, &entry).unwrap();
+            publish(&s.dir, &entry).unwrap();
             (graph, entry)
         };
         let (_, kept) = entry_for("kept.onnx");

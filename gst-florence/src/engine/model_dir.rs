@@ -283,7 +283,7 @@ fn open_session(
     };
     let saved = builder(runtime, options, GraphOptimizationLevel::Level3)
         .and_then(|b| {
-            b.with_optimized_model_path(scratch.join(graph_cache::GRAPH_FILE))
+            b.with_optimized_model_path(scratch.dir.join(graph_cache::GRAPH_FILE))
                 .map_err(ort::Error::<()>::from)
         })
         .and_then(|b| {
@@ -311,11 +311,12 @@ fn open_session(
     let session = match saved {
         Ok(s) => s,
         Err(e) => {
-            let _ = std::fs::remove_dir_all(&scratch);
+            let _ = std::fs::remove_dir_all(&scratch.dir);
             return Err(load(e));
         }
     };
-    if let Err(e) = graph_cache::publish(&scratch, &entry) {
+    // Published with its lock held; the lock goes with `scratch` after.
+    if let Err(e) = graph_cache::publish(&scratch.dir, &entry) {
         tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
         return Ok((session, GraphSource::Model));
     }
