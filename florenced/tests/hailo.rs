@@ -106,13 +106,7 @@ fn captions_run_on_the_hailo_device_and_match_the_split() {
     let h = d.get("/health").json();
     assert_eq!(h["backend"], "hailo", "{h}");
     assert_eq!(h["hailo_device"], "connected", "{h}");
-    assert!(
-        d.log_lines().iter().any(|l| l["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("captions run on the Hailo device"))),
-        "{:?}",
-        d.log_lines()
-    );
+    d.wait_log("captions run on the Hailo device", 1);
     let r = caption(&d, &png);
     assert_eq!(r.status, 200, "{}", r.text());
     let j = r.json();

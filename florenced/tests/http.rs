@@ -752,10 +752,11 @@ fn a_client_that_disconnects_during_inference_cancels_it() {
         );
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
     drop(s);
-    wait_until_idle(&d, std::time::Duration::from_secs(2));
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The hang-up stops the inference (it would run for seconds): the log says
+    // so once, and the daemon goes idle (60 s: a hang guard, not a speed check).
+    d.wait_log("inference cancelled", 1);
+    wait_until_idle(&d, std::time::Duration::from_secs(60));
     let cancelled = d
         .log_lines()
         .iter()
@@ -851,9 +852,9 @@ fn a_client_that_disconnects_drops_its_queued_work() {
         assert!(start.elapsed().as_secs() < 30);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
-    // Three clients queue behind it and hang up.
+    // Three clients queue behind it and hang up, each once its request is queued.
     let body = json!({"image": b64(&png), "max_length": 5}).to_string();
-    for _ in 0..3 {
+    for queued in 1..=3 {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(addr).unwrap();
         write!(
@@ -862,18 +863,25 @@ fn a_client_that_disconnects_drops_its_queued_work() {
             body.len()
         )
         .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        let start = std::time::Instant::now();
+        while d.get("/metrics").json()["queue_depth"] != queued {
+            assert!(
+                start.elapsed().as_secs() < 60,
+                "request {queued} never queued"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
         drop(s);
     }
     let r = first.join().unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
     // The worker dropped all three unseen instead of running the model for them.
+    d.wait_log("client went away", 3);
     let start = std::time::Instant::now();
     while d.get("/metrics").json()["queue_depth"] != 0 {
-        assert!(start.elapsed().as_secs() < 30, "the queue never emptied");
+        assert!(start.elapsed().as_secs() < 60, "the queue never emptied");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    std::thread::sleep(std::time::Duration::from_millis(100));
     let dropped = d
         .log_lines()
         .iter()
@@ -907,7 +915,8 @@ fn an_inference_failure_answers_500_and_the_service_goes_on() {
     // The client gets the contract's generic message; the log has the cause.
     assert!(!r.text().contains("Gather"), "{}", r.text());
     let id = r.header("x-request-id").unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(100));
+    // The answer can reach the client before the log reader has the line.
+    d.wait_log("inference failed", 1);
     let logs = d.log_lines();
     assert!(
         logs.iter().any(|l| l["request_id"] == id
@@ -963,6 +972,8 @@ fn the_fp16_variant_serves_the_engines_fp16_answer() {
 fn warm_up_runs_before_ready_and_a_model_that_cannot_run_fails_start_up() {
     // Default: one warm-up inference per pipeline before "serving"; it is not a request.
     let d = Spawn::new().ready();
+    // /health answers 200 before the log reader has necessarily seen the line.
+    d.wait_log("model loaded; serving", 1);
     let logs = d.log_lines();
     let position = |m: &str| logs.iter().position(|l| l["message"] == m);
     let warm = position("warm-up inference done").expect("a warm-up log line");
