@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gstflorence::engine::image_io::{self, DecodeError, ImageLimits};
+use gstflorence::engine::image_io::{self, DecodeError};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 use serde_json::json;
@@ -870,11 +870,7 @@ async fn decode_image(
     let image_bytes = fields.image()?;
     let n_bytes = image_bytes.len();
     limits.check_image(n_bytes)?;
-    let limits = ImageLimits {
-        max_width: config.limits.max_width,
-        max_height: config.limits.max_height,
-        max_pixels: (config.limits.max_megapixels * 1e6) as u64,
-    };
+    let limits = config.limits.image_limits();
     let image = tokio::task::spawn_blocking(move || image_io::decode(&image_bytes, &limits, true))
         .await
         .map_err(|_| ApiError::inference_failed())?

@@ -52,6 +52,17 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// The decoder's limits for a request image (`max_megapixels` in pixels).
+    pub fn image_limits(&self) -> gstflorence::engine::image_io::ImageLimits {
+        gstflorence::engine::image_io::ImageLimits {
+            max_width: self.max_width,
+            max_height: self.max_height,
+            max_pixels: (self.max_megapixels * 1e6) as u64,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimit {

@@ -9,27 +9,7 @@
 //! florenced pull florence-2-base-ft                       # download a model into the Hugging Face cache
 //! ```
 
-mod api;
-mod bench;
-mod body_budget;
-mod browser;
-mod config;
-mod connections;
-mod docs;
-mod error;
-mod gst_log;
-mod lifecycle;
-mod logging;
-mod metrics;
-mod openapi;
-mod peer;
-mod pool;
-mod pull;
-mod reload;
-mod request;
-mod schema;
-mod serve;
-mod worker;
+use florenced::{bench, config, lifecycle, logging, pull, serve};
 
 use std::path::PathBuf;
 use std::process::ExitCode;
