@@ -32,27 +32,8 @@ SYSROOT_SKIP='^(libllvm[0-9]+|libz3-[0-9]+|libgl1-mesa-dri)_'
 
 log() { printf 'setup-aarch64: %s\n' "$*"; }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"
-  elif command -v sudo >/dev/null; then sudo "$@"
-  else
-    log "need root for: $*"; exit 1
-  fi
-}
-
-install_apt() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -eq 0 ]; then
-    log "cross compiler and qemu-user present"
-    return
-  fi
-  log "installing ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
+# shellcheck source=scripts/apt-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 
 install_rust_target() {
   if rustup target list --installed | grep -qx "$RUST_TARGET"; then
@@ -119,6 +100,6 @@ install_sysroot() {
   log "arm64 sysroot ($n packages, $(du -sh "$SYSROOT" | cut -f1)) unpacked into $SYSROOT"
 }
 
-install_apt
+install_apt "cross compiler and qemu-user"
 install_rust_target
 install_sysroot

@@ -63,27 +63,8 @@ APT_PACKAGES=(
 
 log() { printf 'setup: %s\n' "$*"; }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"
-  elif command -v sudo >/dev/null; then sudo "$@"
-  else
-    log "need root for: $*"; exit 1
-  fi
-}
-
-install_apt() {
-  local missing=()
-  for p in "${APT_PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -eq 0 ]; then
-    log "system packages present"
-    return
-  fi
-  log "installing ${missing[*]}"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-}
+# shellcheck source=scripts/apt-common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
 
 # install_ort ARCH DIR: the library from the pinned wheel for ARCH into DIR.
 install_ort() {
@@ -171,7 +152,7 @@ install_bench_venv() {
   log "benchmark venv present in $ROOT/.venv-bench"
 }
 
-install_apt
+install_apt "system packages"
 install_ort "$(uname -m)" "$ROOT/.ort/lib"
 if [ "$AARCH64" -eq 1 ]; then
   bash "$ROOT/scripts/setup-aarch64.sh"
