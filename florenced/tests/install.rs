@@ -174,11 +174,7 @@ fn install_stages_a_complete_tree_upgrades_in_place_and_uninstalls() {
         said.contains("kept /etc/hailo/hailo-florence.yaml"),
         "{said}"
     );
-    let left: Vec<String> = tree(&dest)
-        .into_iter()
-        .filter(|(_, kind)| !kind.starts_with("dir"))
-        .map(|(path, _)| path)
-        .collect();
+    let left = files_in(&dest);
     assert_eq!(
         left,
         [
@@ -192,11 +188,7 @@ fn install_stages_a_complete_tree_upgrades_in_place_and_uninstalls() {
         said.contains("purged") && said.contains("skipped userdel"),
         "{said}"
     );
-    let left: Vec<String> = tree(&dest)
-        .into_iter()
-        .filter(|(_, kind)| !kind.starts_with("dir"))
-        .map(|(path, _)| path)
-        .collect();
+    let left = files_in(&dest);
     assert!(left.is_empty(), "{left:?}");
     let _ = std::fs::remove_dir_all(&scratch);
 }
@@ -318,4 +310,13 @@ fn the_readmes_troubleshooting_messages_are_what_users_see() {
         );
     }
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// The paths under `dest` that are not directories.
+fn files_in(dest: &Path) -> Vec<String> {
+    tree(dest)
+        .into_iter()
+        .filter(|(_, kind)| !kind.starts_with("dir"))
+        .map(|(path, _)| path)
+        .collect()
 }
