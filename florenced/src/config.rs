@@ -152,12 +152,14 @@ pub struct Hailo {
 }
 
 impl Default for Hailo {
+    /// The engine's defaults (HailoRT's normal priority, the reference's timeout).
     fn default() -> Self {
+        let d = gstflorence::engine::hailo::HailoSettings::default();
         Hailo {
-            group_id: "SHARED".into(),
-            scheduler_priority: 16,
-            run_timeout_ms: 1000,
-            idle_release_s: 300,
+            group_id: d.group_id,
+            scheduler_priority: u32::from(d.scheduler_priority),
+            run_timeout_ms: d.run_timeout.as_millis() as u32,
+            idle_release_s: gstflorence::engine::hailo_caption::DEFAULT_IDLE_RELEASE_S,
         }
     }
 }

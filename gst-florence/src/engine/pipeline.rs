@@ -334,6 +334,66 @@ impl std::fmt::Debug for Florence {
     }
 }
 
+/// The four ONNX graphs of an onnx-community directory, opened.
+struct Opened {
+    sessions: Sessions,
+    /// The graphs take float16 activations.
+    float16: bool,
+    sources: Vec<(Graph, GraphSource)>,
+}
+
+/// Opens the four ONNX graphs of an onnx-community directory.
+fn open_sessions(
+    dir: &Path,
+    files: &ModelFiles,
+    options: &SessionOptions,
+) -> Result<Opened, ModelError> {
+    let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+    let mut kinds = Vec::new();
+    let mut sources = Vec::new();
+    let mut open = |g| -> Result<Session, ModelError> {
+        let (s, source) = model_dir::open_graph_from(&runtime, files, g, options)?;
+        sources.push((g, source));
+        if g != Graph::EmbedTokens {
+            kinds.push((
+                g,
+                float16_inputs(&s, model_dir::graph_path(dir, g, &options.variant))?,
+            ));
+        }
+        Ok(s)
+    };
+    // The decoder first: loading a graph briefly needs more memory than it
+    // keeps (most for the merged decoder), and that peak is lowest while
+    // nothing else is resident.
+    let decoder = open(Graph::DecoderMerged)?;
+    let encoder = open(Graph::Encoder)?;
+    let embed = open(Graph::EmbedTokens)?;
+    let vision = open(Graph::VisionEncoder)?;
+    let sessions = Sessions {
+        vision,
+        embed,
+        encoder,
+        decoder,
+        last_vision: None,
+    };
+    // Reported in the usual order: vision encoder, embedding, encoder, decoder.
+    let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);
+    kinds.sort_by_key(|k| rank(&k.0));
+    sources.sort_by_key(|k| rank(&k.0));
+    let float16 = kinds.first().is_some_and(|k| k.1);
+    if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
+        return Err(ModelError::Load {
+            path: model_dir::graph_path(dir, *g, &options.variant),
+            reason: "its float inputs differ in precision from the vision encoder's".into(),
+        });
+    }
+    Ok(Opened {
+        sessions,
+        float16,
+        sources,
+    })
+}
+
 fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>, ModelError> {
     match std::fs::read_to_string(path) {
         Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
@@ -398,67 +458,20 @@ impl Florence {
         let vqa_template = read_json_opt(&dir.join("florence.json"))?
             .and_then(|v| v.get("vqa_prompt_template")?.as_str().map(str::to_owned))
             .unwrap_or_else(|| DEFAULT_VQA_TEMPLATE.to_owned());
-        let post = PostProcessor::from_config(&post_cfg);
-        if !layout.has_text_graphs() {
-            // Captions come from the Hailo split, attached by the caller.
-            return Ok(Florence {
-                files,
-                tokenizer,
-                post,
-                vqa_template,
-                sessions: Mutex::new(None),
-                layout,
-                options,
-                float16: false,
-                sources: Vec::new(),
-                hailo: None,
-            });
-        }
-        let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
-        let mut kinds = Vec::new();
-        let mut sources = Vec::new();
-        let mut open = |g| -> Result<Session, ModelError> {
-            let (s, source) = model_dir::open_graph_from(&runtime, &files, g, &options)?;
-            sources.push((g, source));
-            if g != Graph::EmbedTokens {
-                kinds.push((
-                    g,
-                    float16_inputs(&s, model_dir::graph_path(dir, g, &options.variant))?,
-                ));
-            }
-            Ok(s)
+        // hailo-florence's layout has no ONNX text graphs: its captions come
+        // from the Hailo split, attached by the caller.
+        let (sessions, float16, sources) = if layout.has_text_graphs() {
+            let o = open_sessions(dir, &files, &options)?;
+            (Some(o.sessions), o.float16, o.sources)
+        } else {
+            (None, false, Vec::new())
         };
-        // The decoder first: loading a graph briefly needs more memory than it
-        // keeps (most for the merged decoder), and that peak is lowest while
-        // nothing else is resident.
-        let decoder = open(Graph::DecoderMerged)?;
-        let encoder = open(Graph::Encoder)?;
-        let embed = open(Graph::EmbedTokens)?;
-        let vision = open(Graph::VisionEncoder)?;
-        let sessions = Sessions {
-            vision,
-            embed,
-            encoder,
-            decoder,
-            last_vision: None,
-        };
-        // Reported in the usual order: vision encoder, embedding, encoder, decoder.
-        let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);
-        kinds.sort_by_key(|k| rank(&k.0));
-        sources.sort_by_key(|k| rank(&k.0));
-        let float16 = kinds.first().is_some_and(|k| k.1);
-        if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
-            return Err(ModelError::Load {
-                path: model_dir::graph_path(dir, *g, &options.variant),
-                reason: "its float inputs differ in precision from the vision encoder's".into(),
-            });
-        }
         Ok(Florence {
             files,
             tokenizer,
-            post,
+            post: PostProcessor::from_config(&post_cfg),
             vqa_template,
-            sessions: Mutex::new(Some(sessions)),
+            sessions: Mutex::new(sessions),
             layout,
             options,
             float16,

@@ -237,9 +237,15 @@ impl FlorenceCaption {
                     .filter(|g| !g.is_empty())
                     .unwrap_or_else(|| HailoProps::default().group_id)
             }
-            "hailo-priority" => s.hailo.priority = value.get().unwrap_or(16),
-            "hailo-timeout" => s.hailo.timeout_ms = value.get().unwrap_or(1000),
-            "hailo-idle-release" => s.hailo.idle_release_s = value.get().unwrap_or(0),
+            "hailo-priority" => {
+                s.hailo.priority = value.get().unwrap_or(HailoProps::default().priority)
+            }
+            "hailo-timeout" => {
+                s.hailo.timeout_ms = value.get().unwrap_or(HailoProps::default().timeout_ms)
+            }
+            "hailo-idle-release" => {
+                s.hailo.idle_release_s = value.get().unwrap_or(HailoProps::default().idle_release_s)
+            }
             "mode" => s.mode = value.get().unwrap_or(Mode::Live),
             "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
             "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
