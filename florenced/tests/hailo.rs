@@ -8,10 +8,6 @@ use std::path::PathBuf;
 use gstflorence::engine::task::Task;
 
 mod common;
-// Each test file uses some of the shared model copies.
-#[allow(dead_code)]
-#[path = "../../gst-florence/tests/common/model_copies.rs"]
-mod model_copies;
 use common::{Daemon, Spawn, b64, fixture_png, root};
 
 /// One faults file per test (the daemons run in parallel).
@@ -42,18 +38,7 @@ impl Drop for Faults {
 }
 
 fn standin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let lib = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("libflorence_hailo_standin.so");
-    assert!(
-        lib.is_file(),
-        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
-        lib.display()
-    );
-    lib
+    common::built("libflorence_hailo_standin.so")
 }
 
 fn spawn(backend: &str, faults: &Faults) -> Spawn {
@@ -342,7 +327,7 @@ fn a_model_in_hailo_florences_flat_layout_serves_captions_on_the_device() {
     let faults = Faults::new("flat", "");
     let (png, want) = case();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("hailo-florence-layout-daemon");
-    model_copies::hailo_florence_layout(&common::model_dir(), &dir);
+    common::model_copies::hailo_florence_layout(&common::model_dir(), &dir);
     // auto takes the device: this layout has nothing else to run on.
     let d = spawn("auto", &faults).model_dir(&dir).ready();
     let h = d.get("/health").json();

@@ -7,13 +7,13 @@
 
 mod common;
 
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::notify::NotifySocket;
 use common::process::succeed;
+use common::scratch::Scratch;
 use common::*;
 use serde_json::json;
 
@@ -23,27 +23,9 @@ fn unit() -> PathBuf {
     root().join("systemd/hailo-florence.service")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("florenced-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// target/debug/seccomp-exec, built by `cargo build --workspace` (scripts/test.sh).
+/// target/debug/seccomp-exec.
 fn seccomp_exec() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let helper = exe
-        .parent()
-        .and_then(|d| d.parent())
-        .unwrap()
-        .join("seccomp-exec");
-    assert!(
-        helper.is_file(),
-        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
-        helper.display()
-    );
-    helper
+    built("seccomp-exec")
 }
 
 /// systemd/ip-policy.sh CONFIG OUTPUT [ARGS]: its exit status, stderr and output.
@@ -102,7 +84,8 @@ fn unit_with_drop_in(dir: &Path, config: &Path, args: &[&str]) -> String {
 
 #[test]
 fn the_units_exposure_is_at_most_2_with_the_loopback_ip_policy() {
-    let dir = scratch("exposure");
+    let scratch = Scratch::new("exposure");
+    let dir = scratch.0.clone();
     // The shipped configuration binds loopback, as the installed default does.
     let policy = unit_with_drop_in(&dir, &root().join("systemd/hailo-florence.yaml"), &[]);
     assert!(
@@ -134,23 +117,23 @@ fn the_units_exposure_is_at_most_2_with_the_loopback_ip_policy() {
     ] {
         assert!(text.contains(key), "{key} missing from the unit");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_network_bind_keeps_the_exposure_within_the_target_too() {
-    let dir = scratch("exposure-net");
+    let scratch = Scratch::new("exposure-net");
+    let dir = scratch.0.clone();
     let config = dir.join("net.yaml");
     std::fs::write(&config, "host: 0.0.0.0\nport: 11438\n").unwrap();
     unit_with_drop_in(&dir, &config, &[]);
     let (level, report) = exposure(&dir);
     assert!(level <= TARGET_EXPOSURE, "exposure {level}:\n{report}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn the_ip_policy_follows_the_configured_host() {
-    let dir = scratch("ip-policy");
+    let scratch = Scratch::new("ip-policy");
+    let dir = scratch.0.clone();
     let config = |name: &str, text: &str| {
         let p = dir.join(name);
         std::fs::write(&p, text).unwrap();
@@ -198,7 +181,6 @@ fn the_ip_policy_follows_the_configured_host() {
     assert_eq!(after, before);
     let (code, _, _) = ip_policy(&dir.join("missing.yaml"), &out, &[], None);
     assert_eq!(code, 1);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// `spawn`'s florenced command, run through seccomp-exec with the unit's filter.
@@ -234,18 +216,6 @@ fn seccomp_status(pid: u32) -> (String, String) {
 }
 
 /// Waits for a notify message with the line `line` (READY=1, RELOADING=1...).
-fn wait_notify(rx: &mpsc::Receiver<String>, line: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let msg = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .unwrap_or_else(|_| panic!("no {line} within 60 s"));
-        if msg.lines().any(|l| l == line) {
-            return;
-        }
-    }
-}
-
 /// Waits for the daemon's log line with `message` (the reader thread may be
 /// behind the notify socket) and returns it.
 fn wait_log(d: &Daemon, message: &str) -> serde_json::Value {
@@ -265,27 +235,15 @@ fn wait_log(d: &Daemon, message: &str) -> serde_json::Value {
 
 #[test]
 fn florenced_serves_reloads_and_stops_under_the_units_seccomp_filter() {
-    let dir = scratch("seccomp");
-    let sock_path = dir.join("notify.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = sock.recv(&mut buf) {
-            if tx
-                .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                .is_err()
-            {
-                break;
-            }
-        }
-    });
+    let scratch = Scratch::new("seccomp");
+    let dir = scratch.0.clone();
+    let systemd = NotifySocket::new("seccomp");
     // A configuration file, so SIGHUP has a pipeline setting to change; the
     // graph cache on, as the unit's CacheDirectory= turns it on.
     let config = dir.join("florenced.yaml");
     std::fs::write(&config, "queue_depth: 8\n").unwrap();
     let mut spawn = Spawn::new()
-        .env("NOTIFY_SOCKET", &sock_path.display().to_string())
+        .env("NOTIFY_SOCKET", &systemd.path.display().to_string())
         .env("WATCHDOG_USEC", "2000000")
         .env("CACHE_DIRECTORY", &dir.join("cache").display().to_string());
     spawn
@@ -303,7 +261,7 @@ fn florenced_serves_reloads_and_stops_under_the_units_seccomp_filter() {
         seccomp_status(d.child.id()),
         ("2".into(), (ours + 2).to_string())
     );
-    wait_notify(&rx, "READY=1");
+    systemd.wait_for("READY=1");
     assert_eq!(d.get("/health").status, 200);
 
     let png = fixture_png("scene_640x480");
@@ -325,14 +283,14 @@ fn florenced_serves_reloads_and_stops_under_the_units_seccomp_filter() {
     // new pipelines (new ONNX Runtime sessions and GStreamer threads).
     std::fs::write(&config, "queue_depth: 4\n").unwrap();
     d.signal(libc::SIGHUP);
-    wait_notify(&rx, "RELOADING=1");
-    wait_notify(&rx, "READY=1");
+    systemd.wait_for("RELOADING=1");
+    systemd.wait_for("READY=1");
     let reloaded = wait_log(&d, "configuration reloaded");
     assert_eq!(reloaded["model_reloaded"], true, "{reloaded}");
     assert_eq!(caption(3), beams);
 
     d.signal(libc::SIGTERM);
-    wait_notify(&rx, "STOPPING=1");
+    systemd.wait_for("STOPPING=1");
     let status = d.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "exit status {status:?}");
     wait_log(&d, "stopped");
@@ -351,7 +309,6 @@ fn florenced_serves_reloads_and_stops_under_the_units_seccomp_filter() {
         logs.iter().any(|l| l.starts_with("seccomp-exec: allowing")),
         "{logs:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -422,7 +379,8 @@ fn the_filter_follows_the_unit_file() {
         assert!(!shipped.contains(call), "{call} allowed");
     }
     // A drop-in that gives @resources back changes what the helper applies.
-    let dir = scratch("filter-drop-in");
+    let scratch = Scratch::new("filter-drop-in");
+    let dir = scratch.0.clone();
     let drop_in = dir.join("resources.conf");
     std::fs::write(&drop_in, "[Service]\nSystemCallFilter=@resources\n").unwrap();
     let out = succeed(
@@ -435,7 +393,6 @@ fn the_filter_follows_the_unit_file() {
     );
     let widened = String::from_utf8_lossy(&out.stdout);
     assert!(widened.lines().any(|l| l == "setpriority"), "{widened}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

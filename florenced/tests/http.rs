@@ -2,10 +2,6 @@
 //! error code, answers equal to the engine's, concurrency, metrics, security.
 
 mod common;
-// Each test file uses some of the shared model copies.
-#[allow(dead_code)]
-#[path = "../../gst-florence/tests/common/model_copies.rs"]
-mod model_copies;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -782,7 +778,7 @@ fn model_problems_stop_start_up_with_a_clear_message() {
     // A broken graph: the decoder truncated.
     let dir = std::env::temp_dir().join(format!("florenced-broken-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    model_copies::copy_dir(&model_dir(), &dir);
+    common::model_copies::copy_dir(&model_dir(), &dir);
     let decoder = dir.join("onnx/decoder_model_merged.onnx");
     let bytes = std::fs::read(&decoder).unwrap();
     std::fs::write(&decoder, &bytes[..bytes.len() / 3]).unwrap();
@@ -902,7 +898,7 @@ fn an_inference_failure_answers_500_and_the_service_goes_on() {
     // Loads fine; ONNX Runtime fails on prompts holding <loc_999> (a region that
     // reaches the image's right or bottom edge).
     let dir = std::env::temp_dir().join(format!("florenced-short-table-{}", std::process::id()));
-    model_copies::model_with_short_embedding_table(&model_dir(), &dir);
+    common::model_copies::model_with_short_embedding_table(&model_dir(), &dir);
     let d = Spawn::new().model_dir(&dir).ready();
     let png = fixture_png("pattern_200x300");
     let caption = || d.post_json("/v1/caption", &json!({"image": b64(&png)}));
@@ -993,7 +989,7 @@ fn warm_up_runs_before_ready_and_a_model_that_cannot_run_fails_start_up() {
     // A model that loads (every signature right) but cannot run a caption: the
     // warm-up finds it, start-up fails with the cause instead of reporting ready.
     let dir = std::env::temp_dir().join(format!("florenced-no-rows-{}", std::process::id()));
-    model_copies::model_with_embedding_rows(&model_dir(), &dir, 100);
+    common::model_copies::model_with_embedding_rows(&model_dir(), &dir, 100);
     let err = Spawn::new().model_dir(&dir).failure();
     assert!(
         err.contains("warm-up inference failed") && err.contains("Gather"),

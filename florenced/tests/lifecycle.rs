@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::notify::NotifySocket;
 use common::scratch::Scratch;
 use common::*;
 use serde_json::json;
@@ -47,54 +46,6 @@ fn wait_admitted(d: &Daemon, n: u64) -> u64 {
         }
         assert!(start.elapsed() < HANG_GUARD, "never all admitted: {m}");
         std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A datagram socket standing in for systemd's notification socket.
-struct NotifySocket {
-    path: PathBuf,
-    messages: mpsc::Receiver<String>,
-}
-
-impl NotifySocket {
-    fn new(name: &str) -> NotifySocket {
-        let path =
-            std::env::temp_dir().join(format!("florenced-{name}-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let sock = UnixDatagram::bind(&path).unwrap();
-        let (tx, messages) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = sock.recv(&mut buf) {
-                if tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-                {
-                    break;
-                }
-            }
-        });
-        NotifySocket { path, messages }
-    }
-
-    /// Waits for a message with the line `line`; returns the whole message.
-    fn wait_for(&self, line: &str) -> String {
-        let deadline = Instant::now() + HANG_GUARD;
-        loop {
-            let msg = self
-                .messages
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                .unwrap_or_else(|_| panic!("no {line} notification"));
-            if msg.lines().any(|l| l == line) {
-                return msg;
-            }
-        }
-    }
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 

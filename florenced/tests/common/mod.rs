@@ -9,12 +9,28 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+#[path = "../../../gst-florence/tests/common/model_copies.rs"]
+pub mod model_copies;
+pub mod notify;
 #[path = "../../../gst-florence/tests/common/process.rs"]
 pub mod process;
 pub mod scratch;
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A file `cargo build --workspace` (scripts/test.sh) puts beside the test
+/// binaries' folder: target/debug/NAME (seccomp-exec, the Hailo stand-in).
+pub fn built(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
+    assert!(
+        path.is_file(),
+        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
+        path.display()
+    );
+    path
 }
 
 pub fn model_dir() -> PathBuf {

@@ -26,7 +26,7 @@ impl Scratch {
     /// files, to damage in place.
     pub fn model_copy(&self, name: &str) -> PathBuf {
         let dir = self.0.join(name);
-        copy_tree(&model_dir(), &dir);
+        super::model_copies::copy_dir(&model_dir(), &dir);
         dir
     }
 
@@ -52,19 +52,6 @@ pub fn link_tree(from: &Path, to: &Path) {
             link_tree(&entry.path(), &target);
         } else {
             std::os::unix::fs::symlink(entry.path(), target).unwrap();
-        }
-    }
-}
-
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
         }
     }
 }
