@@ -108,15 +108,7 @@ fn killed_while_saving_the_graph_cache_it_starts_again_with_nothing_partial() {
         "max_length": 200, "min_length": 200, "num_beams": 4})
     .to_string();
     let addr = d.addr;
-    let client = std::thread::spawn(move || {
-        try_request(
-            addr,
-            "POST",
-            "/v1/caption",
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-    });
+    let client = try_post_caption_async(addr, body);
     let start = Instant::now();
     while d.get("/metrics").json()["inferences_running"] != 1 {
         assert!(start.elapsed() < HANG_GUARD, "the inference never started");

@@ -269,18 +269,7 @@ fn at_the_shutdown_deadline_every_client_gets_an_answer_and_the_daemon_exits() {
     .to_string();
     let addr = d.addr;
     let clients: Vec<_> = (0..30)
-        .map(|_| {
-            let body = body.clone();
-            std::thread::spawn(move || {
-                try_request(
-                    addr,
-                    "POST",
-                    "/v1/caption",
-                    &[("content-type", "application/json")],
-                    body.as_bytes(),
-                )
-            })
-        })
+        .map(|_| try_post_caption_async(addr, body.clone()))
         .collect();
     let queued = wait_admitted(&d, 30);
     assert!(queued > 0, "every request was done before SIGTERM");
@@ -343,15 +332,7 @@ fn killed_during_inference_it_starts_again_on_the_same_port() {
         "max_length": 1000, "min_length": 1000, "num_beams": 8})
     .to_string();
     let addr = d.addr;
-    let client = std::thread::spawn(move || {
-        try_request(
-            addr,
-            "POST",
-            "/v1/caption",
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-    });
+    let client = try_post_caption_async(addr, body);
     wait_admitted(&d, 1);
     d.signal(libc::SIGKILL);
     let status = d.wait_exit(HANG_GUARD);

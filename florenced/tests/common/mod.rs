@@ -324,16 +324,19 @@ impl Response {
 
 /// POSTs a JSON body to /v1/caption on another thread.
 pub fn post_caption_async(addr: SocketAddr, body: String) -> std::thread::JoinHandle<Response> {
-    std::thread::spawn(move || {
-        request(
-            addr,
-            "POST",
-            "/v1/caption",
-            &[("content-type", "application/json")],
-            body.as_bytes(),
-        )
-    })
+    std::thread::spawn(move || request(addr, "POST", "/v1/caption", JSON, body.as_bytes()))
 }
+
+/// [`post_caption_async`] for a request whose connection may be cut (a
+/// daemon killed mid-request): the I/O error instead of a panic.
+pub fn try_post_caption_async(
+    addr: SocketAddr,
+    body: String,
+) -> std::thread::JoinHandle<std::io::Result<Response>> {
+    std::thread::spawn(move || try_request(addr, "POST", "/v1/caption", JSON, body.as_bytes()))
+}
+
+const JSON: &[(&str, &str)] = &[("content-type", "application/json")];
 
 pub fn request(
     addr: SocketAddr,
