@@ -12,8 +12,11 @@
 //! <- {"ids": [2, 0, ...], "token_count": 20, "timings": {...}, "peak_rss_kb": 2345678}
 //! ```
 //!
-//! Optional request keys: `text`, `region` ([x1, y1, x2, y2]). A request that
-//! fails is answered with `{"error": "..."}` and the process goes on.
+//! Optional request keys: `text`, `region` ([x1, y1, x2, y2]), `reuse_vision`
+//! (true: a second task on the previous request's image, whose vision features
+//! the engine kept, as florenced's `/v1/analyze` does; otherwise every request
+//! pays for its own vision pass, as the peers do). A request that fails is
+//! answered with `{"error": "..."}` and the process goes on.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
@@ -39,13 +42,15 @@ struct BenchRequest {
     max_new_tokens: Option<usize>,
     min_new_tokens: Option<usize>,
     num_beams: Option<usize>,
+    #[serde(default)]
+    reuse_vision: bool,
 }
 
 /// Serves requests from stdin until it closes.
 pub fn serve(dir: &Path, mut options: SessionOptions) -> anyhow::Result<()> {
-    // The same image comes every round: each request must pay for its own vision
-    // pass, as the peers do.
-    options.vision_cache = false;
+    // The engine keeps the last image's features as florenced does; `answer`
+    // forgets them before every request that does not ask to reuse them.
+    options.vision_cache = true;
     let t = Instant::now();
     let florence = Florence::load(dir, options)
         .with_context(|| format!("cannot load model directory {}", dir.display()))?;
@@ -99,6 +104,10 @@ fn answer(
             ..GenerationOptions::default()
         },
     };
+    if !req.reuse_vision {
+        // The same image comes every round: each request pays for its own vision pass.
+        florence.forget_vision();
+    }
     let out = florence.run(&images[&req.image], &request)?;
     Ok(json!({
         "ids": out.ids,

@@ -26,6 +26,9 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
                            "min_new_tokens": 20, "num_beams": 1}),
         serde_json::json!({"image": "/nonexistent.png", "task": "<CAPTION>"}),
         serde_json::json!({"image": image, "task": "<OD>", "num_beams": 3}),
+        // A second task on that image, reusing the vision features the engine kept.
+        serde_json::json!({"image": image, "task": "<CAPTION>", "max_new_tokens": 20,
+                           "min_new_tokens": 20, "num_beams": 1, "reuse_vision": true}),
     ];
     let mut stdin = child.stdin.take().unwrap();
     for r in &requests {
@@ -43,7 +46,7 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), 5, "{lines:?}");
     assert_eq!(lines[0]["ready"], true);
     assert!(lines[0]["load_ms"].as_f64().unwrap() > 0.0);
     assert!(lines[0]["peak_rss_kb"].as_u64().unwrap() > 0);
@@ -71,6 +74,9 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     // The same image again still pays its vision pass (the peers have no cache).
     assert_eq!(lines[3]["timings"]["vision_cached"], false, "{}", lines[3]);
     assert!(lines[3]["peak_rss_kb"].as_u64().unwrap() >= lines[0]["peak_rss_kb"].as_u64().unwrap());
+    // Asked to, it skips the vision pass and answers as the first request did.
+    assert_eq!(lines[4]["timings"]["vision_cached"], true, "{}", lines[4]);
+    assert_eq!(lines[4]["ids"], lines[1]["ids"]);
 }
 
 #[test]
@@ -116,9 +122,21 @@ fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_rat
         "| `<CAPTION>` greedy, 20 tokens | _q4 384 | onnxruntime-Python loop | ",
         "| engine | fp32 384 | ",
         "| engine | _quantized 768 | ",
+        "| `<CAPTION>` greedy, 20 tokens, second task on the image (after `<OD>`) | fp32 384 | engine | ",
+        "- target: fp32 384 `<CAPTION>` greedy at least 1.2x faster than the onnxruntime loop: ",
+        "- target: fp32 384 decoder at most 15 ms per token: ",
+        "- target: 8-bit decoder at most 10 ms per token: _quantized ",
+        "- target: peak RSS of the loaded fp32 384 engine (after every case) at most 1.3 GB: ",
     ] {
         assert!(table.contains(row), "no row {row:?} in\n{table}");
     }
+    // The kept features answer the second task: no vision pass in any round.
+    let second = table
+        .lines()
+        .find(|l| l.starts_with("- target: a second task on the same image"))
+        .unwrap_or_else(|| panic!("no second-task target in\n{table}"));
+    assert!(second.contains("features reused in 1/1 runs)"), "{second}");
+    assert!(second.ends_with("(met)"), "{second}");
     let ratio_row = table
         .lines()
         .find(|l| l.contains("| fp32 384 | onnxruntime-Python loop |"))

@@ -5,10 +5,13 @@
 //! copy. For Florence-2-base at fp32 that costs seconds of start-up and about
 //! 300 MB of resident memory beyond the weights: the merged decoder keeps its
 //! weights and their packed copies, and the protobuf is held while the
-//! initialisers are copied out of it. Saved once with its packed weights in an
+//! initialisers are copied out of it. Saved once with its weights in an
 //! external data file, the optimised graph loads without optimising and its
-//! weights are mapped from the file: only the copies the kernels read become
-//! resident, as clean pages the kernel can drop under memory pressure.
+//! weights are mapped from the file: the kernels pack what they use at load
+//! and ONNX Runtime releases the mapped originals it packed, so only weights
+//! no kernel packs stay mapped, as clean pages the kernel can drop under
+//! memory pressure. (Format 1 saved the packed copies too: loading was not
+//! faster, and every matrix product reading them from the mapping was slower.)
 //!
 //! An entry is keyed by everything that decides what ONNX Runtime writes: the
 //! source file (path, size, modification time, inode), the ONNX Runtime
@@ -26,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 /// Bumped when what is saved, or how, changes.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// The optimised graph and its weights inside an entry's directory.
 pub(crate) const GRAPH_FILE: &str = "graph.onnx";
 pub(crate) const DATA_FILE: &str = "graph.data";

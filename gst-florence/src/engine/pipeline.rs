@@ -515,6 +515,15 @@ impl Florence {
         self.post.parse(task.parse_kind(), raw_text, width, height)
     }
 
+    /// Drops the kept vision features ([`SessionOptions::vision_cache`]), so the
+    /// next run encodes its image again even if it is the same one.
+    pub fn forget_vision(&self) {
+        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = guard.as_mut() {
+            s.last_vision = None;
+        }
+    }
+
     /// Where each graph was loaded from (the optimised-graph cache or the model file).
     pub fn graph_sources(&self) -> &[(Graph, GraphSource)] {
         &self.sources
