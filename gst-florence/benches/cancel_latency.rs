@@ -18,7 +18,14 @@ fn main() {
         .skip(1)
         .find(|a| !a.starts_with('-'))
         .map_or_else(|| root.join("tests/fixtures/tiny-florence2"), PathBuf::from);
-    let florence = Florence::load(&model, SessionOptions::default()).expect("model");
+    // The same image every run: without this, every run after the first would
+    // take its vision features from the cache and never be cancelled in the
+    // vision encoder.
+    let options = SessionOptions {
+        vision_cache: false,
+        ..SessionOptions::default()
+    };
+    let florence = Florence::load(&model, options).expect("model");
     let image = image_io::read(
         &root.join("tests/fixtures/images/scene_640x480.png"),
         &ImageLimits::default(),

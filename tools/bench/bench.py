@@ -183,6 +183,29 @@ def cpu_model() -> str:
         return "unknown CPU"
 
 
+class Ballast:
+    """Memory touched before the timed workers start, held until the end of the run.
+
+    On a virtual machine whose guest reports freed memory to its host (virtio
+    free page reporting), the worker started first ran 10-25 % slower than the
+    same worker started later, in every round (base model, 2 threads, per
+    token 21-31 ms against 16-18 ms), whichever system it was; with this much
+    memory taken first, four workers ran within 3 % of each other. So no
+    system pays for coming first."""
+
+    def __init__(self, gib: int):
+        code = (f"import sys\nb = bytearray({gib} << 30)\nfor i in range(0, len(b), 4096):\n    b[i] = 1\n"
+                "print('ready', flush=True)\nsys.stdin.read()\n")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the {gib} GiB memory ballast did not start")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
 def run_group(systems: list[System], cases: list[Case], image: str, rounds: int, label: str, results: dict) -> None:
     """`rounds` interleaved rounds (A B C A B C ...) of `cases` over `systems`."""
     for s in systems:  # ONNX Runtime's and torch's first-run costs, kept out of the rounds
@@ -265,6 +288,9 @@ def main() -> int:
                                                                            "model's own size")
     ap.add_argument("--variant-cases", default="caption-greedy", help="the cases timed for the other configurations")
     ap.add_argument("--log-dir", help="workers' stderr logs [a new temporary directory]")
+    ap.add_argument("--ballast-gib", type=int, default=3,
+                    help="GiB of memory touched before the timed workers start and held until the end (see Ballast); "
+                         "0: none [3]")
     a = ap.parse_args()
 
     log_dir = a.log_dir or tempfile.mkdtemp(prefix="florence-bench-")
@@ -293,6 +319,7 @@ def main() -> int:
     all_systems: list[System] = []
     anchors: list[System] = []
     main_label = reference.label
+    ballast = Ballast(a.ballast_gib) if a.ballast_gib > 0 else None
     try:
         anchors.append(System(ENGINE, reference, engine_argv(a, a.model_dir, reference), log_dir))
         if a.checkpoint:
@@ -314,6 +341,8 @@ def main() -> int:
     finally:
         for s in anchors:
             s.close()
+        if ballast:
+            ballast.close()
 
     # Is the onnxruntime loop right on this model too? (Same ids as transformers greedy.)
     checks = [tiny_check]
@@ -389,7 +418,8 @@ def main() -> int:
     print(f"- CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); threads per system: {a.threads}")
     print(f"- model: {a.model_dir} ({florence.get('source', 'unknown source')}); image {os.path.basename(image)}")
     print(f"- {a.rounds} interleaved rounds per group; every case generates exactly its token count "
-          "(min = max new tokens)")
+          "(min = max new tokens)"
+          + (f"; a {a.ballast_gib} GiB memory ballast taken before the workers started" if a.ballast_gib else ""))
     print(f"- configurations (variant, input size): {', '.join(c.label for c in configs)}"
           + (f"; variants absent: {', '.join(skipped)}" if skipped else ""))
     print(f"- groups: {main_label} with every case; then each other configuration with "

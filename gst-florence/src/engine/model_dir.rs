@@ -307,7 +307,7 @@ fn open_session(
         // mapped file they made every matrix product slower (base model, 768,
         // interleaved: 2.2 against 2.0 s in the vision encoder, 21 against 18 ms
         // per token), while packing at load took no longer (1.8 against 2.5 s
-        // to load) for the same peak memory (1.35 GB after two captions), since
+        // to load) for the same peak memory (1350 MiB after two captions), since
         // ONNX Runtime releases the mapped originals once packed.
         .and_then(|mut b| b.commit_from_file(path));
     let session = match saved {
