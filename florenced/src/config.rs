@@ -17,6 +17,35 @@ pub use layers::{Override, env_overrides};
 /// Where the Python hailo-florence service keeps its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hailo/hailo-florence.yaml";
 
+/// The variable that names the configuration file instead of `--config`; set
+/// empty, no file is read (tests set it so that an installed service's file
+/// never leaks into them). It is not a configuration key, so the
+/// `FLORENCED_*` key overrides skip it.
+pub const CONFIG_FILE_ENV: &str = "FLORENCED_CONFIG";
+
+/// Which configuration file a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFile<'a> {
+    /// [`DEFAULT_CONFIG_PATH`] when it exists, else none.
+    Default,
+    /// This file, which must exist.
+    Path(&'a Path),
+    /// No file: defaults and overrides only.
+    None,
+}
+
+impl<'a> ConfigFile<'a> {
+    /// `--config` (or [`CONFIG_FILE_ENV`], which clap reads into it): an empty
+    /// value reads no file, none at all the default.
+    pub fn from_arg(arg: Option<&'a Path>) -> ConfigFile<'a> {
+        match arg {
+            None => ConfigFile::Default,
+            Some(p) if p.as_os_str().is_empty() => ConfigFile::None,
+            Some(p) => ConfigFile::Path(p),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendChoice {
@@ -275,12 +304,15 @@ pub enum ConfigError {
 
 impl Config {
     /// Reads the file (if any), then applies the overrides in order.
-    /// `path` None reads the default path when it exists.
-    pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Config, ConfigError> {
-        let file = path.or_else(|| {
-            let default = Path::new(DEFAULT_CONFIG_PATH);
-            default.exists().then_some(default)
-        });
+    pub fn load(file: ConfigFile<'_>, overrides: &[Override]) -> Result<Config, ConfigError> {
+        let file = match file {
+            ConfigFile::Path(p) => Some(p),
+            ConfigFile::Default => {
+                let default = Path::new(DEFAULT_CONFIG_PATH);
+                default.exists().then_some(default)
+            }
+            ConfigFile::None => None,
+        };
         let (tree, layers) = Layers::merge(file, overrides)?;
         let config: Config = serde_path_to_error::deserialize(tree).map_err(
             |e: serde_path_to_error::Error<_>| {
@@ -538,13 +570,13 @@ mod tests {
         ]);
         let mut all = env.clone();
         all.push(ov("port", "9200"));
-        let c = Config::load(Some(&f.0), &all).unwrap();
+        let c = Config::load(ConfigFile::Path(&f.0), &all).unwrap();
         assert_eq!(c.port, 9200);
         assert_eq!(c.queue_depth, 3);
         assert_eq!(c.limits.max_width, 4096);
         assert_eq!(c.limits.max_height, 100);
         assert_eq!(c.api_key.as_deref(), Some("12345"));
-        let c = Config::load(Some(&f.0), &env).unwrap();
+        let c = Config::load(ConfigFile::Path(&f.0), &env).unwrap();
         assert_eq!(c.port, 9100);
         assert!(!c.redacted_yaml().contains("12345"));
     }
@@ -552,33 +584,40 @@ mod tests {
     #[test]
     fn unknown_keys_and_bad_values_name_the_key() {
         let f = write("port: 9000\nqeue_depth: 3\n");
-        let e = Config::load(Some(&f.0), &[]).unwrap_err().to_string();
+        let e = Config::load(ConfigFile::Path(&f.0), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("qeue_depth"), "{e}");
         let f = write("limits:\n  max_width: wide\n");
-        let e = Config::load(Some(&f.0), &[]).unwrap_err().to_string();
+        let e = Config::load(ConfigFile::Path(&f.0), &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("limits.max_width"), "{e}");
-        let e = Config::load(None, &[ov("port", "70000")])
+        let e = Config::load(ConfigFile::None, &[ov("port", "70000")])
             .unwrap_err()
             .to_string();
         assert!(e.contains("`port`"), "{e}");
         let e = Config::load(
-            None,
+            ConfigFile::None,
             &env_overrides([("FLORENCED_BOGUS".into(), "1".into())]),
         )
         .unwrap_err()
         .to_string();
         assert!(e.contains("bogus") && e.contains("FLORENCED_BOGUS"), "{e}");
-        let e = Config::load(None, &[ov("max_length", "500")])
+        let e = Config::load(ConfigFile::None, &[ov("max_length", "500")])
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_length"), "{e}");
-        let e = Config::load(None, &[ov("backend", "gpu")])
+        let e = Config::load(ConfigFile::None, &[ov("backend", "gpu")])
             .unwrap_err()
             .to_string();
         assert!(e.contains("backend"), "{e}");
-        let e = Config::load(Some(Path::new("/nonexistent/florenced.yaml")), &[])
-            .unwrap_err()
-            .to_string();
+        let e = Config::load(
+            ConfigFile::Path(Path::new("/nonexistent/florenced.yaml")),
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("/nonexistent/florenced.yaml"), "{e}");
     }
 
@@ -591,33 +630,46 @@ mod tests {
     }
 
     fn load_err(file: Option<&Path>, overrides: &[Override]) -> String {
+        let file = file.map_or(ConfigFile::None, ConfigFile::Path);
         Config::load(file, overrides).unwrap_err().to_string()
     }
 
     #[test]
     fn yaml_null_unsets_an_optional_string_key() {
         for v in ["null", "~", "", "NULL"] {
-            let c = Config::load(None, &env(&[("FLORENCED_VQA_PROMPT_TEMPLATE", v)])).unwrap();
+            let c = Config::load(
+                ConfigFile::None,
+                &env(&[("FLORENCED_VQA_PROMPT_TEMPLATE", v)]),
+            )
+            .unwrap();
             assert_eq!(c.vqa_prompt_template, None, "{v:?}");
         }
-        let c = Config::load(None, &[set("model_dir=null"), set("ort_library=~")]).unwrap();
+        let c = Config::load(
+            ConfigFile::None,
+            &[set("model_dir=null"), set("ort_library=~")],
+        )
+        .unwrap();
         assert_eq!((c.model_dir, c.ort_library), (None, None));
         // The file may set it; the environment unsets it again.
         let f = write("vqa_prompt_template: \"<DocVQA>{question}\"\n");
-        let c = Config::load(Some(&f.0), &[]).unwrap();
+        let c = Config::load(ConfigFile::Path(&f.0), &[]).unwrap();
         assert_eq!(c.vqa_prompt_template.as_deref(), Some("<DocVQA>{question}"));
         let c = Config::load(
-            Some(&f.0),
+            ConfigFile::Path(&f.0),
             &env(&[("FLORENCED_VQA_PROMPT_TEMPLATE", "null")]),
         )
         .unwrap();
         assert_eq!(c.vqa_prompt_template, None);
         // Anything else is the string itself, whatever YAML would make of it.
-        let c = Config::load(None, &[set("vqa_prompt_template=[1]{question}")]).unwrap();
+        let c = Config::load(
+            ConfigFile::None,
+            &[set("vqa_prompt_template=[1]{question}")],
+        )
+        .unwrap();
         assert_eq!(c.vqa_prompt_template.as_deref(), Some("[1]{question}"));
-        let c = Config::load(None, &env(&[("FLORENCED_MODEL_DIR", "123")])).unwrap();
+        let c = Config::load(ConfigFile::None, &env(&[("FLORENCED_MODEL_DIR", "123")])).unwrap();
         assert_eq!(c.model_dir, Some(PathBuf::from("123")));
-        let c = Config::load(None, &env(&[("FLORENCED_HOST", "null")])).unwrap();
+        let c = Config::load(ConfigFile::None, &env(&[("FLORENCED_HOST", "null")])).unwrap();
         assert_eq!(c.host, "null");
         // Neither "no authentication" nor the key "null" is a safe reading.
         let e = load_err(None, &env(&[("FLORENCED_API_KEY", "null")]));
@@ -626,7 +678,7 @@ mod tests {
             "{e}"
         );
         // Other keys take YAML values; null is refused where the key is not optional.
-        let c = Config::load(None, &env(&[("FLORENCED_NUM_BEAMS", "null")])).unwrap();
+        let c = Config::load(ConfigFile::None, &env(&[("FLORENCED_NUM_BEAMS", "null")])).unwrap();
         assert_eq!(c.num_beams, None);
         let e = load_err(None, &env(&[("FLORENCED_PORT", "null")]));
         assert!(
@@ -715,7 +767,7 @@ mod tests {
 
     #[test]
     fn http_limits_are_checked() {
-        let c = Config::load(None, &[]).unwrap();
+        let c = Config::load(ConfigFile::None, &[]).unwrap();
         assert_eq!(c.http, Http::default());
         let e = load_err(None, &[set("http.body_bytes_in_flight=1000")]);
         assert!(
@@ -730,7 +782,7 @@ mod tests {
         );
         assert!(e.contains("`http.cors_allow_origins`"), "{e}");
         let c = Config::load(
-            None,
+            ConfigFile::None,
             &env(&[
                 ("FLORENCED_HTTP__ALLOWED_HOSTS", "[camera.local, 10.0.0.5]"),
                 ("FLORENCED_HTTP__MAX_CONNECTIONS", "64"),
@@ -748,8 +800,8 @@ mod tests {
         use layers::{OPTIONAL_STRING_KEYS, STRING_KEYS};
         let defaults = serde_json::to_value(Config::default()).unwrap();
         for (key, value) in defaults.as_object().unwrap() {
-            let as_string = Config::load(None, &[ov(key, "x")]).is_ok()
-                || Config::load(None, &[ov(key, "x{question}")]).is_ok();
+            let as_string = Config::load(ConfigFile::None, &[ov(key, "x")]).is_ok()
+                || Config::load(ConfigFile::None, &[ov(key, "x{question}")]).is_ok();
             match value {
                 serde_json::Value::String(_) => {
                     assert!(STRING_KEYS.contains(&key.as_str()), "{key}")

@@ -37,7 +37,8 @@ struct Cli {
 /// Serving flags; each overrides the configuration file and FLORENCED_* variables.
 #[derive(Args)]
 struct ServeArgs {
-    /// YAML configuration file [default: /etc/hailo/hailo-florence.yaml when it exists].
+    /// YAML configuration file [default: $FLORENCED_CONFIG, else
+    /// /etc/hailo/hailo-florence.yaml when it exists]; FLORENCED_CONFIG empty: none.
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
     /// Print the effective configuration (secrets redacted) and exit.
@@ -101,12 +102,17 @@ impl ServeArgs {
 
 fn serve_main(args: &ServeArgs) -> ExitCode {
     let loaded = args.overrides().and_then(|o| {
-        let path = args.config.clone();
-        let config = config::Config::load(path.as_deref(), &o)?;
+        // Read by hand rather than clap's `env`: clap refuses the empty value
+        // that means "no file".
+        let path = args
+            .config
+            .clone()
+            .or_else(|| std::env::var_os(config::CONFIG_FILE_ENV).map(PathBuf::from));
+        let config = config::Config::load(config::ConfigFile::from_arg(path.as_deref()), &o)?;
         // SIGHUP reads the same file with the same overrides again.
         let loader: lifecycle::Loader = std::sync::Arc::new(move || {
-            let mut config =
-                config::Config::load(path.as_deref(), &o).map_err(|e| e.to_string())?;
+            let file = config::ConfigFile::from_arg(path.as_deref());
+            let mut config = config::Config::load(file, &o).map_err(|e| e.to_string())?;
             if let Some(dir) = &config.model_dir {
                 config.model_dir = Some(pull::resolve_model_dir(dir).map_err(|e| e.to_string())?);
             }

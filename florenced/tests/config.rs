@@ -56,3 +56,45 @@ fn start_up_errors_name_the_layer_and_the_key() {
         assert!(!err.contains("(defaults)"), "{err}");
     }
 }
+
+#[test]
+fn florenced_config_names_the_file_and_empty_reads_none() {
+    let dir = scratch::Scratch::new("config-env");
+    let file = dir.0.join("florenced.yaml");
+    std::fs::write(&file, "queue_depth: 7\nlog_level: debug\n").unwrap();
+    let print = |s: Spawn| {
+        let out = s.command().arg("--print-config").output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The variable names the file (and is not taken for a configuration key).
+    let named = print(Spawn::new().env("FLORENCED_CONFIG", &file.display().to_string()));
+    assert!(named.contains("queue_depth: 7"), "{named}");
+    assert!(named.contains("log_level: debug"), "{named}");
+    // Empty: no file, the defaults.
+    let none = print(Spawn::new().env("FLORENCED_CONFIG", ""));
+    assert!(!none.contains("queue_depth: 7"), "{none}");
+    // --config wins over the variable.
+    let other = dir.0.join("other.yaml");
+    std::fs::write(&other, "queue_depth: 3\n").unwrap();
+    let out = Spawn::new()
+        .env("FLORENCED_CONFIG", &file.display().to_string())
+        .command()
+        .arg("--config")
+        .arg(&other)
+        .arg("--print-config")
+        .output()
+        .unwrap();
+    let flag = String::from_utf8_lossy(&out.stdout);
+    assert!(flag.contains("queue_depth: 3"), "{flag}");
+    // A named file that does not exist stops start-up, naming it.
+    let missing = dir.0.join("missing.yaml");
+    let err = Spawn::new()
+        .env("FLORENCED_CONFIG", &missing.display().to_string())
+        .failure();
+    assert!(err.contains(&missing.display().to_string()), "{err}");
+}

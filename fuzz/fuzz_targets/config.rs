@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use florenced::config::{Config, Override, env_overrides};
+use florenced::config::{Config, ConfigFile, Override, env_overrides};
 use libfuzzer_sys::fuzz_target;
 
 /// One scratch file per fuzzing process: the loader reads a path.
@@ -41,7 +41,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(scratch(), yaml.as_bytes()).is_err() {
         return;
     }
-    if let Ok(config) = Config::load(Some(scratch()), &overrides) {
+    if let Ok(config) = Config::load(ConfigFile::Path(scratch()), &overrides) {
         let _ = config.redacted_yaml();
     }
 });

@@ -97,6 +97,9 @@ pub fn env_overrides(vars: impl IntoIterator<Item = (String, String)>) -> Vec<Ov
     let mut out: Vec<Override> = vars
         .into_iter()
         .filter_map(|(name, value)| {
+            if name == super::CONFIG_FILE_ENV {
+                return None;
+            }
             let key = name.strip_prefix(ENV_PREFIX)?;
             Some(Override {
                 key: key.to_ascii_lowercase().replace("__", "."),

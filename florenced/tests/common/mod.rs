@@ -127,7 +127,10 @@ impl Spawn {
 
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_florenced"));
+        // Empty: no configuration file unless `--config` names one, so that an
+        // installed service's /etc/hailo/hailo-florence.yaml never leaks in.
         c.args(&self.args)
+            .env(florenced::config::CONFIG_FILE_ENV, "")
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
