@@ -1,19 +1,17 @@
 //! The Hugging Face cache layout, shared with Python's huggingface_hub:
 //! `<cache>/models--owner--name/{blobs/<etag>, snapshots/<commit>/<file> ->
 //! ../../blobs/<etag>, refs/<revision>}` and `<cache>/.locks/models--owner--name/<etag>.lock`.
-//! hf-hub names the folders and paths; what it does not do safely (atomic refs
-//! and pointers, locks shared with Python) is here.
+//! The layout is three path rules, written here rather than taken from the
+//! hf-hub crate, which brought its own HTTP client and API for them.
 
 use std::path::{Component, Path, PathBuf};
-
-use hf_hub::{Cache, CacheRepo, Repo, RepoType};
 
 use super::error::PullError;
 
 pub struct RepoCache {
     root: PathBuf,
-    repo: Repo,
-    layout: CacheRepo,
+    /// `models--owner--name`, as huggingface_hub names a model repository's folder.
+    folder_name: String,
 }
 
 /// A 40-hex-digit revision is a commit: it needs no ref.
@@ -46,11 +44,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PullError> {
 
 impl RepoCache {
     pub fn new(cache_dir: &Path, repo_id: &str) -> RepoCache {
-        let repo = Repo::new(repo_id.to_owned(), RepoType::Model);
         RepoCache {
             root: cache_dir.to_path_buf(),
-            layout: Cache::new(cache_dir.to_path_buf()).repo(repo.clone()),
-            repo,
+            folder_name: format!("models--{}", repo_id.replace('/', "--")),
         }
     }
 
@@ -59,11 +55,11 @@ impl RepoCache {
     }
 
     fn folder(&self) -> PathBuf {
-        self.root.join(self.repo.folder_name())
+        self.root.join(&self.folder_name)
     }
 
     pub fn blob(&self, etag: &str) -> PathBuf {
-        self.layout.blob_path(etag)
+        self.folder().join("blobs").join(etag)
     }
 
     /// Where a download in progress lives: next to its blob, so the final
@@ -78,12 +74,12 @@ impl RepoCache {
     pub fn lock_path(&self, etag: &str) -> PathBuf {
         self.root
             .join(".locks")
-            .join(self.repo.folder_name())
+            .join(&self.folder_name)
             .join(format!("{etag}.lock"))
     }
 
     pub fn snapshot(&self, commit: &str) -> PathBuf {
-        self.layout.pointer_path(commit)
+        self.folder().join("snapshots").join(commit)
     }
 
     /// The commit a revision points to in the cache (a commit names itself).
