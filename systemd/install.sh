@@ -133,7 +133,7 @@ fi
 # Check the configuration before systemd tries it.
 "$dest$prefix/bin/florenced" --config "$dest$config" --print-config >/dev/null
 # Which peers may connect, from the configured bind (rerun after changing host).
-"$here/ip-policy.sh" "$dest$config" "$dest/etc/systemd/system/hailo-florence.service.d/ip-policy.conf" \
+FLORENCE_DAEMON_BIN="$dest$prefix/bin/florenced" "$here/ip-policy.sh" "$dest$config" "$dest/etc/systemd/system/hailo-florence.service.d/ip-policy.conf" \
   ${allow_from:+--allow "$allow_from"}
 echo "installed florenced in $prefix (ONNX Runtime and the plugin in $lib_dir, linked from $plugin_dir)"
 

@@ -9,8 +9,11 @@
 # - any other host with --allow: localhost and the listed addresses or prefixes
 #   (e.g. "192.168.1.0/24 fd00::/8"; systemd's keywords link-local and
 #   multicast too); without --allow: every address, as the bind asks.
-# FLORENCED_HOST overrides the file's `host`, as it does for florenced. Run it
-# again (then `systemctl daemon-reload` and restart) after changing `host`.
+# `host` is what florenced itself makes of CONFIG and FLORENCED_* (so
+# FLORENCED_HOST overrides the file's): its --print-config; florenced is the one
+# installed beside this script (PREFIX/lib/florence/ -> PREFIX/bin/florenced)
+# unless FLORENCE_DAEMON_BIN names one. Run it again (then `systemctl daemon-reload`
+# and restart) after changing `host`.
 set -eu
 usage() { echo "usage: ip-policy.sh CONFIG OUTPUT [--allow \"ADDRESS ...\"]" >&2; exit 2; }
 [ $# -ge 2 ] || usage
@@ -32,10 +35,10 @@ for a in $allow; do
     *[!0-9A-Fa-f.:/]*|"") echo "ip-policy.sh: --allow: $a is not an address or prefix" >&2; exit 2 ;;
   esac
 done
-# The last top-level `host:` wins, as in YAML; quotes and a trailing comment go.
-host=${FLORENCED_HOST:-$(sed -n 's/^host:[[:space:]]*\([^#]*\).*/\1/p' "$config" | tail -n 1 |
-  sed 's/[[:space:]]*$//; s/^["'\'']\(.*\)["'\'']$/\1/')}
-host=${host:-127.0.0.1}
+florenced="${FLORENCE_DAEMON_BIN:-$(dirname "$0")/../../bin/florenced}"
+effective=$("$florenced" --config "$config" --print-config)
+# --print-config writes one top-level `host: VALUE`, quoted where YAML needs it ('::1').
+host=$(printf '%s\n' "$effective" | sed -n "s/^host: //p" | sed "s/^'\(.*\)'\$/\1/")
 case "$host" in
   127.*|::1|"[::1]"|localhost) policy=loopback ;;
   *) policy=network ;;

@@ -40,6 +40,7 @@ fn ip_policy(
         .arg(config)
         .arg(output)
         .args(args)
+        .env("FLORENCE_DAEMON_BIN", env!("CARGO_BIN_EXE_florenced"))
         .env_remove("FLORENCED_HOST");
     if let Some(h) = host_env {
         c.env("FLORENCED_HOST", h);

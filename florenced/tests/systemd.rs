@@ -341,6 +341,7 @@ fn the_device_check_runs_only_for_the_hailo_backend() {
         std::process::Command::new(root().join("systemd/hailo-device-check.sh"))
             .arg(&config)
             .arg(device)
+            .env("FLORENCE_DAEMON_BIN", env!("CARGO_BIN_EXE_florenced"))
             .env_remove("FLORENCED_BACKEND")
             .output()
             .unwrap()
