@@ -69,6 +69,9 @@ fn videoscale_scales_the_result_coordinates_and_size() {
         "videoscale ! video/x-raw,width=640,height=120",
     );
     let meta = meta.expect("the meta survives videoscale");
+    // The bus message names its element as florence.h promises (field `element`).
+    assert_eq!(analysed.get::<String>("element").as_deref(), Ok("f"));
+    assert_eq!(meta.get::<String>("element").as_deref(), Ok("f"));
     assert_eq!(meta.get::<u32>("image-width").unwrap(), 640);
     assert_eq!(meta.get::<u32>("image-height").unwrap(), 120);
     let (before, after) = (boxes(&json(&analysed)), boxes(&json(&meta)));

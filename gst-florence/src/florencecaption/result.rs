@@ -130,9 +130,11 @@ impl FlorenceCaption {
             stats.captions_total += 1;
             stats.last_latency_ms = cap.inference_ms;
         }
-        let msg = gst::message::Element::builder(cap.structure(MESSAGE_NAME, model, true))
-            .src(&*self.obj())
-            .build();
+        let mut s = cap.structure(MESSAGE_NAME, model, true);
+        // As on the meta ([`attach`]): an application with several instances
+        // tells their messages apart without comparing sources.
+        s.set("element", self.obj().name());
+        let msg = gst::message::Element::builder(s).src(&*self.obj()).build();
         let _ = self.obj().post_message(msg);
     }
 }

@@ -99,7 +99,7 @@ impl TextPad {
         }
     }
 
-    /// Flushes, segments and EOS reach the text branch too.
+    /// Flushes, segments, GAPs and EOS reach the text branch too.
     pub(super) fn forward(&self, element: &FlorenceCaption, event: &gst::Event) {
         let Some(pad) = self.pad() else { return };
         match event.view() {
@@ -109,7 +109,11 @@ impl TextPad {
             gst::EventView::Segment(_) if self.started.load(Ordering::SeqCst) => {
                 pad.push_event(event.clone());
             }
-            gst::EventView::Eos(_) => {
+            // Time with no frame has no text either: say so, or a prerolling
+            // sink, a subtitle encoder or a muxer on text_src waits for text
+            // that is not coming (a stream whose frames are all dropped
+            // upstream never reached PAUSED).
+            gst::EventView::Gap(_) | gst::EventView::Eos(_) => {
                 self.start(element, &pad);
                 pad.push_event(event.clone());
             }
