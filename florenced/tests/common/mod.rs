@@ -1,6 +1,8 @@
 //! The real florenced binary on loopback with an ephemeral port, and a small
 //! HTTP/1.1 client that can also send what well-behaved clients never do.
 #![allow(dead_code)]
+// Each test binary uses some of the shared helpers.
+#![allow(unused_imports)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -9,33 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-#[path = "../../../gst-florence/tests/common/model_copies.rs"]
-pub mod model_copies;
+pub use florence_test_support::{
+    built, fixture_png, model_copies, process, root, scratch, tiny_model_dir as model_dir,
+};
 pub mod notify;
-#[path = "../../../gst-florence/tests/common/process.rs"]
-pub mod process;
-pub mod scratch;
-
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A file `cargo build --workspace` (scripts/test.sh) puts beside the test
-/// binaries' folder: target/debug/NAME (seccomp-exec, the Hailo stand-in).
-pub fn built(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let path = exe.parent().and_then(|d| d.parent()).unwrap().join(name);
-    assert!(
-        path.is_file(),
-        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
-        path.display()
-    );
-    path
-}
-
-pub fn model_dir() -> PathBuf {
-    root().join("tests/fixtures/tiny-florence2")
-}
 
 /// The tiny model on one ONNX Runtime thread, as the daemon's tests expect its answers.
 pub fn tiny_engine() -> gstflorence::engine::pipeline::Florence {
@@ -47,10 +26,6 @@ pub fn tiny_engine() -> gstflorence::engine::pipeline::Florence {
         },
     )
     .unwrap()
-}
-
-pub fn fixture_png(name: &str) -> Vec<u8> {
-    std::fs::read(root().join(format!("tests/fixtures/images/{name}.png"))).unwrap()
 }
 
 pub struct Daemon {

@@ -1,14 +1,16 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
+// Each test binary uses some of the shared helpers.
+#![allow(unused_imports)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
+pub use florence_test_support::{
+    fixtures, hailo_standin_library, model_copies, process, root, scratch, tiny_model_dir,
+};
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::pipeline::Florence;
 use serde_json::Value;
-
-pub mod model_copies;
-pub mod process;
 
 /// GStreamer initialised and the plugin registered, once per test process.
 pub fn init_element() {
@@ -36,19 +38,6 @@ pub fn child<T: gst::prelude::IsA<gst::Element>>(pipeline: &gst::Element, name: 
         .unwrap()
 }
 
-/// The repository root.
-pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn fixtures() -> PathBuf {
-    root().join("tests/fixtures")
-}
-
-pub fn tiny_model_dir() -> PathBuf {
-    fixtures().join("tiny-florence2")
-}
-
 /// The tiny model on one ONNX Runtime thread (the reference for the element's output).
 pub fn tiny_engine() -> Florence {
     Florence::load(
@@ -63,14 +52,8 @@ pub fn tiny_engine() -> Florence {
 
 /// target/<profile>, where cargo puts libgstflorence.so for gst-launch and Python.
 pub fn plugin_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-    assert!(
-        dir.join("libgstflorence.so").is_file(),
-        "libgstflorence.so not built in {} (run `cargo build` first, as scripts/test.sh does)",
-        dir.display()
-    );
-    dir
+    florence_test_support::built("libgstflorence.so");
+    florence_test_support::built_dir()
 }
 
 /// JSON equality with numbers compared as f64 within 1e-3 (the reference
@@ -88,16 +71,4 @@ pub fn same(a: &Value, b: &Value) -> bool {
         }
         _ => a == b,
     }
-}
-
-/// The Hailo bridge stand-in (hailo-standin/, a cdylib that `cargo build`
-/// puts beside libgstflorence.so): CI's Hailo device.
-pub fn hailo_standin_library() -> PathBuf {
-    let path = plugin_dir().join("libflorence_hailo_standin.so");
-    assert!(
-        path.is_file(),
-        "{} not built (run `cargo build --workspace` first, as scripts/test.sh does)",
-        path.display()
-    );
-    path
 }
