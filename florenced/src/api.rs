@@ -348,6 +348,8 @@ pub fn router(st: Arc<AppState>, listening: SocketAddr) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(guard, browser::guard))
+        // Before the Host and Origin checks: they read one line of each.
+        .layer(middleware::from_fn(crate::header_lines::refuse_repeated))
         .layer(middleware::from_fn_with_state(st.clone(), observe));
     // Outermost, so that a preflight is answered before the API key check.
     match cors {

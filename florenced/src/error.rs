@@ -139,7 +139,8 @@ impl ApiError {
             format!("this service does not answer for host {host:?} (http.allowed_hosts)"),
         )
     }
-    /// A request that HTTP itself forbids (an HTTP/1.1 request without Host).
+    /// A request that HTTP itself forbids (an HTTP/1.1 request without Host or
+    /// with two, a body shorter than its Content-Length).
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new("bad_request", StatusCode::BAD_REQUEST, message)
     }

@@ -11,6 +11,7 @@ pub mod connections;
 pub mod docs;
 pub mod error;
 pub mod gst_log;
+pub mod header_lines;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;

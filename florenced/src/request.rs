@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{FromRequest, Multipart};
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart};
 use axum::http::{HeaderMap, Request, header};
 use base64::Engine as _;
 use serde_json::Value;
@@ -214,18 +214,35 @@ pub async fn read_body(
     let read = axum::body::to_bytes(body, limit);
     let bytes = match tokio::time::timeout(intake.timeout, read).await {
         Err(_) => return Err(ApiError::body_timeout()),
-        Ok(r) => r.map_err(|e| {
-            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
-            while let Some(s) = source {
-                if s.is::<http_body_util::LengthLimitError>() {
-                    return limits.body_too_large(kind, None);
-                }
-                source = s.source();
-            }
-            ApiError::invalid_params(format!("cannot read the request body: {e}"))
-        })?,
+        Ok(r) => r.map_err(|e| body_error(&e, kind, limits, declared))?,
     };
     Ok((bytes, permit))
+}
+
+/// Why a body could not be read: over its limit (413), or HTTP framing that
+/// is broken (400 `bad_request`): a body that ends before its Content-Length,
+/// or a malformed chunk.
+fn body_error(
+    e: &axum::Error,
+    kind: BodyKind,
+    limits: &BodyLimits,
+    declared: Option<u64>,
+) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return limits.body_too_large(kind, None);
+        }
+        if let (Some(io), Some(n)) = (s.downcast_ref::<std::io::Error>(), declared)
+            && io.kind() == std::io::ErrorKind::UnexpectedEof
+        {
+            return ApiError::bad_request(format!(
+                "the request body ended before its Content-Length of {n} bytes"
+            ));
+        }
+        source = s.source();
+    }
+    ApiError::bad_request(format!("the request body is malformed: {e}"))
 }
 
 fn not_utf8(name: &str) -> ApiError {
@@ -245,6 +262,10 @@ impl Fields {
             BodyKind::Multipart => {
                 let mut req = Request::new(Body::from(body));
                 *req.headers_mut() = headers.clone();
+                // The body is in memory, read within its own limit: not
+                // axum's default 2 MiB, which would refuse a larger image
+                // before its size is checked against max_image_bytes.
+                DefaultBodyLimit::disable().apply(&mut req);
                 let mut mp = Multipart::from_request(req, &())
                     .await
                     .map_err(|e| ApiError::invalid_params(format!("bad multipart body: {e}")))?;

@@ -379,7 +379,9 @@ pub struct Error {
 #[allow(dead_code)]
 pub enum InferenceErrors {
     /// `invalid_image_format`: not base64, not a supported image, or truncated/corrupt
-    /// (`bad_request`: an HTTP/1.1 request without Host).
+    /// (`bad_request`: broken HTTP: an HTTP/1.1 request without Host, a repeated Host,
+    /// Content-Type, Authorization, X-API-Key or Origin line, or a body that ends
+    /// before its Content-Length).
     #[response(status = 400)]
     BadImage(Error),
     /// `unauthorized`: an API key is configured and the request's is missing or wrong.

@@ -307,3 +307,41 @@ fn an_over_limit_length_is_refused_from_the_header() {
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert!(head.contains("image_too_large"), "{head}");
 }
+
+/// A body that ends before its Content-Length is broken HTTP: 400
+/// `bad_request`, not a complaint about the fields of the part that came.
+#[test]
+fn a_body_shorter_than_its_content_length_is_400() {
+    let d = Spawn::new().ready();
+    let head = announce(d.addr, "", 1000, 100);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("\"bad_request\""), "{head}");
+    assert!(head.contains("Content-Length of 1000"), "{head}");
+    assert_eq!(d.get("/health").status, 200);
+}
+
+/// A form's image part is held to the image limit like an image in any other
+/// body (413 `image_too_large`), and a form of any size within the body limit
+/// is read: no framework limit on forms (axum's 2 MiB) comes first.
+#[test]
+fn a_form_image_is_held_to_the_image_limit_only() {
+    let d = Spawn::new().ready();
+    let post_form = |image: &[u8]| {
+        let (ct, body) = multipart(&[("image", Some("a.png"), image), ("max_length", None, b"5")]);
+        request(
+            d.addr,
+            "POST",
+            "/v1/caption",
+            &[("content-type", &ct)],
+            &body,
+        )
+    };
+    let image = noise_png(3 * 1024 * 1024);
+    assert!(image.len() > 2 * 1024 * 1024);
+    let r = post_form(&image);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let over = vec![0u8; 10 * 1024 * 1024 + 1];
+    let r = post_form(&over);
+    assert_eq!(r.error_code(413), "image_too_large");
+    assert!(r.text().contains("image limit of 10485760"), "{}", r.text());
+}
