@@ -339,6 +339,9 @@ pub fn router(st: Arc<AppState>, listening: SocketAddr) -> Router {
         .route("/v1/caption", post(caption))
         .route("/v1/vqa", post(vqa))
         .route("/v1/tasks/{task}", post(task))
+        .route("/v1/caption/raw", post(caption_raw))
+        .route("/v1/vqa/raw", post(vqa_raw))
+        .route("/v1/tasks/{task}/raw", post(task_raw))
         .route("/v1/analyze", post(analyze))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -365,6 +368,16 @@ async fn not_found(req: Request) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::method_not_allowed()
+}
+
+/// The bodies a route takes. The contract's routes take JSON, a form, or a
+/// raw image body with its fields in the query string; their `/raw` twins,
+/// which the document shows for raw bodies (an operation's parameters cannot
+/// depend on its body's type), take only the raw image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bodies {
+    Any,
+    RawImage,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -396,12 +409,39 @@ impl Drop for Active<'_> {
     operation_id = "caption",
     tag = "inference",
     summary = "Caption an image",
-    params(CaptionQuery),
     request_body(
-        description = "The image and parameters as JSON, as a multipart form, or the raw image with the parameters in the query string",
+        description = "The image and parameters as JSON or as a multipart form (for the image file as the body, with the parameters in the query string, see the /raw operation)",
         content(
             (CaptionRequest = "application/json"),
             (CaptionForm = "multipart/form-data"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The caption", body = CaptionResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(infer(&st, req, Route::Caption, Bodies::Any).await)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/caption/raw",
+    operation_id = "caption_raw",
+    tag = "inference",
+    summary = "Caption an image sent as the body",
+    params(CaptionQuery),
+    request_body(
+        description = "The image file as the body; the parameters in the query string",
+        content(
             (RawImage = "image/jpeg"),
             (RawImage = "image/png"),
             (RawImage = "image/webp"),
@@ -420,8 +460,8 @@ impl Drop for Active<'_> {
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
-pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    respond(infer(&st, req, Route::Caption).await)
+pub(crate) async fn caption_raw(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(infer(&st, req, Route::Caption, Bodies::RawImage).await)
 }
 
 #[utoipa::path(
@@ -430,12 +470,39 @@ pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Re
     operation_id = "vqa",
     tag = "inference",
     summary = "Answer a question about an image",
-    params(VqaQuery),
     request_body(
-        description = "The image and parameters as JSON, as a multipart form, or the raw image with the parameters in the query string",
+        description = "The image and parameters as JSON or as a multipart form (for the image file as the body, with the parameters in the query string, see the /raw operation)",
         content(
             (VqaRequest = "application/json"),
             (VqaForm = "multipart/form-data"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The answer", body = VqaResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(infer(&st, req, Route::Vqa, Bodies::Any).await)
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/vqa/raw",
+    operation_id = "vqa_raw",
+    tag = "inference",
+    summary = "Answer a question about an image sent as the body",
+    params(VqaQuery),
+    request_body(
+        description = "The image file as the body; the question and parameters in the query string",
+        content(
             (RawImage = "image/jpeg"),
             (RawImage = "image/png"),
             (RawImage = "image/webp"),
@@ -454,8 +521,8 @@ pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Re
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
-pub(crate) async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Response {
-    respond(infer(&st, req, Route::Vqa).await)
+pub(crate) async fn vqa_raw(State(st): State<Arc<AppState>>, req: Request) -> Response {
+    respond(infer(&st, req, Route::Vqa, Bodies::RawImage).await)
 }
 
 #[utoipa::path(
@@ -464,16 +531,12 @@ pub(crate) async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Respon
     operation_id = "task",
     tag = "inference",
     summary = "Run a Florence-2 task",
-    params(TaskQuery, ("task" = String, Path, description = "The task")),
+    params(("task" = String, Path, description = "The task")),
     request_body(
-        description = "The image and parameters as JSON, as a multipart form, or the raw image with the parameters in the query string",
+        description = "The image and parameters as JSON or as a multipart form (for the image file as the body, with the parameters in the query string, see the /raw operation)",
         content(
             (TaskRequest = "application/json"),
             (TaskForm = "multipart/form-data"),
-            (RawImage = "image/jpeg"),
-            (RawImage = "image/png"),
-            (RawImage = "image/webp"),
-            (RawImage = "image/bmp"),
         )
     ),
     responses(
@@ -494,7 +557,46 @@ pub(crate) async fn task(
     req: Request,
 ) -> Response {
     match name.parse::<Task>() {
-        Ok(t) => respond(infer(&st, req, Route::Task(t)).await),
+        Ok(t) => respond(infer(&st, req, Route::Task(t), Bodies::Any).await),
+        Err(e) => ApiError::invalid_params(e.to_string()).into_response(),
+    }
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/tasks/{task}/raw",
+    operation_id = "task_raw",
+    tag = "inference",
+    summary = "Run a Florence-2 task on an image sent as the body",
+    params(TaskQuery, ("task" = String, Path, description = "The task")),
+    request_body(
+        description = "The image file as the body; the task's input and the parameters in the query string",
+        content(
+            (RawImage = "image/jpeg"),
+            (RawImage = "image/png"),
+            (RawImage = "image/webp"),
+            (RawImage = "image/bmp"),
+        )
+    ),
+    responses(
+        (status = 200, description = "The task's result", body = TaskResponse,
+            headers(
+                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
+                ("x-inference-time" = u64, description = "Milliseconds of model time"),
+                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
+            )
+        ),
+        InferenceErrors,
+    ),
+    security(("api_key" = []), ("bearer" = []))
+)]
+pub(crate) async fn task_raw(
+    State(st): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    req: Request,
+) -> Response {
+    match name.parse::<Task>() {
+        Ok(t) => respond(infer(&st, req, Route::Task(t), Bodies::RawImage).await),
         Err(e) => ApiError::invalid_params(e.to_string()).into_response(),
     }
 }
@@ -651,7 +753,12 @@ fn decode_error(e: DecodeError) -> ApiError {
     }
 }
 
-async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Response, ApiError> {
+async fn infer(
+    st: &Arc<AppState>,
+    req: Request,
+    route: Route,
+    bodies: Bodies,
+) -> Result<Response, ApiError> {
     let _active = Active::new(&st.active);
     let start = Instant::now();
     let config = &st.config();
@@ -664,6 +771,14 @@ async fn infer(st: &Arc<AppState>, req: Request, route: Route) -> Result<Respons
     let peer = Waiting::of(&req);
     let (parts, body) = req.into_parts();
     let kind = BodyKind::of(&parts.headers)?;
+    if bodies == Bodies::RawImage && kind != BodyKind::RawImage {
+        return Err(ApiError::unsupported_media_type(format!(
+            "{} takes the image file as the body (Content-Type: image/jpeg, image/png, \
+             image/webp or image/bmp); JSON and forms go to {}",
+            parts.uri.path(),
+            parts.uri.path().trim_end_matches("/raw")
+        )));
+    }
     let intake = st.intake();
     let reading = peer.reading_body();
     let (bytes, body_permit) = read_body(&parts.headers, body, kind, &intake).await?;

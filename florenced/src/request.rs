@@ -482,8 +482,9 @@ impl Fields {
                     }
                     _ => return Err(at("task must be a task name such as \"od\"")),
                 };
+                // In a task item, as its schema says, an input is given or left out (no null).
                 let text = match obj.get("text") {
-                    None | Some(Value::Null) => None,
+                    None => None,
                     Some(Value::String(t)) if blank(t) => return Err(at("text is blank")),
                     Some(Value::String(t)) if t.chars().count() > MAX_INPUT_CHARS => {
                         return Err(at(&format!(
@@ -494,7 +495,7 @@ impl Fields {
                     Some(_) => return Err(at("text must be a string")),
                 };
                 let region = match obj.get("region") {
-                    None | Some(Value::Null) => None,
+                    None => None,
                     Some(Value::Array(a)) => match a
                         .iter()
                         .map(Value::as_f64)

@@ -37,8 +37,8 @@ macro_rules! with_generation {
     };
 }
 
-/// The same generation parameters as query parameters, for raw image bodies
-/// only (a JSON or multipart body carries its fields itself).
+/// The same generation parameters as query parameters, for the `/raw`
+/// operations (a JSON or multipart body carries its fields itself).
 macro_rules! with_generation_query {
     ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$m])*
@@ -147,11 +147,11 @@ with_generation! {
 }
 
 with_generation_query! {
-    /// Parameters of a question with a raw image body (`question` is then required).
+    /// Parameters of a question with a raw image body.
     pub struct VqaQuery {
-        /// The question (required with a raw image body).
-        #[param(min_length = 1, max_length = 1024, pattern = r"[^\s]", nullable = false)]
-        pub question: Option<String>,
+        /// The question: not blank, at most 1024 characters.
+        #[param(min_length = 1, max_length = 1024, pattern = r"[^\s]")]
+        pub question: String,
     }
 }
 
@@ -396,7 +396,7 @@ pub enum InferenceErrors {
     /// `image_too_large`: the body (from its Content-Length when it has one), the decoded image or its dimensions are over a limit (the message says which).
     #[response(status = 413)]
     TooLarge(Error),
-    /// `unsupported_media_type`: the Content-Type is not JSON (`application/json` or `+json`), `multipart/form-data` or `image/*` (JSON only for /v1/analyze).
+    /// `unsupported_media_type`: the Content-Type is not JSON (`application/json` or `+json`), `multipart/form-data` or `image/*` (JSON only for /v1/analyze, `image/*` only for the `/raw` operations).
     #[response(status = 415)]
     UnsupportedMediaType(Error),
     /// `misdirected_request`: a Host this service does not answer for (loopback names and `http.allowed_hosts`).

@@ -345,3 +345,75 @@ fn a_form_image_is_held_to_the_image_limit_only() {
     assert_eq!(r.error_code(413), "image_too_large");
     assert!(r.text().contains("image limit of 10485760"), "{}", r.text());
 }
+
+/// The `/raw` operations take the image file as the body and their fields in
+/// the query (exactly what their document says); the contract's routes take
+/// such a body too, and a JSON or form body on a `/raw` operation is 415.
+#[test]
+fn raw_operations_take_an_image_body_and_query_fields() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_300x200");
+    let raw = |path: &str, ct: &str, body: &[u8]| {
+        request(d.addr, "POST", path, &[("content-type", ct)], body)
+    };
+    let caption = raw("/v1/caption/raw?max_length=5", "image/png", &png);
+    assert_eq!(caption.status, 200, "{}", caption.text());
+    let compatible = raw("/v1/caption?max_length=5", "image/png", &png);
+    assert_eq!(compatible.json()["caption"], caption.json()["caption"]);
+    let r = raw(
+        "/v1/vqa/raw?question=what%20is%20this%3F&max_length=5",
+        "image/png",
+        &png,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        raw("/v1/vqa/raw?max_length=5", "image/png", &png).error_code(422),
+        "invalid_parameters"
+    );
+    let r = raw(
+        "/v1/tasks/region_to_category/raw?region=10&region=20&region=200&region=180&max_length=5",
+        "image/png",
+        &png,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = raw("/v1/tasks/od/raw?max_length=5", "image/png", &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = json!({"image": b64(&png), "max_length": 5}).to_string();
+    let r = raw("/v1/caption/raw", "application/json", body.as_bytes());
+    assert_eq!(r.error_code(415), "unsupported_media_type");
+    assert!(r.text().contains("/v1/caption"), "{}", r.text());
+    let (ct, form) = multipart(&[("image", Some("a.png"), &png)]);
+    assert_eq!(
+        raw("/v1/tasks/od/raw", &ct, &form).error_code(415),
+        "unsupported_media_type"
+    );
+    assert_eq!(
+        raw("/v1/tasks/nonsense/raw", "image/png", &png).error_code(422),
+        "invalid_parameters"
+    );
+}
+
+/// An analyze task item gives an input or leaves it out, as its schema says:
+/// null is not an input (422), unlike a top-level field, where null is absent.
+#[test]
+fn an_analyze_task_input_is_never_null() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_300x200");
+    for item in [
+        json!({"task": "od", "text": null}),
+        json!({"task": "od", "region": null}),
+        json!({"task": "caption_to_phrase_grounding", "text": null}),
+    ] {
+        let r = d.post_json(
+            "/v1/analyze",
+            &json!({"image": b64(&png), "tasks": [item], "max_length": 5}),
+        );
+        assert_eq!(r.error_code(422), "invalid_parameters", "{item}");
+        assert!(r.text().contains("tasks[0]"), "{}", r.text());
+    }
+    let r = d.post_json(
+        "/v1/analyze",
+        &json!({"image": b64(&png), "tasks": [{"task": "od"}], "max_length": 5, "seed": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
