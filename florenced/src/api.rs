@@ -29,10 +29,10 @@ use crate::pool::Pool;
 use crate::request::{BodyIntake, BodyKind, BodyLimits, Fields, read_body};
 use crate::schema::{
     self, AnalyzeRequest, AnalyzeResponse, AnalyzeResult, CaptionForm, CaptionQuery,
-    CaptionRequest, CaptionResponse, InferenceErrors, RawImage, TaskForm, TaskQuery, TaskRequest,
-    TaskResponse, VqaForm, VqaQuery, VqaRequest, VqaResponse,
+    CaptionRequest, CaptionResponse, RawImage, TaskForm, TaskQuery, TaskRequest, TaskResponse,
+    VqaForm, VqaQuery, VqaRequest, VqaResponse,
 };
-use crate::worker::{Answer, Health, Job, JobError, Reply, SubmitError, Workers};
+use crate::worker::{Answer, Health, Job, Reply, SubmitError, Workers};
 
 pub struct AppState {
     /// Replaced by a reload; a request reads it once, at its start.
@@ -271,7 +271,7 @@ async fn observe(
         .get::<Served>()
         .cloned()
         .unwrap_or_default();
-    let error = resp.extensions().get::<ApiError>().map(|e| e.code);
+    let error = resp.extensions().get::<ApiError>().map(|e| e.code.as_str());
     let elapsed = start.elapsed();
     st.metrics
         .record(&endpoint, status, elapsed, served.inference_ms);
@@ -424,7 +424,6 @@ impl Drop for Active<'_> {
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -456,7 +455,6 @@ pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Re
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -485,7 +483,6 @@ pub(crate) async fn caption_raw(State(st): State<Arc<AppState>>, req: Request) -
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -517,7 +514,6 @@ pub(crate) async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Respon
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -547,7 +543,6 @@ pub(crate) async fn vqa_raw(State(st): State<Arc<AppState>>, req: Request) -> Re
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -586,7 +581,6 @@ pub(crate) async fn task(
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -619,7 +613,6 @@ pub(crate) async fn task_raw(
                 ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
             )
         ),
-        InferenceErrors,
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -947,33 +940,7 @@ async fn await_answer(
             tracing::error!(request_id = %id, "the worker dropped the request");
             Err(ApiError::inference_failed())
         }
-        Ok(Ok(Err(e))) => Err(match e {
-            JobError::Invalid(m) => ApiError::invalid_params(m),
-            JobError::Timeout => ApiError::timeout(),
-            // Only sent for a client that went away: nobody reads this.
-            JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
-            JobError::ShuttingDown => ApiError::not_ready("the service is shutting down"),
-            JobError::Failed(detail) => {
-                tracing::error!(request_id = %id, detail = %detail, "inference failed");
-                ApiError::inference_failed()
-            }
-            JobError::DeviceBusy(detail) => {
-                tracing::warn!(request_id = %id, detail = %detail, "Hailo device busy");
-                ApiError::device_error()
-            }
-            JobError::Device(detail) => {
-                tracing::error!(request_id = %id, detail = %detail, "Hailo device failed");
-                ApiError::device_error()
-            }
-            JobError::Unavailable(detail) => {
-                tracing::error!(request_id = %id, detail = %detail, "pipeline unavailable");
-                if workers.backend() == "hailo" {
-                    ApiError::device_error()
-                } else {
-                    ApiError::not_ready("the model is not available")
-                }
-            }
-        }),
+        Ok(Ok(Err(e))) => Err(ApiError::from_job(e, id, workers.backend() == "hailo")),
         Ok(Ok(Ok(a))) => Ok(a),
     }
 }

@@ -10,6 +10,7 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::config::Config;
+use crate::error::ErrorCode;
 use crate::schema;
 
 #[derive(OpenApi)]
@@ -35,7 +36,7 @@ use crate::schema;
         crate::api::openapi,
         crate::docs::docs_page,
     ),
-    components(schemas(schema::Error, schema::ErrorCode)),
+    components(schemas(schema::Error, ErrorCode)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "inference", description = "Run the model on an image"),
@@ -82,6 +83,7 @@ pub fn document(config: &Config) -> Value {
     analyze_task_schema(&mut doc);
     form_part_names(&mut doc);
     bodies_required(&mut doc);
+    inference_errors(&mut doc);
     request_id_header(&mut doc);
     apply_config(&mut doc, config);
     doc
@@ -199,6 +201,53 @@ fn apply_config(doc: &mut Value, config: &Config) {
                     op.insert("security".into(), Value::Array(reqs));
                 } else {
                     op.remove("security");
+                }
+            }
+        }
+    }
+}
+
+/// The errors of the inference routes, by status, from the codes and their
+/// statuses (`ErrorCode`): every code but the routing ones.
+fn inference_errors(doc: &mut Value) {
+    let mut by_status: std::collections::BTreeMap<u16, Vec<ErrorCode>> = Default::default();
+    for code in ErrorCode::ANSWERED {
+        if !matches!(code, ErrorCode::NotFound | ErrorCode::MethodNotAllowed) {
+            by_status
+                .entry(code.status().as_u16())
+                .or_default()
+                .push(code);
+        }
+    }
+    let responses: Vec<(String, Value)> = by_status
+        .into_iter()
+        .map(|(status, codes)| {
+            let description = codes
+                .iter()
+                .map(|c| format!("`{}`: {}", c.as_str(), c.meaning()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut response = json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            });
+            if codes.iter().any(|c| c.retries()) {
+                response["headers"] = json!({"Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0}
+                }});
+            }
+            (status.to_string(), response)
+        })
+        .collect();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            if let Some(Value::Object(answers)) = item.pointer_mut("/post/responses") {
+                for (status, response) in &responses {
+                    answers.insert(status.clone(), response.clone());
                 }
             }
         }

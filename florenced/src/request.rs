@@ -638,6 +638,7 @@ pub fn decode_image_string(s: &str) -> Result<Vec<u8>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
 
     #[test]
     fn image_strings() {
@@ -657,21 +658,21 @@ mod tests {
             decode_image_string("data:image/png;base64,@@@@")
                 .unwrap_err()
                 .code,
-            "invalid_image_format"
+            ErrorCode::InvalidImageFormat
         );
         assert_eq!(
             decode_image_string("abcde").unwrap_err().code,
-            "invalid_image_format"
+            ErrorCode::InvalidImageFormat
         );
         assert_eq!(
             decode_image_string("http://example.com/cat.jpg")
                 .unwrap_err()
                 .code,
-            "invalid_parameters"
+            ErrorCode::InvalidParameters
         );
         assert_eq!(
             decode_image_string("").unwrap_err().code,
-            "invalid_parameters"
+            ErrorCode::InvalidParameters
         );
     }
 }
