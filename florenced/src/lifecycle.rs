@@ -20,8 +20,8 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::api::AppState;
 use crate::config::Config;
+use crate::http::inference::AppState;
 use crate::reload::{self, ModelFiles};
 use crate::serve::notify;
 use crate::worker::{Health, Workers};

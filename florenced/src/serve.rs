@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use sd_notify::NotifyState;
 
-use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::http::inference::{self, AppState};
 use crate::lifecycle::{self, Loader, Signals};
 use crate::worker::Health;
 
@@ -85,10 +85,11 @@ async fn run(config: Config, loader: Loader) -> anyhow::Result<()> {
 
     let signals = Signals::new()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = api::router(st.clone(), local);
+    let app = inference::router(st.clone(), local);
     let http = config.http.clone();
-    let server =
-        tokio::spawn(async move { crate::connections::serve(listener, app, &http, stop_rx).await });
+    let server = tokio::spawn(async move {
+        crate::http::connections::serve(listener, app, &http, stop_rx).await
+    });
     spawn_watchdog(st.clone());
     lifecycle::run(st, server, stop_tx, signals, loader, local).await
 }

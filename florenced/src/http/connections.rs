@@ -35,7 +35,7 @@ use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::Http;
-use crate::peer;
+use crate::http::peer;
 
 /// File descriptors kept for everything but client connections: the model's
 /// files, ONNX Runtime and GStreamer, logs, the listener, and a few accepts.

@@ -19,19 +19,19 @@ use gstflorence::engine::task::Task;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use crate::body_budget::BodyBudget;
-use crate::browser;
 use crate::config::{BackendChoice, Config};
-use crate::error::ApiError;
-use crate::metrics::{Gauges, Metrics};
-use crate::peer::Peer;
-use crate::pool::Pool;
-use crate::request::{BodyIntake, BodyKind, BodyLimits, Fields, read_body};
-use crate::schema::{
+use crate::http::body_budget::BodyBudget;
+use crate::http::browser;
+use crate::http::error::ApiError;
+use crate::http::peer::Peer;
+use crate::http::request::{BodyIntake, BodyKind, BodyLimits, Fields, read_body};
+use crate::http::schema::{
     self, AnalyzeRequest, AnalyzeResponse, AnalyzeResult, CaptionForm, CaptionQuery,
     CaptionRequest, CaptionResponse, RawImage, TaskForm, TaskQuery, TaskRequest, TaskResponse,
     VqaForm, VqaQuery, VqaRequest, VqaResponse,
 };
+use crate::metrics::{Gauges, Metrics};
+use crate::pool::Pool;
 use crate::worker::{Answer, Health, Job, Reply, SubmitError, Workers};
 
 pub struct AppState {
@@ -346,13 +346,15 @@ pub fn router(st: Arc<AppState>, listening: SocketAddr) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi))
-        .merge(crate::docs::router())
+        .merge(crate::http::docs::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(guard, browser::guard))
         // Before the Host and Origin checks: they read one line of each.
-        .layer(middleware::from_fn(crate::header_lines::refuse_repeated))
+        .layer(middleware::from_fn(
+            crate::http::header_lines::refuse_repeated,
+        ))
         .layer(middleware::from_fn_with_state(st.clone(), observe));
     // Outermost, so that a preflight is answered before the API key check.
     match cors {
@@ -907,7 +909,7 @@ impl Waiting {
     }
 
     /// Marks the connection as reading a body (it may be closed for a new one).
-    fn reading_body(&self) -> Option<crate::peer::ReadingBody> {
+    fn reading_body(&self) -> Option<crate::http::peer::ReadingBody> {
         self.peer.as_ref().map(Peer::reading_body)
     }
 
@@ -1117,7 +1119,7 @@ pub(crate) async fn metrics(State(st): State<Arc<AppState>>, req: Request) -> Re
     responses((status = 200, description = "The OpenAPI document", body = Object))
 )]
 pub(crate) async fn openapi(State(st): State<Arc<AppState>>) -> Response {
-    axum::Json(crate::openapi::document(&st.config())).into_response()
+    axum::Json(crate::http::openapi::document(&st.config())).into_response()
 }
 
 #[cfg(test)]

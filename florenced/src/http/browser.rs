@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Http;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub struct Guard {
     /// None: any Host is answered.

@@ -10,8 +10,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi};
 
 use crate::config::Config;
-use crate::error::ErrorCode;
-use crate::schema;
+use crate::http::error::ErrorCode;
+use crate::http::schema;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,17 +24,17 @@ use crate::schema;
             image/webp, image/bmp) with the fields in the query string.",
     ),
     paths(
-        crate::api::caption,
-        crate::api::caption_raw,
-        crate::api::vqa,
-        crate::api::vqa_raw,
-        crate::api::task,
-        crate::api::task_raw,
-        crate::api::analyze,
-        crate::api::health,
-        crate::api::metrics,
-        crate::api::openapi,
-        crate::docs::docs_page,
+        crate::http::inference::caption,
+        crate::http::inference::caption_raw,
+        crate::http::inference::vqa,
+        crate::http::inference::vqa_raw,
+        crate::http::inference::task,
+        crate::http::inference::task_raw,
+        crate::http::inference::analyze,
+        crate::http::inference::health,
+        crate::http::inference::metrics,
+        crate::http::inference::openapi,
+        crate::http::docs::docs_page,
     ),
     components(schemas(schema::Error, ErrorCode)),
     modifiers(&SecuritySchemes),

@@ -33,9 +33,9 @@ pub struct TaskSpec {
     pub region: Option<[f64; 4]>,
 }
 
-use crate::body_budget::{BodyBudget, BodyPermit};
 use crate::config::Config;
-use crate::error::ApiError;
+use crate::http::body_budget::{BodyBudget, BodyPermit};
+use crate::http::error::ApiError;
 use crate::worker::Params;
 
 /// The fields an inference request may carry.
@@ -638,7 +638,7 @@ pub fn decode_image_string(s: &str) -> Result<Vec<u8>, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::ErrorCode;
+    use crate::http::error::ErrorCode;
 
     #[test]
     fn image_strings() {

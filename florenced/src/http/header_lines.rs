@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderName, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 /// The non-list fields florenced reads.
 static SINGLE: [HeaderName; 5] = [

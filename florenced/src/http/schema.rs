@@ -9,7 +9,7 @@
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::error::ErrorCode;
+use crate::http::error::ErrorCode;
 
 /// Declares a request type with the generation parameters every inference
 /// route takes after its own fields, for JSON/form bodies (`#[schema]`).
