@@ -9,6 +9,7 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod pool;
 pub mod pull;
 pub mod reload;

@@ -21,9 +21,9 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
-use crate::http::inference::AppState;
+use crate::http::state::AppState;
+use crate::notify::notify;
 use crate::reload::{self, ModelFiles};
-use crate::serve::notify;
 use crate::worker::{Health, Workers};
 
 /// Reads the configuration again from where start-up read it.

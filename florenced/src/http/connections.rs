@@ -14,7 +14,7 @@
 //!   idle or slow sockets are held; when every connection awaits an answer,
 //!   accepting waits for one to finish;
 //! - the body-read timer and the body byte budget live with the body
-//!   (`request::read_body`).
+//!   (`body::read_body`).
 //!
 //! axum's `serve` sets none of these, so the loop is here; hyper and
 //! hyper-util do the HTTP.

@@ -1,13 +1,11 @@
 //! The one error type of the HTTP API and its JSON shape
 //! (`{"error": code, "message": text, "status": n}`): each code mapped to
-//! its status in one place ([`ErrorCode::status`]), and a failed job mapped to
-//! its code in one place ([`ApiError::from_job`]).
+//! its status in one place ([`ErrorCode::status`]). (A failed job becomes its
+//! `ApiError` in `inference::job_error`.)
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use utoipa::ToSchema;
-
-use crate::worker::JobError;
 
 // The codes of api-contract.md, and the one place each gets its HTTP status:
 // every error the daemon answers is an `ApiError` with one of these, and the
@@ -298,39 +296,6 @@ impl ApiError {
             ErrorCode::ClientDisconnected,
             "the client disconnected before its answer",
         )
-    }
-
-    /// The answer to a job the pipeline could not run; `hailo` says whether
-    /// the pipelines run on the Hailo device (an unavailable pipeline is then
-    /// the device's fault). The detail goes to the log, not to the client.
-    pub fn from_job(e: JobError, request_id: &str, hailo: bool) -> Self {
-        match e {
-            JobError::Invalid(m) => ApiError::invalid_params(m),
-            JobError::Timeout => ApiError::timeout(),
-            // Only sent for a client that went away: nobody reads this.
-            JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
-            JobError::ShuttingDown => ApiError::not_ready("the service is shutting down"),
-            JobError::Failed(detail) => {
-                tracing::error!(request_id, detail = %detail, "inference failed");
-                ApiError::inference_failed()
-            }
-            JobError::DeviceBusy(detail) => {
-                tracing::warn!(request_id, detail = %detail, "Hailo device busy");
-                ApiError::device_error()
-            }
-            JobError::Device(detail) => {
-                tracing::error!(request_id, detail = %detail, "Hailo device failed");
-                ApiError::device_error()
-            }
-            JobError::Unavailable(detail) => {
-                tracing::error!(request_id, detail = %detail, "pipeline unavailable");
-                if hailo {
-                    ApiError::device_error()
-                } else {
-                    ApiError::not_ready("the model is not available")
-                }
-            }
-        }
     }
 
     pub fn retry(mut self, seconds: u64) -> Self {

@@ -9,9 +9,15 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
 use crate::config::Config;
 use crate::http::error::ErrorCode;
 use crate::http::schema;
+use crate::http::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,9 +37,9 @@ use crate::http::schema;
         crate::http::inference::task,
         crate::http::inference::task_raw,
         crate::http::inference::analyze,
-        crate::http::inference::health,
-        crate::http::inference::metrics,
-        crate::http::inference::openapi,
+        crate::http::service::health,
+        crate::http::service::metrics,
+        serve_document,
         crate::http::docs::docs_page,
     ),
     components(schemas(schema::Error, ErrorCode)),
@@ -87,6 +93,18 @@ pub fn document(config: &Config) -> Value {
     request_id_header(&mut doc);
     apply_config(&mut doc, config);
     doc
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "service",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI document", body = Object))
+)]
+pub(crate) async fn serve_document(State(st): State<Arc<AppState>>) -> Response {
+    axum::Json(document(&st.config())).into_response()
 }
 
 /// An analyze task item: one schema per input kind, each listing its tasks (by
