@@ -555,6 +555,34 @@ fn a_repeated_host_or_other_single_field_is_400() {
     assert_eq!(d.get("/health").status, 200);
 }
 
+/// Transfer-Encoding and Content-Length together (a request-smuggling shape):
+/// hyper reads the body as chunked, as RFC 9112 §6.1 allows, and closes the
+/// connection after the answer, as it requires, so nothing after the body is
+/// read as another request.
+#[test]
+fn a_body_with_both_framings_is_read_chunked_and_the_connection_closed() {
+    // Idle connections would otherwise be kept long past the hang guard.
+    let d = Spawn::new().set("http.keep_alive_timeout_s=600").ready();
+    let mut s = connect(d.addr);
+    s.write_all(
+        b"POST /v1/caption HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\nContent-Length: 48\r\n\r\n2\r\n{}\r\n0\r\n\r\n\
+          GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .unwrap();
+    let raw = until_closed(&mut s).expect("the connection stayed open after the answer");
+    let (status, _, body) = final_response(&raw);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    // The chunked body `{}` was read: the caption route says what is missing.
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("image"), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&raw).matches("HTTP/1.1 ").count(),
+        1,
+        "the bytes after the body were answered as a request"
+    );
+}
+
 /// Sends `head` (a whole request without body, Connection: close added) and returns the raw answer.
 fn raw_request(addr: SocketAddr, head: &str) -> Vec<u8> {
     let mut s = connect(addr);
