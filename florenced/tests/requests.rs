@@ -417,3 +417,31 @@ fn an_analyze_task_input_is_never_null() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// An input the task does not take is refused, as its document says (only an
+/// absent or null one is taken), not ignored like an unknown field.
+#[test]
+fn an_input_the_task_does_not_take_is_refused() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_300x200");
+    for (path, extra) in [
+        ("/v1/tasks/od", json!({"text": "a car"})),
+        ("/v1/tasks/od", json!({"region": [0, 0, 10, 10]})),
+        (
+            "/v1/tasks/caption_to_phrase_grounding",
+            json!({"text": "a car", "region": [0, 0, 10, 10]}),
+        ),
+    ] {
+        let mut body = json!({"image": b64(&png), "max_length": 5});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = d.post_json(path, &body);
+        assert_eq!(r.error_code(422), "invalid_parameters", "{path} {extra}");
+    }
+    let r = d.post_json(
+        "/v1/tasks/od",
+        &json!({"image": b64(&png), "max_length": 5, "text": null, "region": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

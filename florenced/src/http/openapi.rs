@@ -410,6 +410,23 @@ fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) 
             }
         }
     }
+    // An input the task does not take is refused, not ignored like unknown
+    // fields: in JSON it may only be null (absent). (A form schema cannot say
+    // so to schemathesis 4.32.5: a `not` beside a binary part crashes its
+    // coverage phase; the form's part is refused all the same.)
+    let refused: &[&str] = match kind {
+        InputKind::None => &["text", "region"],
+        InputKind::Text => &["region"],
+        InputKind::Region => &[],
+    };
+    if !form && let Some(Value::Object(props)) = s.get_mut("properties") {
+        for f in refused {
+            props.insert(
+                (*f).into(),
+                json!({"type": "null", "description": "Not an input of this task: absent or null."}),
+            );
+        }
+    }
     match kind {
         InputKind::None => {
             s["description"] = "A task that takes no input besides the image.".into();
