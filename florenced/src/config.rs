@@ -475,7 +475,7 @@ impl Config {
                 format!("must be at least 2, got {}", h.max_connections),
             ));
         }
-        let largest = crate::request::BodyLimits::new(self.max_image_bytes).largest();
+        let largest = crate::http::body::BodyLimits::new(self.max_image_bytes).largest();
         if h.body_bytes_in_flight < largest {
             return Err(bad(
                 "http.body_bytes_in_flight",

@@ -20,10 +20,10 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::task::JoinHandle;
 
-use crate::api::AppState;
 use crate::config::Config;
+use crate::http::state::AppState;
+use crate::notify::notify;
 use crate::reload::{self, ModelFiles};
-use crate::serve::notify;
 use crate::worker::{Health, Workers};
 
 /// Reads the configuration again from where start-up read it.

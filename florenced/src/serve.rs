@@ -8,16 +8,12 @@ use std::time::Duration;
 use anyhow::Context;
 use sd_notify::NotifyState;
 
-use crate::api::{self, AppState};
 use crate::config::Config;
+use crate::http::routes;
+use crate::http::state::AppState;
 use crate::lifecycle::{self, Loader, Signals};
+use crate::notify::notify;
 use crate::worker::Health;
-
-pub(crate) fn notify(states: &[NotifyState]) {
-    if let Err(e) = sd_notify::notify(states) {
-        tracing::warn!(error = %e, "cannot notify systemd");
-    }
-}
 
 pub fn serve(config: Config, loader: Loader) -> anyhow::Result<()> {
     gst::init().context("cannot initialise GStreamer")?;
@@ -85,10 +81,11 @@ async fn run(config: Config, loader: Loader) -> anyhow::Result<()> {
 
     let signals = Signals::new()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let app = api::router(st.clone(), local);
+    let app = routes::router(st.clone(), local);
     let http = config.http.clone();
-    let server =
-        tokio::spawn(async move { crate::connections::serve(listener, app, &http, stop_rx).await });
+    let server = tokio::spawn(async move {
+        crate::http::connections::serve(listener, app, &http, stop_rx).await
+    });
     spawn_watchdog(st.clone());
     lifecycle::run(st, server, stop_tx, signals, loader, local).await
 }

@@ -82,25 +82,83 @@ fn the_document_describes_every_route_from_the_code_and_the_config() {
     assert_eq!(caption["max_length"]["maximum"], 150);
     assert_eq!(caption["max_length"]["default"], 40);
     assert_eq!(caption["min_length"]["maximum"], 150);
-    let query = doc["paths"]["/v1/caption"]["post"]["parameters"]
+    let query = doc["paths"]["/v1/caption/raw"]["post"]["parameters"]
         .as_array()
         .unwrap();
     let q_max = query.iter().find(|p| p["name"] == "max_length").unwrap();
     assert_eq!(q_max["in"], "query");
     assert_eq!(q_max["schema"]["maximum"], 150);
 
-    // Every request content type the server accepts, with every field.
-    let body = &doc["paths"]["/v1/vqa"]["post"]["requestBody"]["content"];
-    for media in [
-        "application/json",
-        "multipart/form-data",
-        "image/jpeg",
-        "image/png",
-        "image/webp",
-        "image/bmp",
+    // Every request content type the server accepts, with every field: JSON
+    // and forms carry every field in the body (no query parameter); a raw
+    // image body is its own operation, its fields in the query.
+    let content = |path: &str| -> Vec<String> {
+        let mut media: Vec<String> = doc["paths"][path]["post"]["requestBody"]["content"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        media.sort();
+        media
+    };
+    for path in [
+        "/v1/caption",
+        "/v1/vqa",
+        "/v1/tasks/od",
+        "/v1/tasks/region_to_category",
     ] {
-        assert!(body[media].is_object(), "/v1/vqa does not document {media}");
+        assert_eq!(
+            content(path),
+            ["application/json", "multipart/form-data"],
+            "{path}"
+        );
+        // No query parameter; the request id header, as on every route.
+        let params = doc["paths"][path]["post"]["parameters"].as_array().unwrap();
+        assert!(
+            params
+                .iter()
+                .all(|p| p["in"] == "header" && p["name"] == "x-request-id"),
+            "{path}: {params:?}"
+        );
+        assert_eq!(
+            content(&format!("{path}/raw")),
+            ["image/bmp", "image/jpeg", "image/png", "image/webp"],
+            "{path}/raw"
+        );
     }
+    // The raw operations' query holds exactly the task's input, required.
+    let required_inputs = |path: &str| -> Vec<(String, bool)> {
+        doc["paths"][path]["post"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| ["question", "text", "region"].contains(&p["name"].as_str().unwrap()))
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["required"] == true,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        required_inputs("/v1/vqa/raw"),
+        [("question".to_owned(), true)]
+    );
+    assert_eq!(
+        required_inputs("/v1/tasks/caption_to_phrase_grounding/raw"),
+        [("text".to_owned(), true)]
+    );
+    assert_eq!(
+        required_inputs("/v1/tasks/region_to_category/raw"),
+        [("region".to_owned(), true)]
+    );
+    assert!(required_inputs("/v1/tasks/od/raw").is_empty());
+    assert_eq!(
+        doc["paths"]["/v1/tasks/od/raw"]["post"]["operationId"],
+        "task_od_raw"
+    );
     let form = &schemas["VqaForm"];
     assert_eq!(form["properties"]["image"]["format"], "binary");
     assert!(form["properties"]["question"].is_object());
@@ -111,10 +169,6 @@ fn the_document_describes_every_route_from_the_code_and_the_config() {
             .contains(&json!("question"))
     );
     assert!(query.iter().any(|p| p["name"] == "task"));
-    let vqa_query = doc["paths"]["/v1/vqa"]["post"]["parameters"]
-        .as_array()
-        .unwrap();
-    assert!(vqa_query.iter().any(|p| p["name"] == "question"));
 
     // Tasks: each takes exactly its input.
     let od = &doc["paths"]["/v1/tasks/od"]["post"];
@@ -122,7 +176,14 @@ fn the_document_describes_every_route_from_the_code_and_the_config() {
     let od_body = od["requestBody"]["content"]["application/json"]["schema"]["$ref"]
         .as_str()
         .unwrap();
-    assert!(schemas[od_body.rsplit('/').next().unwrap()]["properties"]["text"].is_null());
+    // An input the task does not take may only be absent (or null in JSON).
+    let od_props = &schemas[od_body.rsplit('/').next().unwrap()]["properties"];
+    assert_eq!(od_props["text"]["type"], "null");
+    assert_eq!(od_props["region"]["type"], "null");
+    assert_eq!(
+        schemas["TextTaskRequest"]["properties"]["region"]["type"],
+        "null"
+    );
     let region = &schemas["RegionTaskRequest"];
     assert!(region["properties"]["region"].is_object());
     assert!(

@@ -512,6 +512,77 @@ fn pages_on_other_sites_cannot_use_the_api() {
     assert_eq!(r.error_code(403), "forbidden_origin");
 }
 
+/// A field that may appear once, repeated, is 400 (RFC 9112 §3.2 for Host):
+/// which of the lines counts would otherwise depend on who reads it.
+#[test]
+fn a_repeated_host_or_other_single_field_is_400() {
+    let d = Spawn::new().ready();
+    let port = d.addr.port();
+    let refused = |head: String| {
+        let raw = raw_request(d.addr, &head);
+        let (status, _, body) = final_response(&raw);
+        let text = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 400, "{head}: {text}");
+        text
+    };
+    for hosts in [
+        format!("Host: 127.0.0.1:{port}\r\nHost: evil.example"),
+        format!("Host: evil.example\r\nHost: 127.0.0.1:{port}"),
+        format!("Host: 127.0.0.1:{port}\r\nHost: 127.0.0.1:{port}"),
+    ] {
+        let text = refused(format!("GET /health HTTP/1.1\r\n{hosts}\r\n\r\n"));
+        assert!(text.contains("\"bad_request\""), "{text}");
+        assert!(text.contains("2 host header lines"), "{text}");
+    }
+    let caption = caption_body();
+    for extra in [
+        "Content-Type: application/json\r\nContent-Type: image/png\r\n",
+        "Origin: http://localhost\r\nOrigin: https://evil.example\r\n",
+        "X-API-Key: a\r\nX-API-Key: b\r\n",
+    ] {
+        let head = format!(
+            "POST /v1/caption HTTP/1.1\r\nHost: localhost\r\n{extra}Content-Length: {}\r\n\r\n{caption}",
+            caption.len()
+        );
+        let text = refused(head);
+        assert!(text.contains("\"bad_request\""), "{text}");
+    }
+    // Two different lengths: hyper refuses the request before routing.
+    refused(format!(
+        "POST /v1/caption HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nContent-Length: 5\r\n\r\n{caption}",
+        caption.len()
+    ));
+    assert_eq!(d.get("/health").status, 200);
+}
+
+/// Transfer-Encoding and Content-Length together (a request-smuggling shape):
+/// hyper reads the body as chunked, as RFC 9112 §6.1 allows, and closes the
+/// connection after the answer, as it requires, so nothing after the body is
+/// read as another request.
+#[test]
+fn a_body_with_both_framings_is_read_chunked_and_the_connection_closed() {
+    // Idle connections would otherwise be kept long past the hang guard.
+    let d = Spawn::new().set("http.keep_alive_timeout_s=600").ready();
+    let mut s = connect(d.addr);
+    s.write_all(
+        b"POST /v1/caption HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Transfer-Encoding: chunked\r\nContent-Length: 48\r\n\r\n2\r\n{}\r\n0\r\n\r\n\
+          GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .unwrap();
+    let raw = until_closed(&mut s).expect("the connection stayed open after the answer");
+    let (status, _, body) = final_response(&raw);
+    let text = String::from_utf8_lossy(&body).into_owned();
+    // The chunked body `{}` was read: the caption route says what is missing.
+    assert_eq!(status, 422, "{text}");
+    assert!(text.contains("image"), "{text}");
+    assert_eq!(
+        String::from_utf8_lossy(&raw).matches("HTTP/1.1 ").count(),
+        1,
+        "the bytes after the body were answered as a request"
+    );
+}
+
 /// Sends `head` (a whole request without body, Connection: close added) and returns the raw answer.
 fn raw_request(addr: SocketAddr, head: &str) -> Vec<u8> {
     let mut s = connect(addr);

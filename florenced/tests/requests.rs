@@ -307,3 +307,141 @@ fn an_over_limit_length_is_refused_from_the_header() {
     assert!(head.starts_with("HTTP/1.1 413"), "{head}");
     assert!(head.contains("image_too_large"), "{head}");
 }
+
+/// A body that ends before its Content-Length is broken HTTP: 400
+/// `bad_request`, not a complaint about the fields of the part that came.
+#[test]
+fn a_body_shorter_than_its_content_length_is_400() {
+    let d = Spawn::new().ready();
+    let head = announce(d.addr, "", 1000, 100);
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    assert!(head.contains("\"bad_request\""), "{head}");
+    assert!(head.contains("Content-Length of 1000"), "{head}");
+    assert_eq!(d.get("/health").status, 200);
+}
+
+/// A form's image part is held to the image limit like an image in any other
+/// body (413 `image_too_large`), and a form of any size within the body limit
+/// is read: no framework limit on forms (axum's 2 MiB) comes first.
+#[test]
+fn a_form_image_is_held_to_the_image_limit_only() {
+    let d = Spawn::new().ready();
+    let post_form = |image: &[u8]| {
+        let (ct, body) = multipart(&[("image", Some("a.png"), image), ("max_length", None, b"5")]);
+        request(
+            d.addr,
+            "POST",
+            "/v1/caption",
+            &[("content-type", &ct)],
+            &body,
+        )
+    };
+    let image = noise_png(3 * 1024 * 1024);
+    assert!(image.len() > 2 * 1024 * 1024);
+    let r = post_form(&image);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let over = vec![0u8; 10 * 1024 * 1024 + 1];
+    let r = post_form(&over);
+    assert_eq!(r.error_code(413), "image_too_large");
+    assert!(r.text().contains("image limit of 10485760"), "{}", r.text());
+}
+
+/// The `/raw` operations take the image file as the body and their fields in
+/// the query (exactly what their document says); the contract's routes take
+/// such a body too, and a JSON or form body on a `/raw` operation is 415.
+#[test]
+fn raw_operations_take_an_image_body_and_query_fields() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_300x200");
+    let raw = |path: &str, ct: &str, body: &[u8]| {
+        request(d.addr, "POST", path, &[("content-type", ct)], body)
+    };
+    let caption = raw("/v1/caption/raw?max_length=5", "image/png", &png);
+    assert_eq!(caption.status, 200, "{}", caption.text());
+    let compatible = raw("/v1/caption?max_length=5", "image/png", &png);
+    assert_eq!(compatible.json()["caption"], caption.json()["caption"]);
+    let r = raw(
+        "/v1/vqa/raw?question=what%20is%20this%3F&max_length=5",
+        "image/png",
+        &png,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        raw("/v1/vqa/raw?max_length=5", "image/png", &png).error_code(422),
+        "invalid_parameters"
+    );
+    let r = raw(
+        "/v1/tasks/region_to_category/raw?region=10&region=20&region=200&region=180&max_length=5",
+        "image/png",
+        &png,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = raw("/v1/tasks/od/raw?max_length=5", "image/png", &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = json!({"image": b64(&png), "max_length": 5}).to_string();
+    let r = raw("/v1/caption/raw", "application/json", body.as_bytes());
+    assert_eq!(r.error_code(415), "unsupported_media_type");
+    assert!(r.text().contains("/v1/caption"), "{}", r.text());
+    let (ct, form) = multipart(&[("image", Some("a.png"), &png)]);
+    assert_eq!(
+        raw("/v1/tasks/od/raw", &ct, &form).error_code(415),
+        "unsupported_media_type"
+    );
+    assert_eq!(
+        raw("/v1/tasks/nonsense/raw", "image/png", &png).error_code(422),
+        "invalid_parameters"
+    );
+}
+
+/// An analyze task item gives an input or leaves it out, as its schema says:
+/// null is not an input (422), unlike a top-level field, where null is absent.
+#[test]
+fn an_analyze_task_input_is_never_null() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_300x200");
+    for item in [
+        json!({"task": "od", "text": null}),
+        json!({"task": "od", "region": null}),
+        json!({"task": "caption_to_phrase_grounding", "text": null}),
+    ] {
+        let r = d.post_json(
+            "/v1/analyze",
+            &json!({"image": b64(&png), "tasks": [item], "max_length": 5}),
+        );
+        assert_eq!(r.error_code(422), "invalid_parameters", "{item}");
+        assert!(r.text().contains("tasks[0]"), "{}", r.text());
+    }
+    let r = d.post_json(
+        "/v1/analyze",
+        &json!({"image": b64(&png), "tasks": [{"task": "od"}], "max_length": 5, "seed": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// An input the task does not take is refused, as its document says (only an
+/// absent or null one is taken), not ignored like an unknown field.
+#[test]
+fn an_input_the_task_does_not_take_is_refused() {
+    let d = Spawn::new().ready();
+    let png = fixture_png("scene_300x200");
+    for (path, extra) in [
+        ("/v1/tasks/od", json!({"text": "a car"})),
+        ("/v1/tasks/od", json!({"region": [0, 0, 10, 10]})),
+        (
+            "/v1/tasks/caption_to_phrase_grounding",
+            json!({"text": "a car", "region": [0, 0, 10, 10]}),
+        ),
+    ] {
+        let mut body = json!({"image": b64(&png), "max_length": 5});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let r = d.post_json(path, &body);
+        assert_eq!(r.error_code(422), "invalid_parameters", "{path} {extra}");
+    }
+    let r = d.post_json(
+        "/v1/tasks/od",
+        &json!({"image": b64(&png), "max_length": 5, "text": null, "region": null}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

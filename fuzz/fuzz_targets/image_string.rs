@@ -8,7 +8,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = florenced::request::decode_image_string(text);
+    let _ = florenced::http::request::decode_image_string(text);
     let json = serde_json::json!({ "image": text }).to_string();
     florence_fuzz::exercise_request("application/json", None, json.as_bytes());
     let b = florence_fuzz::BOUNDARY;

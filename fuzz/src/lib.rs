@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, header};
-use florenced::body_budget::BodyBudget;
+use florenced::http::body_budget::BodyBudget;
 use florenced::config::Config;
-use florenced::request::{BodyIntake, BodyKind, BodyLimits, Fields, read_body};
+use florenced::http::body::{BodyIntake, BodyKind, BodyLimits, read_body};
+use florenced::http::request::Fields;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::pipeline::Florence;
 use gstflorence::engine::task::Task;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use gstflorence::engine::model_dir::VARIANTS;
 
-use super::names::{SHORT_NAMES, variant_name};
+use super::naming::{SHORT_NAMES, variant_name};
 
 fn short_names() -> String {
     SHORT_NAMES

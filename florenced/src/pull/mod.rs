@@ -11,6 +11,7 @@ mod download;
 mod error;
 mod hub;
 mod names;
+mod naming;
 mod progress;
 mod settings;
 
@@ -90,7 +91,7 @@ pub fn run(args: &PullArgs) -> Result<PathBuf, PullError> {
     validate(&dir, &suffix, args.ort_library.clone())?;
     reporter.info(&format!(
         "{repo} ({}) is ready in {}: serve it with --model-dir {}",
-        names::variant_name(&suffix),
+        naming::variant_name(&suffix),
         dir.display(),
         if args.model_dir.is_some() {
             dir.display().to_string()
@@ -164,7 +165,7 @@ fn download(
         &commit[..12],
         plan.len(),
         indicatif::HumanBytes(total),
-        names::variant_name(suffix)
+        naming::variant_name(suffix)
     ));
     cache.tag_cache_dir();
     cache.write_ref(revision, &commit)?;

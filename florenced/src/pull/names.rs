@@ -7,14 +7,7 @@ use gstflorence::engine::model_dir::{self, VARIANTS};
 use gstflorence::engine::signature::Graph;
 
 use super::error::PullError;
-
-/// Short names of the public Florence-2 exports (transformers.js layout).
-pub const SHORT_NAMES: [(&str, &str); 4] = [
-    ("florence-2-base-ft", "onnx-community/Florence-2-base-ft"),
-    ("florence-2-large-ft", "onnx-community/Florence-2-large-ft"),
-    ("florence-2-base", "onnx-community/Florence-2-base"),
-    ("florence-2-large", "onnx-community/Florence-2-large"),
-];
+use super::naming::SHORT_NAMES;
 
 /// Files next to the graphs that a Florence-2 model directory must have. The
 /// engine reads the first four; tokenizer_config.json is what Python tools
@@ -78,15 +71,6 @@ pub fn variant_suffix(variant: &str) -> Result<String, PullError> {
         Ok(suffix)
     } else {
         Err(PullError::BadVariant(variant.to_owned()))
-    }
-}
-
-/// How a variant is named in messages.
-pub fn variant_name(suffix: &str) -> String {
-    if suffix.is_empty() {
-        "fp32".to_owned()
-    } else {
-        suffix.to_owned()
     }
 }
 

@@ -14,7 +14,7 @@
 //!   idle or slow sockets are held; when every connection awaits an answer,
 //!   accepting waits for one to finish;
 //! - the body-read timer and the body byte budget live with the body
-//!   (`request::read_body`).
+//!   (`body::read_body`).
 //!
 //! axum's `serve` sets none of these, so the loop is here; hyper and
 //! hyper-util do the HTTP.
@@ -35,7 +35,7 @@ use tokio::sync::{Notify, Semaphore};
 use tower::ServiceExt;
 
 use crate::config::Http;
-use crate::peer;
+use crate::http::peer;
 
 /// File descriptors kept for everything but client connections: the model's
 /// files, ONNX Runtime and GStreamer, logs, the listener, and a few accepts.

@@ -14,7 +14,7 @@
 //!   An HTTP/1.1 request without Host is 400, as RFC 9112 §3.2 requires.
 //! - Cross-site requests: a page may POST a form or `text/plain` anywhere
 //!   without a preflight. JSON is read only with a JSON media type (415
-//!   otherwise, `request::BodyKind`), and `multipart/form-data`, which the
+//!   otherwise, `body::BodyKind`), and `multipart/form-data`, which the
 //!   compatible API must take, is refused like any request whose `Origin`
 //!   is neither this service's own (the /docs page) nor listed in
 //!   `http.cors_allow_origins`: 403. Clients outside browsers send no Origin.
@@ -32,7 +32,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::config::Http;
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 
 pub struct Guard {
     /// None: any Host is answered.

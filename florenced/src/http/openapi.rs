@@ -9,8 +9,15 @@ use serde_json::{Value, json};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+
 use crate::config::Config;
-use crate::schema;
+use crate::http::error::ErrorCode;
+use crate::http::schema;
+use crate::http::state::AppState;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,20 +25,24 @@ use crate::schema;
         title = "florenced",
         description = "Florence-2 captioning, visual question answering and vision tasks; \
             a drop-in replacement for hailo-florence. Every error has the `Error` shape. \
-            Inference routes take a JSON body, a multipart/form-data body, or a raw image body \
-            (image/jpeg, image/png, image/webp, image/bmp) with the parameters in the query string.",
+            Inference routes take a JSON or a multipart/form-data body with every field in it; \
+            their `/raw` twins take the image file as the body (image/jpeg, image/png, \
+            image/webp, image/bmp) with the fields in the query string.",
     ),
     paths(
-        crate::api::caption,
-        crate::api::vqa,
-        crate::api::task,
-        crate::api::analyze,
-        crate::api::health,
-        crate::api::metrics,
-        crate::api::openapi,
-        crate::docs::docs_page,
+        crate::http::inference::caption,
+        crate::http::inference::caption_raw,
+        crate::http::inference::vqa,
+        crate::http::inference::vqa_raw,
+        crate::http::inference::task,
+        crate::http::inference::task_raw,
+        crate::http::inference::analyze,
+        crate::http::service::health,
+        crate::http::service::metrics,
+        serve_document,
+        crate::http::docs::docs_page,
     ),
-    components(schemas(schema::Error, schema::ErrorCode)),
+    components(schemas(schema::Error, ErrorCode)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "inference", description = "Run the model on an image"),
@@ -67,8 +78,9 @@ impl Modify for SecuritySchemes {
     }
 }
 
-/// The path the task handler is documented at, expanded into one path per task.
-const TASK_PATH: &str = "/v1/tasks/{task}";
+/// The paths the task handlers are documented at (a body with its fields, and
+/// a raw image body with its fields in the query), each expanded into one path per task.
+const TASK_PATHS: [(&str, &str); 2] = [("/v1/tasks/{task}", ""), ("/v1/tasks/{task}/raw", "/raw")];
 
 /// The document for this configuration.
 pub fn document(config: &Config) -> Value {
@@ -76,9 +88,23 @@ pub fn document(config: &Config) -> Value {
     expand_tasks(&mut doc);
     analyze_task_schema(&mut doc);
     form_part_names(&mut doc);
-    raw_body_parameters(&mut doc);
+    bodies_required(&mut doc);
+    inference_errors(&mut doc);
+    request_id_header(&mut doc);
     apply_config(&mut doc, config);
     doc
+}
+
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "service",
+    summary = "This document",
+    responses((status = 200, description = "The OpenAPI document", body = Object))
+)]
+pub(crate) async fn serve_document(State(st): State<Arc<AppState>>) -> Response {
+    axum::Json(document(&st.config())).into_response()
 }
 
 /// An analyze task item: one schema per input kind, each listing its tasks (by
@@ -199,22 +225,90 @@ fn apply_config(doc: &mut Value, config: &Config) {
     }
 }
 
-/// The query parameters of an inference route are a raw image body's fields.
-fn raw_body_parameters(doc: &mut Value) {
-    let Some(Value::Object(paths)) = doc.get_mut("paths") else {
-        return;
-    };
-    for (path, item) in paths.iter_mut() {
-        if !path.starts_with("/v1/") {
-            continue;
+/// The errors of the inference routes, by status, from the codes and their
+/// statuses (`ErrorCode`): every code but the routing ones.
+fn inference_errors(doc: &mut Value) {
+    let mut by_status: std::collections::BTreeMap<u16, Vec<ErrorCode>> = Default::default();
+    for code in ErrorCode::ANSWERED {
+        if !matches!(code, ErrorCode::NotFound | ErrorCode::MethodNotAllowed) {
+            by_status
+                .entry(code.status().as_u16())
+                .or_default()
+                .push(code);
         }
-        if let Some(Value::Array(params)) = item.pointer_mut("/post/parameters") {
-            for p in params.iter_mut().filter(|p| p["in"] == "query") {
-                let d = p["description"].as_str().unwrap_or_default();
-                p["description"] = format!(
-                    "Only with a raw image body (a JSON or multipart body carries its fields). {d}"
-                )
-                .into();
+    }
+    let responses: Vec<(String, Value)> = by_status
+        .into_iter()
+        .map(|(status, codes)| {
+            let description = codes
+                .iter()
+                .map(|c| format!("`{}`: {}", c.as_str(), c.meaning()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            let mut response = json!({
+                "description": description,
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+            });
+            if codes.iter().any(|c| c.retries()) {
+                response["headers"] = json!({"Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": {"type": "integer", "format": "int64", "minimum": 0}
+                }});
+            }
+            (status.to_string(), response)
+        })
+        .collect();
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            if let Some(Value::Object(answers)) = item.pointer_mut("/post/responses") {
+                for (status, response) in &responses {
+                    answers.insert(status.clone(), response.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Every inference request has a body (its image).
+fn bodies_required(doc: &mut Value) {
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (_, item) in paths.iter_mut() {
+            if let Some(Value::Object(body)) = item.pointer_mut("/post/requestBody") {
+                body.insert("required".into(), true.into());
+            }
+        }
+    }
+}
+
+/// Every route takes the client's request id (the `observe` middleware): any
+/// value is taken, and one that is not 1 to 64 of `A-Za-z0-9-_.:` is replaced
+/// by the daemon's own. (Also what makes openapi-python-client 0.29.1 import
+/// `Unset` for an operation with two body types: its issue #1451.)
+fn request_id_header(doc: &mut Value) {
+    let param = json!({
+        "name": "x-request-id",
+        "in": "header",
+        "required": false,
+        "description": "An id for this request in the daemon's log and in the answer's \
+            x-request-id: used as given when it is 1 to 64 of A-Z a-z 0-9 - _ . :, \
+            otherwise the daemon makes one.",
+        "schema": {"type": "string"}
+    });
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (_, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (_, op) in item.iter_mut() {
+                if let Some(op) = op.as_object_mut() {
+                    let params = op.entry("parameters").or_insert_with(|| json!([]));
+                    if let Value::Array(params) = params {
+                        params.push(param.clone());
+                    }
+                }
             }
         }
     }
@@ -248,15 +342,17 @@ fn expand_tasks(doc: &mut Value) {
     let Some(Value::Object(paths)) = doc.get_mut("paths") else {
         return;
     };
-    let Some(generic) = paths.remove(TASK_PATH) else {
-        return;
-    };
-    for task in Task::ALL {
-        let mut item = generic.clone();
-        if let Some(Value::Object(op)) = item.get_mut("post") {
-            specialise(op, task);
+    for (path, suffix) in TASK_PATHS {
+        let Some(generic) = paths.remove(path) else {
+            continue;
+        };
+        for task in Task::ALL {
+            let mut item = generic.clone();
+            if let Some(Value::Object(op)) = item.get_mut("post") {
+                specialise(op, task, suffix);
+            }
+            paths.insert(format!("/v1/tasks/{}{suffix}", task.name()), item);
         }
-        paths.insert(format!("/v1/tasks/{}", task.name()), item);
     }
 }
 
@@ -276,6 +372,7 @@ fn kind_name(generic: &str, kind: InputKind) -> String {
 /// The schema of a task body for tasks of one input kind.
 fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) {
     let mut s = base.clone();
+    let form = generic.ends_with("Form");
     let required = |s: &mut Value, field: &str| {
         if let Some(Value::Array(r)) = s.get_mut("required") {
             r.push(field.into());
@@ -295,16 +392,39 @@ fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) 
                 props["text"]["description"] =
                     "The phrase or question: not blank, at most 1024 characters.".into();
             }
+            // A form gives the region as four `region` parts: the <loc_> text
+            // form, which the service takes there too, is left out, as no form
+            // schema can say "one of the two" to every client (schemathesis'
+            // coverage phase, for one, builds forms from the properties alone).
+            InputKind::Region if form => {
+                props.remove("text");
+            }
             InputKind::Region => {
-                // One of the two is required, so neither may be null.
-                props["region"]["type"] = "array".into();
+                // In JSON, null is the same as absent.
                 props["text"] = json!({
-                    "type": "string",
+                    "type": ["string", "null"],
                     "pattern": LOC_REGION,
                     "description": "The region in Florence-2's notation <loc_x1><loc_y1><loc_x2><loc_y2> \
                         (bins 0-999 of the image's width and height), instead of `region`."
                 });
             }
+        }
+    }
+    // An input the task does not take is refused, not ignored like unknown
+    // fields: in JSON it may only be null (absent). (A form schema cannot say
+    // so to schemathesis 4.32.5: a `not` beside a binary part crashes its
+    // coverage phase; the form's part is refused all the same.)
+    let refused: &[&str] = match kind {
+        InputKind::None => &["text", "region"],
+        InputKind::Text => &["region"],
+        InputKind::Region => &[],
+    };
+    if !form && let Some(Value::Object(props)) = s.get_mut("properties") {
+        for f in refused {
+            props.insert(
+                (*f).into(),
+                json!({"type": "null", "description": "Not an input of this task: absent or null."}),
+            );
         }
     }
     match kind {
@@ -315,8 +435,16 @@ fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) 
             required(&mut s, "text");
             s["description"] = "A task that takes a text input.".into();
         }
+        InputKind::Region if form => {
+            required(&mut s, "region");
+            s["description"] = "A task that takes a region: `region` (pixels).".into();
+        }
         InputKind::Region => {
-            s["oneOf"] = json!([{"required": ["region"]}, {"required": ["text"]}]);
+            // Exactly one of the two is given (null is absent, in JSON).
+            s["oneOf"] = json!([
+                {"required": ["region"], "properties": {"region": {"type": "array"}}},
+                {"required": ["text"], "properties": {"text": {"type": "string"}}}
+            ]);
             s["description"] =
                 "A task that takes a region: `region` (pixels) or `text` (<loc_> notation), not both.".into();
         }
@@ -337,10 +465,12 @@ fn kind_schema(generic: &str, base: &Value, kind: InputKind) -> (String, Value) 
     (kind_name(generic, kind), s)
 }
 
-fn specialise(op: &mut serde_json::Map<String, Value>, task: Task) {
+/// One task's operation; `suffix` is "/raw" for the raw image body's.
+fn specialise(op: &mut serde_json::Map<String, Value>, task: Task, suffix: &str) {
     let name = task.name();
     let kind = task.input();
-    op.insert("operationId".into(), format!("task_{name}").into());
+    let raw = if suffix.is_empty() { "" } else { "_raw" };
+    op.insert("operationId".into(), format!("task_{name}{raw}").into());
     op.insert(
         "summary".into(),
         format!("Run the {name} task ({})", task.token()).into(),
@@ -348,18 +478,21 @@ fn specialise(op: &mut serde_json::Map<String, Value>, task: Task) {
     if let Some(Value::Array(params)) = op.get_mut("parameters") {
         // The path parameter is now part of the path.
         params.retain(|p| p["in"] != "path");
+        // A raw body's query carries exactly the task's input: a text task's
+        // `text`, a region task's `region` (its <loc_> `text` form is for
+        // bodies, whose schema can say "one of the two").
         params.retain(|p| match kind {
             InputKind::None => p["name"] != "text" && p["name"] != "region",
             InputKind::Text => p["name"] != "region",
-            InputKind::Region => true,
+            InputKind::Region => p["name"] != "text",
         });
         for p in params.iter_mut() {
             if p["name"] == "text" {
-                p["schema"]["pattern"] = match kind {
-                    InputKind::Region => LOC_REGION,
-                    _ => NOT_BLANK,
-                }
-                .into();
+                p["schema"]["pattern"] = NOT_BLANK.into();
+                p["required"] = true.into();
+            }
+            if p["name"] == "region" {
+                p["required"] = true.into();
             }
         }
     }

@@ -7,7 +7,9 @@
 //! default) are placeholders here and set at run time by `openapi::document`.
 
 use serde::Serialize;
-use utoipa::{IntoParams, IntoResponses, ToSchema};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::http::error::ErrorCode;
 
 /// Declares a request type with the generation parameters every inference
 /// route takes after its own fields, for JSON/form bodies (`#[schema]`).
@@ -37,8 +39,8 @@ macro_rules! with_generation {
     };
 }
 
-/// The same generation parameters as query parameters, for raw image bodies
-/// only (a JSON or multipart body carries its fields itself).
+/// The same generation parameters as query parameters, for the `/raw`
+/// operations (a JSON or multipart body carries its fields itself).
 macro_rules! with_generation_query {
     ($(#[$m:meta])* pub struct $name:ident { $($body:tt)* }) => {
         $(#[$m])*
@@ -147,11 +149,11 @@ with_generation! {
 }
 
 with_generation_query! {
-    /// Parameters of a question with a raw image body (`question` is then required).
+    /// Parameters of a question with a raw image body.
     pub struct VqaQuery {
-        /// The question (required with a raw image body).
-        #[param(min_length = 1, max_length = 1024, pattern = r"[^\s]", nullable = false)]
-        pub question: Option<String>,
+        /// The question: not blank, at most 1024 characters.
+        #[param(min_length = 1, max_length = 1024, pattern = r"[^\s]")]
+        pub question: String,
     }
 }
 
@@ -337,31 +339,6 @@ pub struct Health {
     pub reload_error: Option<String>,
 }
 
-/// The error codes of the contract.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum ErrorCode {
-    InvalidImageFormat,
-    ImageTooLarge,
-    InvalidParameters,
-    Unauthorized,
-    RateLimited,
-    InferenceFailed,
-    VqaNotConfigured,
-    ModelNotReady,
-    DeviceError,
-    Overloaded,
-    Timeout,
-    NotFound,
-    MethodNotAllowed,
-    UnsupportedMediaType,
-    BodyTimeout,
-    MisdirectedRequest,
-    ForbiddenOrigin,
-    BadRequest,
-}
-
 /// Every error, on every route.
 #[derive(ToSchema)]
 #[schema(example = json!({"error": "invalid_image_format", "message": "image is not valid base64", "status": 400}))]
@@ -372,52 +349,6 @@ pub struct Error {
     pub message: String,
     /// The HTTP status again.
     pub status: u16,
-}
-
-/// The errors an inference route answers, by status.
-#[derive(IntoResponses)]
-#[allow(dead_code)]
-pub enum InferenceErrors {
-    /// `invalid_image_format`: not base64, not a supported image, or truncated/corrupt
-    /// (`bad_request`: an HTTP/1.1 request without Host).
-    #[response(status = 400)]
-    BadImage(Error),
-    /// `unauthorized`: an API key is configured and the request's is missing or wrong.
-    #[response(status = 401)]
-    Unauthorized(Error),
-    /// `forbidden_origin`: a browser request from a page whose origin is not allowed (`http.cors_allow_origins`).
-    #[response(status = 403)]
-    ForbiddenOrigin(Error),
-    /// `body_timeout`: the body did not arrive within `http.body_read_timeout_s`.
-    #[response(status = 408)]
-    BodyTimeout(Error),
-    /// `image_too_large`: the body (from its Content-Length when it has one), the decoded image or its dimensions are over a limit (the message says which).
-    #[response(status = 413)]
-    TooLarge(Error),
-    /// `unsupported_media_type`: the Content-Type is not JSON (`application/json` or `+json`), `multipart/form-data` or `image/*` (JSON only for /v1/analyze).
-    #[response(status = 415)]
-    UnsupportedMediaType(Error),
-    /// `misdirected_request`: a Host this service does not answer for (loopback names and `http.allowed_hosts`).
-    #[response(status = 421)]
-    Misdirected(Error),
-    /// `invalid_parameters`: a missing, wrong-typed or out-of-range field, or text whose tokens do not fit.
-    #[response(status = 422)]
-    InvalidParameters(Error),
-    /// `rate_limited`: this client's rate limit is exceeded.
-    #[response(status = 429, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
-    RateLimited(Error),
-    /// `inference_failed`: the model failed; the detail is in the log.
-    #[response(status = 500)]
-    Failed(Error),
-    /// `vqa_not_configured`: the model has no VQA support configured.
-    #[response(status = 501)]
-    VqaNotConfigured(Error),
-    /// `model_not_ready`, `device_error` or `overloaded` (the queue is full, or `http.body_bytes_in_flight` is taken).
-    #[response(status = 503, headers(("Retry-After" = u64, description = "Seconds to wait before retrying")))]
-    Unavailable(Error),
-    /// `timeout`: the request waited or ran past `request_timeout_s`.
-    #[response(status = 504)]
-    Timeout(Error),
 }
 
 /// A raw image body (JPEG, PNG, WebP or BMP file), at most max_image_bytes.
