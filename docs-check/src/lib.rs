@@ -27,9 +27,10 @@ pub fn book_src() -> PathBuf {
     root().join("docs/src")
 }
 
-/// README.md and every chapter of the book, sorted.
+/// README.md, pipelines/README.md (the examples' commands) and every chapter
+/// of the book, sorted.
 pub fn documents() -> io::Result<Vec<PathBuf>> {
-    let mut docs = vec![root().join("README.md")];
+    let mut docs = vec![root().join("README.md"), root().join("pipelines/README.md")];
     let mut chapters = Vec::new();
     for entry in std::fs::read_dir(book_src())? {
         let path = entry?.path();

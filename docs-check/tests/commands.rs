@@ -1,5 +1,5 @@
-//! Every command line in the shell blocks (`sh`, `bash`, `shell`) of README.md
-//! and the book is accounted for, in one of two tables:
+//! Every command line in the shell blocks (`sh`, `bash`, `shell`) of README.md,
+//! pipelines/README.md and the book is accounted for, in one of two tables:
 //!
 //! - `RUN`: the command, the test or CI script that runs it, and a string
 //!   that must appear in that file (the command itself when the file runs it
@@ -172,6 +172,23 @@ const RUN: &[(&str, &str, &str)] = &[
         "docs-check/tests/book.rs",
         ".args([\"build\", \"docs\"])",
     ),
+    // pipelines/README.md: each script with the debug plugin, videotestsrc
+    // for the camera and a generated video for the file.
+    (
+        "pipelines/camera-textoverlay.sh",
+        "gst-florence/tests/pipelines.rs",
+        "fn camera_example_draws_live_captions_with_textoverlay",
+    ),
+    (
+        "pipelines/file-to-srt.sh holiday.mp4 holiday.srt",
+        "gst-florence/tests/pipelines.rs",
+        "fn file_example_writes_an_srt_with_the_engines_captions",
+    ),
+    (
+        "GST_PLUGIN_PATH=$PWD/target/release /usr/bin/python3 pipelines/caption_probe.py --model-dir tests/fixtures/tiny-florence2",
+        "gst-florence/tests/python_example.rs",
+        "fn python_pad_probe_reads_the_meta",
+    ),
 ];
 
 /// (command, why no test runs it).
@@ -199,6 +216,10 @@ const NOT_RUN: &[(&str, &str)] = &[
     (
         "sudoedit /etc/hailo/hailo-florence.yaml",
         "an interactive editor",
+    ),
+    (
+        "FLORENCE_SOURCE=libcamerasrc pipelines/camera-textoverlay.sh /var/lib/hailo-florence/models/Florence-2-base-ft",
+        "needs a Raspberry Pi camera (libcamerasrc) and a real model; the test runs the same script with videotestsrc",
     ),
     (
         "hailo parser onnx hailo/text_encoder.onnx --hw-arch hailo10h --net-name florence2_transformer_encoder",
