@@ -17,7 +17,7 @@
 # cases); all are cached under $FLORENCE_BENCH_CACHE (default
 # ${XDG_CACHE_HOME:-~/.cache}/florence/bench) and reused. A directory given with
 # --model-dir is timed as it is (its variants present). An exporter venv at
-# .venv (README) or FLORENCE_EXPORT_VENV is used instead when present;
+# .venv (docs/src/test-model.md) or FLORENCE_EXPORT_VENV is used instead when present;
 # FLORENCED_BIN points at a florenced binary instead of the release build this
 # script makes. --ballast-gib N (default 3, 0: none) takes N GiB of memory
 # before the timed workers start and holds it to the end: on a virtual machine
@@ -100,7 +100,7 @@ rounds="${rounds:-5}"
 
 hf_python=""
 if [ "$transformers" = 1 ] || { [ "$generate" = 1 ] && [ ! -d "$model_dir" ]; }; then
-  # An exporter venv made as the README says (.venv) is reused; else one is made in the cache.
+  # An exporter venv made as docs/src/test-model.md says (.venv) is reused; else one is made in the cache.
   if [ -n "${FLORENCE_EXPORT_VENV:-}" ]; then
     export_venv="$FLORENCE_EXPORT_VENV"
   elif [ -x "$ROOT/.venv/bin/python" ] && "$ROOT/.venv/bin/python" -c "import torch, transformers" 2>/dev/null; then

@@ -10,6 +10,8 @@
 #    into .test-venv/ (scripts/setup-python-tools.sh).
 #  - cargo-deb (pinned, `cargo install --locked`), which scripts/build-deb.sh uses
 #    to make the Debian package.
+#  - mdbook (pinned, `cargo install --locked`), which builds the book in docs/
+#    (docs-check/tests/book.rs builds it in the test suite).
 #  - with --aarch64 (CI passes it): what the Raspberry Pi 5 cross-build and its
 #    check under qemu (scripts/cross-aarch64.sh) need (scripts/setup-aarch64.sh),
 #    and the aarch64 ONNX Runtime in .ort-aarch64/lib.
@@ -32,6 +34,10 @@ TOOLS_DIR="$ROOT/.tools/bin"
 # Debian 12's prometheus package; point releases only change the +debN suffix.
 PROMETHEUS_DEB_VERSION="2.42.0+ds-5"
 CARGO_DEB_VERSION="3.8.0"
+# mdbook-linkcheck 0.7.7 is built for mdbook 0.4; the links are checked by
+# docs-check/tests/links.rs instead. Only the HTML renderer and search: the
+# `serve`/`watch` features pull in a web server the build does not need.
+MDBOOK_VERSION="0.5.4"
 declare -A ORT_WHEEL_SHA256=(
   [x86_64]="5a34fc4dfeb5a7b4a74c95dcba1e773d722abda720b474edf1b0c419dc6d163d"
   [aarch64]="2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c"
@@ -59,6 +65,8 @@ APT_PACKAGES=(
   # scripts/trace-syscalls.sh records florenced's system calls with strace.
   libseccomp-dev
   strace
+  # florenced/tests/readme_rest.rs runs the README's curl commands.
+  curl
 )
 
 log() { printf 'setup: %s\n' "$*"; }
@@ -147,6 +155,15 @@ install_cargo_deb() {
   cargo install --locked --quiet "cargo-deb@$CARGO_DEB_VERSION"
 }
 
+install_mdbook() {
+  if [ "$(mdbook --version 2>/dev/null)" = "mdbook v$MDBOOK_VERSION" ]; then
+    log "mdbook $MDBOOK_VERSION present"
+    return
+  fi
+  log "installing mdbook $MDBOOK_VERSION from crates.io"
+  cargo install --locked --quiet --no-default-features --features search "mdbook@$MDBOOK_VERSION"
+}
+
 install_bench_venv() {
   bash "$ROOT/tools/bench/make_venv.sh" "$ROOT/.venv-bench" "$ROOT/tools/bench/requirements-ort.txt"
   log "benchmark venv present in $ROOT/.venv-bench"
@@ -160,5 +177,6 @@ if [ "$AARCH64" -eq 1 ]; then
 fi
 install_promtool
 install_cargo_deb
+install_mdbook
 bash "$ROOT/scripts/setup-python-tools.sh"
 install_bench_venv

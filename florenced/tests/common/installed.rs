@@ -209,7 +209,7 @@ pub fn readme_command(start: &str) -> String {
 pub fn troubleshooting_messages() -> Vec<String> {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let table = readme
-        .split("### Troubleshooting")
+        .split("\n## Troubleshooting")
         .nth(1)
         .expect("a troubleshooting section in the README");
     table

@@ -60,7 +60,7 @@ BOUNDS = {
 }
 SUFFIX = {name: f"_{name}" for name in BOUNDS}
 # `_qdq`'s text graphs: those that measured fastest on a Florence-2-base-shaped
-# model (README): dynamic int8, a quarter of the weights to read per decoder
+# model (docs/src/performance.md): dynamic int8, a quarter of the weights to read per decoder
 # token (the decoder is memory-bound) and integer matmuls in the encoder; the
 # embedding table in 8 bits too (a gather: no cost, a quarter of the memory).
 TEXT_FOR_QDQ = {"embed_tokens": "int8", "encoder_model": "int8", "decoder_model_merged": "int8"}
