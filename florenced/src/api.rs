@@ -33,6 +33,7 @@ use crate::schema::{
     TaskResponse, VqaForm, VqaQuery, VqaRequest, VqaResponse,
 };
 use crate::worker::{Answer, Health, Job, JobError, Reply, SubmitError, Workers};
+use gstflorence::engine::BackendKind;
 
 pub struct AppState {
     /// Replaced by a reload; a request reads it once, at its start.
@@ -125,7 +126,7 @@ impl AppState {
             Health::Ready => Ok(w),
             Health::Loading => Err(ApiError::not_ready("the model is still loading")),
             Health::Stopping => Err(ApiError::not_ready("the service is shutting down")),
-            Health::Failed(_) if w.backend() == "hailo" => Err(ApiError::device_error()),
+            Health::Failed(_) if w.kind().has_device() => Err(ApiError::device_error()),
             Health::Failed(_) => Err(ApiError::not_ready("the model is not available")),
         }
     }
@@ -850,7 +851,7 @@ async fn await_answer(
             }
             JobError::Unavailable(detail) => {
                 tracing::error!(request_id = %id, detail = %detail, "pipeline unavailable");
-                if workers.backend() == "hailo" {
+                if workers.kind().has_device() {
                     ApiError::device_error()
                 } else {
                     ApiError::not_ready("the model is not available")
@@ -912,7 +913,7 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     let hailo = w
         .as_ref()
         .map_or(st.config().backend == BackendChoice::Hailo, |w| {
-            w.backend() == "hailo"
+            w.kind().has_device()
         });
     // A device that failed is reopened by the next request; until one succeeds
     // the service is not healthy.
@@ -948,7 +949,12 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
             (true, Health::Ready) if !disconnected => schema::HailoDevice::Connected,
             (true, _) => schema::HailoDevice::Disconnected,
         },
-        backend: if hailo { "hailo" } else { "onnx-cpu" },
+        backend: if hailo {
+            BackendKind::Hailo
+        } else {
+            BackendKind::Onnx
+        }
+        .name(),
         backend_reason: w
             .as_ref()
             .map(|w| w.backend_reason())

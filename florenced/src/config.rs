@@ -17,13 +17,8 @@ pub use layers::{Override, env_overrides};
 /// Where the Python hailo-florence service keeps its configuration.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hailo/hailo-florence.yaml";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    Auto,
-    Onnx,
-    Hailo,
-}
+/// `auto | onnx | hailo`, parsed and printed by the engine.
+pub use gstflorence::engine::BackendChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -159,7 +154,7 @@ impl Default for Hailo {
             group_id: d.group_id,
             scheduler_priority: u32::from(d.scheduler_priority),
             run_timeout_ms: d.run_timeout.as_millis() as u32,
-            idle_release_s: gstflorence::engine::hailo_caption::DEFAULT_IDLE_RELEASE_S,
+            idle_release_s: gstflorence::engine::hailo::DEFAULT_IDLE_RELEASE_S,
         }
     }
 }

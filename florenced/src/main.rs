@@ -17,9 +17,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
+use gstflorence::engine::onnx::describe::describe;
 use gstflorence::engine::task::{Task, TaskInput};
-use gstflorence::engine::{SessionOptions, model_dir};
+use gstflorence::engine::{
+    BackendChoice, Florence, GenerationOptions, LoadOptions, Request, SessionOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -163,12 +165,26 @@ struct ModelArgs {
     /// Input resolution: 768 or 384 (a quarter of the vision work; default: the model's own).
     #[arg(long)]
     image_size: Option<u32>,
+    /// Where captions run: auto (the Hailo device when the model has the split
+    /// and the device answers, else ONNX Runtime), onnx or hailo; as the
+    /// daemon's `backend`. The Hailo bridge is FLORENCE_HAILO_BRIDGE's when set.
+    #[arg(long, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
 }
 
 impl ModelArgs {
     /// The model directory, a Hub repository id resolved from the cache.
     fn dir(&self) -> anyhow::Result<PathBuf> {
         Ok(pull::resolve_model_dir(&self.model_dir)?)
+    }
+
+    /// Loading options: the sessions, and the backend choice.
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            session: self.options(),
+            backend: self.backend,
+            ..LoadOptions::default()
+        }
     }
 
     fn options(&self) -> SessionOptions {
@@ -252,11 +268,11 @@ fn main() -> ExitCode {
 
 fn one_shot(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Bench { model } => bench::serve(&model.dir()?, model.options())?,
+        Command::Bench { model } => bench::serve(&model.dir()?, model.load_options())?,
         Command::Pull(args) => println!("{}", pull::run(&args)?.display()),
         Command::Signature { model } => {
             let dir = model.dir()?;
-            let graphs = model_dir::describe(&dir, &model.options())
+            let graphs = describe(&dir, &model.options())
                 .with_context(|| format!("cannot open model directory {}", dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&graphs)?);
         }
@@ -275,7 +291,7 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
         } => {
             let task: Task = task.parse()?;
             let dir = model.dir()?;
-            let florence = Florence::load(&dir, model.options())
+            let florence = Florence::load(&dir, model.load_options())
                 .with_context(|| format!("cannot load model directory {}", dir.display()))?;
             let request = Request {
                 task,
@@ -303,6 +319,8 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                     "inference_time_ms": out.timings.total_ms.round(),
                 });
                 if verbose {
+                    line["backend"] = out.backend.name().into();
+                    line["backend_reason"] = florence.backend_reason().into();
                     line["raw_text"] = out.raw_text.clone().into();
                     line["ids"] = serde_json::to_value(&out.ids)?;
                     line["timings"] = serde_json::to_value(&out.timings)?;

@@ -15,7 +15,7 @@ use florenced::body_budget::BodyBudget;
 use florenced::config::Config;
 use florenced::request::{BodyIntake, BodyKind, BodyLimits, Fields, read_body};
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::pipeline::Florence;
+use gstflorence::engine::Florence;
 use gstflorence::engine::task::Task;
 
 /// The multipart boundary of the request_multipart seeds.

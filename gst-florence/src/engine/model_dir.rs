@@ -9,7 +9,7 @@ use super::config::{ConfigError, ModelFiles};
 use super::graph_cache::{self, GraphSource};
 use super::layout::Layout;
 use super::runtime::{Runtime, RuntimeError};
-use super::signature::{self, Dims, Graph, GraphSpec, Mismatch, Port};
+use super::signature::{self, Dims, Graph, GraphSpec, Mismatch};
 
 /// Quantized or half-precision variants of the onnx-community export, by file suffix,
 /// and `_qdq` (tools/export: a statically quantised int8 vision encoder with
@@ -50,6 +50,9 @@ pub enum ModelError {
     MissingTokenizer { path: PathBuf, reason: String },
     #[error("{path}: cannot be read as a tokenizer: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
+    /// The backend chosen cannot run this model here (no device, wrong layout, ...).
+    #[error("{context}: {cause}")]
+    Backend { context: String, cause: String },
     #[error(
         "image size {size} is not supported: use 384 or 768 (this model's own, from preprocessor_config.json, is {native})"
     )]
@@ -369,78 +372,4 @@ pub fn open_graph_from(
         });
     }
     Ok((session, source))
-}
-
-/// The signature of every graph present in a model directory, for display.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GraphSignature {
-    pub graph: String,
-    pub file: PathBuf,
-    pub inputs: Vec<PortInfo>,
-    pub outputs: Vec<PortInfo>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PortInfo {
-    pub name: String,
-    pub dtype: String,
-    pub shape: Vec<String>,
-}
-
-impl From<&Port> for PortInfo {
-    fn from(p: &Port) -> Self {
-        PortInfo {
-            name: p.name.clone(),
-            dtype: p
-                .elem
-                .map_or_else(|| "non-tensor".to_owned(), |e| format!("{e:?}")),
-            shape: p
-                .shape
-                .iter()
-                .zip(p.symbols.iter().chain(std::iter::repeat(&String::new())))
-                .map(|(d, s)| {
-                    if *d >= 0 {
-                        d.to_string()
-                    } else if s.is_empty() {
-                        "?".to_owned()
-                    } else {
-                        s.clone()
-                    }
-                })
-                .collect(),
-        }
-    }
-}
-
-/// Opens and validates every graph of `dir` (the four onnx-community graphs,
-/// and the Hailo stand-ins when `hailo/` exists) and describes them.
-pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignature>, ModelError> {
-    if !dir.is_dir() {
-        return Err(ModelError::NoDirectory(dir.to_path_buf()));
-    }
-    if !VARIANTS.contains(&options.variant.as_str()) {
-        return Err(ModelError::UnknownVariant(options.variant.clone()));
-    }
-    let files = super::layout::model_files(dir)?;
-    let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
-    let mut graphs: Vec<Graph> = match Layout::of(dir) {
-        Layout::OnnxCommunity => Graph::ONNX_COMMUNITY.to_vec(),
-        // Its only ONNX graph; the text networks are HEFs.
-        Layout::HailoFlorence => vec![Graph::VisionEncoder],
-    };
-    if dir.join("hailo").is_dir() {
-        graphs.extend(Graph::HAILO);
-    }
-    let mut out = Vec::new();
-    for graph in graphs {
-        let session = open_graph(&runtime, &files, graph, options)?;
-        let (inputs, outputs) = signature::ports(&session);
-        out.push(GraphSignature {
-            graph: graph.stem().to_owned(),
-            file: graph_path(dir, graph, &options.variant),
-            inputs: inputs.iter().map(PortInfo::from).collect(),
-            outputs: outputs.iter().map(PortInfo::from).collect(),
-        });
-    }
-    Ok(out)
 }

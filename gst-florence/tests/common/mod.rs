@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::pipeline::Florence;
 use serde_json::Value;
 
 pub mod model_copies;
