@@ -20,7 +20,8 @@ use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::onnx::describe::describe;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{
-    BackendChoice, Florence, GenerationOptions, LoadOptions, Request, SessionOptions,
+    BackendChoice, ExecutionProvider, Florence, GenerationOptions, LoadOptions, Request,
+    SessionOptions,
 };
 
 #[derive(Parser)]
@@ -170,6 +171,11 @@ struct ModelArgs {
     /// daemon's `backend`. The Hailo bridge is FLORENCE_HAILO_BRIDGE's when set.
     #[arg(long, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
+    /// ONNX Runtime execution provider: cpu (default), cuda, openvino, xnnpack,
+    /// ... or ONNX Runtime's own name; one the library lacks fails, naming
+    /// what it offers.
+    #[arg(long, default_value_t = ExecutionProvider::cpu())]
+    execution_provider: ExecutionProvider,
 }
 
 impl ModelArgs {
@@ -192,6 +198,7 @@ impl ModelArgs {
             variant: self.variant.clone(),
             ort_library: self.ort_library.clone(),
             image_size: self.image_size,
+            execution_provider: self.execution_provider.clone(),
             ..SessionOptions::default()
         };
         if let Some(t) = self.threads {

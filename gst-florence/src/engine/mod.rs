@@ -10,7 +10,7 @@
 //! The seam: [`backend`] (the trait a backend implements) and
 //! [`backend_choice`] (the backends' names); [`load`] decides which backends
 //! a model loads on. The backends: [`onnx`] (ONNX Runtime, with
-//! [`model_dir`], [`graph_cache`], [`runtime`], [`shared_arena`],
+//! [`model_dir`], [`graph_cache`], [`runtime`], [`execution_provider`], [`shared_arena`],
 //! [`signature`]) and [`hailo`] (the Hailo split). A new backend is a folder
 //! beside them implementing [`backend::Backend`], a name in
 //! [`backend_choice`] and a branch in [`load`].
@@ -19,6 +19,7 @@ pub mod backend;
 pub mod backend_choice;
 pub mod config;
 pub mod error;
+pub mod execution_provider;
 pub mod failure;
 pub mod florence;
 pub mod generate;
@@ -46,6 +47,7 @@ pub use backend::DeviceState;
 pub use backend_choice::{BackendChoice, BackendKind};
 pub use config::{ConfigError, GenerationConfig, ModelConfig, ModelFiles, PreprocessorConfig};
 pub use error::{EngineError, Interruption};
+pub use execution_provider::ExecutionProvider;
 pub use failure::{BackendFailure, FailureKind};
 pub use florence::Florence;
 pub use interrupt::Interrupt;

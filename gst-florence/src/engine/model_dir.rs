@@ -6,6 +6,7 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
 use super::config::{ConfigError, ModelFiles};
+use super::execution_provider::{self, ExecutionProvider};
 use super::graph_cache::{self, GraphSource};
 use super::layout::Layout;
 use super::runtime::{Runtime, RuntimeError};
@@ -50,6 +51,21 @@ pub enum ModelError {
     MissingTokenizer { path: PathBuf, reason: String },
     #[error("{path}: cannot be read as a tokenizer: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
+    #[error(
+        "the ONNX Runtime library {library} has no {requested}; it offers {}",
+        .available.join(", ")
+    )]
+    ExecutionProviderMissing {
+        requested: String,
+        library: PathBuf,
+        available: Vec<String>,
+    },
+    #[error("ONNX Runtime ({library}) cannot use the {requested}: {reason}")]
+    ExecutionProvider {
+        requested: String,
+        library: PathBuf,
+        reason: String,
+    },
     /// The backend chosen cannot run this model here (no device, wrong layout, ...).
     #[error("{context}: {cause}")]
     Backend { context: String, cause: String },
@@ -92,6 +108,9 @@ pub struct SessionOptions {
     /// Directory of optimised graphs saved once and mapped at later loads
     /// ([`graph_cache`]); `None`: optimise at every load, weights in anonymous memory.
     pub graph_cache: Option<PathBuf>,
+    /// The execution provider the graphs run on (the CPU by default); one the
+    /// loaded library does not offer fails the load, naming what it offers.
+    pub execution_provider: ExecutionProvider,
 }
 
 impl Default for SessionOptions {
@@ -104,6 +123,7 @@ impl Default for SessionOptions {
             image_size: None,
             vision_cache: true,
             graph_cache: graph_cache::default_dir(),
+            execution_provider: ExecutionProvider::cpu(),
         }
     }
 }
@@ -231,7 +251,38 @@ fn builder(
             .with_config_entry(super::shared_arena::USE_ENV_ALLOCATORS, "1")
             .map_err(ort::Error::<()>::from)?;
     }
+    let provider = &options.execution_provider;
+    if !provider.is_cpu() {
+        execution_provider::register(&mut builder, provider).map_err(|e| {
+            ort::Error::new(format!(
+                "cannot use the execution provider {provider} ({}): {e}",
+                provider.name()
+            ))
+        })?;
+    }
     Ok(builder)
+}
+
+/// `Ok` when the loaded library offers `provider` (the CPU it always does).
+fn check_provider(runtime: &Runtime, provider: &ExecutionProvider) -> Result<(), ModelError> {
+    if provider.is_cpu() {
+        return Ok(());
+    }
+    let requested = format!("execution provider {provider} ({})", provider.name());
+    let available =
+        execution_provider::available().map_err(|reason| ModelError::ExecutionProvider {
+            requested: requested.clone(),
+            library: runtime.library.clone(),
+            reason,
+        })?;
+    if available.iter().any(|p| p == provider.name()) {
+        return Ok(());
+    }
+    Err(ModelError::ExecutionProviderMissing {
+        requested,
+        library: runtime.library.clone(),
+        available,
+    })
 }
 
 /// Opens `path` optimised at load, or through the optimised-graph cache when
@@ -246,6 +297,7 @@ fn open_session(
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    check_provider(runtime, &options.execution_provider)?;
     let direct = || {
         builder(runtime, options, GraphOptimizationLevel::Level3)
             .and_then(|mut b| b.commit_from_file(path))
@@ -255,7 +307,14 @@ fn open_session(
     let Some(cache) = options.graph_cache.as_deref() else {
         return direct();
     };
-    let entry = match graph_cache::entry_dir(cache, path, &runtime.library, "") {
+    // Graphs optimised for another provider differ: each has its own entries.
+    let provider = &options.execution_provider;
+    let settings = if provider.is_cpu() {
+        ""
+    } else {
+        provider.name()
+    };
+    let entry = match graph_cache::entry_dir(cache, path, &runtime.library, settings) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
