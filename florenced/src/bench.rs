@@ -7,7 +7,8 @@
 //! peers in tools/bench/:
 //!
 //! ```text
-//! <- {"ready": true, "load_ms": 812.4, "peak_rss_kb": 1234567, "version": "florenced 0.1.0"}
+//! <- {"ready": true, "load_ms": 812.4, "peak_rss_kb": 1234567, "version": "florenced 0.1.0",
+//!     "backend": "onnx-cpu", "backend_reason": "backend=auto chose ONNX Runtime: ..."}
 //! -> {"image": "a.png", "task": "<CAPTION>", "max_new_tokens": 20, "min_new_tokens": 20, "num_beams": 1}
 //! <- {"ids": [2, 0, ...], "token_count": 20, "timings": {...}, "peak_rss_kb": 2345678}
 //! ```
@@ -24,11 +25,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{Task, TaskInput};
+use gstflorence::engine::{Florence, GenerationOptions, LoadOptions, Request};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -47,10 +47,10 @@ struct BenchRequest {
 }
 
 /// Serves requests from stdin until it closes.
-pub fn serve(dir: &Path, mut options: SessionOptions) -> anyhow::Result<()> {
+pub fn serve(dir: &Path, mut options: LoadOptions) -> anyhow::Result<()> {
     // The engine keeps the last image's features as florenced does; `answer`
     // forgets them before every request that does not ask to reuse them.
-    options.vision_cache = true;
+    options.session.vision_cache = true;
     let t = Instant::now();
     let florence = Florence::load(dir, options)
         .with_context(|| format!("cannot load model directory {}", dir.display()))?;
@@ -61,6 +61,8 @@ pub fn serve(dir: &Path, mut options: SessionOptions) -> anyhow::Result<()> {
         "load_ms": load_ms,
         "peak_rss_kb": status_kb("VmHWM"),
         "version": concat!("florenced ", env!("CARGO_PKG_VERSION")),
+        "backend": florence.caption_backend().name(),
+        "backend_reason": florence.backend_reason(),
     });
     writeln!(out, "{ready}")?;
     out.flush()?;

@@ -35,8 +35,8 @@ pub enum ConfigFile<'a> {
 }
 
 impl<'a> ConfigFile<'a> {
-    /// `--config` (or [`CONFIG_FILE_ENV`], which clap reads into it): an empty
-    /// value reads no file, none at all the default.
+    /// `--config` (or else [`CONFIG_FILE_ENV`]): an empty value reads no file,
+    /// none at all the default.
     pub fn from_arg(arg: Option<&'a Path>) -> ConfigFile<'a> {
         match arg {
             None => ConfigFile::Default,
@@ -46,13 +46,8 @@ impl<'a> ConfigFile<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendChoice {
-    Auto,
-    Onnx,
-    Hailo,
-}
+/// `auto | onnx | hailo`, parsed and printed by the engine.
+pub use gstflorence::engine::BackendChoice;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -188,7 +183,7 @@ impl Default for Hailo {
             group_id: d.group_id,
             scheduler_priority: u32::from(d.scheduler_priority),
             run_timeout_ms: d.run_timeout.as_millis() as u32,
-            idle_release_s: gstflorence::engine::hailo_caption::DEFAULT_IDLE_RELEASE_S,
+            idle_release_s: gstflorence::engine::hailo::DEFAULT_IDLE_RELEASE_S,
         }
     }
 }

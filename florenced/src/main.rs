@@ -17,9 +17,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
+use gstflorence::engine::onnx::describe::describe;
 use gstflorence::engine::task::{Task, TaskInput};
-use gstflorence::engine::{SessionOptions, model_dir};
+use gstflorence::engine::{
+    BackendChoice, ExecutionProvider, Florence, GenerationOptions, LoadOptions, Request,
+    SessionOptions,
+};
 
 #[derive(Parser)]
 #[command(
@@ -169,6 +172,16 @@ struct ModelArgs {
     /// Input resolution: 768 or 384 (a quarter of the vision work; default: the model's own).
     #[arg(long)]
     image_size: Option<u32>,
+    /// Where captions run: auto (the Hailo device when the model has the split
+    /// and the device answers, else ONNX Runtime), onnx or hailo; as the
+    /// daemon's `backend`. The Hailo bridge is FLORENCE_HAILO_BRIDGE's when set.
+    #[arg(long, default_value_t = BackendChoice::Auto)]
+    backend: BackendChoice,
+    /// ONNX Runtime execution provider: cpu (default), cuda, openvino, xnnpack,
+    /// ... or ONNX Runtime's own name; one the library lacks fails, naming
+    /// what it offers.
+    #[arg(long, default_value_t = ExecutionProvider::cpu())]
+    execution_provider: ExecutionProvider,
 }
 
 impl ModelArgs {
@@ -177,11 +190,21 @@ impl ModelArgs {
         Ok(pull::resolve_model_dir(&self.model_dir)?)
     }
 
+    /// Loading options: the sessions, and the backend choice.
+    fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            session: self.options(),
+            backend: self.backend,
+            ..LoadOptions::default()
+        }
+    }
+
     fn options(&self) -> SessionOptions {
         let mut o = SessionOptions {
             variant: self.variant.clone(),
             ort_library: self.ort_library.clone(),
             image_size: self.image_size,
+            execution_provider: self.execution_provider.clone(),
             ..SessionOptions::default()
         };
         if let Some(t) = self.threads {
@@ -258,11 +281,11 @@ fn main() -> ExitCode {
 
 fn one_shot(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Bench { model } => bench::serve(&model.dir()?, model.options())?,
+        Command::Bench { model } => bench::serve(&model.dir()?, model.load_options())?,
         Command::Pull(args) => println!("{}", pull::run(&args)?.display()),
         Command::Signature { model } => {
             let dir = model.dir()?;
-            let graphs = model_dir::describe(&dir, &model.options())
+            let graphs = describe(&dir, &model.options())
                 .with_context(|| format!("cannot open model directory {}", dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&graphs)?);
         }
@@ -281,7 +304,7 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
         } => {
             let task: Task = task.parse()?;
             let dir = model.dir()?;
-            let florence = Florence::load(&dir, model.options())
+            let florence = Florence::load(&dir, model.load_options())
                 .with_context(|| format!("cannot load model directory {}", dir.display()))?;
             let request = Request {
                 task,
@@ -309,6 +332,8 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                     "inference_time_ms": out.timings.total_ms.round(),
                 });
                 if verbose {
+                    line["backend"] = out.backend.name().into();
+                    line["backend_reason"] = florence.backend_reason().into();
                     line["raw_text"] = out.raw_text.clone().into();
                     line["ids"] = serde_json::to_value(&out.ids)?;
                     line["timings"] = serde_json::to_value(&out.timings)?;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
+use gstflorence::engine::BackendKind;
 use gstflorence::engine::layout::Layout;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::florencecaption::{
@@ -211,7 +212,7 @@ impl Workers {
                             hailo_device = %workers.hailo_device(),
                             reason = %workers.backend_reason(),
                             "captions run on {}",
-                            if workers.backend() == "hailo" { "the Hailo device" } else { "ONNX Runtime" }
+                            if workers.kind().has_device() { "the Hailo device" } else { "ONNX Runtime" }
                         );
                     }
                     pipelines.push(p)
@@ -245,13 +246,18 @@ impl Workers {
         (workers, Ok(()))
     }
 
-    /// `hailo` when captions run on a Hailo device, else `onnx-cpu`.
-    pub fn backend(&self) -> &'static str {
+    /// The backend captions run on.
+    pub fn kind(&self) -> BackendKind {
         if self.hailo.load(Ordering::SeqCst) {
-            "hailo"
+            BackendKind::Hailo
         } else {
-            "onnx-cpu"
+            BackendKind::Onnx
         }
+    }
+
+    /// Its name as reports give it: `hailo` or `onnx-cpu`.
+    pub fn backend(&self) -> &'static str {
+        self.kind().name()
     }
 
     /// Where captions run and why (backend=auto's choice and its cause).
@@ -547,14 +553,7 @@ impl InferencePipeline {
         caption.set_property("variant", &config.model_variant);
         caption.set_property("threads", config.threads);
         caption.set_property("image-size", config.image_size.unwrap_or(0));
-        caption.set_property_from_str(
-            "backend",
-            match config.backend {
-                BackendChoice::Auto => "auto",
-                BackendChoice::Onnx => "onnx",
-                BackendChoice::Hailo => "hailo",
-            },
-        );
+        caption.set_property_from_str("backend", config.backend.as_str());
         caption.set_property("hailo-group-id", &config.hailo.group_id);
         caption.set_property("hailo-priority", config.hailo.scheduler_priority);
         caption.set_property("hailo-timeout", config.hailo.run_timeout_ms);

@@ -57,10 +57,25 @@ fn run_prints_the_reference_result_as_json() {
 
 #[test]
 fn bad_inputs_exit_non_zero_with_a_message() {
-    let cases: [(&[&str], &str); 3] = [
+    let cases: [(&[&str], &str); 5] = [
         (
             &["run", "--model-dir", "/nonexistent", "x.png"],
             "/nonexistent",
+        ),
+        (
+            &["run", "--model-dir", ".", "--backend", "gpu", "x.png"],
+            "unknown backend \"gpu\"; expected auto, onnx or hailo",
+        ),
+        (
+            &[
+                "run",
+                "--model-dir",
+                ".",
+                "--execution-provider",
+                "gpu",
+                "x.png",
+            ],
+            "unknown execution provider \"gpu\"",
         ),
         (
             &[

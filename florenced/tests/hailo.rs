@@ -373,3 +373,63 @@ fn a_model_in_hailo_florences_flat_layout_serves_captions_on_the_device() {
         .collect();
     assert_eq!(names, ["vision_encoder"]);
 }
+
+/// `florenced run --backend hailo` loads through the same engine call as the
+/// daemon's element: the same caption, from the same backend, for the same
+/// reason.
+#[test]
+fn run_with_backend_hailo_answers_as_the_daemon_does() {
+    let faults = Faults::new("run", "");
+    let (png, want) = case();
+    let d = spawn("hailo", &faults).ready();
+    let daemon_reason = reason(&d.get("/health").json()).to_owned();
+    assert!(
+        daemon_reason.starts_with("backend=hailo"),
+        "{daemon_reason}"
+    );
+    let r = caption(&d, &png);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["caption"], want.as_str());
+    drop(d);
+    let image = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("run-hailo-{}.png", std::process::id()));
+    std::fs::write(&image, &png).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+        .args(["run", "--backend", "hailo", "--verbose", "--threads", "2"])
+        .arg("--model-dir")
+        .arg(common::model_dir())
+        .arg(&image)
+        .env("FLORENCE_HAILO_BRIDGE", standin())
+        .env("FLORENCE_HAILO_STANDIN_FAULTS", &faults.0)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&image);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["result"], want.as_str(), "{line}");
+    assert_eq!(line["backend"], "hailo", "{line}");
+    assert_eq!(line["backend_reason"], daemon_reason.as_str(), "{line}");
+    // Other tasks of this onnx-community model stay on ONNX Runtime.
+    let od = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+        .args(["run", "--backend", "hailo", "--verbose", "--threads", "2"])
+        .args(["--task", "od", "--max-new-tokens", "8"])
+        .arg("--model-dir")
+        .arg(common::model_dir())
+        .arg(root().join("tests/fixtures/images/scene_640x480.png"))
+        .env("FLORENCE_HAILO_BRIDGE", standin())
+        .env("FLORENCE_HAILO_STANDIN_FAULTS", &faults.0)
+        .output()
+        .unwrap();
+    assert!(
+        od.status.success(),
+        "{}",
+        String::from_utf8_lossy(&od.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&od.stdout).unwrap();
+    assert_eq!(line["backend"], "onnx-cpu", "{line}");
+    assert_eq!(line["backend_reason"], daemon_reason.as_str(), "{line}");
+}

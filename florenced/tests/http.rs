@@ -9,8 +9,8 @@ use std::sync::Arc;
 use common::*;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, Output, Request};
 use gstflorence::engine::task::Task;
+use gstflorence::engine::{Florence, Output, Request};
 use serde_json::json;
 
 /// What the daemon should answer for these image bytes with the contract's defaults

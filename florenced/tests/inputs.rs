@@ -7,8 +7,8 @@ mod common;
 use common::*;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
 use gstflorence::engine::task::{Task, TaskInput};
+use gstflorence::engine::{Florence, GenerationOptions, Request};
 use serde_json::json;
 
 #[test]

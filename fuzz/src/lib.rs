@@ -16,7 +16,7 @@ use florenced::config::Config;
 use florenced::http::body::{BodyIntake, BodyKind, BodyLimits, read_body};
 use florenced::http::request::Fields;
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::pipeline::Florence;
+use gstflorence::engine::Florence;
 use gstflorence::engine::task::Task;
 
 /// The multipart boundary of the request_multipart seeds.

@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, Request};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
+use gstflorence::engine::{Florence, Request};
 
 /// The system allocator, counting allocations and their bytes.
 struct Counting;

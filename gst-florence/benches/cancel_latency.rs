@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{EngineError, Florence, Interrupt, Request};
 use gstflorence::engine::task::Task;
+use gstflorence::engine::{EngineError, Florence, Interrupt, Request};
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");

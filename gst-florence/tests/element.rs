@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
+use gstflorence::engine::Request;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::Request;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 use gstflorence::florencecaption::META_NAME;

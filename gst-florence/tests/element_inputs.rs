@@ -8,9 +8,9 @@ use common::init_element as init;
 use gst::glib;
 use gst::prelude::*;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{GenerationOptions, Request};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{Task, TaskInput};
+use gstflorence::engine::{GenerationOptions, Request};
 use gstflorence::florencecaption::{META_NAME, REQUEST_META_NAME};
 
 fn scene() -> RgbImage {
@@ -227,7 +227,7 @@ fn text_inputs_too_long_for_the_model_are_refused_once() {
 fn image_size_property_sets_the_resolution() {
     init();
     let img = scene();
-    let engine = gstflorence::engine::pipeline::Florence::load(
+    let engine = gstflorence::engine::Florence::load(
         &common::tiny_model_dir(),
         gstflorence::engine::SessionOptions {
             intra_threads: 1,

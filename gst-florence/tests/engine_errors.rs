@@ -6,9 +6,9 @@ use std::sync::OnceLock;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, DecodeError, ImageLimits};
 use gstflorence::engine::model_dir::ModelError;
-use gstflorence::engine::pipeline::{EngineError, Florence, GenerationOptions, Request};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{PromptError, Task, TaskInput};
+use gstflorence::engine::{EngineError, Florence, GenerationOptions, Request};
 
 fn tiny() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-florence2")
@@ -173,7 +173,7 @@ fn missing_or_broken_tokenizer_is_named() {
 
 #[test]
 fn an_interrupt_stops_a_run() {
-    use gstflorence::engine::pipeline::{Interrupt, Interruption};
+    use gstflorence::engine::{Interrupt, Interruption};
     use std::time::{Duration, Instant};
     let image = gray(64, 48);
     let mut req = Request::new(Task::Caption);

@@ -6,9 +6,9 @@
 use std::sync::OnceLock;
 
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{EngineError, Florence, GenerationOptions, Request};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{PromptError, Task, TaskInput};
+use gstflorence::engine::{EngineError, Florence, GenerationOptions, Request};
 
 mod common;
 

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::graph_cache::GraphSource;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, Request};
 use gstflorence::engine::task::Task;
+use gstflorence::engine::{Florence, Request};
 
 use common::model_copies::copy_dir;
 use common::{fixtures, tiny_model_dir};

@@ -9,18 +9,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use gstflorence::engine::SessionOptions;
+use gstflorence::engine::EngineError;
 use gstflorence::engine::hailo::ffi::RawBuffer;
-use gstflorence::engine::hailo::networks::{
-    DECODER_HEF, DECODER_STATES_INPUT, DECODER_WINDOW_INPUT, ENCODER_HEF,
-};
+use gstflorence::engine::hailo::networks::{DECODER_STATES_INPUT, DECODER_WINDOW_INPUT};
+use gstflorence::engine::hailo::split::HailoSplit;
 use gstflorence::engine::hailo::{
     Bridge, HailoError, HailoNetworks, HailoSettings, Status, StreamInfo,
 };
-use gstflorence::engine::hailo_split::HailoSplit;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::EngineError;
+use gstflorence::engine::layout::{DECODER_HEF, ENCODER_HEF};
 use gstflorence::engine::preprocess::RgbImage;
+use gstflorence::engine::{BackendChoice, BackendKind, LoadOptions, SessionOptions};
 use serde_json::Value;
 
 mod common;
@@ -113,7 +112,10 @@ fn split() -> HailoSplit<HailoNetworks> {
 
 fn device_error(r: Result<Vec<u32>, EngineError>) -> HailoError {
     match r {
-        Err(EngineError::Device(e)) => e,
+        Err(EngineError::Backend(f)) => f
+            .cause::<HailoError>()
+            .cloned()
+            .unwrap_or_else(|| panic!("expected the bridge's error, got {f:?}")),
         other => panic!("expected a device error, got {other:?}"),
     }
 }
@@ -385,8 +387,8 @@ fn without_the_feature_the_built_in_bridge_says_so() {
     assert!(e.to_string().contains("cargo feature `hailo`"));
 }
 
-fn captioner(idle: Option<Duration>) -> gstflorence::engine::hailo_caption::HailoCaptioner {
-    gstflorence::engine::hailo_caption::HailoCaptioner::open(
+fn captioner(idle: Option<Duration>) -> gstflorence::engine::hailo::HailoBackend {
+    gstflorence::engine::hailo::HailoBackend::open(
         &model_dir(),
         &SessionOptions {
             intra_threads: 2,
@@ -398,23 +400,34 @@ fn captioner(idle: Option<Duration>) -> gstflorence::engine::hailo_caption::Hail
     .unwrap()
 }
 
-/// The tiny model with captions on the stand-in device.
-fn florence_with_standin() -> gstflorence::engine::pipeline::Florence {
-    let mut florence = gstflorence::engine::pipeline::Florence::load(
-        &model_dir(),
-        SessionOptions {
+/// Loading options with captions on the stand-in device (never released).
+fn on_standin() -> LoadOptions {
+    LoadOptions {
+        session: SessionOptions {
             intra_threads: 2,
             ..SessionOptions::default()
         },
-    )
-    .unwrap();
-    florence.attach_hailo(captioner(None));
+        backend: BackendChoice::Hailo,
+        hailo: settings(),
+        idle_release: None,
+    }
+}
+
+/// The tiny model with captions on the stand-in device.
+fn florence_with_standin() -> gstflorence::engine::Florence {
+    let florence = gstflorence::engine::Florence::load(&model_dir(), on_standin()).unwrap();
+    assert_eq!(florence.caption_backend(), BackendKind::Hailo);
+    assert!(
+        florence.backend_reason().starts_with("backend=hailo"),
+        "{}",
+        florence.backend_reason()
+    );
     florence
 }
 
 #[test]
 fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime() {
-    use gstflorence::engine::pipeline::Request;
+    use gstflorence::engine::Request;
     use gstflorence::engine::task::Task;
     let _g = exclusive();
     let (img, want) = first_case();
@@ -427,8 +440,10 @@ fn florence_answers_captions_from_the_device_and_other_tasks_from_onnx_runtime()
     assert_eq!(out.raw_text, florence.decode_ids(&out.ids).unwrap());
     // The split (384 px, a 32-token window) need not agree with the full model.
     assert!(!out.result.text().is_empty());
+    assert_eq!(out.backend, BackendKind::Hailo);
     let od = florence.run(&img, &Request::new(Task::Od)).unwrap();
     assert_eq!(od.task, "<OD>");
+    assert_eq!(od.backend, BackendKind::Onnx);
 }
 
 /// The tiny model's split in hailo-florence's flat layout (no config files).
@@ -440,10 +455,9 @@ fn hailo_florence_dir(name: &str) -> PathBuf {
 
 #[test]
 fn hailo_florences_flat_layout_captions_every_fixture_image_as_recorded() {
-    use gstflorence::engine::hailo_caption::HailoCaptioner;
     use gstflorence::engine::layout::Layout;
-    use gstflorence::engine::pipeline::{Florence, Request};
     use gstflorence::engine::task::Task;
+    use gstflorence::engine::{Florence, Request};
     let _g = exclusive();
     let dir = hailo_florence_dir("captions");
     assert_eq!(Layout::of(&dir), Layout::HailoFlorence);
@@ -452,15 +466,27 @@ fn hailo_florences_flat_layout_captions_every_fixture_image_as_recorded() {
         intra_threads: 2,
         ..SessionOptions::default()
     };
-    let mut florence = Florence::load(&dir, options.clone()).unwrap();
+    // ONNX Runtime alone cannot run it, and the error says why.
+    let e = Florence::load(&dir, options).unwrap_err();
+    assert!(e.to_string().contains("hailo-florence's layout"), "{e}");
+    // backend=auto takes the device: there is nothing else.
+    let florence = Florence::load(
+        &dir,
+        LoadOptions {
+            backend: BackendChoice::Auto,
+            ..on_standin()
+        },
+    )
+    .unwrap();
     assert!(florence.graph_sources().is_empty(), "no ONNX text graphs");
-    // Without a device, nothing runs, and the error says why.
+    assert!(
+        florence
+            .backend_reason()
+            .starts_with("hailo-florence's layout runs on the Hailo device"),
+        "{}",
+        florence.backend_reason()
+    );
     let (img, _) = first_case();
-    let e = florence
-        .run(&img, &Request::new(Task::Caption))
-        .unwrap_err();
-    assert!(e.to_string().contains("Hailo device"), "{e}");
-    florence.attach_hailo(HailoCaptioner::open(&dir, &options, settings(), None).unwrap());
     let refs = references();
     let start = florence.files().model.text_config.decoder_start_token_id;
     for case in refs["images"].as_array().unwrap() {
@@ -484,7 +510,7 @@ fn hailo_florences_flat_layout_captions_every_fixture_image_as_recorded() {
 
 #[test]
 fn hailo_florences_layout_refuses_other_image_sizes_and_bad_tables() {
-    use gstflorence::engine::pipeline::Florence;
+    use gstflorence::engine::Florence;
     let dir = hailo_florence_dir("sizes");
     let e = Florence::load(
         &dir,
@@ -508,11 +534,13 @@ fn hailo_florences_layout_refuses_other_image_sizes_and_bad_tables() {
 
 #[test]
 fn a_passed_deadline_or_a_cancel_stops_the_caption_before_the_device_runs() {
-    use gstflorence::engine::pipeline::{Interrupt, Interruption, Request};
     use gstflorence::engine::task::Task;
+    use gstflorence::engine::{Interrupt, Interruption, Request};
     let _g = exclusive();
     let (img, _) = first_case();
     let florence = florence_with_standin();
+    // Loading opened the device; from now on any run on it would lose it.
+    set_faults("run=96\n");
     let req = Request::new(Task::Caption);
     let late = Interrupt::with_deadline(std::time::Instant::now());
     assert!(matches!(
@@ -525,24 +553,24 @@ fn a_passed_deadline_or_a_cancel_stops_the_caption_before_the_device_runs() {
         florence.run_with(&img, &req, &cancelled),
         Err(EngineError::Interrupted(Interruption::Cancelled))
     ));
-    use gstflorence::engine::hailo_caption::DeviceState;
+    use gstflorence::engine::DeviceState;
     assert_eq!(
-        florence.hailo().unwrap().device_state(),
-        DeviceState::Released,
-        "nothing ran"
+        florence.device_state(),
+        Some(DeviceState::Connected),
+        "nothing ran on the device"
     );
 }
 
 #[test]
 fn an_idle_device_is_released_and_reopened_by_the_next_caption() {
-    use gstflorence::engine::hailo_caption::DeviceState;
+    use gstflorence::engine::DeviceState;
     let _g = exclusive();
     let c = captioner(Some(Duration::from_millis(200)));
     c.open_device().unwrap();
     // (Its state right now is not asserted: on a loaded machine the idle time
     // may already be over.) Wait for the release itself (the hang guard is generous; no timing is asserted).
     let start = std::time::Instant::now();
-    while c.device_state() != DeviceState::Released {
+    while c.current_state() != DeviceState::Released {
         assert!(start.elapsed() < Duration::from_secs(60), "never released");
         std::thread::sleep(Duration::from_millis(20));
     }

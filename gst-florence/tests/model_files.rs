@@ -5,7 +5,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use gstflorence::engine::model_dir::{self, ModelError};
+use gstflorence::engine::model_dir::ModelError;
+use gstflorence::engine::onnx::describe::describe;
 use gstflorence::engine::signature::{Graph, Mismatch};
 use gstflorence::engine::{ModelFiles, SessionOptions};
 
@@ -33,7 +34,7 @@ fn scratch_copy(name: &str) -> PathBuf {
 
 #[test]
 fn every_fixture_graph_has_the_documented_signature() {
-    let graphs = model_dir::describe(&tiny(), &options()).expect("tiny model must load");
+    let graphs = describe(&tiny(), &options()).expect("tiny model must load");
     let names: Vec<&str> = graphs.iter().map(|g| g.graph.as_str()).collect();
     assert_eq!(
         names,
@@ -66,7 +67,7 @@ fn the_fp16_variant_has_the_documented_signature_in_float16() {
         variant: "_fp16".into(),
         ..options()
     };
-    let graphs = model_dir::describe(&tiny(), &options).expect("the _fp16 variant must load");
+    let graphs = describe(&tiny(), &options).expect("the _fp16 variant must load");
     for g in &graphs[..4] {
         assert!(
             g.file.to_string_lossy().ends_with("_fp16.onnx"),
@@ -122,7 +123,7 @@ fn tiny_config_is_consistent() {
 
 #[test]
 fn public_onnx_community_configs_parse() {
-    let dir = fixtures().join("reference-configs/onnx-community-florence-2-base");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/florence-2-base");
     let files = ModelFiles::load(&dir).expect("the public export's configs must load as they are");
     let t = &files.model.text_config;
     assert_eq!(
@@ -145,7 +146,7 @@ fn public_onnx_community_configs_parse() {
 fn missing_graph_is_named() {
     let dir = scratch_copy("missing");
     std::fs::remove_file(dir.join("onnx/encoder_model.onnx")).unwrap();
-    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    let err = describe(&dir, &options()).unwrap_err();
     assert!(
         matches!(&err, ModelError::MissingGraph { graph: Graph::Encoder, path } if path.ends_with("onnx/encoder_model.onnx")),
         "{err}"
@@ -159,7 +160,7 @@ fn truncated_graph_is_a_load_error() {
     let path = dir.join("onnx/decoder_model_merged.onnx");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
-    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    let err = describe(&dir, &options()).unwrap_err();
     assert!(matches!(err, ModelError::Load { .. }), "{err}");
     assert!(err.to_string().contains("decoder_model_merged.onnx"));
     std::fs::remove_dir_all(dir).unwrap();
@@ -183,7 +184,7 @@ fn renamed_input_is_a_signature_error() {
     }
     assert!(hits > 0);
     std::fs::write(&path, out).unwrap();
-    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    let err = describe(&dir, &options()).unwrap_err();
     let ModelError::Signature {
         graph, problems, ..
     } = &err
@@ -212,7 +213,7 @@ fn config_inconsistent_with_graphs_is_refused() {
     let layers = cfg["text_config"]["decoder_layers"].as_u64().unwrap();
     cfg["text_config"]["decoder_layers"] = (layers + 1).into();
     std::fs::write(&path, cfg.to_string()).unwrap();
-    let err = model_dir::describe(&dir, &options()).unwrap_err();
+    let err = describe(&dir, &options()).unwrap_err();
     assert!(
         err.to_string().contains(&format!(
             "missing input `past_key_values.{layers}.decoder.key`"
@@ -224,12 +225,12 @@ fn config_inconsistent_with_graphs_is_refused() {
 
 #[test]
 fn missing_directory_and_bad_variant() {
-    let err = model_dir::describe(Path::new("/nonexistent/florence"), &options()).unwrap_err();
+    let err = describe(Path::new("/nonexistent/florence"), &options()).unwrap_err();
     assert!(matches!(err, ModelError::NoDirectory(_)), "{err}");
     let opts = SessionOptions {
         variant: "_int3".into(),
         ..options()
     };
-    let err = model_dir::describe(&tiny(), &opts).unwrap_err();
+    let err = describe(&tiny(), &opts).unwrap_err();
     assert!(err.to_string().contains("_quantized"), "{err}");
 }

@@ -2,9 +2,9 @@
 //! silent fall-back to another library. Its own test binary: the runtime is
 //! loaded once per process, and this must run before anything loads it.
 
+use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::model_dir::ModelError;
-use gstflorence::engine::pipeline::Florence;
 use gstflorence::engine::runtime::RuntimeError;
 
 mod common;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::process::succeed;
 use common::{plugin_dir, root, tiny_engine};
-use gstflorence::engine::pipeline::Request;
+use gstflorence::engine::Request;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 

@@ -48,3 +48,16 @@ fn matches_the_reference_post_processor() {
             .join("\n")
     );
 }
+
+/// The recorded cases were made with the configuration the engine builds in
+/// for model directories without `post_processor_config.json` (one copy:
+/// gst-florence/data/, which tools/export/ reads too).
+#[test]
+fn the_built_in_configuration_is_the_one_the_references_used() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/postprocess_cases.json");
+    let data: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let built_in: Value =
+        serde_json::from_str(gstflorence::engine::postprocess::BUILT_IN_CONFIG).unwrap();
+    assert_eq!(data["post_processor_config"], built_in);
+}

@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::graph_cache::GraphSource;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::{Florence, GenerationOptions, Request};
 use gstflorence::engine::preprocess;
 use gstflorence::engine::task::{Task, TaskInput};
+use gstflorence::engine::{Florence, GenerationOptions, Request};
 use serde_json::Value;
 
 mod common;
@@ -261,7 +261,7 @@ fn beam_search_matches_transformers_without_graph_cache() {
 
 #[test]
 fn hailo_split_loop_matches_the_reference() {
-    use gstflorence::engine::hailo_split::HailoSplit;
+    use gstflorence::engine::hailo::split::HailoSplit;
     let dir = fixtures().join(references()["model_dir"].as_str().unwrap());
     let mut split = HailoSplit::open_onnx(
         &dir,

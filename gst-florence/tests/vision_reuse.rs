@@ -2,8 +2,8 @@
 //! last image's features, keyed by the image's content, and gives the same
 //! answers as runs that encode the image afresh.
 
+use gstflorence::engine::Request;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::pipeline::Request;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 
@@ -49,9 +49,9 @@ fn tasks_on_the_same_image_reuse_its_vision_features() {
 
 #[test]
 fn image_size_option_changes_the_resolution_and_the_prompt_limit() {
+    use gstflorence::engine::Florence;
     use gstflorence::engine::SessionOptions;
     use gstflorence::engine::model_dir::ModelError;
-    use gstflorence::engine::pipeline::Florence;
     let open = |size| {
         Florence::load(
             &common::tiny_model_dir(),
@@ -90,8 +90,8 @@ fn image_size_option_changes_the_resolution_and_the_prompt_limit() {
 
 #[test]
 fn the_cache_can_be_turned_off() {
+    use gstflorence::engine::Florence;
     use gstflorence::engine::SessionOptions;
-    use gstflorence::engine::pipeline::Florence;
     let engine = Florence::load(
         &common::tiny_model_dir(),
         SessionOptions {

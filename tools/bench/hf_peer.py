@@ -55,7 +55,7 @@ def load(args):
     model, _, hf_tok = tiny.load_checkpoint(args.checkpoint)
     pre = json.load(open(os.path.join(args.model_dir, "preprocessor_config.json")))
     gen = json.load(open(os.path.join(args.model_dir, "generation_config.json")))
-    post = json.load(open(os.path.join(HERE, "..", "export", "florence2-post-processor-config.json")))
+    post = json.load(open(os.path.join(HERE, "..", "..", "gst-florence", "data", "florence2-post-processor-config.json")))
     processor = references.make_processor(hf_tok, pre["size"]["height"], pre["image_mean"], pre["image_std"], post)
     # The model finds the image's place in the prompt by the tokenizer's `<image>` id;
     # checkpoints written with another vocabulary size may carry another id.

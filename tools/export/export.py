@@ -34,7 +34,10 @@ sys.path.insert(0, HERE)
 
 from florence_export import model_dir, references, tiny, variants  # noqa: E402
 
-DEFAULT_POST_PROCESSOR_CONFIG = os.path.join(HERE, "florence2-post-processor-config.json")
+# The one copy, built into the engine too (gst-florence/data/README.md).
+DEFAULT_POST_PROCESSOR_CONFIG = os.path.join(
+    HERE, "..", "..", "gst-florence", "data", "florence2-post-processor-config.json"
+)
 VQA_TEMPLATE = "<VQA>{question}"
 
 

@@ -581,7 +581,7 @@ async fn await_answer(
             tracing::error!(request_id = %id, "the worker dropped the request");
             Err(ApiError::inference_failed())
         }
-        Ok(Ok(Err(e))) => Err(job_error(e, id, workers.backend() == "hailo")),
+        Ok(Ok(Err(e))) => Err(job_error(e, id, workers.kind().has_device())),
         Ok(Ok(Ok(a))) => Ok(a),
     }
 }

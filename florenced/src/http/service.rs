@@ -12,6 +12,7 @@ use crate::http::error::ApiError;
 use crate::http::schema;
 use crate::http::state::AppState;
 use crate::worker::Health;
+use gstflorence::engine::BackendKind;
 
 fn cpu_temperature_c() -> Option<f64> {
     let raw = std::fs::read_to_string("/sys/class/thermal/thermal_zone0/temp").ok()?;
@@ -47,7 +48,7 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     let hailo = w
         .as_ref()
         .map_or(st.config().backend == BackendChoice::Hailo, |w| {
-            w.backend() == "hailo"
+            w.kind().has_device()
         });
     // A device that failed is reopened by the next request; until one succeeds
     // the service is not healthy.
@@ -83,7 +84,12 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
             (true, Health::Ready) if !disconnected => schema::HailoDevice::Connected,
             (true, _) => schema::HailoDevice::Disconnected,
         },
-        backend: if hailo { "hailo" } else { "onnx-cpu" },
+        backend: if hailo {
+            BackendKind::Hailo
+        } else {
+            BackendKind::Onnx
+        }
+        .name(),
         backend_reason: w
             .as_ref()
             .map(|w| w.backend_reason())

@@ -108,7 +108,7 @@ impl AppState {
             Health::Ready => Ok(w),
             Health::Loading => Err(ApiError::not_ready("the model is still loading")),
             Health::Stopping => Err(ApiError::not_ready("the service is shutting down")),
-            Health::Failed(_) if w.backend() == "hailo" => Err(ApiError::device_error()),
+            Health::Failed(_) if w.kind().has_device() => Err(ApiError::device_error()),
             Health::Failed(_) => Err(ApiError::not_ready("the model is not available")),
         }
     }

@@ -18,8 +18,8 @@ mod settings;
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::pipeline::Florence;
 
 use cache::{RepoCache, is_safe_relative};
 use download::{Digest, Expected};

@@ -17,8 +17,8 @@ pub use florence_test_support::{
 pub mod notify;
 
 /// The tiny model on one ONNX Runtime thread, as the daemon's tests expect its answers.
-pub fn tiny_engine() -> gstflorence::engine::pipeline::Florence {
-    gstflorence::engine::pipeline::Florence::load(
+pub fn tiny_engine() -> gstflorence::engine::Florence {
+    gstflorence::engine::Florence::load(
         &model_dir(),
         gstflorence::engine::SessionOptions {
             intra_threads: 1,

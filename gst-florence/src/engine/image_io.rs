@@ -6,7 +6,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 
-use super::preprocess::{Layout, RgbImage};
+use super::preprocess::{PixelFormat, RgbImage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageLimits {
@@ -194,10 +194,10 @@ fn to_rgb(img: DynamicImage) -> Option<RgbImage> {
     let is_gray = !img.color().has_color();
     let out = if has_alpha {
         let rgba = img.into_rgba8();
-        RgbImage::from_layout(w, h, Layout::Rgba, rgba.as_raw(), 0)
+        RgbImage::from_format(w, h, PixelFormat::Rgba, rgba.as_raw(), 0)
     } else if is_gray {
         let l = img.into_luma8();
-        RgbImage::from_layout(w, h, Layout::Gray, l.as_raw(), 0)
+        RgbImage::from_format(w, h, PixelFormat::Gray, l.as_raw(), 0)
     } else {
         RgbImage::from_rgb(w, h, img.into_rgb8().into_raw())
     };

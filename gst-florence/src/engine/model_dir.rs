@@ -6,10 +6,11 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
 use super::config::{ConfigError, ModelFiles};
+use super::execution_provider::{self, ExecutionProvider};
 use super::graph_cache::{self, GraphSource};
 use super::layout::Layout;
 use super::runtime::{Runtime, RuntimeError};
-use super::signature::{self, Dims, Graph, GraphSpec, Mismatch, Port};
+use super::signature::{self, Dims, Graph, GraphSpec, Mismatch};
 
 /// Quantized or half-precision variants of the onnx-community export, by file suffix,
 /// and `_qdq` (tools/export: a statically quantised int8 vision encoder with
@@ -51,6 +52,24 @@ pub enum ModelError {
     #[error("{path}: cannot be read as a tokenizer: {reason}")]
     Tokenizer { path: PathBuf, reason: String },
     #[error(
+        "the ONNX Runtime library {library} has no {requested}; it offers {}",
+        .available.join(", ")
+    )]
+    ExecutionProviderMissing {
+        requested: String,
+        library: PathBuf,
+        available: Vec<String>,
+    },
+    #[error("ONNX Runtime ({library}) cannot use the {requested}: {reason}")]
+    ExecutionProvider {
+        requested: String,
+        library: PathBuf,
+        reason: String,
+    },
+    /// The backend chosen cannot run this model here (no device, wrong layout, ...).
+    #[error("{context}: {cause}")]
+    Backend { context: String, cause: String },
+    #[error(
         "image size {size} is not supported: use 384 or 768 (this model's own, from preprocessor_config.json, is {native})"
     )]
     ImageSize { size: u32, native: u32 },
@@ -89,6 +108,9 @@ pub struct SessionOptions {
     /// Directory of optimised graphs saved once and mapped at later loads
     /// ([`graph_cache`]); `None`: optimise at every load, weights in anonymous memory.
     pub graph_cache: Option<PathBuf>,
+    /// The execution provider the graphs run on (the CPU by default); one the
+    /// loaded library does not offer fails the load, naming what it offers.
+    pub execution_provider: ExecutionProvider,
 }
 
 impl Default for SessionOptions {
@@ -101,6 +123,7 @@ impl Default for SessionOptions {
             image_size: None,
             vision_cache: true,
             graph_cache: graph_cache::default_dir(),
+            execution_provider: ExecutionProvider::cpu(),
         }
     }
 }
@@ -228,7 +251,38 @@ fn builder(
             .with_config_entry(super::shared_arena::USE_ENV_ALLOCATORS, "1")
             .map_err(ort::Error::<()>::from)?;
     }
+    let provider = &options.execution_provider;
+    if !provider.is_cpu() {
+        execution_provider::register(&mut builder, provider).map_err(|e| {
+            ort::Error::new(format!(
+                "cannot use the execution provider {provider} ({}): {e}",
+                provider.name()
+            ))
+        })?;
+    }
     Ok(builder)
+}
+
+/// `Ok` when the loaded library offers `provider` (the CPU it always does).
+fn check_provider(runtime: &Runtime, provider: &ExecutionProvider) -> Result<(), ModelError> {
+    if provider.is_cpu() {
+        return Ok(());
+    }
+    let requested = format!("execution provider {provider} ({})", provider.name());
+    let available =
+        execution_provider::available().map_err(|reason| ModelError::ExecutionProvider {
+            requested: requested.clone(),
+            library: runtime.library.clone(),
+            reason,
+        })?;
+    if available.iter().any(|p| p == provider.name()) {
+        return Ok(());
+    }
+    Err(ModelError::ExecutionProviderMissing {
+        requested,
+        library: runtime.library.clone(),
+        available,
+    })
 }
 
 /// Opens `path` optimised at load, or through the optimised-graph cache when
@@ -243,6 +297,7 @@ fn open_session(
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
+    check_provider(runtime, &options.execution_provider)?;
     let direct = || {
         builder(runtime, options, GraphOptimizationLevel::Level3)
             .and_then(|mut b| b.commit_from_file(path))
@@ -252,7 +307,14 @@ fn open_session(
     let Some(cache) = options.graph_cache.as_deref() else {
         return direct();
     };
-    let entry = match graph_cache::entry_dir(cache, path, &runtime.library, "") {
+    // Graphs optimised for another provider differ: each has its own entries.
+    let provider = &options.execution_provider;
+    let settings = if provider.is_cpu() {
+        ""
+    } else {
+        provider.name()
+    };
+    let entry = match graph_cache::entry_dir(cache, path, &runtime.library, settings) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
@@ -369,78 +431,4 @@ pub fn open_graph_from(
         });
     }
     Ok((session, source))
-}
-
-/// The signature of every graph present in a model directory, for display.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct GraphSignature {
-    pub graph: String,
-    pub file: PathBuf,
-    pub inputs: Vec<PortInfo>,
-    pub outputs: Vec<PortInfo>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PortInfo {
-    pub name: String,
-    pub dtype: String,
-    pub shape: Vec<String>,
-}
-
-impl From<&Port> for PortInfo {
-    fn from(p: &Port) -> Self {
-        PortInfo {
-            name: p.name.clone(),
-            dtype: p
-                .elem
-                .map_or_else(|| "non-tensor".to_owned(), |e| format!("{e:?}")),
-            shape: p
-                .shape
-                .iter()
-                .zip(p.symbols.iter().chain(std::iter::repeat(&String::new())))
-                .map(|(d, s)| {
-                    if *d >= 0 {
-                        d.to_string()
-                    } else if s.is_empty() {
-                        "?".to_owned()
-                    } else {
-                        s.clone()
-                    }
-                })
-                .collect(),
-        }
-    }
-}
-
-/// Opens and validates every graph of `dir` (the four onnx-community graphs,
-/// and the Hailo stand-ins when `hailo/` exists) and describes them.
-pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignature>, ModelError> {
-    if !dir.is_dir() {
-        return Err(ModelError::NoDirectory(dir.to_path_buf()));
-    }
-    if !VARIANTS.contains(&options.variant.as_str()) {
-        return Err(ModelError::UnknownVariant(options.variant.clone()));
-    }
-    let files = super::layout::model_files(dir)?;
-    let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
-    let mut graphs: Vec<Graph> = match Layout::of(dir) {
-        Layout::OnnxCommunity => Graph::ONNX_COMMUNITY.to_vec(),
-        // Its only ONNX graph; the text networks are HEFs.
-        Layout::HailoFlorence => vec![Graph::VisionEncoder],
-    };
-    if dir.join("hailo").is_dir() {
-        graphs.extend(Graph::HAILO);
-    }
-    let mut out = Vec::new();
-    for graph in graphs {
-        let session = open_graph(&runtime, &files, graph, options)?;
-        let (inputs, outputs) = signature::ports(&session);
-        out.push(GraphSignature {
-            graph: graph.stem().to_owned(),
-            file: graph_path(dir, graph, &options.variant),
-            inputs: inputs.iter().map(PortInfo::from).collect(),
-            outputs: outputs.iter().map(PortInfo::from).collect(),
-        });
-    }
-    Ok(out)
 }

@@ -58,6 +58,11 @@ impl TaskResult {
     }
 }
 
+/// The post-processor configuration of the converted Florence-2 checkpoints,
+/// for model directories without `post_processor_config.json` (the one copy:
+/// `data/README.md`).
+pub const BUILT_IN_CONFIG: &str = include_str!("../../data/florence2-post-processor-config.json");
+
 /// Settings of the post-processor (the `post_processor_config` of the checkpoints).
 #[derive(Debug, Clone, Default)]
 pub struct PostProcessor {

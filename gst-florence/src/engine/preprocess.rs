@@ -38,9 +38,9 @@ pub enum ImageError {
 /// keeps the coefficient tables and temporaries bounded.
 pub const MAX_SIDE: u32 = 65_535;
 
-/// Pixel layouts the helpers convert from.
+/// Pixel formats the helpers convert from (a frame's memory layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
+pub enum PixelFormat {
     Rgb,
     Bgr,
     /// Straight (not premultiplied) alpha, composited onto white like the reference.
@@ -52,24 +52,24 @@ pub enum Layout {
     Gray,
 }
 
-impl Layout {
+impl PixelFormat {
     pub fn bytes_per_pixel(self) -> usize {
         match self {
-            Layout::Gray => 1,
-            Layout::Rgb | Layout::Bgr => 3,
+            PixelFormat::Gray => 1,
+            PixelFormat::Rgb | PixelFormat::Bgr => 3,
             _ => 4,
         }
     }
 
     fn name(self) -> &'static str {
         match self {
-            Layout::Rgb => "RGB",
-            Layout::Bgr => "BGR",
-            Layout::Rgba => "RGBA",
-            Layout::Bgra => "BGRA",
-            Layout::Rgbx => "RGBx",
-            Layout::Bgrx => "BGRx",
-            Layout::Gray => "GRAY8",
+            PixelFormat::Rgb => "RGB",
+            PixelFormat::Bgr => "BGR",
+            PixelFormat::Rgba => "RGBA",
+            PixelFormat::Bgra => "BGRA",
+            PixelFormat::Rgbx => "RGBx",
+            PixelFormat::Bgrx => "BGRx",
+            PixelFormat::Gray => "GRAY8",
         }
     }
 }
@@ -90,10 +90,10 @@ fn over_white(c: u8, a: u8) -> u8 {
 
 impl RgbImage {
     /// Converts a packed buffer with `stride` bytes per row (0 = tightly packed).
-    pub fn from_layout(
+    pub fn from_format(
         width: u32,
         height: u32,
-        layout: Layout,
+        layout: PixelFormat,
         data: &[u8],
         stride: usize,
     ) -> Result<Self, ImageError> {
@@ -125,19 +125,19 @@ impl RgbImage {
             let line = &data[y * stride..y * stride + row];
             for px in line.chunks_exact(bpp) {
                 let rgb = match layout {
-                    Layout::Rgb | Layout::Rgbx => [px[0], px[1], px[2]],
-                    Layout::Bgr | Layout::Bgrx => [px[2], px[1], px[0]],
-                    Layout::Rgba => [
+                    PixelFormat::Rgb | PixelFormat::Rgbx => [px[0], px[1], px[2]],
+                    PixelFormat::Bgr | PixelFormat::Bgrx => [px[2], px[1], px[0]],
+                    PixelFormat::Rgba => [
                         over_white(px[0], px[3]),
                         over_white(px[1], px[3]),
                         over_white(px[2], px[3]),
                     ],
-                    Layout::Bgra => [
+                    PixelFormat::Bgra => [
                         over_white(px[2], px[3]),
                         over_white(px[1], px[3]),
                         over_white(px[0], px[3]),
                     ],
-                    Layout::Gray => [px[0], px[0], px[0]],
+                    PixelFormat::Gray => [px[0], px[0], px[0]],
                 };
                 out.extend_from_slice(&rgb);
             }
@@ -399,11 +399,11 @@ mod tests {
     #[test]
     fn layouts_convert_like_pillow() {
         let bgra = [30u8, 20, 10, 255, 30, 20, 10, 0, 0, 0, 200, 128];
-        let img = RgbImage::from_layout(3, 1, Layout::Bgra, &bgra, 0).unwrap();
+        let img = RgbImage::from_format(3, 1, PixelFormat::Bgra, &bgra, 0).unwrap();
         // Opaque keeps the colour, transparent becomes white, half alpha blends toward white.
         assert_eq!(&img.data[..6], &[10, 20, 30, 255, 255, 255]);
         assert_eq!(&img.data[6..], &[227, 127, 127]);
-        let gray = RgbImage::from_layout(2, 2, Layout::Gray, &[1, 2, 0, 3, 4], 3).unwrap();
+        let gray = RgbImage::from_format(2, 2, PixelFormat::Gray, &[1, 2, 0, 3, 4], 3).unwrap();
         assert_eq!(gray.data, [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]);
     }
 
@@ -424,11 +424,11 @@ mod tests {
     #[test]
     fn bad_buffers_are_errors() {
         assert!(matches!(
-            RgbImage::from_layout(0, 5, Layout::Rgb, &[], 0),
+            RgbImage::from_format(0, 5, PixelFormat::Rgb, &[], 0),
             Err(ImageError::Empty { .. })
         ));
         assert!(matches!(
-            RgbImage::from_layout(4, 4, Layout::Rgba, &[0; 63], 0),
+            RgbImage::from_format(4, 4, PixelFormat::Rgba, &[0; 63], 0),
             Err(ImageError::BufferSize { expected: 64, .. })
         ));
         assert!(matches!(

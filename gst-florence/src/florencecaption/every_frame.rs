@@ -15,8 +15,8 @@ use super::result::{Caption, attach, error_fields};
 use super::settings::Settings;
 use super::worker::Shared;
 use super::{ERROR_CANCELLED, ERROR_INVALID_REQUEST, META_NAME};
-use crate::engine::pipeline::{Florence, Interrupt, Request};
 use crate::engine::preprocess::RgbImage;
+use crate::engine::{Florence, Interrupt, Request};
 
 /// What one analysis needs, taken from the state so its lock is not held meanwhile.
 pub(super) struct Analysis {

@@ -2,7 +2,7 @@
 
 use gst_video::prelude::*;
 
-use crate::engine::preprocess::{Layout, RgbImage};
+use crate::engine::preprocess::{PixelFormat, RgbImage};
 
 /// A YUV -> RGB converter and the input caps it was built for.
 pub(super) type Converter = (gst_video::VideoInfo, gst_video::VideoConverter);
@@ -19,19 +19,19 @@ pub(super) fn frame_to_rgb(
         .map_err(|_| "cannot map the video frame".to_owned())?;
     let (w, h) = (info.width(), info.height());
     let layout = match info.format() {
-        VideoFormat::Rgb => Some(Layout::Rgb),
-        VideoFormat::Bgr => Some(Layout::Bgr),
-        VideoFormat::Rgba => Some(Layout::Rgba),
-        VideoFormat::Bgra => Some(Layout::Bgra),
-        VideoFormat::Rgbx => Some(Layout::Rgbx),
-        VideoFormat::Bgrx => Some(Layout::Bgrx),
-        VideoFormat::Gray8 => Some(Layout::Gray),
+        VideoFormat::Rgb => Some(PixelFormat::Rgb),
+        VideoFormat::Bgr => Some(PixelFormat::Bgr),
+        VideoFormat::Rgba => Some(PixelFormat::Rgba),
+        VideoFormat::Bgra => Some(PixelFormat::Bgra),
+        VideoFormat::Rgbx => Some(PixelFormat::Rgbx),
+        VideoFormat::Bgrx => Some(PixelFormat::Bgrx),
+        VideoFormat::Gray8 => Some(PixelFormat::Gray),
         _ => None,
     };
     if let Some(layout) = layout {
         let data = frame.plane_data(0).map_err(|e| e.to_string())?;
         let stride = frame.plane_stride()[0] as usize;
-        return RgbImage::from_layout(w, h, layout, data, stride).map_err(|e| e.to_string());
+        return RgbImage::from_format(w, h, layout, data, stride).map_err(|e| e.to_string());
     }
     // YUV: let GStreamer convert with the stream's colorimetry.
     let out_info = gst_video::VideoInfo::builder(VideoFormat::Rgb, w, h)
@@ -55,6 +55,6 @@ pub(super) fn frame_to_rgb(
         converter.frame_ref(&frame, &mut out_frame);
         let data = out_frame.plane_data(0).map_err(|e| e.to_string())?;
         let stride = out_frame.plane_stride()[0] as usize;
-        RgbImage::from_layout(w, h, Layout::Rgb, data, stride).map_err(|e| e.to_string())
+        RgbImage::from_format(w, h, PixelFormat::Rgb, data, stride).map_err(|e| e.to_string())
     }
 }

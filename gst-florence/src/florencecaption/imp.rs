@@ -29,7 +29,7 @@ use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
 use super::worker::{Job, Shared};
 use super::{META_NAME, Mode};
-use crate::engine::pipeline::{Florence, Request};
+use crate::engine::{Florence, Request};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

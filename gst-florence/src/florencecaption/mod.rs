@@ -113,6 +113,17 @@ pub enum Backend {
     Hailo = 2,
 }
 
+/// The property's value names the engine's choice (same nicks).
+impl From<Backend> for crate::engine::BackendChoice {
+    fn from(b: Backend) -> Self {
+        match b {
+            Backend::Auto => crate::engine::BackendChoice::Auto,
+            Backend::Onnx => crate::engine::BackendChoice::Onnx,
+            Backend::Hailo => crate::engine::BackendChoice::Hailo,
+        }
+    }
+}
+
 /// The Florence-2 task, as an element property.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]

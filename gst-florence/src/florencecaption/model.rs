@@ -15,8 +15,7 @@ use super::imp::{CAT, FlorenceCaption, State};
 use super::ort_log::routed;
 use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
-use crate::engine::SessionOptions;
-use crate::engine::pipeline::{Florence, Request};
+use crate::engine::{BackendKind, Florence, LoadOptions, Request, SessionOptions};
 
 /// What a loaded model depends on: a change to any of it reloads the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -127,6 +126,13 @@ impl FlorenceCaption {
         if key.threads > 0 {
             options.intra_threads = key.threads as usize;
         }
+        let (hailo, idle_release) = key.hailo.engine();
+        let options = LoadOptions {
+            session: options,
+            backend: key.backend.into(),
+            hailo,
+            idle_release,
+        };
         let dir = &key.dir;
         // Loading takes seconds with a real model: say so on the bus.
         self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
@@ -146,23 +152,15 @@ impl FlorenceCaption {
                 ("cannot load Florence-2 model from {}: {}", dir, e)
             )
         })?;
-        let choice = super::hailo::attach(
-            key.backend,
-            &key.hailo,
-            std::path::Path::new(dir),
-            &options,
-            &mut florence,
-        )?;
         gst::info!(
             CAT,
             imp = self,
             "captions on {}: {}",
-            if choice.hailo {
-                "Hailo"
-            } else {
-                "ONNX Runtime"
+            match florence.caption_backend() {
+                BackendKind::Hailo => "Hailo",
+                BackendKind::Onnx => "ONNX Runtime",
             },
-            choice.reason
+            florence.backend_reason()
         );
         if let Some(t) = &key.vqa_template {
             florence
@@ -178,6 +176,7 @@ impl FlorenceCaption {
             key.threads,
             key.image_size
         );
+        let backend_reason = florence.backend_reason().to_owned();
         let name = std::path::Path::new(dir)
             .file_name()
             .map_or_else(|| dir.clone(), |n| n.to_string_lossy().into_owned());
@@ -185,7 +184,7 @@ impl FlorenceCaption {
             key,
             florence: Arc::new(florence),
             name,
-            backend_reason: choice.reason,
+            backend_reason,
         })
     }
 

@@ -15,8 +15,8 @@ use super::{
     ERROR_CANCELLED, ERROR_INFERENCE_FAILED, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT,
     REQUEST_META_NAME,
 };
-use crate::engine::pipeline::{EngineError, Interruption, Request};
 use crate::engine::task::{Task, parse_region};
+use crate::engine::{EngineError, Interruption, Request};
 
 /// The fields a `FlorenceRequestMeta` may carry.
 pub const REQUEST_FIELDS: [&str; 10] = [

@@ -7,7 +7,7 @@ use gst::subclass::prelude::*;
 
 use super::imp::{CAT, FlorenceCaption};
 use super::{MESSAGE_NAME, META_NAME};
-use crate::engine::pipeline::{Output, Request};
+use crate::engine::{Output, Request};
 
 /// One result, as attached to buffers and posted on the bus.
 #[derive(Debug, Clone)]

@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use super::{Backend, Mode, TaskProp};
+use crate::engine::hailo::DEFAULT_IDLE_RELEASE_S;
 use crate::engine::hailo::HailoSettings;
-use crate::engine::hailo_caption::DEFAULT_IDLE_RELEASE_S;
-use crate::engine::pipeline::{GenerationOptions, Request};
 use crate::engine::task::{InputKind, TaskInput, parse_loc_region};
+use crate::engine::{GenerationOptions, Request};
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {

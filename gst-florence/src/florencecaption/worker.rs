@@ -15,8 +15,8 @@ use super::ort_log::routed;
 use super::result::Caption;
 use super::settings::Settings;
 use super::similarity::{mean_abs_diff, thumbnail};
-use crate::engine::pipeline::{EngineError, Florence, Interrupt, Output, Request};
 use crate::engine::preprocess::RgbImage;
+use crate::engine::{EngineError, Florence, Interrupt, Output, Request};
 
 /// Whether the live worker has a frame, with a wait for it to be done (EOS).
 #[derive(Default)]

@@ -8,8 +8,8 @@ use std::path::PathBuf;
 pub use florence_test_support::{
     fixtures, hailo_standin_library, model_copies, process, root, scratch, tiny_model_dir,
 };
+use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::pipeline::Florence;
 use serde_json::Value;
 
 /// GStreamer initialised and the plugin registered, once per test process.

@@ -8,13 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bridge::{Bridge, Device, Model, StreamInfo};
+use super::split_networks::SplitNetworks;
 use super::status::HailoError;
-use crate::engine::hailo_split::SplitNetworks;
-use crate::engine::pipeline::EngineError;
-
-/// File names of the two HEFs (as Hailo's dynamic_captioning names them).
-pub const ENCODER_HEF: &str = "florence2_transformer_encoder.hef";
-pub const DECODER_HEF: &str = "florence2_transformer_decoder.hef";
+use crate::engine::error::EngineError;
 /// The decoder HEF's inputs: encoder states, then the window of embeddings.
 pub const DECODER_STATES_INPUT: &str = "florence2_transformer_decoder/input_layer1";
 pub const DECODER_WINDOW_INPUT: &str = "florence2_transformer_decoder/input_layer2";

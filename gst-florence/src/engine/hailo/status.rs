@@ -8,6 +8,9 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::engine::error::EngineError;
+use crate::engine::failure::{BackendFailure, FailureKind};
+
 /// A raw `hailo_status`, printed with its HailoRT name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Status(pub i32);
@@ -294,6 +297,19 @@ impl HailoError {
             | HailoError::Other { status, .. } => Some(*status),
             HailoError::Streams { .. } | HailoError::Library { .. } | HailoError::NotBuilt => None,
         }
+    }
+}
+
+/// A device failure, as the engine reports it to callers that know no Hailo
+/// types: busy (retry later) or failed (the next request reopens it).
+impl From<HailoError> for EngineError {
+    fn from(e: HailoError) -> Self {
+        let kind = if e.is_busy() {
+            FailureKind::Busy
+        } else {
+            FailureKind::Device
+        };
+        EngineError::Backend(BackendFailure::new(kind, e))
     }
 }
 

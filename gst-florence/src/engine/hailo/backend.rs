@@ -1,6 +1,11 @@
-//! `<CAPTION>` on a Hailo device: what [`Florence::run_with`] answers a
-//! caption request with once a [`HailoCaptioner`] is attached (other tasks
-//! stay on ONNX Runtime: the HEFs have the caption prompt built in).
+//! The Hailo backend: `<CAPTION>` on a Hailo device through the split (other
+//! tasks stay on ONNX Runtime: the HEFs have the caption prompt built in).
+//!
+//! The split's greedy 32-token window is its own loop ([`HailoSplit::caption_with`]),
+//! not a [`crate::engine::generate::StepModel`]: the decoder HEF takes the
+//! whole window and no cache, its answers are the recorded Hailo-split tokens
+//! only with plain argmax up to the window's end (generate.rs' logits
+//! processors, beams and sampling would change them).
 //!
 //! The device is opened by the first caption (a service can start while
 //! hailo-ollama holds the chip), reopened after it was lost, and released
@@ -12,38 +17,18 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::hailo::networks::{self, HailoNetworks, HailoSettings};
-use super::hailo::{BridgeSource, HailoError};
-use super::hailo_split::HailoSplit;
-use super::model_dir::SessionOptions;
-use super::pipeline::{EngineError, Florence, Interrupt, Output, Request, Timings};
-use super::preprocess::RgbImage;
-use super::task::Task;
-
-/// What the service knows about the device, for `/health`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum DeviceState {
-    /// Not held: not used yet, or released after the idle time.
-    Released = 0,
-    /// Held, and the last run succeeded.
-    Connected = 1,
-    /// Another process holds the chip; the next caption tries again.
-    Busy = 2,
-    /// The device failed or went away; the next caption reopens it.
-    Disconnected = 3,
-}
-
-impl DeviceState {
-    fn from_u8(v: u8) -> DeviceState {
-        match v {
-            1 => DeviceState::Connected,
-            2 => DeviceState::Busy,
-            3 => DeviceState::Disconnected,
-            _ => DeviceState::Released,
-        }
-    }
-}
+use super::networks::{self, HailoNetworks, HailoSettings};
+use super::split::HailoSplit;
+use super::{BridgeSource, HailoError};
+use crate::engine::backend::{Backend, DeviceState, Generated, Job};
+use crate::engine::backend_choice::BackendKind;
+use crate::engine::error::EngineError;
+use crate::engine::generate::Decoded;
+use crate::engine::interrupt::Interrupt;
+use crate::engine::layout::{DECODER_HEF, ENCODER_HEF};
+use crate::engine::model_dir::SessionOptions;
+use crate::engine::output::{Timings, ms};
+use crate::engine::task::Task;
 
 struct Inner {
     split: Mutex<HailoSplit<HailoNetworks>>,
@@ -51,19 +36,19 @@ struct Inner {
     last_used: Mutex<Instant>,
 }
 
-/// The Hailo split attached to a [`Florence`].
-pub struct HailoCaptioner {
+/// The Hailo split on its device, with the device's state.
+pub struct HailoBackend {
     inner: Arc<Inner>,
     source: BridgeSource,
     /// Dropping it ends the idle-release thread.
     _reaper: Option<mpsc::Sender<()>>,
 }
 
-impl std::fmt::Debug for HailoCaptioner {
+impl std::fmt::Debug for HailoBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HailoCaptioner")
+        f.debug_struct("HailoBackend")
             .field("source", &self.source)
-            .field("state", &self.device_state())
+            .field("state", &self.current_state())
             .finish()
     }
 }
@@ -72,7 +57,7 @@ impl std::fmt::Debug for HailoCaptioner {
 /// hailo-ollama's keep-alive, so the two take turns on the chip.
 pub const DEFAULT_IDLE_RELEASE_S: u32 = 300;
 
-impl HailoCaptioner {
+impl HailoBackend {
     /// Loads the split of `dir` (its vision encoder, embeddings, the HEFs'
     /// paths) over the bridge `settings` name; does not touch the device.
     pub fn open(
@@ -80,12 +65,12 @@ impl HailoCaptioner {
         options: &SessionOptions,
         settings: HailoSettings,
         idle_release: Option<Duration>,
-    ) -> Result<HailoCaptioner, EngineError> {
-        for hef in [networks::ENCODER_HEF, networks::DECODER_HEF] {
+    ) -> Result<HailoBackend, EngineError> {
+        for hef in [ENCODER_HEF, DECODER_HEF] {
             let path = networks::hef_path(dir, hef);
             if !path.is_file() {
                 return Err(HailoError::HefMissing {
-                    status: super::hailo::Status::OPEN_FILE_FAILURE,
+                    status: super::Status::OPEN_FILE_FAILURE,
                     hef: path,
                 }
                 .into());
@@ -99,7 +84,7 @@ impl HailoCaptioner {
             last_used: Mutex::new(Instant::now()),
         });
         let reaper = idle_release.map(|idle| spawn_reaper(Arc::downgrade(&inner), idle));
-        Ok(HailoCaptioner {
+        Ok(HailoBackend {
             inner,
             source,
             _reaper: reaper,
@@ -130,7 +115,7 @@ impl HailoCaptioner {
         self.set_state(DeviceState::Released);
     }
 
-    pub fn device_state(&self) -> DeviceState {
+    pub fn current_state(&self) -> DeviceState {
         DeviceState::from_u8(self.inner.state.load(Ordering::SeqCst))
     }
 
@@ -142,25 +127,25 @@ impl HailoCaptioner {
     fn set_state(&self, s: DeviceState) {
         self.inner.state.store(s as u8, Ordering::SeqCst);
     }
+}
 
-    /// Whether this request runs on the device: `<CAPTION>`, the prompt the
-    /// HEFs were exported with.
-    pub fn serves(&self, req: &Request) -> bool {
-        req.task == Task::Caption
+impl Backend for HailoBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Hailo
     }
 
-    /// The caption of `image`, shaped as ONNX Runtime's [`Output`] (greedy,
-    /// the split's fixed 32-token window; beam and sampling settings do not apply).
-    pub(crate) fn run(
-        &self,
-        florence: &Florence,
-        image: &RgbImage,
-        req: &Request,
-        interrupt: &Interrupt,
-    ) -> Result<Output, EngineError> {
+    /// `<CAPTION>`, the prompt the HEFs were exported with.
+    fn serves(&self, task: Task) -> bool {
+        task == Task::Caption
+    }
+
+    /// The caption of the job's image: greedy over the split's fixed
+    /// 32-token window (beam and sampling settings do not apply).
+    fn generate(&self, job: Job<'_>, interrupt: &Interrupt) -> Result<Generated, EngineError> {
         let t0 = Instant::now();
         let mut split = self.inner.split.lock().unwrap_or_else(|e| e.into_inner());
-        let generated = split.caption_with(image, interrupt);
+        let generated = split.caption_with(job.image, interrupt);
+        let start = split.start_token();
         let open = split.networks_mut().is_open();
         drop(split);
         *self
@@ -170,35 +155,30 @@ impl HailoCaptioner {
             .unwrap_or_else(|e| e.into_inner()) = Instant::now();
         self.set_state(match &generated {
             Ok(_) => DeviceState::Connected,
-            Err(EngineError::Device(e)) if e.is_busy() => DeviceState::Busy,
-            Err(EngineError::Device(_)) if !open => DeviceState::Disconnected,
+            Err(EngineError::Backend(f)) if f.is_busy() => DeviceState::Busy,
+            Err(EngineError::Backend(_)) if !open => DeviceState::Disconnected,
             Err(_) if open => DeviceState::Connected,
-            Err(_) => self.device_state(),
+            Err(_) => self.current_state(),
         });
         let tokens = generated?;
-        let decode_ms = t0.elapsed().as_secs_f64() * 1e3;
-        let start = florence.files().model.text_config.decoder_start_token_id;
         let mut ids = Vec::with_capacity(tokens.len() + 1);
         ids.push(start);
         ids.extend_from_slice(&tokens);
-        let t = Instant::now();
-        let raw_text = florence.decode_ids(&ids)?;
-        let result = florence.post_process(req.task, &raw_text, image.width, image.height);
-        Ok(Output {
-            task: req.task.token().to_owned(),
-            raw_text,
-            result,
-            token_count: tokens.len(),
-            ids,
-            margins: Vec::new(),
-            image_size: [image.width, image.height],
+        Ok(Generated {
+            decoded: Decoded {
+                ids,
+                margins: Vec::new(),
+                score: None,
+            },
             timings: Timings {
-                decode_ms,
-                postprocess_ms: t.elapsed().as_secs_f64() * 1e3,
-                total_ms: t0.elapsed().as_secs_f64() * 1e3,
+                decode_ms: ms(t0.elapsed()),
                 ..Timings::default()
             },
         })
+    }
+
+    fn device_state(&self) -> Option<DeviceState> {
+        Some(self.current_state())
     }
 }
 

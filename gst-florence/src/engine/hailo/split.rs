@@ -4,174 +4,27 @@
 //!
 //! The two static networks sit behind [`SplitNetworks`], implemented by ONNX
 //! Runtime over the exporter's stand-ins with the same shapes (`hailo/*.onnx`,
-//! [`OnnxStandIns`]) and by HailoRT over the HEFs
-//! ([`super::hailo::HailoNetworks`]); the loop below is written once for both.
+//! [`super::split_networks::OnnxStandIns`]) and by HailoRT over the HEFs
+//! ([`super::networks::HailoNetworks`]); the loop below is written once for both.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
-use ort::session::{RunOptions, Session};
-use ort::value::Tensor;
+use ort::session::Session;
 
-use super::config::ModelFiles;
-use super::hailo::networks::{self, HailoNetworks, HailoSettings, SplitShapes};
-use super::layout::{HAILO_FLORENCE_IMAGE_SIZE, HAILO_FLORENCE_WINDOW, Layout, model_files};
-use super::model_dir::{self, ModelError, SessionOptions};
-use super::pipeline::{EngineError, Interrupt, missing, ort_err, run_vision};
-use super::preprocess::{self, RgbImage};
-use super::signature::Graph;
-
-/// A float32 array read from a `.npy` file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NpyArray {
-    pub shape: Vec<usize>,
-    pub data: Vec<f32>,
-}
-
-/// Reads a little-endian float32, C-order `.npy` file (format versions 1-3).
-pub fn read_npy(path: &Path) -> Result<NpyArray, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| npy_error(path, format!("cannot read: {e}")))?;
-    let (shape, start) = npy_header(path, &bytes)?;
-    let count: usize = shape.iter().product();
-    let body = &bytes[start..];
-    if body.len() != count * 4 {
-        return Err(npy_error(
-            path,
-            format!(
-                "shape {shape:?} needs {} bytes of data, file has {}",
-                count * 4,
-                body.len()
-            ),
-        ));
-    }
-    let data = body
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    Ok(NpyArray { shape, data })
-}
-
-/// The shape of a float32 `.npy` file, from its header only.
-pub fn npy_shape(path: &Path) -> Result<Vec<usize>, ModelError> {
-    use std::io::Read;
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(65_536 + 12).read_to_end(&mut head))
-        .map_err(|e| npy_error(path, format!("cannot read: {e}")))?;
-    npy_header(path, &head).map(|(shape, _)| shape)
-}
-
-fn npy_error(path: &Path, reason: String) -> ModelError {
-    ModelError::Load {
-        path: path.to_path_buf(),
-        reason,
-    }
-}
-
-/// The shape and the data offset of a float32 little-endian C-order `.npy`.
-fn npy_header(path: &Path, bytes: &[u8]) -> Result<(Vec<usize>, usize), ModelError> {
-    let bad = |reason: String| npy_error(path, reason);
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("not a .npy file".into()));
-    }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
-        v => return Err(bad(format!("unsupported .npy version {v}"))),
-    };
-    let header = start
-        .checked_add(header_len)
-        .and_then(|end| bytes.get(start..end))
-        .and_then(|h| std::str::from_utf8(h).ok())
-        .ok_or_else(|| bad("truncated header".into()))?;
-    if !header.contains("'descr': '<f4'") {
-        return Err(bad(format!(
-            "expected float32 little-endian data, header {header}"
-        )));
-    }
-    if header.contains("'fortran_order': True") {
-        return Err(bad("Fortran-order arrays are not supported".into()));
-    }
-    let shape_text = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split(')').next())
-        .map(|s| s.trim().trim_start_matches('('))
-        .ok_or_else(|| bad(format!("no shape in header {header}")))?;
-    let shape: Vec<usize> = shape_text
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| bad(format!("bad shape {shape_text:?}: {e}")))?;
-    if shape
-        .iter()
-        .try_fold(4usize, |n, d| n.checked_mul(*d))
-        .is_none()
-    {
-        return Err(bad(format!("shape {shape:?} is too large")));
-    }
-    Ok((shape, start + header_len))
-}
-
-/// The split's two static-shape networks: "run this network on these float
-/// tensors" (HEFs on a Hailo device, ONNX stand-ins elsewhere).
-pub trait SplitNetworks {
-    /// [1, 1, N, D] input embeddings -> [1, 1, N, D] encoder states.
-    fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError>;
-    /// Encoder states [1, 1, N, D] and a [1, 1, W, D] window -> logits [1, W, V].
-    fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError>;
-    /// The request's deadline, which bounds each following run (if the
-    /// networks can be bounded).
-    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
-}
-
-/// The exporter's ONNX stand-ins for the HEFs.
-pub struct OnnxStandIns {
-    text_encoder: Session,
-    decoder: Session,
-    n: usize,
-    d: usize,
-    window: usize,
-}
-
-impl SplitNetworks for OnnxStandIns {
-    fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
-        let input = Tensor::from_array(([1usize, 1, self.n, self.d], embeds.to_vec()))
-            .map_err(ort_err("hailo text encoder"))?;
-        let out = self
-            .text_encoder
-            .run(ort::inputs! {"inputs_embeds" => input})
-            .map_err(ort_err("hailo text encoder"))?;
-        let (_, data) = out
-            .get("last_hidden_state")
-            .ok_or_else(|| missing("hailo text encoder", "last_hidden_state"))?
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("hailo text encoder"))?;
-        Ok(data.to_vec())
-    }
-
-    fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError> {
-        let s = Tensor::from_array(([1usize, 1, self.n, self.d], states.to_vec()))
-            .map_err(ort_err("hailo decoder"))?;
-        let w = Tensor::from_array(([1usize, 1, self.window, self.d], window.to_vec()))
-            .map_err(ort_err("hailo decoder"))?;
-        let out = self
-            .decoder
-            .run(ort::inputs! {"encoder_hidden_states" => s, "inputs_embeds" => w})
-            .map_err(ort_err("hailo decoder"))?;
-        let (_, data) = out
-            .get("logits")
-            .ok_or_else(|| missing("hailo decoder", "logits"))?
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("hailo decoder"))?;
-        Ok(data.to_vec())
-    }
-}
+use super::networks::{self, HailoNetworks, HailoSettings, SplitShapes};
+use super::split_networks::{OnnxStandIns, SplitNetworks};
+use crate::engine::config::ModelFiles;
+use crate::engine::error::EngineError;
+use crate::engine::interrupt::Interrupt;
+use crate::engine::layout::{
+    DECODER_HEF, ENCODER_HEF, HAILO_FLORENCE_IMAGE_SIZE, HAILO_FLORENCE_WINDOW, Layout,
+};
+use crate::engine::model_dir::{self, ModelError, SessionOptions};
+use crate::engine::model_files::model_files;
+use crate::engine::npy::{NpyArray, read_npy};
+use crate::engine::onnx::tensors::{run_options, run_vision};
+use crate::engine::preprocess::{self, RgbImage};
+use crate::engine::signature::Graph;
 
 /// Everything the split loop needs besides the two static graphs.
 pub struct HailoSplit<G> {
@@ -229,7 +82,7 @@ impl HailoSplit<OnnxStandIns> {
     pub fn open_onnx(dir: &Path, options: &SessionOptions) -> Result<Self, ModelError> {
         let files = model_files(dir)?;
         let cfg = read_split_config(dir)?;
-        let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+        let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
         let text_encoder =
             model_dir::open_graph(&runtime, &files, Graph::HailoTextEncoder, options)?;
         let decoder = model_dir::open_graph(&runtime, &files, Graph::HailoDecoder, options)?;
@@ -269,8 +122,8 @@ impl HailoSplit<HailoNetworks> {
         };
         let networks = HailoNetworks::new(
             bridge,
-            networks::hef_path(dir, networks::ENCODER_HEF),
-            networks::hef_path(dir, networks::DECODER_HEF),
+            networks::hef_path(dir, ENCODER_HEF),
+            networks::hef_path(dir, DECODER_HEF),
             shapes,
             settings,
         );
@@ -294,7 +147,7 @@ impl<G: SplitNetworks> HailoSplit<G> {
         caption_embedding: NpyArray,
         options: &SessionOptions,
     ) -> Result<Self, ModelError> {
-        let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+        let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
         let vision = model_dir::open_graph(&runtime, &files, Graph::VisionEncoder, options)?;
         let word_embedding = read_npy(&hailo_dir(dir).join("word_embedding.npy"))?;
         let d = files.model.text_config.d_model;
@@ -326,6 +179,11 @@ impl<G: SplitNetworks> HailoSplit<G> {
             image_size: cfg.image_size,
             window: cfg.window,
         })
+    }
+
+    /// The decoder's start token, which the caption's sequence begins with.
+    pub fn start_token(&self) -> u32 {
+        self.files.model.text_config.decoder_start_token_id
     }
 
     pub fn networks(&self) -> &G {
@@ -372,8 +230,10 @@ impl<G: SplitNetworks> HailoSplit<G> {
             self.image_size,
             self.image_size,
         );
-        let run_options = RunOptions::new().map_err(ort_err("run options"))?;
-        let mut embeds = run_vision(&mut self.vision, pixels, shape, false, &run_options)?.data;
+        let (run_options, _timer) = run_options(interrupt)?;
+        let mut embeds = run_vision(&mut self.vision, pixels, shape, false, &run_options)
+            .map_err(|e| interrupt.explain(e))?
+            .data;
         embeds.extend_from_slice(&self.caption_embedding.data);
         interrupt.check()?;
         let states = self.graphs.text_encoder(&embeds)?;
@@ -399,44 +259,5 @@ impl<G: SplitNetworks> HailoSplit<G> {
             window[(step + 1) * d..(step + 2) * d].copy_from_slice(self.embedding(token)?);
         }
         Ok(tokens)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn npy_round_trip_and_errors() {
-        let dir = std::env::temp_dir().join(format!("florence-npy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
-        let mut h = header.to_string();
-        while !(10 + h.len() + 1).is_multiple_of(64) {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
-        bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(h.as_bytes());
-        for v in [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.5] {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        let ok = dir.join("ok.npy");
-        std::fs::write(&ok, &bytes).unwrap();
-        let a = read_npy(&ok).unwrap();
-        assert_eq!(a.shape, [2, 3]);
-        assert_eq!(a.data[5], 6.5);
-        let short = dir.join("short.npy");
-        std::fs::write(&short, &bytes[..bytes.len() - 4]).unwrap();
-        assert!(
-            read_npy(&short)
-                .unwrap_err()
-                .to_string()
-                .contains("needs 24 bytes")
-        );
-        std::fs::write(&short, b"hello").unwrap();
-        assert!(read_npy(&short).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,0 +1,251 @@
+//! The ONNX Runtime backend: the four graphs of an onnx-community directory
+//! (vision encoder, token embedding, text encoder, merged decoder with a
+//! key/value cache), every task, decoded by [`crate::engine::generate`].
+//!
+//! Its sessions sit behind one mutex, so requests on one model run one after
+//! another (each already uses `intra_threads` cores). Load several models
+//! for parallel requests.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use ort::session::{RunOptions, Session};
+use ort::value::{DynValue, Tensor};
+
+use super::decoder::OnnxDecoder;
+use super::tensors::{
+    check_shape, float_tensor, float16_inputs, ort_err, run_embed, run_options, run_vision,
+};
+use crate::engine::backend::{Backend, Generated, Job};
+use crate::engine::backend_choice::BackendKind;
+use crate::engine::config::ModelFiles;
+use crate::engine::error::{EngineError, missing};
+use crate::engine::generate;
+use crate::engine::graph_cache::GraphSource;
+use crate::engine::interrupt::Interrupt;
+use crate::engine::model_dir::{self, ModelError, SessionOptions};
+use crate::engine::output::{Timings, ms};
+use crate::engine::preprocess;
+use crate::engine::signature::Graph;
+use crate::engine::task::Task;
+use crate::engine::vision_cache::{Features, image_key};
+
+struct Sessions {
+    vision: Session,
+    embed: Session,
+    encoder: Session,
+    decoder: Session,
+}
+
+/// The ONNX graphs of a model directory, opened.
+pub struct OnnxBackend {
+    files: ModelFiles,
+    sessions: Mutex<Sessions>,
+    /// The graphs take float16 activations (`_fp16` variants).
+    float16: bool,
+    sources: Vec<(Graph, GraphSource)>,
+}
+
+impl std::fmt::Debug for OnnxBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnnxBackend")
+            .field("dir", &self.files.dir)
+            .field("float16", &self.float16)
+            .finish()
+    }
+}
+
+impl OnnxBackend {
+    /// Opens the four graphs of `files.dir` (at the image size `files` has).
+    pub fn open(files: &ModelFiles, options: &SessionOptions) -> Result<Self, ModelError> {
+        let o = open_sessions(&files.dir, files, options)?;
+        Ok(OnnxBackend {
+            files: files.clone(),
+            sessions: Mutex::new(o.sessions),
+            float16: o.float16,
+            sources: o.sources,
+        })
+    }
+
+    /// Embeds the prompt, concatenates it after the image features and runs the text encoder.
+    fn encode(
+        &self,
+        s: &mut Sessions,
+        features: &Features,
+        prompt: &[u32],
+        run_options: &RunOptions,
+    ) -> Result<(DynValue, usize), EngineError> {
+        let ids: Vec<i64> = prompt.iter().map(|&i| i as i64).collect();
+        let embeds = run_embed(&mut s.embed, &ids, 1)?;
+        let d = features.dim;
+        let total = features.tokens + prompt.len();
+        let mut joined = Vec::with_capacity(total * d);
+        joined.extend_from_slice(&features.data);
+        joined.extend_from_slice(&embeds);
+        let input = float_tensor("encoder", vec![1, total, d], joined, self.float16)?;
+        let mask =
+            Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_err("encoder"))?;
+        let mut out = s
+            .encoder
+            .run_with_options(
+                ort::inputs! {"attention_mask" => mask, "inputs_embeds" => input},
+                run_options,
+            )
+            .map_err(ort_err("encoder"))?;
+        let hidden = out
+            .remove("last_hidden_state")
+            .ok_or_else(|| missing("encoder", "last_hidden_state"))?;
+        check_shape(
+            "encoder",
+            "last_hidden_state",
+            &hidden,
+            &[1, total as i64, d as i64],
+        )?;
+        Ok((hidden, total))
+    }
+}
+
+impl Backend for OnnxBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Onnx
+    }
+
+    fn serves(&self, _task: Task) -> bool {
+        true
+    }
+
+    fn generate(&self, job: Job<'_>, interrupt: &Interrupt) -> Result<Generated, EngineError> {
+        let t0 = Instant::now();
+        let image = job.image;
+        let key = image_key(image);
+        // Preprocess before taking the lock (another run may hold it for
+        // seconds), unless the features are kept.
+        let mut pixels = job
+            .vision
+            .get(key)
+            .is_none()
+            .then(|| preprocess::pixel_values(image, &self.files.preprocessor));
+        let mut timings = Timings {
+            preprocess_ms: ms(t0.elapsed()),
+            ..Timings::default()
+        };
+        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let s = &mut *guard;
+        let (run_options, _timer) = run_options(interrupt)?;
+
+        interrupt.check()?;
+        let t = Instant::now();
+        let features = match job.vision.get(key) {
+            Some(features) => {
+                timings.vision_cached = true;
+                features
+            }
+            None => {
+                let (pixels, shape) = pixels
+                    .take()
+                    .unwrap_or_else(|| preprocess::pixel_values(image, &self.files.preprocessor));
+                Arc::new(
+                    run_vision(&mut s.vision, pixels, shape, self.float16, &run_options)
+                        .map_err(|e| interrupt.explain(e))?,
+                )
+            }
+        };
+        timings.vision_ms = ms(t.elapsed());
+
+        interrupt.check()?;
+        let t = Instant::now();
+        let encoded = self.encode(s, &features, job.prompt, &run_options);
+        job.vision.put(key, features);
+        let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
+        timings.encoder_ms = ms(t.elapsed());
+
+        let t = Instant::now();
+        let mut step = OnnxDecoder::new(
+            &mut s.embed,
+            &mut s.decoder,
+            hidden,
+            enc_len,
+            &self.files,
+            self.float16,
+            interrupt,
+        )?;
+        let decoded = generate::decode(&mut step, job.params)?;
+        let first = step.first_step.unwrap_or_default();
+        let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
+        drop(step);
+        drop(guard);
+        let decode_time = t.elapsed();
+        timings.decode_ms = ms(decode_time);
+        timings.first_token_ms = ms(first);
+        let steps = decoded.ids.len().saturating_sub(1);
+        if steps > 1 {
+            timings.per_token_ms = ms((decode_time.saturating_sub(first)) / (steps as u32 - 1));
+            timings.per_token_runtime_ms = ms(later_runs / (steps as u32 - 1));
+        }
+        Ok(Generated { decoded, timings })
+    }
+
+    fn graph_sources(&self) -> &[(Graph, GraphSource)] {
+        &self.sources
+    }
+}
+
+/// The four ONNX graphs of an onnx-community directory, opened.
+struct Opened {
+    sessions: Sessions,
+    /// The graphs take float16 activations.
+    float16: bool,
+    sources: Vec<(Graph, GraphSource)>,
+}
+
+/// Opens the four ONNX graphs of an onnx-community directory.
+fn open_sessions(
+    dir: &Path,
+    files: &ModelFiles,
+    options: &SessionOptions,
+) -> Result<Opened, ModelError> {
+    let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
+    let mut kinds = Vec::new();
+    let mut sources = Vec::new();
+    let mut open = |g| -> Result<Session, ModelError> {
+        let (s, source) = model_dir::open_graph_from(&runtime, files, g, options)?;
+        sources.push((g, source));
+        if g != Graph::EmbedTokens {
+            kinds.push((
+                g,
+                float16_inputs(&s, model_dir::graph_path(dir, g, &options.variant))?,
+            ));
+        }
+        Ok(s)
+    };
+    // The decoder first: loading a graph briefly needs more memory than it
+    // keeps (most for the merged decoder), and that peak is lowest while
+    // nothing else is resident.
+    let decoder = open(Graph::DecoderMerged)?;
+    let encoder = open(Graph::Encoder)?;
+    let embed = open(Graph::EmbedTokens)?;
+    let vision = open(Graph::VisionEncoder)?;
+    let sessions = Sessions {
+        vision,
+        embed,
+        encoder,
+        decoder,
+    };
+    // Reported in the usual order: vision encoder, embedding, encoder, decoder.
+    let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);
+    kinds.sort_by_key(|k| rank(&k.0));
+    sources.sort_by_key(|k| rank(&k.0));
+    let float16 = kinds.first().is_some_and(|k| k.1);
+    if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
+        return Err(ModelError::Load {
+            path: model_dir::graph_path(dir, *g, &options.variant),
+            reason: "its float inputs differ in precision from the vision encoder's".into(),
+        });
+    }
+    Ok(Opened {
+        sessions,
+        float16,
+        sources,
+    })
+}
