@@ -313,10 +313,21 @@ fn model_loading_is_reported_as_progress() {
         [gst::ProgressType::Start, gst::ProgressType::Complete]
     );
     assert!(ok[0].1.contains("tiny-florence2"), "{ok:?}");
+    // Start and completion read differently: "loading DIR", "loaded DIR in N s".
+    assert!(ok[0].1.starts_with("loading "), "{ok:?}");
+    assert!(
+        ok[1].1.starts_with("loaded ") && ok[1].1.contains("tiny-florence2"),
+        "{ok:?}"
+    );
     let bad = progress("/nonexistent/florence");
     assert_eq!(
         bad.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
         [gst::ProgressType::Start, gst::ProgressType::Error]
+    );
+    // The error says why.
+    assert!(
+        bad[1].1.starts_with("cannot load /nonexistent/florence: "),
+        "{bad:?}"
     );
 }
 
@@ -943,4 +954,39 @@ fn no_gstreamer_objects_leak() {
                 .join("\n")
         );
     }
+}
+
+#[test]
+fn threads_above_the_cpus_are_capped_with_a_warning() {
+    init();
+    let cpus = std::thread::available_parallelism().unwrap().get() as u32;
+    let pipeline = gst::parse::launch(&format!(
+        "videotestsrc num-buffers=2 ! video/x-raw,width=64,height=48 ! \
+         florencecaption mode=every-frame model-dir={} threads={} num-beams=1 max-new-tokens=4 ! \
+         fakesink",
+        model_dir(),
+        cpus + 1
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let mut warned = None;
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(60))
+            .expect("no EOS");
+        match msg.view() {
+            gst::MessageView::Warning(w) => warned = Some(w.error().to_string()),
+            gst::MessageView::Error(e) => panic!("{}", e.error()),
+            gst::MessageView::Eos(_) => break,
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    let warned = warned.expect("a warning that threads were capped");
+    assert!(
+        warned.contains(&format!("threads={}", cpus + 1))
+            && warned.contains(&format!("using {cpus}")),
+        "{warned}"
+    );
 }

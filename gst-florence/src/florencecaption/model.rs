@@ -15,6 +15,7 @@ use super::imp::{CAT, FlorenceCaption, State};
 use super::ort_log::routed;
 use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
+use crate::engine::model_dir::usable_threads;
 use crate::engine::{BackendKind, Florence, LoadOptions, Request, SessionOptions};
 
 /// What a loaded model depends on: a change to any of it reloads the model.
@@ -124,7 +125,18 @@ impl FlorenceCaption {
             ..SessionOptions::default()
         };
         if key.threads > 0 {
-            options.intra_threads = key.threads as usize;
+            let usable = usable_threads(key.threads as usize);
+            if usable < key.threads as usize {
+                gst::element_imp_warning!(
+                    self,
+                    gst::LibraryError::Settings,
+                    (
+                        "threads={} is more than the {usable} CPUs this process may use: using {usable}",
+                        key.threads
+                    )
+                );
+            }
+            options.intra_threads = usable;
         }
         let (hailo, idle_release) = key.hailo.engine();
         let options = LoadOptions {
@@ -138,14 +150,14 @@ impl FlorenceCaption {
         self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
         let started = Instant::now();
         let loaded = routed(|| Florence::load(std::path::Path::new(dir), options.clone()));
-        self.progress(
-            if loaded.is_ok() {
-                gst::ProgressType::Complete
-            } else {
-                gst::ProgressType::Error
-            },
-            &format!("loading {dir}"),
-        );
+        // Each message says where loading stands, as gst-launch prints them.
+        match &loaded {
+            Ok(_) => self.progress(
+                gst::ProgressType::Complete,
+                &format!("loaded {dir} in {:.1} s", started.elapsed().as_secs_f64()),
+            ),
+            Err(e) => self.progress(gst::ProgressType::Error, &format!("cannot load {dir}: {e}")),
+        }
         let mut florence = loaded.map_err(|e| {
             gst::error_msg!(
                 gst::LibraryError::Settings,

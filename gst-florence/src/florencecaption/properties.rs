@@ -89,7 +89,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("threads")
             .nick("Threads")
-            .blurb("ONNX Runtime intra-op threads per graph; 0 = physical cores")
+            .blurb("ONNX Runtime intra-op threads per graph; 0 = physical cores; more than the CPUs the process may use is capped at that number, with a warning")
             .maximum(256)
             .default_value(d.threads)
             .mutable_ready()
