@@ -15,6 +15,8 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_florenced"))
         .args(["bench", "--threads", "1", "--model-dir"])
         .arg(model_dir())
+        // No Hailo bridge: backend=auto (the default) takes ONNX Runtime.
+        .env_remove("FLORENCE_HAILO_BRIDGE")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -50,6 +52,15 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     assert_eq!(lines[0]["ready"], true);
     assert!(lines[0]["load_ms"].as_f64().unwrap() > 0.0);
     assert!(lines[0]["peak_rss_kb"].as_u64().unwrap() > 0);
+    // Where captions run and why, from the engine's one load call.
+    assert_eq!(lines[0]["backend"], "onnx-cpu", "{}", lines[0]);
+    assert!(
+        lines[0]["backend_reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("backend=auto chose ONNX Runtime")),
+        "{}",
+        lines[0]
+    );
     // min = max new tokens: exactly 20 generated after the start token.
     assert_eq!(lines[1]["token_count"], 20);
     assert_eq!(lines[1]["ids"].as_array().unwrap().len(), 21);
