@@ -247,3 +247,42 @@ fn image_size_property_sets_the_resolution() {
     let err = start_error("image-size=512");
     assert!(err.contains("384 or 768"), "{err}");
 }
+
+#[test]
+fn live_mode_says_once_that_it_ignores_per_buffer_requests() {
+    init();
+    let img = scene();
+    let element = gst::ElementFactory::make("florencecaption")
+        .property("model-dir", common::tiny_model_dir().display().to_string())
+        .property("threads", 1u32)
+        .property("num-beams", 1u32)
+        .property("max-new-tokens", 2u32)
+        .build()
+        .unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={},height={},framerate=30/1",
+        img.width, img.height
+    ));
+    // A plain frame: no warning.
+    h.push(buffer(&img, &[])).unwrap();
+    assert!(bus.pop_filtered(&[gst::MessageType::Warning]).is_none());
+    for _ in 0..3 {
+        h.push(buffer(&img, &[("task", "<OD>".to_send_value())]))
+            .unwrap();
+    }
+    let warnings: Vec<String> =
+        std::iter::from_fn(|| bus.pop_filtered(&[gst::MessageType::Warning]))
+            .map(|m| match m.view() {
+                gst::MessageView::Warning(w) => w.error().to_string(),
+                _ => unreachable!(),
+            })
+            .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("live mode ignores") && warnings[0].contains("mode=every-frame"),
+        "{warnings:?}"
+    );
+}

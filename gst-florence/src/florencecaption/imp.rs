@@ -52,6 +52,8 @@ pub(super) struct State {
     pub(super) last_dispatch: Option<Instant>,
     pub(super) last_thumb: Option<Vec<u8>>,
     pub(super) last_attached: u64,
+    /// Live mode met a per-buffer request (which it does not answer) and said so.
+    pub(super) warned_live_request: bool,
     /// YUV -> RGB converter for the current caps, built once per caps.
     pub(super) converter: Option<Converter>,
 }
@@ -278,6 +280,7 @@ impl BaseTransformImpl for FlorenceCaption {
             last_dispatch: None,
             last_thumb: None,
             last_attached: 0,
+            warned_live_request: false,
             converter: None,
         });
         Ok(())
@@ -399,6 +402,16 @@ impl BaseTransformImpl for FlorenceCaption {
                 self.analyse(buf, job, &settings);
             }
             Mode::Live => {
+                if !state.warned_live_request && has_request(buf) {
+                    // Live mode analyses the newest frame with the properties'
+                    // request; a buffer's own would be dropped without a word.
+                    state.warned_live_request = true;
+                    gst::element_imp_warning!(
+                        self,
+                        gst::StreamError::Format,
+                        ("a buffer carries a FlorenceRequestMeta, which live mode ignores (said once): set mode=every-frame to answer per-buffer requests")
+                    );
+                }
                 self.maybe_dispatch(state, &settings, buf, &info, pts);
                 let latest = state
                     .shared
