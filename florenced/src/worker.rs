@@ -16,7 +16,7 @@ use gstflorence::engine::layout::Layout;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::florencecaption::{
     ERROR_CANCELLED, ERROR_DEVICE, ERROR_DEVICE_BUSY, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT,
-    META_NAME, REQUEST_META_NAME,
+    ImageSize, META_NAME, REQUEST_META_NAME,
 };
 use tokio::sync::oneshot;
 
@@ -552,7 +552,10 @@ impl InferencePipeline {
         caption.set_property_from_str("mode", "every-frame");
         caption.set_property("variant", &config.model_variant);
         caption.set_property("threads", config.threads);
-        caption.set_property("image-size", config.image_size.unwrap_or(0));
+        // The configuration takes 384 or 768 only (checked at load).
+        if let Some(size) = ImageSize::from_pixels(config.image_size) {
+            caption.set_property("image-size", size);
+        }
         caption.set_property_from_str("backend", config.backend.as_str());
         caption.set_property("hailo-group-id", &config.hailo.group_id);
         caption.set_property("hailo-priority", config.hailo.scheduler_priority);

@@ -11,7 +11,7 @@ use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{GenerationOptions, Request};
-use gstflorence::florencecaption::{META_NAME, REQUEST_META_NAME};
+use gstflorence::florencecaption::{ImageSize, META_NAME, REQUEST_META_NAME};
 
 fn scene() -> RgbImage {
     image_io::read(
@@ -244,8 +244,30 @@ fn image_size_property_sets_the_resolution() {
         field(&out, "result").unwrap(),
         serde_json::to_string(&want.result).unwrap()
     );
-    let err = start_error("image-size=512");
-    assert!(err.contains("384 or 768"), "{err}");
+    // The property is an enum: what it takes is in its spec, and a parser
+    // refuses anything else up front (0, the old "model's own", still parses).
+    let spec = gst::ElementFactory::make("florencecaption")
+        .build()
+        .unwrap()
+        .find_property("image-size")
+        .unwrap();
+    let spec = spec.downcast::<glib::ParamSpecEnum>().unwrap();
+    let class = spec.enum_class();
+    let nicks: Vec<&str> = class.values().iter().map(|v| v.nick()).collect();
+    assert_eq!(nicks, ["model", "384", "768"]);
+    let parsed = |value: &str| {
+        gst::parse::launch(&format!(
+            "fakesrc ! florencecaption name=f image-size={value} ! fakesink"
+        ))
+        .map(|p| {
+            let f: gst::Element = common::child(&p, "f");
+            f.property::<ImageSize>("image-size")
+        })
+    };
+    assert_eq!(parsed("0").unwrap(), ImageSize::Model);
+    assert_eq!(parsed("384").unwrap(), ImageSize::Px384);
+    assert_eq!(parsed("768").unwrap(), ImageSize::Px768);
+    assert!(parsed("512").is_err());
 }
 
 #[test]

@@ -100,6 +100,43 @@ pub enum Mode {
     EveryFrame = 1,
 }
 
+/// The resolution frames are resized to for the vision encoder: the model's
+/// own or one of the two Florence-2's position tables take (an enum so that
+/// gst-inspect and a parser say which values exist).
+#[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstFlorenceCaptionImageSize")]
+pub enum ImageSize {
+    #[enum_value(name = "The model's own (preprocessor_config.json)", nick = "model")]
+    Model = 0,
+    #[enum_value(name = "384x384: a quarter of the vision work", nick = "384")]
+    Px384 = 384,
+    #[enum_value(name = "768x768", nick = "768")]
+    Px768 = 768,
+}
+
+impl ImageSize {
+    /// The side in pixels, `None` for the model's own.
+    pub fn pixels(self) -> Option<u32> {
+        match self {
+            ImageSize::Model => None,
+            ImageSize::Px384 => Some(384),
+            ImageSize::Px768 => Some(768),
+        }
+    }
+
+    /// The value for a side in pixels (`None`: the model's own); `None` for a
+    /// side the element does not take.
+    pub fn from_pixels(side: Option<u32>) -> Option<ImageSize> {
+        match side {
+            None => Some(ImageSize::Model),
+            Some(384) => Some(ImageSize::Px384),
+            Some(768) => Some(ImageSize::Px768),
+            Some(_) => None,
+        }
+    }
+}
+
 /// Which inference backend to use.
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
 #[repr(u32)]
@@ -212,6 +249,7 @@ pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     }
     Mode::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     Backend::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
+    ImageSize::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     TaskProp::static_type().mark_as_plugin_api(gst::PluginAPIFlags::empty());
     gst::Element::register(
         Some(plugin),

@@ -48,7 +48,7 @@ impl ModelKey {
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone(),
             threads: s.threads,
-            image_size: s.image_size,
+            image_size: s.image_size.pixels().unwrap_or(0),
             spin: s.mode == Mode::EveryFrame,
             vqa_template: s.vqa_template.clone().filter(|t| !t.is_empty()),
         })

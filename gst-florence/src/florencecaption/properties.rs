@@ -9,7 +9,7 @@ use super::settings::{HailoProps, Settings};
 
 /// Read-only property: where captions run and why.
 pub(super) const BACKEND_REASON_PROPERTY: &str = "backend-reason";
-use super::{Backend, Mode, TaskProp};
+use super::{Backend, ImageSize, Mode, TaskProp};
 use crate::engine::task::parse_region;
 
 /// Every property, declared once (defaults from `Settings::default()`).
@@ -94,11 +94,9 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.threads)
             .mutable_ready()
             .build(),
-        glib::ParamSpecUInt::builder("image-size")
+        glib::ParamSpecEnum::builder_with_default("image-size", d.image_size)
             .nick("Image size")
-            .blurb("Input resolution the frames are resized to: 768 or 384 (a quarter of the vision work); 0 = the model's own")
-            .maximum(768)
-            .default_value(d.image_size)
+            .blurb("Input resolution the frames are resized to: 768, 384 (a quarter of the vision work) or the model's own")
             .mutable_ready()
             .build(),
         glib::ParamSpecEnum::builder_with_default("backend", d.backend)
@@ -227,7 +225,7 @@ impl FlorenceCaption {
             "temperature" => s.temperature = value.get().unwrap_or(0.0),
             "seed" => s.seed = value.get().unwrap_or(0),
             "threads" => s.threads = value.get().unwrap_or(0),
-            "image-size" => s.image_size = value.get().unwrap_or(0),
+            "image-size" => s.image_size = value.get().unwrap_or(ImageSize::Model),
             "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
             "hailo-group-id" => {
                 s.hailo.group_id = value

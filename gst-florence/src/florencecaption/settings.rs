@@ -25,7 +25,7 @@ pub(super) struct Settings {
     pub(super) seed: u64,
     pub(super) threads: u32,
     /// 0: the model's own resolution.
-    pub(super) image_size: u32,
+    pub(super) image_size: super::ImageSize,
     pub(super) backend: Backend,
     pub(super) hailo: HailoProps,
     pub(super) mode: Mode,
@@ -53,7 +53,7 @@ impl Default for Settings {
             temperature: 0.0,
             seed: 0,
             threads: 0,
-            image_size: 0,
+            image_size: super::ImageSize::Model,
             backend: Backend::Auto,
             hailo: HailoProps::default(),
             mode: Mode::Live,
