@@ -75,13 +75,7 @@ impl Drop for Active<'_> {
         )
     ),
     responses(
-        (status = 200, description = "The caption", body = CaptionResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "The caption", body = CaptionResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -106,13 +100,7 @@ pub(crate) async fn caption(State(st): State<Arc<AppState>>, req: Request) -> Re
         )
     ),
     responses(
-        (status = 200, description = "The caption", body = CaptionResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "The caption", body = CaptionResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -134,13 +122,7 @@ pub(crate) async fn caption_raw(State(st): State<Arc<AppState>>, req: Request) -
         )
     ),
     responses(
-        (status = 200, description = "The answer", body = VqaResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "The answer", body = VqaResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -165,13 +147,7 @@ pub(crate) async fn vqa(State(st): State<Arc<AppState>>, req: Request) -> Respon
         )
     ),
     responses(
-        (status = 200, description = "The answer", body = VqaResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "The answer", body = VqaResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -194,13 +170,7 @@ pub(crate) async fn vqa_raw(State(st): State<Arc<AppState>>, req: Request) -> Re
         )
     ),
     responses(
-        (status = 200, description = "The task's result", body = TaskResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "The task's result", body = TaskResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -232,13 +202,7 @@ pub(crate) async fn task(
         )
     ),
     responses(
-        (status = 200, description = "The task's result", body = TaskResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "The task's result", body = TaskResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]
@@ -264,13 +228,7 @@ pub(crate) async fn task_raw(
         content((AnalyzeRequest = "application/json"))
     ),
     responses(
-        (status = 200, description = "Each task's answer, in the request's order", body = AnalyzeResponse,
-            headers(
-                ("x-queue-time" = u64, description = "Milliseconds the request waited for the model"),
-                ("x-inference-time" = u64, description = "Milliseconds of model time over all tasks"),
-                ("x-request-id" = String, description = "The request's id (the client's X-Request-Id if valid), also in the log"),
-            )
-        ),
+        (status = 200, description = "Each task's answer, in the request's order", body = AnalyzeResponse),
     ),
     security(("api_key" = []), ("bearer" = []))
 )]

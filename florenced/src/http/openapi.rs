@@ -90,6 +90,7 @@ pub fn document(config: &Config) -> Value {
     form_part_names(&mut doc);
     bodies_required(&mut doc);
     inference_errors(&mut doc);
+    answer_headers(&mut doc);
     request_id_header(&mut doc);
     apply_config(&mut doc, config);
     doc
@@ -267,6 +268,28 @@ fn inference_errors(doc: &mut Value) {
                 for (status, response) in &responses {
                     answers.insert(status.clone(), response.clone());
                 }
+            }
+        }
+    }
+}
+
+/// The headers of every inference answer (set by `inference::respond`).
+fn answer_headers(doc: &mut Value) {
+    let header =
+        |schema: Value, description: &str| json!({"description": description, "schema": schema});
+    let integer = json!({"type": "integer", "format": "int64", "minimum": 0});
+    let headers = json!({
+        "x-queue-time": header(integer.clone(), "Milliseconds the request waited for the model"),
+        "x-inference-time": header(integer, "Milliseconds of model time (over all tasks for /v1/analyze)"),
+        "x-request-id": header(json!({"type": "string"}), "The request's id (the client's X-Request-Id if valid), also in the log"),
+    });
+    if let Some(Value::Object(paths)) = doc.get_mut("paths") {
+        for (path, item) in paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            if let Some(Value::Object(ok)) = item.pointer_mut("/post/responses/200") {
+                ok.insert("headers".into(), headers.clone());
             }
         }
     }
