@@ -143,7 +143,7 @@ where
             ]);
         }
         Err(e) => {
-            *st.load_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+            *st.load_error.lock() = Some(e.clone());
             notify(&[NotifyState::Status(&format!(
                 "the model failed to load: {e}"
             ))]);
@@ -282,8 +282,8 @@ fn finish_reload(
     local: SocketAddr,
 ) -> Option<ModelFiles> {
     st.metrics.record_reload(outcome.is_ok());
-    let clear = |m: &std::sync::Mutex<Option<String>>| {
-        m.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let clear = |m: &parking_lot::Mutex<Option<String>>| {
+        m.lock().take();
     };
     match outcome {
         Ok(p) => {
@@ -315,10 +315,10 @@ fn finish_reload(
         Err(e) => {
             // /health says it before the log does: whoever reads the log line
             // (an operator, a test) then finds the reason there.
-            *st.reload_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.clone());
+            *st.reload_error.lock() = Some(e.clone());
             // Nothing serves: /health's error says the latest reason.
             {
-                let mut load_error = st.load_error.lock().unwrap_or_else(|e| e.into_inner());
+                let mut load_error = st.load_error.lock();
                 if load_error.is_some() {
                     *load_error = Some(e.clone());
                 }

@@ -15,8 +15,8 @@
 //! `florenced_http_requests_total{endpoint,status}` and
 //! `florenced_request_duration_seconds{endpoint}`.
 
+use parking_lot::Mutex;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use metrics::{
@@ -202,7 +202,7 @@ impl Metrics {
         // Folds the samples into the buckets now: unscraped, they would pile up.
         self.prometheus.run_upkeep();
 
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.counts.lock();
         if inference_request {
             c.total += 1;
             if status < 400 {
@@ -226,7 +226,7 @@ impl Metrics {
 
     /// Mean inference time over the window (0 before the first request).
     pub fn average_inference_ms(&self) -> f64 {
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.counts.lock();
         self.prune(&mut c);
         mean(c.window.iter().map(|(_, ms)| *ms))
     }
@@ -245,7 +245,7 @@ impl Metrics {
 
     /// The hailo-florence compatible JSON.
     pub fn json(&self, g: &Gauges) -> serde_json::Value {
-        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let mut c = self.counts.lock();
         self.prune(&mut c);
         let mut sorted: Vec<f64> = c.window.iter().map(|(_, ms)| *ms).collect();
         sorted.sort_by(f64::total_cmp);

@@ -1,8 +1,9 @@
 //! The pipelines that take new requests, and those a reload replaced that are
 //! still finishing the requests they had when it happened.
 
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use crate::worker::Workers;
@@ -16,21 +17,14 @@ pub struct Pool {
 impl Pool {
     /// The pipelines new requests go to (None until the first load ends).
     pub fn get(&self) -> Option<Arc<Workers>> {
-        self.current
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.current.read().clone()
     }
 
     /// Makes `next` take the new requests; the previous pipelines finish their
     /// queued and running requests, then stop and release their model.
     pub fn replace(&self, next: Arc<Workers>) {
-        let previous = self
-            .current
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .replace(next);
-        let mut retiring = self.retiring.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.current.write().replace(next);
+        let mut retiring = self.retiring.lock();
         retiring.retain(|w| !w.stopped());
         if let Some(p) = previous {
             p.retire();
@@ -39,11 +33,7 @@ impl Pool {
     }
 
     fn all(&self) -> Vec<Arc<Workers>> {
-        let mut all: Vec<_> = self
-            .retiring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let mut all: Vec<_> = self.retiring.lock().clone();
         all.extend(self.get());
         all
     }

@@ -5,9 +5,10 @@
 //! parameters; the answer is the buffer that comes out with the same
 //! `request-id`, so a late answer to a timed-out job is never handed to the next.
 
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -199,10 +200,7 @@ impl Workers {
                 Ok(p) => {
                     workers.note_hailo_device(&p);
                     if i == 0 {
-                        *workers
-                            .backend_reason
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner()) = p
+                        *workers.backend_reason.lock() = p
                             .caption
                             .property::<Option<String>>("backend-reason")
                             .unwrap_or_default();
@@ -218,8 +216,7 @@ impl Workers {
                     pipelines.push(p)
                 }
                 Err(e) => {
-                    *workers.health.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Health::Failed(e.clone());
+                    *workers.health.lock() = Health::Failed(e.clone());
                     return (workers, Err(e));
                 }
             }
@@ -229,7 +226,7 @@ impl Workers {
             let w = workers.clone();
             let rx = rx.clone();
             let timeout = config.request_timeout_s;
-            *workers.live.0.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            *workers.live.0.lock() += 1;
             let handle = std::thread::Builder::new()
                 .name(format!("florenced-worker-{i}"))
                 .spawn(move || {
@@ -242,7 +239,7 @@ impl Workers {
                 return (workers, Err(format!("cannot start a worker thread: {e}")));
             }
         }
-        *workers.health.lock().unwrap_or_else(|e| e.into_inner()) = Health::Ready;
+        *workers.health.lock() = Health::Ready;
         (workers, Ok(()))
     }
 
@@ -262,19 +259,13 @@ impl Workers {
 
     /// Where captions run and why (backend=auto's choice and its cause).
     pub fn backend_reason(&self) -> String {
-        self.backend_reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.backend_reason.lock().clone()
     }
 
     /// The Hailo device's state: `released`, `connected`, `busy`,
     /// `disconnected`, or `not-used`.
     pub fn hailo_device(&self) -> String {
-        self.hailo_device
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.hailo_device.lock().clone()
     }
 
     /// Reads which backend the element chose and the device's state.
@@ -284,18 +275,15 @@ impl Workers {
             .property::<Option<String>>("hailo-device")
             .unwrap_or_else(|| "not-used".into());
         self.hailo.store(state != "not-used", Ordering::SeqCst);
-        *self.hailo_device.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        *self.hailo_device.lock() = state;
     }
 
     pub fn health(&self) -> Health {
-        self.health
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.health.lock().clone()
     }
 
     pub fn set_health(&self, h: Health) {
-        *self.health.lock().unwrap_or_else(|e| e.into_inner()) = h;
+        *self.health.lock() = h;
     }
 
     /// Admits a job or refuses it at once when the queue is full.
@@ -308,7 +296,7 @@ impl Workers {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(SubmitError::Overloaded);
         }
-        let guard = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        let guard = self.tx.lock();
         let Some(tx) = guard.as_ref() else {
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
             if self.retired.load(Ordering::SeqCst) && !self.abort.load(Ordering::SeqCst) {
@@ -347,12 +335,10 @@ impl Workers {
     /// Stops taking jobs; workers finish what is queued, then their pipelines go
     /// to NULL. Waits up to `wait` for that; true when every worker loop ended.
     pub fn shutdown(&self, wait: Duration) -> bool {
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.tx.lock().take();
         let (count, ended) = &self.live;
-        let guard = count.lock().unwrap_or_else(|e| e.into_inner());
-        let (guard, _) = ended
-            .wait_timeout_while(guard, wait, |n| *n > 0)
-            .unwrap_or_else(|e| e.into_inner());
+        let mut guard = count.lock();
+        ended.wait_while_for(&mut guard, |n| *n > 0, wait);
         let stopped = *guard == 0;
         drop(guard);
         self.stop.store(true, Ordering::SeqCst);
@@ -363,12 +349,12 @@ impl Workers {
     /// the queued and running ones finish here, then the pipelines stop.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::SeqCst);
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.tx.lock().take();
     }
 
     /// True once every worker loop has ended (their pipelines are in NULL).
     pub fn stopped(&self) -> bool {
-        *self.live.0.lock().unwrap_or_else(|e| e.into_inner()) == 0
+        *self.live.0.lock() == 0
     }
 
     /// The shutdown deadline passed: takes no new job, answers every queued one
@@ -376,9 +362,9 @@ impl Workers {
     /// worker loops see the flag within one poll). Returns (refused, running).
     pub fn abort(&self) -> (usize, usize) {
         self.abort.store(true, Ordering::SeqCst);
-        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        self.tx.lock().take();
         let mut refused = 0;
-        let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner());
+        let rx = self.rx.lock();
         while let Ok(job) = rx.try_recv() {
             refuse(job, &JobError::ShuttingDown);
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -389,7 +375,7 @@ impl Workers {
 
     fn loop_ended(&self) {
         let (count, ended) = &self.live;
-        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        let mut n = count.lock();
         *n = n.saturating_sub(1);
         if *n == 0 {
             ended.notify_all();
@@ -420,7 +406,7 @@ impl Workers {
                 break;
             }
             let job = {
-                let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                let rx = rx.lock();
                 rx.recv_timeout(Duration::from_millis(250))
             };
             let job = match job {

@@ -18,8 +18,8 @@
 //! - `run_ms=<n>`: a network run takes `n` ms; a run whose timeout is shorter
 //!   waits its timeout and fails with HAILO_TIMEOUT (4), as HailoRT's does.
 
+use parking_lot::Mutex;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const FAULTS_ENV: &str = "FLORENCE_HAILO_STANDIN_FAULTS";
@@ -53,7 +53,7 @@ impl Faults {
         let text = std::env::var_os(FAULTS_ENV)
             .and_then(|p| std::fs::read_to_string(p).ok())
             .unwrap_or_default();
-        let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+        let mut seen = SEEN.lock();
         if *seen != text {
             runs.store(0, Ordering::SeqCst);
             *seen = text.clone();

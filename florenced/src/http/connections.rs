@@ -19,9 +19,10 @@
 //! axum's `serve` sets none of these, so the loop is here; hyper and
 //! hyper-util do the HTTP.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -81,7 +82,7 @@ struct Conn {
 
 impl Conn {
     fn last_idle(&self) -> Instant {
-        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+        *self.idle_since.lock()
     }
 
     fn idle_since(&self) -> Option<Instant> {
@@ -120,7 +121,7 @@ impl InService {
 impl Drop for InService {
     fn drop(&mut self) {
         let c = &self.0;
-        *c.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *c.idle_since.lock() = Instant::now();
         c.read_at_idle.store((c.read)(), Ordering::SeqCst);
         c.in_service.fetch_sub(1, Ordering::SeqCst);
         c.went_idle.notify_one();
@@ -133,8 +134,8 @@ struct Registry {
 }
 
 impl Registry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
-        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Arc<Conn>>> {
+        self.conns.lock()
     }
 
     /// Closes the connection without a request for longest, else the one that

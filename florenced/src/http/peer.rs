@@ -14,10 +14,11 @@
 //! a client that closed answers it with a reset, which is an actual
 //! disconnect. No crate does this: hyper offers no 1xx on the server side.
 
+use parking_lot::Mutex;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
@@ -73,8 +74,8 @@ pub fn split(stream: TcpStream) -> (PeerIo, Peer) {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
-        self.write.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Vec<u8>> {
+        self.write.lock()
     }
 
     /// Writes what is left of a probe; Ready(Ok) once nothing is left.

@@ -1,8 +1,9 @@
 //! The per-client rate limit (`rate_limit`): a token bucket per client address.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
@@ -28,7 +29,7 @@ impl RateLimiter {
     /// Ok, or the seconds until the client may retry.
     pub fn check(&self, ip: IpAddr) -> Result<(), u64> {
         let now = Instant::now();
-        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clients = self.clients.lock();
         if clients.len() > 10_000 {
             clients.retain(|_, (_, t)| now.duration_since(*t) < Duration::from_secs(600));
         }

@@ -33,11 +33,7 @@ fn cpu_temperature_c() -> Option<f64> {
 )]
 pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
     let w = st.workers.get();
-    let failed = st
-        .load_error
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
+    let failed = st.load_error.lock().clone();
     let state = if st.draining.load(Ordering::SeqCst) {
         Health::Stopping
     } else if let Some(e) = failed {
@@ -98,11 +94,7 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
         queue_depth: st.gauges().queue_depth,
         cpu_temperature_c: cpu_temperature_c(),
         error,
-        reload_error: st
-            .reload_error
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone(),
+        reload_error: st.reload_error.lock().clone(),
     };
     (status, axum::Json(body)).into_response()
 }

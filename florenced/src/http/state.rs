@@ -2,8 +2,9 @@
 //! reload), the pipelines, the drain flag, the metrics, the body budget and
 //! the rate limiter; and the answers for a service that cannot take a job.
 
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use crate::config::Config;
@@ -62,26 +63,20 @@ impl AppState {
     }
 
     pub fn config(&self) -> Arc<Config> {
-        self.config
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.config.read().clone()
     }
 
     /// A reload's new configuration (rate-limit buckets are kept unless the limit changed).
     pub fn set_config(&self, config: Arc<Config>) {
-        let mut current = self.config.write().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.config.write();
         if current.rate_limit != config.rate_limit {
-            *self.limiter.write().unwrap_or_else(|e| e.into_inner()) = RateLimiter::new(&config);
+            *self.limiter.write() = RateLimiter::new(&config);
         }
         *current = config;
     }
 
     pub fn limiter(&self) -> Option<Arc<RateLimiter>> {
-        self.limiter
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.limiter.read().clone()
     }
 
     /// Queues a job on the current pipelines; returns the ones that took it.

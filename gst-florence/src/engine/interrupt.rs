@@ -5,8 +5,9 @@
 //! registers that as the run's stop hook, so a cancel or the deadline takes
 //! effect within milliseconds even in the middle of the vision encoder.
 
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::error::{EngineError, Interruption};
@@ -57,7 +58,7 @@ impl Interrupt {
 
     /// Asks the run (and every clone of this handle) to stop now.
     pub fn cancel(&self) {
-        let stop = self.inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+        let stop = self.inner.stop.lock();
         self.inner.cancelled.store(true, Ordering::SeqCst);
         if let Some(stop) = stop.as_ref() {
             stop();
@@ -79,7 +80,7 @@ impl Interrupt {
     /// guard is dropped).
     pub fn on_stop(&self, stop: StopHook) -> Option<DeadlineTimer> {
         {
-            let mut slot = self.inner.stop.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self.inner.stop.lock();
             if self.is_cancelled() {
                 stop();
             }

@@ -18,8 +18,8 @@
 //! ONNX Runtime allows one environment per process, so the first successful
 //! load wins and every later caller shares it.
 
+use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 /// File name of the ONNX Runtime library on this platform.
 pub const LIBRARY_NAME: &str = if cfg!(target_os = "macos") {
@@ -231,7 +231,7 @@ pub fn planted_by_nobody_else(_path: &Path) -> bool {
 /// After a successful load, later calls return the same runtime whatever
 /// `explicit` says: the process cannot hold two.
 pub fn runtime(explicit: Option<&Path>) -> Result<Runtime, RuntimeError> {
-    let mut guard = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut guard = RUNTIME.lock();
     if let Some(rt) = guard.as_ref() {
         return Ok(rt.clone());
     }

@@ -2,7 +2,8 @@
 //! image: several tasks on one image (or consecutive requests on one frame)
 //! run the vision encoder once, whichever backend encodes it.
 
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 
 use super::preprocess::RgbImage;
 
@@ -41,7 +42,7 @@ impl VisionCache {
 
     /// The features of the image with `key`, if they are the kept ones.
     pub fn get(&self, key: u128) -> Option<Arc<Features>> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let last = self.last.lock();
         last.as_ref()
             .filter(|(k, _)| *k == key)
             .map(|(_, f)| f.clone())
@@ -50,12 +51,12 @@ impl VisionCache {
     /// Keeps `features` as the last image's (when enabled).
     pub fn put(&self, key: u128, features: Arc<Features>) {
         if self.enabled {
-            *self.last.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, features));
+            *self.last.lock() = Some((key, features));
         }
     }
 
     /// Forgets the kept features: the next run encodes its image again.
     pub fn clear(&self) {
-        *self.last.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.last.lock() = None;
     }
 }

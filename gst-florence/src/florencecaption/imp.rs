@@ -7,9 +7,10 @@
 //! conversion), `similarity` (skip-similar) and `ort_log` (ONNX Runtime's
 //! messages in the debug log).
 
+use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::SyncSender;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use gst::glib;
@@ -213,11 +214,7 @@ impl ElementImpl for FlorenceCaption {
             // As documented: a missing or broken model, or settings it cannot
             // run, fail the change to READY.
             let checked = self.model().and_then(|(florence, _)| {
-                let s = self
-                    .settings
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let s = self.settings.lock().clone();
                 check_settings(&florence, &s)
             });
             if let Err(e) = checked {
@@ -253,11 +250,7 @@ impl BaseTransformImpl for FlorenceCaption {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         // Loaded at NULL->READY; reloaded here only if a model property changed in READY.
         let (florence, model_name) = self.model()?;
-        let s = self
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let s = self.settings.lock().clone();
         // A bad prompt/task combination is a settings error too, not a per-frame failure.
         check_settings(&florence, &s)?;
         let shared = Arc::new(Shared::new());
@@ -266,10 +259,10 @@ impl BaseTransformImpl for FlorenceCaption {
         } else {
             None
         };
-        *self.stats.lock().unwrap_or_else(|e| e.into_inner()) = Stats::default();
+        *self.stats.lock() = Stats::default();
         self.text_pad.reset();
         self.qos.reset();
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = Some(State {
+        *self.state.lock() = Some(State {
             request: s.request(),
             checked: s.request(),
             florence,
@@ -287,7 +280,7 @@ impl BaseTransformImpl for FlorenceCaption {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        let state = self.state.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let state = self.state.lock().take();
         if let Some(state) = state {
             // Results of a job still running are dropped; dropping the sender ends the
             // worker once its current inference returns (pads are already inactive, so
@@ -307,12 +300,7 @@ impl BaseTransformImpl for FlorenceCaption {
     fn set_caps(&self, incaps: &gst::Caps, _outcaps: &gst::Caps) -> Result<(), gst::LoggableError> {
         let info = gst_video::VideoInfo::from_caps(incaps)
             .map_err(|_| gst::loggable_error!(CAT, "cannot parse caps {}", incaps))?;
-        if let Some(state) = self
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_mut()
-        {
+        if let Some(state) = self.state.lock().as_mut() {
             // Skip-similar compares with the last analysed frame of these caps.
             state.last_thumb = None;
             state.info = Some(info);
@@ -323,11 +311,7 @@ impl BaseTransformImpl for FlorenceCaption {
     fn sink_event(&self, event: gst::Event) -> bool {
         if let gst::EventView::Eos(_) = event.view() {
             // The result in flight goes out (bus, text_src) before EOS does.
-            let timeout = self
-                .settings
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .drain_timeout_ms;
+            let timeout = self.settings.lock().drain_timeout_ms;
             self.drain(Duration::from_millis(timeout.into()));
         }
         self.text_pad.forward(&self.obj(), &event);
@@ -339,18 +323,10 @@ impl BaseTransformImpl for FlorenceCaption {
             self.qos.reset();
         }
         if let gst::EventView::FlushStop(_) = event.view()
-            && let Some(state) = self
-                .state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_mut()
+            && let Some(state) = self.state.lock().as_mut()
         {
             state.shared.generation.fetch_add(1, Ordering::SeqCst);
-            *state
-                .shared
-                .latest
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()) = None;
+            *state.shared.latest.lock() = None;
             state.last_thumb = None;
             state.last_dispatch = None;
         }
@@ -374,12 +350,8 @@ impl BaseTransformImpl for FlorenceCaption {
     }
 
     fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let settings = self
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let settings = self.settings.lock().clone();
+        let mut guard = self.state.lock();
         let Some(state) = guard.as_mut() else {
             return Err(gst::FlowError::Flushing);
         };
@@ -413,12 +385,7 @@ impl BaseTransformImpl for FlorenceCaption {
                     );
                 }
                 self.maybe_dispatch(state, &settings, buf, &info, pts);
-                let latest = state
-                    .shared
-                    .latest
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone();
+                let latest = state.shared.latest.lock().clone();
                 if let Some(cap) = latest {
                     let fresh = cap.serial != state.last_attached;
                     state.last_attached = cap.serial;
@@ -445,11 +412,7 @@ impl FlorenceCaption {
 
     /// What the streaming thread and the worker share, while started.
     pub(super) fn shared(&self) -> Option<Arc<Shared>> {
-        self.state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|s| s.shared.clone())
+        self.state.lock().as_ref().map(|s| s.shared.clone())
     }
 
     /// Cancels the running inference (any, or the one of `request_id`).

@@ -8,7 +8,7 @@
 //! elements do (upstream's latency plus its own) and posts a latency message
 //! when its estimate grows, so the application redistributes the latency.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -28,7 +28,7 @@ impl LatencyEstimate {
     /// estimate grew.
     fn observe(&self, took: Duration) -> bool {
         let took = gst::ClockTime::from_nseconds(took.as_nanos() as u64);
-        let mut reported = self.reported.lock().unwrap_or_else(|e| e.into_inner());
+        let mut reported = self.reported.lock();
         if reported.is_some_and(|r| took <= r) {
             return false;
         }
@@ -39,15 +39,12 @@ impl LatencyEstimate {
     }
 
     fn get(&self) -> gst::ClockTime {
-        self.reported
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .unwrap_or(gst::ClockTime::ZERO)
+        self.reported.lock().unwrap_or(gst::ClockTime::ZERO)
     }
 
     /// A new model or stream: measure again.
     pub(super) fn reset(&self) {
-        *self.reported.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.reported.lock() = None;
     }
 }
 
@@ -63,7 +60,7 @@ impl FlorenceCaption {
     /// nothing on live mode's video, which never waits.
     fn own_latency(&self, output: Output) -> gst::ClockTime {
         let (mode, configured) = {
-            let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+            let s = self.settings.lock();
             (s.mode, s.latency_ms)
         };
         if output == Output::Video && mode == Mode::Live {
@@ -108,11 +105,7 @@ impl FlorenceCaption {
     /// Records one analysis's time; tells the application when the measured
     /// latency grew, or logs when the configured bound was too small.
     pub(super) fn observe_latency(&self, took: Duration) {
-        let configured = self
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .latency_ms;
+        let configured = self.settings.lock().latency_ms;
         let grew = self.latency.observe(took);
         if configured > 0 {
             if took > Duration::from_millis(configured.into()) {

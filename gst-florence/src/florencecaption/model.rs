@@ -69,13 +69,9 @@ impl FlorenceCaption {
     /// The model for the current settings: the loaded one if they did not
     /// change what it depends on, else loaded now (with progress messages).
     pub(super) fn model(&self) -> Result<(Arc<Florence>, String), gst::ErrorMessage> {
-        let settings = self
-            .settings
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let settings = self.settings.lock().clone();
         let key = ModelKey::of(&settings)?;
-        let mut slot = self.model.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.model.lock();
         if let Some(m) = slot.as_ref().filter(|m| m.key == key) {
             return Ok((m.florence.clone(), m.name.clone()));
         }
@@ -93,18 +89,13 @@ impl FlorenceCaption {
 
     /// The loaded model, if any.
     pub(super) fn loaded(&self) -> Option<Arc<Florence>> {
-        self.model
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|m| m.florence.clone())
+        self.model.lock().as_ref().map(|m| m.florence.clone())
     }
 
     /// Where the loaded model runs captions and why; empty before a load.
     pub(super) fn backend_reason(&self) -> String {
         self.model
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|m| m.backend_reason.clone())
             .unwrap_or_default()
@@ -112,7 +103,7 @@ impl FlorenceCaption {
 
     /// Drops the model (READY->NULL).
     pub(super) fn unload(&self) {
-        *self.model.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.model.lock() = None;
     }
 
     fn load(&self, key: ModelKey) -> Result<Model, gst::ErrorMessage> {

@@ -195,7 +195,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
 
 impl FlorenceCaption {
     pub(super) fn set_property_value(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.settings.lock();
         match pspec.name() {
             "model-dir" => s.model_dir = value.get().unwrap_or(None),
             "variant" => {
@@ -260,8 +260,8 @@ impl FlorenceCaption {
         if pspec.name() == BACKEND_REASON_PROPERTY {
             return self.backend_reason().to_value();
         }
-        let s = self.settings.lock().unwrap_or_else(|e| e.into_inner());
-        let stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let s = self.settings.lock();
+        let stats = self.stats.lock();
         match pspec.name() {
             "model-dir" => s.model_dir.to_value(),
             "variant" => s.variant.to_value(),

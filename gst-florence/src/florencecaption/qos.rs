@@ -14,7 +14,7 @@
 //! QoS events go on upstream either way (the base class's own QoS dropping is
 //! bypassed: it would drop late frames instead of passing them on).
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -31,7 +31,7 @@ pub(super) struct Qos {
 impl Qos {
     /// A new stream, or a flush: nothing is late yet.
     pub(super) fn reset(&self) {
-        *self.earliest.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.earliest.lock() = None;
     }
 
     fn update(&self, diff: i64, timestamp: Option<gst::ClockTime>) {
@@ -42,11 +42,11 @@ impl Qos {
         } else {
             ts.saturating_sub(gst::ClockTime::from_nseconds(diff.unsigned_abs()))
         };
-        *self.earliest.lock().unwrap_or_else(|e| e.into_inner()) = Some(earliest);
+        *self.earliest.lock() = Some(earliest);
     }
 
     fn earliest(&self) -> Option<gst::ClockTime> {
-        *self.earliest.lock().unwrap_or_else(|e| e.into_inner())
+        *self.earliest.lock()
     }
 }
 
@@ -90,7 +90,7 @@ impl FlorenceCaption {
             buf.pts().display()
         );
         let (analysed, skipped) = {
-            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stats = self.stats.lock();
             stats.frames_skipped += 1;
             (stats.captions_total, stats.frames_skipped)
         };

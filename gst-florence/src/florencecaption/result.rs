@@ -125,7 +125,7 @@ impl FlorenceCaption {
         self.text_pad
             .push(&self.obj(), &cap.text, cap.frame_pts, duration);
         {
-            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let mut stats = self.stats.lock();
             stats.last_caption = cap.text.clone();
             stats.captions_total += 1;
             stats.last_latency_ms = cap.inference_ms;

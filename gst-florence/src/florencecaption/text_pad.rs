@@ -1,6 +1,6 @@
 //! The `text_src` request pad: results as `text/x-raw, format=utf8` buffers.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::prelude::*;
@@ -18,12 +18,12 @@ pub(super) struct TextPad {
 
 impl TextPad {
     fn pad(&self) -> Option<gst::Pad> {
-        self.pad.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.pad.lock().clone()
     }
 
     /// Adds `text_src` to `element` (once: a second request gets `None`).
     pub(super) fn request(&self, element: &FlorenceCaption, pad: gst::Pad) -> Option<gst::Pad> {
-        let mut slot = self.pad.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.pad.lock();
         if slot.is_some() {
             gst::warning!(CAT, obj = element, "text_src is already requested");
             return None;
@@ -38,7 +38,7 @@ impl TextPad {
     }
 
     pub(super) fn release(&self, element: &FlorenceCaption, pad: &gst::Pad) {
-        let mut slot = self.pad.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = self.pad.lock();
         if slot.as_ref() == Some(pad) {
             *slot = None;
             drop(slot);

@@ -1,9 +1,10 @@
 //! Live mode: the worker thread that analyses the newest frame when it is free,
 //! and the inference state both modes share (the running inference, for cancels).
 
+use parking_lot::{Condvar, Mutex};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -26,8 +27,8 @@ pub(super) struct Busy {
 }
 
 impl Busy {
-    fn lock(&self) -> std::sync::MutexGuard<'_, bool> {
-        self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, bool> {
+        self.busy.lock()
     }
 
     pub(super) fn is_set(&self) -> bool {
@@ -45,11 +46,8 @@ impl Busy {
 
     /// Waits until the worker is free or `timeout` passed; true if it is free.
     pub(super) fn wait_done(&self, timeout: Duration) -> bool {
-        let guard = self.lock();
-        let (guard, _) = self
-            .done
-            .wait_timeout_while(guard, timeout, |busy| *busy)
-            .unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.lock();
+        self.done.wait_while_for(&mut guard, |busy| *busy, timeout);
         !*guard
     }
 }
@@ -96,7 +94,7 @@ impl Shared {
         interrupt: Interrupt,
     ) -> Result<Output, EngineError> {
         {
-            let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+            let mut running = self.running.lock();
             if self.closed.load(Ordering::SeqCst) {
                 interrupt.cancel();
             }
@@ -106,13 +104,13 @@ impl Shared {
             });
         }
         let result = routed(|| florence.run_with(image, request, &interrupt));
-        *self.running.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self.running.lock() = None;
         result
     }
 
     /// Cancels the running inference and any that would start after it.
     pub(super) fn close(&self) {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let running = self.running.lock();
         self.closed.store(true, Ordering::SeqCst);
         if let Some(r) = running.as_ref() {
             r.interrupt.cancel();
@@ -121,7 +119,7 @@ impl Shared {
 
     /// Cancels the running inference if `request_id` is `None` or its id.
     pub(super) fn cancel(&self, request_id: Option<&str>) -> bool {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let running = self.running.lock();
         match running.as_ref() {
             Some(r) if request_id.is_none() || r.request_id.as_deref() == request_id => {
                 r.interrupt.cancel();
@@ -206,8 +204,7 @@ impl FlorenceCaption {
                             imp.observe_latency(job.dispatched.elapsed());
                             let serial = shared.serial.fetch_add(1, Ordering::SeqCst) + 1;
                             let cap = Caption::from_output(&out, &job.request, job.pts, serial);
-                            *shared.latest.lock().unwrap_or_else(|e| e.into_inner()) =
-                                Some(cap.clone());
+                            *shared.latest.lock() = Some(cap.clone());
                             let duration = live_text_duration(
                                 job.dispatched.elapsed(),
                                 Duration::from_millis(job.interval_ms),
@@ -254,10 +251,7 @@ impl FlorenceCaption {
                 "frame {} not analysed: {reason}",
                 pts.display()
             );
-            imp.stats
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .frames_skipped += 1
+            imp.stats.lock().frames_skipped += 1
         };
         if state.worker.is_none() {
             return;

@@ -11,10 +11,11 @@
 //! hailo-ollama holds the chip), reopened after it was lost, and released
 //! after `idle_release` without captions so other processes can take turns.
 
+use parking_lot::Mutex;
 use std::path::Path;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use super::networks::{self, HailoNetworks, HailoSettings};
@@ -93,24 +94,20 @@ impl HailoBackend {
 
     /// Opens the device and loads both HEFs now (start-up checks, `auto`).
     pub fn open_device(&self) -> Result<(), HailoError> {
-        let mut split = self.inner.split.lock().unwrap_or_else(|e| e.into_inner());
+        let mut split = self.inner.split.lock();
         let r = split.networks_mut().open();
         self.set_state(match &r {
             Ok(()) => DeviceState::Connected,
             Err(e) if e.is_busy() => DeviceState::Busy,
             Err(_) => DeviceState::Disconnected,
         });
-        *self
-            .inner
-            .last_used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *self.inner.last_used.lock() = Instant::now();
         r
     }
 
     /// Lets the chip go now; the next caption reopens it.
     pub fn release(&self) {
-        let mut split = self.inner.split.lock().unwrap_or_else(|e| e.into_inner());
+        let mut split = self.inner.split.lock();
         split.networks_mut().release();
         self.set_state(DeviceState::Released);
     }
@@ -143,16 +140,12 @@ impl Backend for HailoBackend {
     /// 32-token window (beam and sampling settings do not apply).
     fn generate(&self, job: Job<'_>, interrupt: &Interrupt) -> Result<Generated, EngineError> {
         let t0 = Instant::now();
-        let mut split = self.inner.split.lock().unwrap_or_else(|e| e.into_inner());
+        let mut split = self.inner.split.lock();
         let generated = split.caption_with(job.image, interrupt);
         let start = split.start_token();
         let open = split.networks_mut().is_open();
         drop(split);
-        *self
-            .inner
-            .last_used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = Instant::now();
+        *self.inner.last_used.lock() = Instant::now();
         self.set_state(match &generated {
             Ok(_) => DeviceState::Connected,
             Err(EngineError::Backend(f)) if f.is_busy() => DeviceState::Busy,
@@ -200,18 +193,14 @@ fn spawn_reaper(inner: Weak<Inner>, idle: Duration) -> mpsc::Sender<()> {
                     Ok(()) | Err(RecvTimeoutError::Timeout) => {}
                 }
                 let Some(inner) = inner.upgrade() else { return };
-                let since = inner
-                    .last_used
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .elapsed();
+                let since = inner.last_used.lock().elapsed();
                 if since < idle {
                     wait = idle - since;
                     continue;
                 }
                 wait = idle;
                 // A caption in progress holds the lock; it refreshes last_used.
-                if let Ok(mut split) = inner.split.try_lock()
+                if let Some(mut split) = inner.split.try_lock()
                     && split.networks_mut().is_open()
                 {
                     split.networks_mut().release();

@@ -6,8 +6,9 @@
 //! another (each already uses `intra_threads` cores). Load several models
 //! for parallel requests.
 
+use parking_lot::Mutex;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ort::session::{RunOptions, Session};
@@ -130,7 +131,7 @@ impl Backend for OnnxBackend {
             preprocess_ms: ms(t0.elapsed()),
             ..Timings::default()
         };
-        let mut guard = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.sessions.lock();
         let s = &mut *guard;
         let (run_options, _timer) = run_options(interrupt)?;
 
