@@ -287,8 +287,11 @@ fn announce(addr: std::net::SocketAddr, extra: &str, length: usize, sent: usize)
     )
     .unwrap();
     if sent > 0 {
-        s.write_all(&vec![b' '; sent]).unwrap();
-        s.shutdown(Shutdown::Write).unwrap();
+        // The daemon may answer from the head and close before these bytes
+        // arrive or before the half-close (then EPIPE, ECONNRESET or
+        // ENOTCONN here): what it answered is what the test reads.
+        let _ = s.write_all(&vec![b' '; sent]);
+        let _ = s.shutdown(Shutdown::Write);
     }
     let mut buf = vec![0u8; 4096];
     let n = s.read(&mut buf).unwrap();
