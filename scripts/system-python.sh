@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Sourced by the set-up scripts: the Python they make venvs with. Debian's own
 # /usr/bin/python3, the one that apt's python3-venv and python3-gi belong to and
 # the only one a fresh Debian 12 / 13 or Raspberry Pi OS has; not whichever
