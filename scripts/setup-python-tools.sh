@@ -14,12 +14,15 @@ STAMP="$VENV/.florence-pins"
 
 log() { printf 'setup: %s\n' "$*"; }
 
+# shellcheck source=scripts/system-python.sh
+source "$ROOT/scripts/system-python.sh"
+
 if [ -x "$VENV/bin/python" ] && [ -f "$STAMP" ] && cmp -s "$PINS" "$STAMP"; then
   log "Python test tools present in $VENV"
   exit 0
 fi
 log "installing the Python test tools ($PINS) into $VENV"
-python3 -m venv "$VENV"
+"$SYSTEM_PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$PINS"
 cp "$PINS" "$STAMP"
 log "Python test tools installed in $VENV"

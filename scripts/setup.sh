@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# Installs what florence needs on Debian 12 / Raspberry Pi OS bookworm:
-#  - the GStreamer 1.22 development packages, tools and Python bindings (apt),
-#  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel into
-#    .ort/lib/ (nothing is downloaded from anywhere but the package registries),
+# Installs what florence needs on Debian 12 / 13 and Raspberry Pi OS bookworm /
+# trixie (scripts/debian-root-check.sh runs it in a fresh root of each):
+#  - the GStreamer development packages (1.22 on Debian 12, 1.26 on 13), tools and
+#    Python bindings (apt),
+#  - ONNX Runtime's shared library, unpacked from the pinned PyPI wheel (its
+#    sha256 pinned) into .ort/lib/ (nothing is downloaded from anywhere but the
+#    package registries; pip runs in a throwaway venv, as a fresh Debian has no
+#    system pip),
 #  - promtool (the tests check florenced's /metrics with it), taken out of
-#    Debian's prometheus package into .tools/bin/ without installing the
-#    package, which would start a Prometheus server.
+#    Debian's package into .tools/bin/ without installing it (Debian 12 has it
+#    in prometheus, whose installation would start a Prometheus server; Debian
+#    13 in promtool); any 2.x from 2.42 (Debian 12) on is accepted (13 has 2.53).
 #  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
 #    into .test-venv/ (scripts/setup-python-tools.sh).
 #  - cargo-deb (pinned, `cargo install --locked`), which scripts/build-deb.sh uses
@@ -31,8 +36,11 @@ for arg in "$@"; do
 done
 ORT_VERSION="1.32.0"
 TOOLS_DIR="$ROOT/.tools/bin"
-# Debian 12's prometheus package; point releases only change the +debN suffix.
-PROMETHEUS_DEB_VERSION="2.42.0+ds-5"
+# The promtool versions accepted: 2.x from Debian 12's 2.42 on (Debian 13 has
+# 2.53); the tests use only `promtool check metrics`. 3.x, a major release the
+# tests have not been run with, is refused rather than trusted.
+PROMETHEUS_MIN_VERSION="2.42"
+PROMETHEUS_BELOW_VERSION="3~"
 CARGO_DEB_VERSION="3.8.0"
 # mdbook-linkcheck 0.7.7 is built for mdbook 0.4; the links are checked by
 # docs-check/tests/links.rs instead. Only the HTML renderer and search: the
@@ -59,7 +67,6 @@ APT_PACKAGES=(
   meson
   ninja-build
   systemd
-  python3-venv
   dpkg-dev
   # seccomp-exec (the unit's seccomp filter in tests) links libseccomp;
   # scripts/trace-syscalls.sh records florenced's system calls with strace.
@@ -73,6 +80,8 @@ log() { printf 'setup: %s\n' "$*"; }
 
 # shellcheck source=scripts/apt-common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/apt-common.sh"
+# shellcheck source=scripts/system-python.sh
+source "$(dirname "${BASH_SOURCE[0]}")/system-python.sh"
 
 # install_ort ARCH DIR: the library from the pinned wheel for ARCH into DIR.
 install_ort() {
@@ -92,15 +101,17 @@ install_ort() {
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
   log "fetching onnxruntime==$ORT_VERSION ($platform) from PyPI"
-  python3 -m pip download --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" \
-    --no-deps --only-binary=:all: --platform "$platform" --python-version 3.11 -d "$tmp"
+  # A throwaway venv's pip: Debian has no system pip unless python3-pip is installed.
+  "$SYSTEM_PYTHON" -m venv "$tmp/venv"
+  "$tmp/venv/bin/python" -m pip download --quiet --disable-pip-version-check "onnxruntime==$ORT_VERSION" \
+    --no-deps --only-binary=:all: --platform "$platform" --python-version 3.11 -d "$tmp/wheel"
   local wheel
-  wheel="$(ls "$tmp"/onnxruntime-"$ORT_VERSION"-*.whl)"
+  wheel="$(ls "$tmp"/wheel/onnxruntime-"$ORT_VERSION"-*.whl)"
   echo "$sha  $wheel" | sha256sum --check --quiet - || {
     log "sha256 of $(basename "$wheel") does not match the pinned $sha"; exit 1;
   }
   mkdir -p "$ort_dir"
-  python3 - "$wheel" "$ort_dir" "$ORT_VERSION" <<'PY'
+  "$SYSTEM_PYTHON" - "$wheel" "$ort_dir" "$ORT_VERSION" <<'PY'
 import sys, zipfile, os
 wheel, out, version = sys.argv[1:]
 name = f"onnxruntime/capi/libonnxruntime.so.{version}"
@@ -116,34 +127,68 @@ PY
   log "ONNX Runtime $ORT_VERSION ($arch) unpacked into $ort_dir"
 }
 
+# promtool_version_ok VERSION: is VERSION (a package or promtool version) in the accepted range?
+promtool_version_ok() {
+  dpkg --compare-versions "$1" ge "$PROMETHEUS_MIN_VERSION" &&
+    dpkg --compare-versions "$1" lt "$PROMETHEUS_BELOW_VERSION"
+}
+
+# The version promtool FILE reports ("promtool, version 2.53.3+ds1 (branch: ...").
+# awk reads to the end: leaving early would kill promtool with SIGPIPE, which
+# pipefail turns into a failure.
+promtool_version() {
+  { "$1" --version 2>&1 || true; } | awk '/version/ && v == "" {v = $3} END {print v}'
+}
+
+# candidate PACKAGE: the version apt would install, or nothing.
+candidate() {
+  apt-cache policy "$1" 2>/dev/null | awk '/Candidate:/ && $2 != "(none)" {print $2}'
+}
+
 install_promtool() {
-  if [ -x "$TOOLS_DIR/promtool" ]; then
-    log "promtool present in $TOOLS_DIR"
+  local have
+  if [ -x "$TOOLS_DIR/promtool" ] && have="$(promtool_version "$TOOLS_DIR/promtool")" &&
+    promtool_version_ok "$have"; then
+    log "promtool $have present in $TOOLS_DIR"
     return
   fi
-  local version
-  version="$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')"
-  if [ -z "$version" ] || [ "$version" = "(none)" ]; then
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    version="$(apt-cache policy prometheus | awk '/Candidate:/ {print $2}')"
+  [ -n "$(candidate prometheus)" ] || as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+  # Debian 13 ships promtool in a package of its own; Debian 12 inside prometheus.
+  local package version
+  for package in promtool prometheus; do
+    version="$(candidate "$package")"
+    [ -n "$version" ] && break
+  done
+  if [ -z "$version" ]; then
+    log "neither the promtool nor the prometheus package is known to apt"
+    exit 1
   fi
-  case "$version" in
-    "$PROMETHEUS_DEB_VERSION"*) ;;
-    *) log "prometheus $version is not the pinned $PROMETHEUS_DEB_VERSION"; exit 1 ;;
-  esac
+  if ! promtool_version_ok "$version"; then
+    log "package $package $version is outside the accepted range (>= $PROMETHEUS_MIN_VERSION, < 3)"
+    exit 1
+  fi
   local tmp
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' RETURN
-  log "fetching promtool from the Debian package prometheus=$version"
+  log "fetching promtool from the Debian package $package=$version"
   # As root, apt downloads as its own user, who cannot write into a private
   # temporary folder; it falls back to root anyway, so say so and spare the warning.
   local sandbox=()
   [ "$(id -u)" -eq 0 ] && sandbox=(-o APT::Sandbox::User=root)
-  (cd "$tmp" && apt-get download -q "${sandbox[@]}" "prometheus=$version" >/dev/null)
-  dpkg-deb -x "$tmp"/prometheus_*.deb "$tmp/x"
+  (cd "$tmp" && apt-get download -q "${sandbox[@]}" "$package=$version" >/dev/null)
+  dpkg-deb -x "$tmp/${package}_"*.deb "$tmp/x"
+  if [ ! -x "$tmp/x/usr/bin/promtool" ]; then
+    log "the package $package=$version has no usr/bin/promtool"
+    exit 1
+  fi
+  have="$(promtool_version "$tmp/x/usr/bin/promtool")"
+  if ! promtool_version_ok "$have"; then
+    log "promtool of $package=$version says version '$have', outside the accepted range"
+    exit 1
+  fi
   mkdir -p "$TOOLS_DIR"
   install -m 755 "$tmp/x/usr/bin/promtool" "$TOOLS_DIR/promtool"
-  log "promtool $version unpacked into $TOOLS_DIR"
+  log "promtool $have ($package $version) unpacked into $TOOLS_DIR"
 }
 
 install_cargo_deb() {
