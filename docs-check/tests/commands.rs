@@ -25,6 +25,11 @@ use docs_check::{commands, documents, read, root, shown};
 /// (command, file that runs it, evidence that must appear in that file).
 const RUN: &[(&str, &str, &str)] = &[
     (
+        "cargo build --release --locked",
+        "scripts/debian-root-check.sh",
+        "cargo build --release --locked",
+    ),
+    (
         "bash scripts/setup.sh",
         "scripts/test.sh",
         "bash scripts/setup.sh",
@@ -194,8 +199,8 @@ const RUN: &[(&str, &str, &str)] = &[
 /// (command, why no test runs it).
 const NOT_RUN: &[(&str, &str)] = &[
     (
-        "cargo build --release --locked",
-        "CI builds and tests the same code in the debug profile (scripts/test.sh: cargo build --workspace --locked); a release build of the workspace costs CI several more minutes on 2 cores",
+        "sudo apt-get install git build-essential curl",
+        "the fresh Debian 12 and 13 roots of scripts/debian-root-check.sh are made with exactly these packages (BASE_PACKAGES, by mmdebstrap) before set-up runs in them",
     ),
     (
         "cargo build --release --locked --features gst-florence/hailo",
