@@ -47,8 +47,35 @@ case "$RELEASE" in
 esac
 [ "$(id -u)" -eq 0 ] || fail "needs root (mmdebstrap, chroot and mounts)"
 
-MIRROR="http://deb.debian.org/debian"
-SECURITY_MIRROR="http://deb.debian.org/debian-security"
+# host_apt_sources: "URI SUITE..." for each source of this machine's apt
+# (deb822 .sources files and one-line .list entries).
+host_apt_sources() {
+  local f
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -r "$f" ] || continue
+    awk 'BEGIN { RS = ""; FS = "\n" }
+      { uri = ""; suites = ""
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { uri = $i; sub(/^URIs:[ \t]*/, "", uri); sub(/[ \t].*/, "", uri) }
+          if ($i ~ /^Suites:/) { suites = $i; sub(/^Suites:[ \t]*/, "", suites) }
+        }
+        if (uri != "") print uri, suites }' "$f"
+  done
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -r "$f" ] || continue
+    awk '$1 == "deb" { i = 2; if ($i ~ /^\[/) { while ($i !~ /\]$/) i++; i++ } print $i, $(i + 1) }' "$f"
+  done
+}
+# The Debian archive and its security archive as this machine's apt reaches
+# them (so the root uses the registry the host is set up for), unless
+# FLORENCE_DEBIAN_MIRROR / FLORENCE_DEBIAN_SECURITY_MIRROR say otherwise.
+host_codename="$(. /etc/os-release && printf '%s' "${VERSION_CODENAME:-}")"
+MIRROR="${FLORENCE_DEBIAN_MIRROR:-$(host_apt_sources |
+  awk -v c="$host_codename" '{ for (i = 2; i <= NF; i++) if ($i == c) { print $1; exit } }')}"
+SECURITY_MIRROR="${FLORENCE_DEBIAN_SECURITY_MIRROR:-$(host_apt_sources |
+  awk -v c="$host_codename-security" '{ for (i = 2; i <= NF; i++) if ($i == c) { print $1; exit } }')}"
+[ -n "$MIRROR" ] && [ -n "$SECURITY_MIRROR" ] ||
+  fail "cannot tell this machine's Debian archive from its apt sources (release $host_codename): set FLORENCE_DEBIAN_MIRROR and FLORENCE_DEBIAN_SECURITY_MIRROR"
 VARIANT="important"
 # What the README says a user has besides Debian itself (Rust comes from rustup).
 BASE_PACKAGES=(git build-essential curl ca-certificates)
