@@ -31,8 +31,10 @@ work=${keep:-$(mktemp -d)}
 mkdir -p "$work/cache"
 notify_pid=""
 strace_pid=""
+daemon_pid=""
 cleanup() {
-  for pid in $strace_pid $notify_pid; do kill "$pid" 2>/dev/null || true; done
+  # The daemon too: a killed strace detaches and leaves its tracee running.
+  for pid in $daemon_pid $strace_pid $notify_pid; do kill "$pid" 2>/dev/null || true; done
   [ -n "$keep" ] || rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,15 +68,23 @@ until [ -S "$work/notify.sock" ]; do
 done
 
 NOTIFY_SOCKET="$work/notify.sock" WATCHDOG_USEC=2000000 CACHE_DIRECTORY="$work/cache" \
-  strace -f -qq -o "$work/strace.log" "$binary" --config "$work/config.yaml" 2>"$work/florenced.log" &
+  strace -f -qq -o "$work/strace.log" "$binary" --config "$work/config.yaml" >>"$work/florenced.log" 2>&1 &
 strace_pid=$!
-# Signals go to florenced itself, strace's child.
-until daemon_pid=$(cat "/proc/$strace_pid/task/$strace_pid/children" 2>/dev/null) && [ -n "$daemon_pid" ]; do
+# Signals go to florenced itself: the child of strace that runs the binary (a
+# child read before its exec, or another one strace starts, is not it).
+exe=$(readlink -f "$binary")
+florenced_child() {
+  local c
+  for c in $(cat /proc/"$strace_pid"/task/*/children 2>/dev/null); do
+    [ "$(readlink "/proc/$c/exe" 2>/dev/null)" = "$exe" ] && { echo "$c"; return; }
+  done
+  return 0
+}
+until daemon_pid=$(florenced_child) && [ -n "$daemon_pid" ]; do
   kill -0 "$strace_pid" 2>/dev/null || { echo "trace-syscalls.sh: strace ended" >&2; exit 1; }
   guard "florenced process"
   sleep 0.05
 done
-daemon_pid=${daemon_pid%% *}
 wait_log() {
   local pattern=$1
   until grep -q "$pattern" "$work/florenced.log"; do
@@ -104,6 +114,7 @@ caption "{\"image\": \"$b64\", \"num_beams\": 3}"
 kill -TERM "$daemon_pid"
 wait "$strace_pid"
 strace_pid=""
+daemon_pid=""
 
 # "pid  name(args) = result": count the names (also of calls that failed).
 # ("<... name resumed>" continues a call already counted; "+++"/"---" are exits and signals.)
