@@ -121,13 +121,31 @@ pub fn run_installed_florenced(exe: &Path) -> serde_json::Value {
 /// A GStreamer tool that sees the installed plugin directory (first) and the
 /// system's, with its own registry, as a user without GST_PLUGIN_PATH would.
 pub fn gst_tool(tool: &str, plugin_dir: &Path, registry: &Path) -> Command {
+    let host = host_plugins_without_florence(registry.parent().unwrap_or(Path::new(".")));
     let mut cmd = clean(tool);
     cmd.env(
         "GST_PLUGIN_SYSTEM_PATH",
-        format!("{}:{}", plugin_dir.display(), system_plugin_dir()),
+        format!("{}:{}", plugin_dir.display(), host.display()),
     )
     .env("GST_REGISTRY", registry);
     cmd
+}
+
+/// GStreamer's system plugins (links in `beside/host-plugins`) without
+/// florence's: on a machine where the service is installed, its link in the
+/// system directory must not stand in for the tree under test.
+fn host_plugins_without_florence(beside: &Path) -> PathBuf {
+    let dir = beside.join("host-plugins");
+    if !dir.is_dir() {
+        std::fs::create_dir_all(&dir).unwrap();
+        for entry in std::fs::read_dir(system_plugin_dir()).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_name() != "libgstflorence.so" {
+                std::os::unix::fs::symlink(entry.path(), dir.join(entry.file_name())).unwrap();
+            }
+        }
+    }
+    dir
 }
 
 /// One frame through florencecaption; the outcome of gst-launch-1.0 -m.
