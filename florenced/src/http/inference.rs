@@ -179,8 +179,13 @@ pub(crate) async fn task(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
+    run_task(&st, &name, req, Bodies::Any).await
+}
+
+/// `/v1/tasks/{task}` and its `/raw` twin: the task named in the path.
+async fn run_task(st: &Arc<AppState>, name: &str, req: Request, bodies: Bodies) -> Response {
     match name.parse::<Task>() {
-        Ok(t) => respond(infer(&st, req, Route::Task(t), Bodies::Any).await),
+        Ok(t) => respond(infer(st, req, Route::Task(t), bodies).await),
         Err(e) => ApiError::invalid_params(e.to_string()).into_response(),
     }
 }
@@ -211,10 +216,7 @@ pub(crate) async fn task_raw(
     Path(name): Path<String>,
     req: Request,
 ) -> Response {
-    match name.parse::<Task>() {
-        Ok(t) => respond(infer(&st, req, Route::Task(t), Bodies::RawImage).await),
-        Err(e) => ApiError::invalid_params(e.to_string()).into_response(),
-    }
+    run_task(&st, &name, req, Bodies::RawImage).await
 }
 
 #[utoipa::path(
