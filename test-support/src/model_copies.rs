@@ -13,14 +13,28 @@ use std::path::Path;
 
 /// Copies the directory tree `from` to `to`.
 pub fn copy_dir(from: &Path, to: &Path) {
+    tree_again(from, to, &|file, target| {
+        std::fs::copy(file, target).unwrap();
+    });
+}
+
+/// The tree `from` again at `to`, every file a symlink to its original.
+pub fn link_tree(from: &Path, to: &Path) {
+    tree_again(from, to, &|file, target| {
+        std::os::unix::fs::symlink(file, target).unwrap();
+    });
+}
+
+/// `from`'s folders made again under `to`, each file placed by `place(file, target)`.
+fn tree_again(from: &Path, to: &Path, place: &dyn Fn(&Path, &Path)) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
+            tree_again(&entry.path(), &target, place);
         } else {
-            std::fs::copy(entry.path(), target).unwrap();
+            place(&entry.path(), &target);
         }
     }
 }

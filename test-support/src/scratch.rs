@@ -24,7 +24,7 @@ impl Scratch {
     /// A model directory named `name` whose files link to the tiny model's.
     pub fn model(&self, name: &str) -> PathBuf {
         let dir = self.path().join(name);
-        link_tree(&super::tiny_model_dir(), &dir);
+        super::model_copies::link_tree(&super::tiny_model_dir(), &dir);
         dir
     }
 
@@ -41,19 +41,5 @@ impl Scratch {
         let path = self.path().join("florenced.yaml");
         std::fs::write(&path, text).unwrap();
         path
-    }
-}
-
-/// The tree `from` again at `to`, every file a symlink to its original.
-pub fn link_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            link_tree(&entry.path(), &target);
-        } else {
-            std::os::unix::fs::symlink(entry.path(), target).unwrap();
-        }
     }
 }
