@@ -39,12 +39,7 @@ impl SplitNetworks for OnnxStandIns {
             .text_encoder
             .run(ort::inputs! {"inputs_embeds" => input})
             .map_err(ort_err("hailo text encoder"))?;
-        let (_, data) = out
-            .get("last_hidden_state")
-            .ok_or_else(|| missing("hailo text encoder", "last_hidden_state"))?
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("hailo text encoder"))?;
-        Ok(data.to_vec())
+        f32_output(&out, "hailo text encoder", "last_hidden_state")
     }
 
     fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError> {
@@ -56,11 +51,20 @@ impl SplitNetworks for OnnxStandIns {
             .decoder
             .run(ort::inputs! {"encoder_hidden_states" => s, "inputs_embeds" => w})
             .map_err(ort_err("hailo decoder"))?;
-        let (_, data) = out
-            .get("logits")
-            .ok_or_else(|| missing("hailo decoder", "logits"))?
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err("hailo decoder"))?;
-        Ok(data.to_vec())
+        f32_output(&out, "hailo decoder", "logits")
     }
+}
+
+/// The float output `name` of a stand-in's run, copied out.
+fn f32_output(
+    out: &ort::session::SessionOutputs<'_>,
+    stage: &'static str,
+    name: &str,
+) -> Result<Vec<f32>, EngineError> {
+    let (_, data) = out
+        .get(name)
+        .ok_or_else(|| missing(stage, name))?
+        .try_extract_tensor::<f32>()
+        .map_err(ort_err(stage))?;
+    Ok(data.to_vec())
 }
