@@ -525,30 +525,15 @@ mod tests {
         }
     }
 
-    fn write(text: &str) -> tempfile_path::TempPath {
-        tempfile_path::TempPath::new(text)
-    }
+    /// A configuration file in its own scratch directory: `.0` is its path.
+    struct Written(
+        std::path::PathBuf,
+        #[allow(dead_code)] florence_test_support::scratch::Scratch,
+    );
 
-    mod tempfile_path {
-        pub struct TempPath(pub std::path::PathBuf);
-        impl TempPath {
-            pub fn new(text: &str) -> Self {
-                use std::sync::atomic::{AtomicU32, Ordering};
-                static N: AtomicU32 = AtomicU32::new(0);
-                let p = std::env::temp_dir().join(format!(
-                    "florenced-config-{}-{}.yaml",
-                    std::process::id(),
-                    N.fetch_add(1, Ordering::SeqCst)
-                ));
-                std::fs::write(&p, text).unwrap();
-                TempPath(p)
-            }
-        }
-        impl Drop for TempPath {
-            fn drop(&mut self) {
-                let _ = std::fs::remove_file(&self.0);
-            }
-        }
+    fn write(text: &str) -> Written {
+        let dir = florence_test_support::scratch::Scratch::new("config");
+        Written(dir.config(text), dir)
     }
 
     #[test]

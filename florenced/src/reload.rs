@@ -175,8 +175,8 @@ mod tests {
 
     #[test]
     fn model_files_notice_a_change_and_a_missing_directory() {
-        let dir = std::env::temp_dir().join(format!("florenced-files-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let scratch = florence_test_support::scratch::Scratch::new("files");
+        let dir = scratch.path().join("model");
         std::fs::create_dir_all(dir.join("onnx")).unwrap();
         std::fs::write(dir.join("config.json"), "{}").unwrap();
         std::fs::write(dir.join("onnx/a.onnx"), "1").unwrap();

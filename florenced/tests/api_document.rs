@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::scratch::Scratch;
 use common::*;
 use serde_json::{Value, json};
 
@@ -19,14 +20,6 @@ fn venv_tool(name: &str) -> PathBuf {
         p.display()
     );
     p
-}
-
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("florenced-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 fn operations(doc: &Value) -> Vec<(String, String, Value)> {
@@ -329,7 +322,8 @@ fn docs_is_an_interactive_page_served_from_the_binary() {
 #[test]
 fn schemathesis_finds_no_failure_against_the_real_daemon() {
     let d = Spawn::new().ready();
-    let work = scratch("schemathesis");
+    let scratch = Scratch::new("schemathesis");
+    let work = scratch.path();
     let image = root().join("tests/fixtures/images/scene_300x200.png");
     let python = root().join("florenced/tests/python");
     // Every check; examples bounded per operation; one client, as the daemon
@@ -360,7 +354,7 @@ fn schemathesis_finds_no_failure_against_the_real_daemon() {
             "--generation-database",
             "none",
         ])
-        .current_dir(&work)
+        .current_dir(work)
         .env("PYTHONPATH", &python)
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("FLORENCED_TEST_IMAGE", &image)
@@ -390,7 +384,6 @@ fn schemathesis_finds_no_failure_against_the_real_daemon() {
         !tested.is_empty() && stdout.contains(&format!("Selected: {tested}/{tested}")),
         "not every operation was tested:\n{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&work);
 }
 
 /// Runs Python with the generated client on its path; returns its stdout as JSON.
@@ -414,7 +407,8 @@ fn run_client(dir: &Path, script: &str, addr: std::net::SocketAddr, image: &Path
 #[test]
 fn a_client_generated_from_the_document_captions_answers_and_detects() {
     let d = Spawn::new().ready();
-    let work = scratch("client");
+    let scratch = Scratch::new("client");
+    let work = scratch.path();
     let doc_path = work.join("openapi.json");
     std::fs::write(&doc_path, d.get("/openapi.json").body).unwrap();
     let out = Command::new(venv_tool("openapi-python-client"))
@@ -425,7 +419,7 @@ fn a_client_generated_from_the_document_captions_answers_and_detects() {
         .arg(work.join("client"))
         .arg("--meta")
         .arg("none")
-        .current_dir(&work)
+        .current_dir(work)
         .output()
         .unwrap();
     assert!(
@@ -460,5 +454,4 @@ fn a_client_generated_from_the_document_captions_answers_and_detects() {
     );
     assert_eq!(got["od"], plain("/v1/tasks/od", json!({}))["result"]);
     assert_eq!(got["caption_multipart"], got["caption"]);
-    let _ = std::fs::remove_dir_all(&work);
 }

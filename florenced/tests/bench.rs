@@ -8,6 +8,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use common::process::succeed;
+use common::scratch::Scratch;
 use common::{model_dir, root};
 
 #[test]
@@ -92,8 +93,8 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
 
 #[test]
 fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_ratios() {
-    let scratch = std::env::temp_dir().join(format!("florence-bench-test-{}", std::process::id()));
-    let (logs, cache) = (scratch.join("logs"), scratch.join("cache"));
+    let scratch = Scratch::new("bench-test");
+    let (logs, cache) = (scratch.path().join("logs"), scratch.path().join("cache"));
     let out = succeed(
         Command::new("bash")
             .current_dir(root())
@@ -172,15 +173,14 @@ fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_rat
         assert!(cells[9].contains("/1 identical"), "{row}");
         assert!(cells[10].contains("/48 identical"), "{row}");
     }
-    let _ = std::fs::remove_dir_all(&scratch);
 }
 
 #[test]
 fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
     // References in which one recorded greedy caption was changed at a step with a
     // clear margin: the onnxruntime loop now "disagrees with transformers".
-    let fixtures = std::env::temp_dir().join(format!("florence-bench-refs-{}", std::process::id()));
-    std::fs::create_dir_all(&fixtures).unwrap();
+    let scratch = Scratch::new("bench-refs");
+    let fixtures = scratch.path();
     let mut refs: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(root().join("tests/fixtures/references.json")).unwrap(),
     )
@@ -211,7 +211,7 @@ fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
         .arg("--ort-python")
         .arg(&python)
         .arg("--fixtures")
-        .arg(&fixtures)
+        .arg(fixtures)
         .args(["--fixture-images", "scene_640x480", "--image"])
         .arg(root().join("tests/fixtures/images/scene_640x480.png"))
         .args(["--rounds", "1", "--threads", "1", "--variants", "fp32"])
@@ -233,5 +233,4 @@ fn bench_withholds_ratios_when_the_python_peer_disagrees_with_transformers() {
         .find(|l| l.contains("| fp32 384 | onnxruntime-Python loop |"))
         .unwrap();
     assert!(row.trim_end().ends_with("| - |"), "{row}");
-    let _ = std::fs::remove_dir_all(&fixtures);
 }

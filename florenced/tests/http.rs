@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 use std::sync::Arc;
 
+use common::scratch::Scratch;
 use common::*;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
@@ -776,9 +777,8 @@ fn model_problems_stop_start_up_with_a_clear_message() {
     assert!(err.contains("/nonexistent/florence-model"), "{err}");
 
     // A broken graph: the decoder truncated.
-    let dir = std::env::temp_dir().join(format!("florenced-broken-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    common::model_copies::copy_dir(&model_dir(), &dir);
+    let scratch = Scratch::new("broken");
+    let dir = scratch.model_copy("model");
     let decoder = dir.join("onnx/decoder_model_merged.onnx");
     let bytes = std::fs::read(&decoder).unwrap();
     std::fs::write(&decoder, &bytes[..bytes.len() / 3]).unwrap();
@@ -811,7 +811,6 @@ fn model_problems_stop_start_up_with_a_clear_message() {
     );
     assert_eq!(r.error_code(503), "model_not_ready");
     drop(d);
-    let _ = std::fs::remove_dir_all(&dir);
 
     // Configuration mistakes name the key and stop before anything starts.
     let out = Spawn::new()
@@ -897,7 +896,8 @@ fn a_client_that_disconnects_drops_its_queued_work() {
 fn an_inference_failure_answers_500_and_the_service_goes_on() {
     // Loads fine; ONNX Runtime fails on prompts holding <loc_999> (a region that
     // reaches the image's right or bottom edge).
-    let dir = std::env::temp_dir().join(format!("florenced-short-table-{}", std::process::id()));
+    let scratch = Scratch::new("short-table");
+    let dir = scratch.path().join("model");
     common::model_copies::model_with_short_embedding_table(&model_dir(), &dir);
     let d = Spawn::new().model_dir(&dir).ready();
     let png = fixture_png("pattern_200x300");
@@ -938,7 +938,6 @@ fn an_inference_failure_answers_500_and_the_service_goes_on() {
     assert_eq!(m["requests_total"], 4);
     assert_eq!(m["requests_failed"], 1);
     assert_eq!(d.get("/health").status, 200);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -988,12 +987,12 @@ fn warm_up_runs_before_ready_and_a_model_that_cannot_run_fails_start_up() {
 
     // A model that loads (every signature right) but cannot run a caption: the
     // warm-up finds it, start-up fails with the cause instead of reporting ready.
-    let dir = std::env::temp_dir().join(format!("florenced-no-rows-{}", std::process::id()));
+    let scratch = Scratch::new("no-rows");
+    let dir = scratch.path().join("model");
     common::model_copies::model_with_embedding_rows(&model_dir(), &dir, 100);
     let err = Spawn::new().model_dir(&dir).failure();
     assert!(
         err.contains("warm-up inference failed") && err.contains("Gather"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

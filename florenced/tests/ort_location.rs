@@ -7,6 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::scratch::Scratch;
 use common::*;
 
 /// `florenced` as if installed under `prefix/bin` (a hard link: same inode, so
@@ -35,8 +36,8 @@ fn caption_one(exe: &Path, cwd: &Path) -> std::process::Output {
 
 #[test]
 fn an_installed_binary_searches_beside_itself_and_not_the_checkout() {
-    let prefix = std::env::temp_dir().join(format!("florenced-installed-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&prefix);
+    let scratch = Scratch::new("installed");
+    let prefix = scratch.path().to_path_buf();
     let exe = install(&prefix);
     let checkout = root().canonicalize().unwrap();
 
@@ -82,5 +83,4 @@ fn an_installed_binary_searches_beside_itself_and_not_the_checkout() {
         line["result"].is_object() || line["result"].is_string(),
         "{line}"
     );
-    let _ = std::fs::remove_dir_all(&prefix);
 }

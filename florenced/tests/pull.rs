@@ -135,19 +135,15 @@ impl Drop for LoopbackHub {
 }
 
 /// A fresh directory for one test: its Hub cache and HF_HOME live inside.
-struct Scratch(PathBuf);
+struct Scratch(common::scratch::Scratch);
 
 impl Scratch {
     fn new(name: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("florenced-pull-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
+        Scratch(common::scratch::Scratch::new(&format!("pull-{name}")))
     }
 
     fn cache(&self) -> PathBuf {
-        self.0.join("hub")
+        self.0.path().join("hub")
     }
 
     fn repo_folder(&self) -> PathBuf {
@@ -168,7 +164,7 @@ impl Scratch {
             .current_dir(root())
             .env("HF_ENDPOINT", endpoint)
             .env("HF_HUB_CACHE", self.cache())
-            .env("HF_HOME", self.0.join("hf-home"))
+            .env("HF_HOME", self.0.path().join("hf-home"))
             .env("FLORENCED_THREADS", "1");
         for k in [
             "HF_TOKEN",
@@ -200,12 +196,6 @@ impl Scratch {
         let mut all = vec!["pull"];
         all.extend(args);
         self.florenced(&hub.endpoint(), &all).output().unwrap()
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -343,7 +333,7 @@ fn model_dir_is_a_standalone_directory_and_the_daemon_serves_a_repository_id() {
     use std::os::unix::fs::MetadataExt;
     let hub = LoopbackHub::start(&[]);
     let s = Scratch::new("layout");
-    let dir = s.0.join("models/Florence-2-base-ft");
+    let dir = s.0.path().join("models/Florence-2-base-ft");
     let out = ok(s.pull(
         &hub,
         &[
@@ -375,7 +365,8 @@ fn model_dir_is_a_standalone_directory_and_the_daemon_serves_a_repository_id() {
         assert_eq!((m.dev(), m.ino()), (blob.dev(), blob.ino()), "{f}");
     }
     assert!(
-        !s.0.join("models")
+        !s.0.path()
+            .join("models")
             .read_dir()
             .unwrap()
             .flatten()
@@ -776,7 +767,7 @@ fn the_installers_pull_step_lays_out_the_configured_model_directory() {
     // /var/lib; here it runs on a scratch tree (install.sh itself needs root and systemd).
     let hub = LoopbackHub::start(&[]);
     let s = Scratch::new("install");
-    let state = s.0.join("var/lib/hailo-florence");
+    let state = s.0.path().join("var/lib/hailo-florence");
     let run = || {
         let mut c = Command::new(root().join("systemd/pull-model.sh"));
         s.hub_env(&hub.endpoint(), &mut c);
@@ -827,7 +818,7 @@ fn the_readmes_service_install_and_package_pull_fetch_the_model() {
     let s = Scratch::new("readme-ops");
     let line = installed::readme_command("sudo systemd/install.sh --model");
     let args: Vec<&str> = line.split_whitespace().skip(2).collect();
-    let dest = s.0.join("root");
+    let dest = s.0.path().join("root");
     let built = installed::artefacts();
     let mut c = Command::new("bash");
     s.hub_env(&hub.endpoint(), &mut c);
@@ -868,7 +859,7 @@ fn the_readmes_service_install_and_package_pull_fetch_the_model() {
     // After the package: the pull its postinst prints, as the README shows it.
     let line =
         installed::readme_command("sudo HF_HUB_CACHE=/var/lib/hailo-florence/hub florenced pull");
-    let state = s.0.join("package-state");
+    let state = s.0.path().join("package-state");
     let command = line
         .trim_start_matches("sudo ")
         .replace("/var/lib/hailo-florence", &state.display().to_string());

@@ -8,14 +8,14 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::process::succeed;
+use common::scratch::Scratch;
 use common::*;
 use serde_json::json;
 
 #[test]
 fn notify_ready_watchdog_and_graceful_stop() {
-    let sock_path =
-        std::env::temp_dir().join(format!("florenced-notify-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock_path);
+    let scratch = Scratch::new("notify");
+    let sock_path = scratch.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     let (tx, rx) = mpsc::channel::<(Instant, String)>();
     std::thread::spawn(move || {
@@ -103,15 +103,14 @@ fn notify_ready_watchdog_and_graceful_stop() {
     }
     let status = d.wait_exit(Duration::from_secs(60));
     assert!(status.success(), "exit status {status:?}");
-    let _ = std::fs::remove_file(&sock_path);
 }
 
 #[test]
 fn a_stuck_worker_stops_the_watchdog() {
     // Without a watchdog nothing is sent; with one, a long inference (far longer
     // than half the watchdog interval) pauses the pings until it finishes.
-    let sock_path = std::env::temp_dir().join(format!("florenced-wd-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock_path);
+    let scratch = Scratch::new("watchdog");
+    let sock_path = scratch.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -158,7 +157,6 @@ fn a_stuck_worker_stops_the_watchdog() {
         }
     }
     assert!(resumed, "watchdog pings did not resume");
-    let _ = std::fs::remove_file(&sock_path);
 }
 
 #[test]
@@ -209,8 +207,8 @@ fn the_unit_file_is_valid_for_systemd() {
     );
     let analyze = which("systemd-analyze")
         .expect("systemd-analyze (package systemd, installed by scripts/setup.sh)");
-    let dir = std::env::temp_dir().join(format!("florenced-unit-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("unit");
+    let dir = scratch.path();
     let path = dir.join("hailo-florence.service");
     std::fs::write(
         &path,
@@ -237,7 +235,6 @@ fn the_unit_file_is_valid_for_systemd() {
         .filter(|l| !l.contains("User") && !l.contains("Group"))
         .collect();
     assert!(problems.is_empty(), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn which(name: &str) -> Result<std::path::PathBuf, ()> {
@@ -253,8 +250,8 @@ fn which(name: &str) -> Result<std::path::PathBuf, ()> {
 fn health_is_503_and_not_ready_while_the_model_loads() {
     // A model directory whose config.json is a FIFO: loading blocks on it until
     // the test writes the file, so "loading" is observed for as long as needed.
-    let dir = std::env::temp_dir().join(format!("florenced-slow-model-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = Scratch::new("slow-model");
+    let dir = scratch.path().join("model");
     std::fs::create_dir_all(&dir).unwrap();
     for entry in std::fs::read_dir(model_dir()).unwrap() {
         let entry = entry.unwrap();
@@ -266,9 +263,7 @@ fn health_is_503_and_not_ready_while_the_model_loads() {
     let c_path = std::ffi::CString::new(fifo.display().to_string()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
 
-    let sock_path =
-        std::env::temp_dir().join(format!("florenced-loading-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock_path);
+    let sock_path = scratch.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .unwrap();
@@ -322,15 +317,13 @@ fn health_is_503_and_not_ready_while_the_model_loads() {
     assert_eq!(d.get("/health").status, 200);
     let r = d.post_json("/v1/caption", &json!({"image": b64(&png)}));
     assert_eq!(r.status, 200, "{}", r.text());
-    let _ = std::fs::remove_file(&sock_path);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The unit's ExecStartPre: only `backend: hailo` needs the device node.
 #[test]
 fn the_device_check_runs_only_for_the_hailo_backend() {
-    let dir = std::env::temp_dir().join(format!("florenced-devcheck-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::new("devcheck");
+    let dir = scratch.path();
     let check = |backend: &str, device: &str| {
         let config = dir.join(format!("{backend}.yaml"));
         std::fs::write(
@@ -362,5 +355,4 @@ fn the_device_check_runs_only_for_the_hailo_backend() {
     );
     // A character device the service can read and write passes.
     assert!(check("hailo", "/dev/null").status.success());
-    let _ = std::fs::remove_dir_all(&dir);
 }

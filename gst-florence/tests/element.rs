@@ -632,7 +632,8 @@ fn an_inference_failure_warns_and_the_stream_goes_on() {
     init();
     // Loads fine; ONNX Runtime fails on prompts holding <loc_999>, i.e. a region
     // reaching the right or bottom edge.
-    let dir = std::env::temp_dir().join(format!("florence-short-table-{}", std::process::id()));
+    let scratch = common::scratch::Scratch::new("short-table");
+    let dir = scratch.path().join("model");
     common::model_copies::model_with_short_embedding_table(&common::tiny_model_dir(), &dir);
     let img = fixture_image("pattern_200x300");
     for mode in ["every-frame", "live"] {
@@ -731,7 +732,6 @@ fn an_inference_failure_warns_and_the_stream_goes_on() {
         }
         pipeline.set_state(gst::State::Null).unwrap();
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Runs a pipeline to EOS (or fails after `limit`), returning its element messages.

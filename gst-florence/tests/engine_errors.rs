@@ -1,6 +1,8 @@
 //! Bad requests and broken model directories give typed errors, never a panic.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use gstflorence::engine::SessionOptions;
@@ -11,7 +13,7 @@ use gstflorence::engine::task::{PromptError, Task, TaskInput};
 use gstflorence::engine::{EngineError, Florence, GenerationOptions, Request};
 
 fn tiny() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/tiny-florence2")
+    common::tiny_model_dir()
 }
 
 fn options() -> SessionOptions {
@@ -126,10 +128,7 @@ fn odd_images_and_sampling_run() {
 #[test]
 fn corrupt_images_are_decode_errors() {
     let limits = ImageLimits::default();
-    let png = std::fs::read(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/images/scene_640x480.png"),
-    )
-    .unwrap();
+    let png = common::fixture_png("scene_640x480");
     assert!(image_io::decode(&png, &limits, true).is_ok());
     assert!(matches!(
         image_io::decode(&png[..png.len() / 2], &limits, true),
@@ -152,8 +151,8 @@ fn corrupt_images_are_decode_errors() {
 
 #[test]
 fn missing_or_broken_tokenizer_is_named() {
-    let dir = std::env::temp_dir().join(format!("florence-tok-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let scratch = common::scratch::Scratch::new("tok");
+    let dir = scratch.path();
     std::fs::create_dir_all(dir.join("onnx")).unwrap();
     for f in [
         "config.json",
@@ -162,13 +161,12 @@ fn missing_or_broken_tokenizer_is_named() {
     ] {
         std::fs::copy(tiny().join(f), dir.join(f)).unwrap();
     }
-    let err = Florence::load(&dir, options()).unwrap_err();
+    let err = Florence::load(dir, options()).unwrap_err();
     assert!(matches!(err, ModelError::MissingTokenizer { .. }), "{err}");
     std::fs::write(dir.join("tokenizer.json"), "{\"not\": \"a tokenizer\"}").unwrap();
-    let err = Florence::load(&dir, options()).unwrap_err();
+    let err = Florence::load(dir, options()).unwrap_err();
     assert!(matches!(err, ModelError::Tokenizer { .. }), "{err}");
     assert!(err.to_string().contains("tokenizer.json"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

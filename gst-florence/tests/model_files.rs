@@ -11,7 +11,7 @@ use gstflorence::engine::signature::{Graph, Mismatch};
 use gstflorence::engine::{ModelFiles, SessionOptions};
 
 use common::fixtures;
-use common::model_copies::copy_dir;
+use common::scratch::Scratch;
 
 fn tiny() -> PathBuf {
     fixtures().join("tiny-florence2")
@@ -25,11 +25,10 @@ fn options() -> SessionOptions {
 }
 
 /// A copy of the tiny model directory that a test may damage.
-fn scratch_copy(name: &str) -> PathBuf {
-    let dst = std::env::temp_dir().join(format!("florence-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dst);
-    copy_dir(&tiny(), &dst);
-    dst
+fn scratch_copy(name: &str) -> (Scratch, PathBuf) {
+    let scratch = Scratch::new(name);
+    let dst = scratch.model_copy("model");
+    (scratch, dst)
 }
 
 #[test]
@@ -144,31 +143,29 @@ fn public_onnx_community_configs_parse() {
 
 #[test]
 fn missing_graph_is_named() {
-    let dir = scratch_copy("missing");
+    let (_scratch, dir) = scratch_copy("missing");
     std::fs::remove_file(dir.join("onnx/encoder_model.onnx")).unwrap();
     let err = describe(&dir, &options()).unwrap_err();
     assert!(
         matches!(&err, ModelError::MissingGraph { graph: Graph::Encoder, path } if path.ends_with("onnx/encoder_model.onnx")),
         "{err}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn truncated_graph_is_a_load_error() {
-    let dir = scratch_copy("truncated");
+    let (_scratch, dir) = scratch_copy("truncated");
     let path = dir.join("onnx/decoder_model_merged.onnx");
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     let err = describe(&dir, &options()).unwrap_err();
     assert!(matches!(err, ModelError::Load { .. }), "{err}");
     assert!(err.to_string().contains("decoder_model_merged.onnx"));
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn renamed_input_is_a_signature_error() {
-    let dir = scratch_copy("renamed");
+    let (_scratch, dir) = scratch_copy("renamed");
     let path = dir.join("onnx/encoder_model.onnx");
     let bytes = std::fs::read(&path).unwrap();
     // Same length, so the protobuf stays well-formed: only the name changes.
@@ -201,12 +198,11 @@ fn renamed_input_is_a_signature_error() {
         err.to_string().contains("missing input `attention_mask`"),
         "{err}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]
 fn config_inconsistent_with_graphs_is_refused() {
-    let dir = scratch_copy("inconsistent");
+    let (_scratch, dir) = scratch_copy("inconsistent");
     let path = dir.join("config.json");
     let mut cfg: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -220,7 +216,6 @@ fn config_inconsistent_with_graphs_is_refused() {
         )),
         "{err}"
     );
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -5,21 +5,19 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::process::succeed;
+use common::scratch::Scratch;
 use common::{plugin_dir, root, tiny_engine};
 use gstflorence::engine::Request;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("florence-pipelines-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn tmp(name: &str) -> Scratch {
+    Scratch::new(&format!("pipelines-{name}"))
 }
 
 fn script(name: &str) -> Command {
@@ -40,7 +38,8 @@ fn gst_launch(pipeline: &str) {
 
 #[test]
 fn camera_example_draws_live_captions_with_textoverlay() {
-    let frames = tmp("camera");
+    let scratch = tmp("camera");
+    let frames = scratch.path();
     let out = succeed(
         script("camera-textoverlay.sh")
         .env(
@@ -89,7 +88,7 @@ fn camera_example_draws_live_captions_with_textoverlay() {
         "{blank} of {} frames without a caption after frame {first}: {shown:?}",
         after.len()
     );
-    let _ = std::fs::remove_dir_all(&frames);
+    let _ = std::fs::remove_dir_all(frames);
 }
 
 fn read_rgb(path: &Path, w: u32, h: u32) -> RgbImage {
@@ -104,7 +103,8 @@ fn read_rgb(path: &Path, w: u32, h: u32) -> RgbImage {
 
 #[test]
 fn file_example_writes_an_srt_with_the_engines_captions() {
-    let dir = tmp("srt");
+    let scratch = tmp("srt");
+    let dir = scratch.path();
     let video = dir.join("in.avi");
     gst_launch(&format!(
         "videotestsrc num-buffers=180 pattern=smpte ! video/x-raw,width=320,height=240,framerate=30/1 ! jpegenc ! avimux ! filesink location={}",
@@ -139,7 +139,7 @@ fn file_example_writes_an_srt_with_the_engines_captions() {
         .run(&first, &Request::new(Task::Caption))
         .unwrap();
     assert_eq!(entries[0][2], want.result.text());
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
 
     let bad = script("file-to-srt.sh")
         .arg("/nonexistent.mp4")

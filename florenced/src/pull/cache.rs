@@ -176,9 +176,8 @@ mod tests {
 
     #[test]
     fn pointers_are_relative_symlinks_to_blobs() {
-        let dir = std::env::temp_dir().join(format!("florenced-cache-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let c = RepoCache::new(&dir, "a/b");
+        let scratch = florence_test_support::scratch::Scratch::new("cache");
+        let c = RepoCache::new(scratch.path(), "a/b");
         let commit = "0".repeat(40);
         std::fs::create_dir_all(c.blob("e").parent().unwrap()).unwrap();
         std::fs::write(c.blob("e"), b"x").unwrap();
@@ -196,7 +195,6 @@ mod tests {
         c.write_ref("main", &commit).unwrap();
         assert_eq!(c.commit_of("main").as_deref(), Some(commit.as_str()));
         assert_eq!(c.commit_of("other"), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -351,7 +351,8 @@ mod tests {
 
     #[test]
     fn a_partial_file_is_hashed_as_far_as_it_goes() {
-        let path = std::env::temp_dir().join(format!("florenced-partial-{}", std::process::id()));
+        let scratch = florence_test_support::scratch::Scratch::new("partial");
+        let path = scratch.path().join("partial");
         std::fs::write(&path, b"hel").unwrap();
         let expected = Expected {
             size: 6,
@@ -366,6 +367,5 @@ mod tests {
             "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
         );
         assert_eq!(std::fs::read(&path).unwrap(), b"hello\n");
-        std::fs::remove_file(&path).unwrap();
     }
 }

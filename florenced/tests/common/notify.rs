@@ -6,16 +6,19 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use crate::common::scratch::Scratch;
+
 pub struct NotifySocket {
     pub path: PathBuf,
     messages: mpsc::Receiver<String>,
+    /// Holds the socket's directory (removed when dropped).
+    _dir: Scratch,
 }
 
 impl NotifySocket {
     pub fn new(name: &str) -> NotifySocket {
-        let path =
-            std::env::temp_dir().join(format!("florenced-{name}-{}.sock", std::process::id()));
-        let _ = std::fs::remove_file(&path);
+        let dir = Scratch::new(name);
+        let path = dir.path().join("notify.sock");
         let sock = UnixDatagram::bind(&path).unwrap();
         let (tx, messages) = mpsc::channel();
         std::thread::spawn(move || {
@@ -29,7 +32,11 @@ impl NotifySocket {
                 }
             }
         });
-        NotifySocket { path, messages }
+        NotifySocket {
+            path,
+            messages,
+            _dir: dir,
+        }
     }
 
     /// Waits (60 s hang guard) for a message with the line `line`; returns the whole message.
@@ -44,11 +51,5 @@ impl NotifySocket {
                 return msg;
             }
         }
-    }
-}
-
-impl Drop for NotifySocket {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }

@@ -244,57 +244,53 @@ pub(crate) fn discard(entry: &Path) {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system's temporary directory.
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("florence-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use florence_test_support::scratch::Scratch;
 
     #[test]
     fn the_key_follows_the_model_file() {
-        let dir = temp_dir("key");
+        let dir_scratch = Scratch::new("key");
+        let dir = dir_scratch.path();
         let graph = dir.join("g.onnx");
         let lib = dir.join("lib.so");
         std::fs::write(&graph, b"one").unwrap();
         std::fs::write(&lib, b"lib").unwrap();
-        let a = entry_dir(&dir, &graph, &lib, "").unwrap();
-        assert_eq!(a, entry_dir(&dir, &graph, &lib, "").unwrap());
+        let a = entry_dir(dir, &graph, &lib, "").unwrap();
+        assert_eq!(a, entry_dir(dir, &graph, &lib, "").unwrap());
         assert!(a.file_name().unwrap().to_string_lossy().starts_with("g-"));
-        assert_ne!(a, entry_dir(&dir, &graph, &lib, "other").unwrap());
+        assert_ne!(a, entry_dir(dir, &graph, &lib, "other").unwrap());
         std::fs::write(&graph, b"longer").unwrap();
-        assert_ne!(a, entry_dir(&dir, &graph, &lib, "").unwrap());
-        std::fs::remove_dir_all(&dir).unwrap();
+        assert_ne!(a, entry_dir(dir, &graph, &lib, "").unwrap());
     }
 
     #[test]
     fn a_second_publisher_yields_to_the_first() {
-        let cache = temp_dir("publish");
-        let models = temp_dir("publish-models");
+        let cache_scratch = Scratch::new("publish");
+        let cache = cache_scratch.path();
+        let models_scratch = Scratch::new("publish-models");
+        let models = models_scratch.path();
         let graph = models.join("g.onnx");
         std::fs::write(&graph, b"one").unwrap();
         let entry = cache.join("g-1");
         for _ in 0..2 {
-            let s = scratch_dir(&cache, &graph).unwrap();
+            let s = scratch_dir(cache, &graph).unwrap();
             std::fs::write(s.dir.join(GRAPH_FILE), b"x").unwrap();
             publish(&s.dir, &entry).unwrap();
         }
-        let names: Vec<_> = std::fs::read_dir(&cache).unwrap().collect();
+        let names: Vec<_> = std::fs::read_dir(cache).unwrap().collect();
         assert_eq!(names.len(), 1, "no scratch directory left behind");
         discard(&entry);
         assert!(!entry.exists());
-        std::fs::remove_dir_all(&cache).unwrap();
-        std::fs::remove_dir_all(&models).unwrap();
     }
 
     #[test]
     fn scratch_directories_go_once_their_loader_is_gone() {
-        let cache = temp_dir("scratch");
-        let models = temp_dir("scratch-models");
+        let cache_scratch = Scratch::new("scratch");
+        let cache = cache_scratch.path();
+        let models_scratch = Scratch::new("scratch-models");
+        let models = models_scratch.path();
         let graph = models.join("g.onnx");
         std::fs::write(&graph, b"one").unwrap();
-        let live = scratch_dir(&cache, &graph).unwrap();
+        let live = scratch_dir(cache, &graph).unwrap();
         // A loader that died after locking: its lock file, unlocked.
         let dead = cache.join(".partial-1-1");
         std::fs::create_dir(&dead).unwrap();
@@ -303,7 +299,7 @@ mod tests {
         let starting = cache.join(".partial-2-2");
         std::fs::create_dir(&starting).unwrap();
 
-        sweep(&cache);
+        sweep(cache);
         assert!(live.dir.exists(), "a live loader's directory was removed");
         assert!(!dead.exists(), "a dead loader's directory was kept");
         assert!(
@@ -313,20 +309,20 @@ mod tests {
 
         let dir = live.dir.clone();
         drop(live);
-        sweep(&cache);
+        sweep(cache);
         assert!(!dir.exists(), "its lock ended with it");
-        std::fs::remove_dir_all(&cache).unwrap();
-        std::fs::remove_dir_all(&models).unwrap();
     }
 
     #[test]
     fn entries_of_changed_or_deleted_models_are_swept() {
-        let cache = temp_dir("sweep");
-        let models = temp_dir("sweep-models");
+        let cache_scratch = Scratch::new("sweep");
+        let cache = cache_scratch.path();
+        let models_scratch = Scratch::new("sweep-models");
+        let models = models_scratch.path();
         let entry_for = |name: &str| {
             let graph = models.join(name);
             std::fs::write(&graph, b"weights").unwrap();
-            let s = scratch_dir(&cache, &graph).unwrap();
+            let s = scratch_dir(cache, &graph).unwrap();
             let entry = cache.join(name);
             publish(&s.dir, &entry).unwrap();
             (graph, entry)
@@ -338,12 +334,10 @@ mod tests {
         std::fs::remove_file(&deleted).unwrap();
         let foreign = cache.join("not-ours");
         std::fs::create_dir(&foreign).unwrap();
-        sweep(&cache);
+        sweep(cache);
         assert!(kept.exists());
         assert!(foreign.exists());
         assert!(!changed_entry.exists());
         assert!(!deleted_entry.exists());
-        std::fs::remove_dir_all(&cache).unwrap();
-        std::fs::remove_dir_all(&models).unwrap();
     }
 }

@@ -107,8 +107,8 @@ mod tests {
 
     #[test]
     fn npy_round_trip_and_errors() {
-        let dir = std::env::temp_dir().join(format!("florence-npy-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let scratch = florence_test_support::scratch::Scratch::new("npy");
+        let dir = scratch.path();
         let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }";
         let mut h = header.to_string();
         while !(10 + h.len() + 1).is_multiple_of(64) {
@@ -136,6 +136,5 @@ mod tests {
         );
         std::fs::write(&short, b"hello").unwrap();
         assert!(read_npy(&short).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -333,18 +333,17 @@ mod tests {
             assert_eq!(cargo_checkout(Path::new(dir)), None, "{dir}");
         }
         // A `target` directory that is not a cargo project's.
-        let tmp = std::env::temp_dir().join(format!("ort-no-cargo-{}", std::process::id()));
-        std::fs::create_dir_all(tmp.join("target/release")).unwrap();
-        assert_eq!(cargo_checkout(&tmp.join("target/release")), None);
-        let _ = std::fs::remove_dir_all(&tmp);
+        let tmp = florence_test_support::scratch::Scratch::new("ort-no-cargo");
+        std::fs::create_dir_all(tmp.path().join("target/release")).unwrap();
+        assert_eq!(cargo_checkout(&tmp.path().join("target/release")), None);
     }
 
     #[cfg(unix)]
     #[test]
     fn a_library_others_could_have_planted_is_not_searched() {
         use std::os::unix::fs::PermissionsExt;
-        let base = std::env::temp_dir().join(format!("ort-planted-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
+        let scratch = florence_test_support::scratch::Scratch::new("ort-planted");
+        let base = scratch.path();
         let ours = base.join("ours");
         std::fs::create_dir_all(&ours).unwrap();
         std::fs::write(ours.join(LIBRARY_NAME), b"").unwrap();
@@ -372,8 +371,8 @@ mod tests {
         assert!(!planted_by_nobody_else(
             &shared.join("free").join(LIBRARY_NAME)
         ));
+        // Back to removable by the scratch directory's clean-up.
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let _ = std::fs::remove_dir_all(&base);
     }
 
     #[test]
