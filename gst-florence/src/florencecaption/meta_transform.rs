@@ -20,6 +20,7 @@ use gst::glib;
 use gst::glib::translate::{FromGlib, IntoGlib, ToGlibPtr};
 
 use super::META_NAME;
+use crate::protocol::ResultField;
 
 /// Registers the result meta (once per process).
 pub(super) fn register() {
@@ -106,7 +107,7 @@ unsafe extern "C" fn transform(
 /// Scales a result's image size and coordinates by (sx, sy), and those of
 /// every instance's result in `results`.
 pub(super) fn scale(s: &mut gst::Structure, sx: f64, sy: f64) {
-    if let Ok(mut results) = s.get::<gst::Structure>("results") {
+    if let Ok(mut results) = s.get::<gst::Structure>(ResultField::Results.name()) {
         let names: Vec<glib::GString> = results.fields().map(|f| f.to_owned()).collect();
         for name in names {
             if let Ok(mut one) = results.get::<gst::Structure>(name.as_str()) {
@@ -114,14 +115,17 @@ pub(super) fn scale(s: &mut gst::Structure, sx: f64, sy: f64) {
                 results.set(name.as_str(), one);
             }
         }
-        s.set("results", results);
+        s.set(ResultField::Results.name(), results);
     }
-    for (field, factor) in [("image-width", sx), ("image-height", sy)] {
-        if let Ok(v) = s.get::<u32>(field) {
-            s.set(field, (f64::from(v) * factor).round() as u32);
+    for (field, factor) in [
+        (ResultField::ImageWidth, sx),
+        (ResultField::ImageHeight, sy),
+    ] {
+        if let Ok(v) = s.get::<u32>(field.name()) {
+            s.set(field.name(), (f64::from(v) * factor).round() as u32);
         }
     }
-    let Ok(json) = s.get::<String>("result") else {
+    let Ok(json) = s.get::<String>(ResultField::Result.name()) else {
         return;
     };
     let Ok(mut result) = serde_json::from_str::<serde_json::Value>(&json) else {
@@ -135,7 +139,7 @@ pub(super) fn scale(s: &mut gst::Structure, sx: f64, sy: f64) {
         }
     }
     if let Ok(json) = serde_json::to_string(&result) {
-        s.set("result", json);
+        s.set(ResultField::Result.name(), json);
     }
 }
 
