@@ -4,6 +4,11 @@
 //! Every job becomes one buffer carrying a `FlorenceRequestMeta` with its id and
 //! parameters; the answer is the buffer that comes out with the same
 //! `request-id`, so a late answer to a timed-out job is never handed to the next.
+//! Both are written and read by gst-florence's `protocol` module (the one
+//! place naming their fields): a [`BufferRequest`] goes in, an
+//! [`ElementAnswer`] comes out. The parameters were validated at the HTTP
+//! edge (`http::request`); the element checks them again only because it
+//! checks every application's request.
 
 use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
@@ -14,36 +19,25 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstflorence::engine::BackendKind;
 use gstflorence::engine::layout::Layout;
+use gstflorence::engine::postprocess::TaskResult;
 use gstflorence::engine::preprocess::RgbImage;
-use gstflorence::florencecaption::{
-    ERROR_CANCELLED, ERROR_DEVICE, ERROR_DEVICE_BUSY, ERROR_INVALID_REQUEST, ERROR_TIMED_OUT,
-    ImageSize, META_NAME, REQUEST_META_NAME,
+use gstflorence::engine::task::Task;
+use gstflorence::florencecaption::ImageSize;
+use gstflorence::protocol::{
+    BufferRequest, ElementAnswer, ErrorKind, META_NAME, REQUEST_META_NAME, RequestParams,
+    ResultField,
 };
 use tokio::sync::oneshot;
 
 use crate::config::{BackendChoice, Config};
-
-/// What a request asks the element for.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Params {
-    /// Task token or name (`<CAPTION>`, `vqa`, `od`, ...).
-    pub task: String,
-    pub text: Option<String>,
-    pub region: Option<[f64; 4]>,
-    pub max_new_tokens: u32,
-    pub min_new_tokens: u32,
-    pub num_beams: Option<u32>,
-    pub temperature: f32,
-    pub seed: Option<u64>,
-}
 
 /// A successful answer.
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub task: String,
     pub text: String,
-    /// The structured result as JSON (post_process_generation's inner value).
-    pub result: serde_json::Value,
+    /// The structured result (post_process_generation's inner value).
+    pub result: TaskResult,
     pub token_count: u64,
     pub inference_ms: f64,
     pub queue_ms: f64,
@@ -54,27 +48,42 @@ pub struct Answer {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum JobError {
-    /// The parameters were rejected by the model (bad region, input too long, ...).
-    #[error("{0}")]
-    Invalid(String),
-    #[error("inference failed: {0}")]
-    Failed(String),
-    #[error("request waited or ran past the timeout")]
-    Timeout,
-    /// The client went away; its running inference was stopped.
-    #[error("the client went away")]
-    Cancelled,
+    /// The element answered the request with an error of this kind, or the
+    /// pipeline running it met one (its wait ran out: `TimedOut`; the
+    /// pipeline failed meanwhile: `InferenceFailed`). `http::error` gives
+    /// each kind its answer.
+    #[error("{kind}: {message}")]
+    Failed { kind: ErrorKind, message: String },
     #[error("the pipeline is not running: {0}")]
     Unavailable(String),
     /// The shutdown deadline passed before this job finished (or started).
     #[error("the service is shutting down")]
     ShuttingDown,
-    /// Another process holds the Hailo device; retry later.
-    #[error("{0}")]
-    DeviceBusy(String),
-    /// The Hailo device failed (lost, timed out, ...); the next request reopens it.
-    #[error("{0}")]
-    Device(String),
+}
+
+impl JobError {
+    fn failed(kind: ErrorKind, message: impl Into<String>) -> Self {
+        JobError::Failed {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The job waited or ran past its timeout.
+    fn timed_out() -> Self {
+        Self::failed(
+            ErrorKind::TimedOut,
+            "request waited or ran past the timeout",
+        )
+    }
+
+    /// The kind of a job the element (or its pipeline) answered with an error.
+    pub fn kind(&self) -> Option<ErrorKind> {
+        match self {
+            JobError::Failed { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
 }
 
 pub type Reply = Result<Answer, JobError>;
@@ -82,7 +91,8 @@ pub type Reply = Result<Answer, JobError>;
 pub struct Job {
     pub id: String,
     pub image: RgbImage,
-    pub params: Params,
+    /// What is asked, validated at the HTTP edge.
+    pub params: RequestParams,
     pub enqueued: Instant,
     pub deadline: Instant,
     pub reply: oneshot::Sender<Reply>,
@@ -449,18 +459,26 @@ impl Workers {
             return;
         }
         if Instant::now() >= job.deadline {
-            let _ = job.reply.send(Err(JobError::Timeout));
+            let _ = job.reply.send(Err(JobError::timed_out()));
             return;
         }
         let queue_ms = job.enqueued.elapsed().as_secs_f64() * 1e3;
         let mut result = pipeline.infer(&mut job, timeout_s, &self.abort);
-        if matches!(result, Err(JobError::Cancelled)) && self.abort.load(Ordering::SeqCst) {
+        if matches!(&result, Err(e) if e.kind() == Some(ErrorKind::Cancelled))
+            && self.abort.load(Ordering::SeqCst)
+        {
             result = Err(JobError::ShuttingDown);
         }
         if self.hailo.load(Ordering::SeqCst) {
             self.note_hailo_device(pipeline);
         }
-        if let Err(JobError::Unavailable(reason) | JobError::Failed(reason)) = &result
+        if let Err(
+            JobError::Unavailable(reason)
+            | JobError::Failed {
+                kind: ErrorKind::InferenceFailed,
+                message: reason,
+            },
+        ) = &result
             && pipeline.broken
         {
             tracing::error!(error = %reason, "pipeline failed; restarting it");
@@ -594,15 +612,12 @@ impl InferencePipeline {
         let mut job = Job {
             id: "warm-up".into(),
             image: RgbImage::from_rgb(64, 64, vec![128; 64 * 64 * 3]).map_err(|e| e.to_string())?,
-            params: Params {
-                task: "<CAPTION>".into(),
-                text: None,
-                region: None,
-                max_new_tokens: 2,
-                min_new_tokens: 0,
-                num_beams: None,
-                temperature: 0.0,
-                seed: None,
+            params: RequestParams {
+                task: Some(Task::Caption),
+                max_new_tokens: Some(2),
+                min_new_tokens: Some(0),
+                temperature: Some(0.0),
+                ..RequestParams::default()
             },
             then: Vec::new(),
             enqueued: started,
@@ -612,7 +627,12 @@ impl InferencePipeline {
         match self.infer(&mut job, config.request_timeout_s, &AtomicBool::new(false)) {
             // The service starts while another process holds the Hailo device;
             // requests answer 503 until it is free.
-            Err(JobError::DeviceBusy(e)) => {
+            Err(
+                e @ JobError::Failed {
+                    kind: ErrorKind::DeviceBusy,
+                    ..
+                },
+            ) => {
                 tracing::warn!(error = %e, "warm-up skipped: the Hailo device is busy");
                 return Ok(());
             }
@@ -665,31 +685,16 @@ impl InferencePipeline {
             b.set_pts(gst::ClockTime::from_mseconds(self.frame));
             let mut meta = gst::meta::CustomMeta::add(b, REQUEST_META_NAME)
                 .map_err(|e| format!("cannot add {REQUEST_META_NAME}: {e}"))?;
-            let s = meta.mut_structure();
-            let p = &job.params;
-            s.set("id", &job.id);
             // The element stops the inference at the deadline (monotonic clock, µs).
             let left = job.deadline.saturating_duration_since(Instant::now());
-            s.set(
-                "deadline-us",
-                gst::glib::monotonic_time().saturating_add(left.as_micros() as i64),
-            );
-            s.set("task", &p.task);
-            if let Some(t) = &p.text {
-                s.set("text", t);
+            BufferRequest {
+                id: Some(job.id.clone()),
+                deadline_us: Some(
+                    gst::glib::monotonic_time().saturating_add(left.as_micros() as i64),
+                ),
+                params: job.params.clone(),
             }
-            if let Some(r) = p.region {
-                s.set("region", gst::Array::new(r));
-            }
-            s.set("max-new-tokens", p.max_new_tokens);
-            s.set("min-new-tokens", p.min_new_tokens);
-            if let Some(b) = p.num_beams {
-                s.set("num-beams", b);
-            }
-            s.set("temperature", p.temperature as f64);
-            if let Some(seed) = p.seed {
-                s.set("seed", seed);
-            }
+            .write(meta.mut_structure());
         }
         let caps = info.to_caps().map_err(|e| e.to_string())?;
         Ok(gst::Sample::builder().buffer(&buffer).caps(&caps).build())
@@ -701,7 +706,9 @@ impl InferencePipeline {
             self.broken = true;
             return Err(JobError::Unavailable(e));
         }
-        let sample = self.sample_for(job).map_err(JobError::Failed)?;
+        let sample = self
+            .sample_for(job)
+            .map_err(|e| JobError::failed(ErrorKind::InferenceFailed, e))?;
         if let Err(e) = self.src.push_sample(&sample) {
             self.broken = true;
             return Err(JobError::Unavailable(format!(
@@ -717,10 +724,10 @@ impl InferencePipeline {
         loop {
             if let Some(e) = bus_error(&self.pipeline) {
                 self.broken = true;
-                return Err(JobError::Failed(e));
+                return Err(JobError::failed(ErrorKind::InferenceFailed, e));
             }
             if Instant::now() >= until {
-                return Err(JobError::Timeout);
+                return Err(JobError::timed_out());
             }
             // Returns false until the element has started this request.
             let shutting_down = abort.load(Ordering::SeqCst);
@@ -747,36 +754,30 @@ impl InferencePipeline {
                 continue;
             };
             let s = meta.structure();
-            let id = s.get::<String>("request-id").unwrap_or_default();
+            let id = ResultField::request_id_of(s).unwrap_or_default();
             if id != job.id {
                 tracing::debug!(stale = %id, "dropping the answer of an earlier request");
                 continue;
             }
-            if let Ok(message) = s.get::<String>("error") {
-                let kind = s.get::<String>("error-kind").unwrap_or_default();
-                return Err(match kind.as_str() {
-                    ERROR_INVALID_REQUEST => JobError::Invalid(message),
-                    ERROR_TIMED_OUT => JobError::Timeout,
-                    ERROR_CANCELLED => JobError::Cancelled,
-                    ERROR_DEVICE_BUSY => JobError::DeviceBusy(message),
-                    ERROR_DEVICE => JobError::Device(message),
-                    _ => JobError::Failed(message),
-                });
-            }
-            let result_json = s.get::<String>("result").unwrap_or_default();
-            return Ok(Answer {
-                task: s.get::<String>("task").unwrap_or_default(),
-                text: s.get::<String>("text").unwrap_or_default(),
-                result: serde_json::from_str(&result_json).unwrap_or(serde_json::Value::Null),
-                token_count: s.get::<u64>("token-count").unwrap_or(0),
-                inference_ms: s.get::<f64>("inference-time-ms").unwrap_or(0.0),
-                queue_ms: 0.0,
-                image_size: [
-                    s.get::<u32>("image-width").unwrap_or(job.image.width),
-                    s.get::<u32>("image-height").unwrap_or(job.image.height),
-                ],
-                vision_cached: s.get::<bool>("vision-cached").unwrap_or(false),
-            });
+            let answer = ElementAnswer::decode(s).map_err(|e| {
+                JobError::failed(
+                    ErrorKind::InferenceFailed,
+                    format!("the element's answer is malformed: {e}"),
+                )
+            })?;
+            return match answer {
+                ElementAnswer::Failure(f) => Err(JobError::failed(f.kind, f.message)),
+                ElementAnswer::Result(r) => Ok(Answer {
+                    task: r.task,
+                    text: r.text,
+                    result: r.result,
+                    token_count: r.token_count,
+                    inference_ms: r.inference_ms,
+                    queue_ms: 0.0,
+                    image_size: r.image_size,
+                    vision_cached: r.vision_cached,
+                }),
+            };
         }
     }
 }

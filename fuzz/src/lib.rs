@@ -85,7 +85,7 @@ pub fn exercise_fields(fields: &Fields, config: &Config, limits: &BodyLimits) {
     let _ = fields.text_input("text");
     let _ = fields.tasks();
     for task in [Task::Caption, Task::Vqa, Task::RegionToOcr] {
-        let _ = fields.params(task.token(), config);
+        let _ = fields.params(task, config);
     }
     if let Ok(image) = fields.image() {
         let _ = limits.check_image(image.len());

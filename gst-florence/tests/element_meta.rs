@@ -158,7 +158,7 @@ fn the_c_header_names_every_field() {
             );
         }
     }
-    for field in gstflorence::florencecaption::REQUEST_FIELDS {
+    for field in gstflorence::protocol::RequestField::ALL.map(|f| f.name()) {
         assert!(
             documented.iter().any(|d| d == field),
             "request field {field} is not in florence.h"

@@ -1,10 +1,12 @@
 //! The one error type of the HTTP API and its JSON shape
 //! (`{"error": code, "message": text, "status": n}`): each code mapped to
-//! its status in one place ([`ErrorCode::status`]). (A failed job becomes its
-//! `ApiError` in `inference::job_error`.)
+//! its status in one place ([`ErrorCode::status`]). A request the element
+//! answered with an error gets its answer from that error's kind in one place
+//! too ([`ApiError::for_kind`]; `inference::job_error` adds the log line).
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use gstflorence::protocol::ErrorKind;
 use utoipa::ToSchema;
 
 // The codes of api-contract.md, and the one place each gets its HTTP status:
@@ -182,6 +184,22 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.code.status()
+    }
+
+    /// The answer to a request the element (or the pipeline running it)
+    /// failed with `kind`: the one mapping from the protocol's error kinds
+    /// (made from the engine's errors in `ErrorKind::of`) to a code and so a
+    /// status. Only an invalid request's `message` reaches the client; the
+    /// others have the contract's generic message.
+    pub fn for_kind(kind: ErrorKind, message: String) -> Self {
+        match kind {
+            ErrorKind::InvalidRequest => ApiError::invalid_params(message),
+            ErrorKind::InferenceFailed => ApiError::inference_failed(),
+            ErrorKind::TimedOut => ApiError::timeout(),
+            // Only sent for a client that went away: nobody reads this.
+            ErrorKind::Cancelled => ApiError::not_ready("the request was cancelled"),
+            ErrorKind::DeviceBusy | ErrorKind::Device => ApiError::device_error(),
+        }
     }
 
     pub fn invalid_image(message: impl Into<String>) -> Self {

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use gstflorence::engine::image_io::{self, DecodeError};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
+use gstflorence::protocol::{ErrorKind, RequestParams};
 use serde_json::json;
 use tokio::sync::oneshot;
 
@@ -266,7 +267,7 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     if specs.iter().any(|t| t.task == Task::Vqa) && !workers.vqa_supported {
         return Err(ApiError::vqa_not_configured());
     }
-    let base = fields.params(Task::Caption.token(), config)?;
+    let base = fields.params(Task::Caption, config)?;
     let (image, n_bytes) = decode_image(&fields, config, &intake.limits).await?;
     drop(fields);
     drop(body_permit);
@@ -280,8 +281,8 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
         jobs.push(Job {
             id: job_id,
             image: RgbImage::default(),
-            params: crate::worker::Params {
-                task: spec.task.token().to_owned(),
+            params: RequestParams {
+                task: Some(spec.task),
                 text: spec.text,
                 region: spec.region,
                 ..base.clone()
@@ -430,7 +431,7 @@ async fn infer(
             (t, text)
         }
     };
-    let mut params = fields.params(task.token(), config)?;
+    let mut params = fields.params(task, config)?;
     params.text = text;
     if !matches!(route, Route::Task(_)) {
         params.region = None;
@@ -565,26 +566,28 @@ async fn decode_image(
 
 /// The answer to a job the pipeline could not run; `hailo` says whether
 /// the pipelines run on the Hailo device (an unavailable pipeline is then
-/// the device's fault). The detail goes to the log, not to the client.
+/// the device's fault). The detail goes to the log, not to the client; the
+/// answer to each kind of failure is `ApiError::for_kind`'s.
 fn job_error(e: JobError, request_id: &str, hailo: bool) -> ApiError {
     match e {
-        JobError::Invalid(m) => ApiError::invalid_params(m),
-        JobError::Timeout => ApiError::timeout(),
-        // Only sent for a client that went away: nobody reads this.
-        JobError::Cancelled => ApiError::not_ready("the request was cancelled"),
+        JobError::Failed { kind, message } => {
+            match kind {
+                ErrorKind::InferenceFailed => {
+                    tracing::error!(request_id, detail = %message, "inference failed");
+                }
+                ErrorKind::DeviceBusy => {
+                    tracing::warn!(request_id, detail = %message, "Hailo device busy");
+                }
+                ErrorKind::Device => {
+                    tracing::error!(request_id, detail = %message, "Hailo device failed");
+                }
+                // The request's own fault (the client is told why), its
+                // deadline, or a client that went away: nothing to log.
+                ErrorKind::InvalidRequest | ErrorKind::TimedOut | ErrorKind::Cancelled => {}
+            }
+            ApiError::for_kind(kind, message)
+        }
         JobError::ShuttingDown => ApiError::not_ready("the service is shutting down"),
-        JobError::Failed(detail) => {
-            tracing::error!(request_id, detail = %detail, "inference failed");
-            ApiError::inference_failed()
-        }
-        JobError::DeviceBusy(detail) => {
-            tracing::warn!(request_id, detail = %detail, "Hailo device busy");
-            ApiError::device_error()
-        }
-        JobError::Device(detail) => {
-            tracing::error!(request_id, detail = %detail, "Hailo device failed");
-            ApiError::device_error()
-        }
         JobError::Unavailable(detail) => {
             tracing::error!(request_id, detail = %detail, "pipeline unavailable");
             if hailo {

@@ -35,7 +35,7 @@ pub struct TaskSpec {
 use crate::config::Config;
 use crate::http::body::BodyKind;
 use crate::http::error::ApiError;
-use crate::worker::Params;
+use gstflorence::protocol::RequestParams;
 
 /// The fields an inference request may carry.
 const FIELD_NAMES: [&str; 12] = [
@@ -342,7 +342,11 @@ impl Fields {
 
     /// The generation parameters shared by every inference route, with the
     /// configured defaults and bounds.
-    pub fn params(&self, task: &str, config: &Config) -> Result<Params, ApiError> {
+    ///
+    /// This is where a request's parameters are validated (types, bounds,
+    /// min <= max); the element reads them again only as it reads every
+    /// application's request (`gstflorence::protocol::request_fields`).
+    pub fn params(&self, task: Task, config: &Config) -> Result<RequestParams, ApiError> {
         let max_tokens = u64::from(config.max_tokens);
         let max_length = self
             .int("max_length", 1, max_tokens)?
@@ -371,14 +375,14 @@ impl Fields {
                     .map_or(0, |d| d.as_nanos() as u64)
             })
         });
-        Ok(Params {
-            task: task.to_owned(),
+        Ok(RequestParams {
+            task: Some(task),
             text: None,
             region: self.region()?,
-            max_new_tokens: max_length,
-            min_new_tokens: min_length,
+            max_new_tokens: Some(max_length),
+            min_new_tokens: Some(min_length),
             num_beams,
-            temperature,
+            temperature: Some(f64::from(temperature)),
             seed,
         })
     }

@@ -8,15 +8,16 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::META_NAME;
 use super::frame::frame_to_rgb;
 use super::imp::{CAT, FlorenceCaption, State};
-use super::request::{buffer_request, error_kind};
+use super::request::buffer_request;
 use super::result::{Caption, attach, error_fields};
 use super::settings::Settings;
 use super::worker::Shared;
-use super::{ERROR_CANCELLED, ERROR_INVALID_REQUEST, META_NAME};
 use crate::engine::preprocess::RgbImage;
 use crate::engine::{Florence, Interrupt, Request};
+use crate::protocol::ErrorKind;
 
 /// What one analysis needs, taken from the state so its lock is not held meanwhile.
 pub(super) struct Analysis {
@@ -75,7 +76,7 @@ impl FlorenceCaption {
             None => (None, Ok(job.request.clone()), Interrupt::new()),
         };
         let result = request
-            .map_err(|e| (ERROR_INVALID_REQUEST, e))
+            .map_err(|e| (ErrorKind::InvalidRequest, e))
             .and_then(|req| {
                 job.shared
                     .run(
@@ -86,7 +87,7 @@ impl FlorenceCaption {
                         interrupt,
                     )
                     .map(|out| (out, req))
-                    .map_err(|e| (error_kind(&e), e.to_string()))
+                    .map_err(|e| (ErrorKind::of(&e), e.to_string()))
             });
         let took = job.started.elapsed();
         self.observe_latency(took);
@@ -122,7 +123,7 @@ impl FlorenceCaption {
                     // The application asked for this buffer: the answer is the error.
                     Some(id) => attach(buf, &self.obj().name(), error_fields(&id, kind, &message)),
                     // Stopped by a flush or a state change: not a failure.
-                    None if kind == ERROR_CANCELLED => {}
+                    None if kind == ErrorKind::Cancelled => {}
                     None => gst::element_imp_warning!(
                         self,
                         gst::LibraryError::Failed,

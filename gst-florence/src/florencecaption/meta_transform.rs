@@ -4,8 +4,8 @@
 //! handle it as a size-dependent video meta: a scaler (`videoscale`,
 //! `videoconvertscale`, `videoconvert`, which shares its code in GStreamer
 //! 1.22) calls the transform below, which scales `image-width`,
-//! `image-height` and every coordinate of the result (`bboxes`,
-//! `quad_boxes`, `polygons` in `result`) to the output size; plain copies keep
+//! `image-height` and every coordinate of the result (its boxes, quad boxes
+//! and polygons, read as the protocol's typed result) to the output size; plain copies keep
 //! it as it is. What other elements do is theirs to decide (GStreamer 1.22):
 //! `videocrop` drops it; `videoflip` copies it unchanged, so its coordinates
 //! stay those of the analysed, unrotated frame (`image-width`/`image-height`
@@ -20,6 +20,8 @@ use gst::glib;
 use gst::glib::translate::{FromGlib, IntoGlib, ToGlibPtr};
 
 use super::META_NAME;
+use crate::engine::postprocess::TaskResult;
+use crate::protocol::{ResultField, task_result};
 
 /// Registers the result meta (once per process).
 pub(super) fn register() {
@@ -106,7 +108,7 @@ unsafe extern "C" fn transform(
 /// Scales a result's image size and coordinates by (sx, sy), and those of
 /// every instance's result in `results`.
 pub(super) fn scale(s: &mut gst::Structure, sx: f64, sy: f64) {
-    if let Ok(mut results) = s.get::<gst::Structure>("results") {
+    if let Ok(mut results) = s.get::<gst::Structure>(ResultField::Results.name()) {
         let names: Vec<glib::GString> = results.fields().map(|f| f.to_owned()).collect();
         for name in names {
             if let Ok(mut one) = results.get::<gst::Structure>(name.as_str()) {
@@ -114,45 +116,53 @@ pub(super) fn scale(s: &mut gst::Structure, sx: f64, sy: f64) {
                 results.set(name.as_str(), one);
             }
         }
-        s.set("results", results);
+        s.set(ResultField::Results.name(), results);
     }
-    for (field, factor) in [("image-width", sx), ("image-height", sy)] {
-        if let Ok(v) = s.get::<u32>(field) {
-            s.set(field, (f64::from(v) * factor).round() as u32);
+    for (field, factor) in [
+        (ResultField::ImageWidth, sx),
+        (ResultField::ImageHeight, sy),
+    ] {
+        if let Ok(v) = s.get::<u32>(field.name()) {
+            s.set(field.name(), (f64::from(v) * factor).round() as u32);
         }
     }
-    let Ok(json) = s.get::<String>("result") else {
+    // A result the protocol cannot read (an application's own meta) is left as it is.
+    let Some(mut result) = s
+        .get::<String>(ResultField::Result.name())
+        .ok()
+        .and_then(|json| task_result::decode(&json).ok())
+    else {
         return;
     };
-    let Ok(mut result) = serde_json::from_str::<serde_json::Value>(&json) else {
-        return;
-    };
-    if let Some(obj) = result.as_object_mut() {
-        for key in ["bboxes", "quad_boxes", "polygons"] {
-            if let Some(v) = obj.get_mut(key) {
-                scale_points(v, sx, sy);
-            }
-        }
-    }
-    if let Ok(json) = serde_json::to_string(&result) {
-        s.set("result", json);
-    }
+    scale_result(&mut result, sx, sy);
+    s.set(ResultField::Result.name(), task_result::encode(&result));
 }
 
-/// Innermost arrays are x, y, x, y, ...; outer arrays are lists of them.
-fn scale_points(v: &mut serde_json::Value, sx: f64, sy: f64) {
-    let Some(items) = v.as_array_mut() else {
-        return;
-    };
-    if items.iter().all(serde_json::Value::is_number) {
-        for (i, n) in items.iter_mut().enumerate() {
-            if let Some(x) = n.as_f64() {
-                *n = serde_json::json!(x * if i % 2 == 0 { sx } else { sy });
-            }
+/// Scales every coordinate of `result` (x, y, x, y, ... in each box, quad
+/// and polygon).
+fn scale_result(result: &mut TaskResult, sx: f64, sy: f64) {
+    let points = |xy: &mut [f64]| {
+        for (i, v) in xy.iter_mut().enumerate() {
+            *v *= if i % 2 == 0 { sx } else { sy };
         }
-    } else {
-        for item in items {
-            scale_points(item, sx, sy);
+    };
+    let polygons = |polygons: &mut Vec<Vec<Vec<f64>>>| {
+        for p in polygons.iter_mut().flatten() {
+            points(p);
+        }
+    };
+    match result {
+        TaskResult::Text(_) => {}
+        TaskResult::Boxes { bboxes, .. } => bboxes.iter_mut().for_each(|b| points(b)),
+        TaskResult::Quads { quad_boxes, .. } => quad_boxes.iter_mut().for_each(|q| points(q)),
+        TaskResult::Polygons { polygons: p, .. } => polygons(p),
+        TaskResult::BoxesOrPolygons {
+            bboxes,
+            polygons: p,
+            ..
+        } => {
+            bboxes.iter_mut().for_each(|b| points(b));
+            polygons(p);
         }
     }
 }
@@ -169,7 +179,7 @@ mod tests {
             .field("image-height", 240u32)
             .field(
                 "result",
-                r#"{"bboxes":[[10.0,20.0,30.0,40.0]],"labels":["a"],"polygons":[[[1.0,2.0,3.0,4.0]]]}"#,
+                r#"{"bboxes":[[10.0,20.0,30.0,40.0]],"bboxes_labels":["a"],"polygons":[[[1.0,2.0,3.0,4.0]]],"polygons_labels":["b"]}"#,
             )
             .build();
         scale(&mut s, 2.0, 0.5);
@@ -179,6 +189,7 @@ mod tests {
             serde_json::from_str(&s.get::<String>("result").unwrap()).unwrap();
         assert_eq!(r["bboxes"], serde_json::json!([[20.0, 10.0, 60.0, 20.0]]));
         assert_eq!(r["polygons"], serde_json::json!([[[2.0, 1.0, 6.0, 2.0]]]));
-        assert_eq!(r["labels"], serde_json::json!(["a"]));
+        assert_eq!(r["bboxes_labels"], serde_json::json!(["a"]));
+        assert_eq!(r["polygons_labels"], serde_json::json!(["b"]));
     }
 }

@@ -24,10 +24,15 @@
 //! meta's coordinates (see `meta_transform.rs`).
 //!
 //! In `mode=every-frame` an input buffer may carry its own request as a
-//! `FlorenceRequestMeta` (see [`REQUEST_META_NAME`]); its result meta then
+//! `FlorenceRequestMeta` (its fields: [`crate::protocol::RequestField`]);
+//! missing fields take the element's properties. Its result meta then
 //! carries `request-id`, and a request that fails carries `error` and
-//! `error-kind` (`invalid-request`, `inference-failed`, `timed-out` or
-//! `cancelled`) instead of a result.
+//! `error-kind` ([`crate::protocol::ErrorKind`]) instead of a result. The action signal
+//! `add-request(buffer, structure) -> buffer` attaches one (for bindings
+//! whose custom-meta structure is a copy, as PyGObject's); the action signal
+//! `cancel(request-id)` stops that request's running inference (`cancelled`).
+//! The fields, their types and how they are read and written are
+//! [`crate::protocol`]'s.
 //!
 //! Latency, QoS, EOS and model loading are described where they are done:
 //! `latency.rs`, `qos.rs`, `worker.rs` (`drain`), `model.rs`.
@@ -46,40 +51,14 @@ mod ort_log;
 mod properties;
 mod qos;
 mod request;
-pub use request::REQUEST_FIELDS;
 mod result;
 mod settings;
 mod similarity;
 mod text_pad;
 mod worker;
 
-pub use hailo::{ERROR_DEVICE, ERROR_DEVICE_BUSY};
-
-/// Name of the custom meta carrying results.
-pub const META_NAME: &str = "FlorenceCaptionMeta";
-/// Name of the element message posted for every new result.
-pub const MESSAGE_NAME: &str = "florence-caption";
-/// Name of the custom meta an application puts on an input buffer to give that
-/// buffer its own request (every-frame mode): fields `id`, `task`, `text`,
-/// `region` (array of 4 doubles, image pixels), `max-new-tokens`,
-/// `min-new-tokens`, `num-beams`, `temperature`, `seed`, `deadline-us` (an
-/// integer on `g_get_monotonic_time()`'s clock: the inference stops there with
-/// `error-kind` `timed-out`); missing fields take the element's properties.
-/// Numbers may be any GLib integer type or an integral double; an unknown
-/// field or a wrongly typed value gives an `invalid-request` result. The
-/// result meta then carries `request-id`. The action signal
-/// `add-request(buffer, structure) -> buffer` attaches one (for bindings
-/// whose custom-meta structure is a copy, as PyGObject's); the action signal
-/// `cancel(request-id)` stops that request's running inference (`cancelled`).
-pub const REQUEST_META_NAME: &str = "FlorenceRequestMeta";
-/// `error-kind` of a refused request: its task, input or parameters were invalid.
-pub const ERROR_INVALID_REQUEST: &str = "invalid-request";
-/// `error-kind` of a request the model failed on.
-pub const ERROR_INFERENCE_FAILED: &str = "inference-failed";
-/// `error-kind` of a request whose `deadline-us` passed while it ran.
-pub const ERROR_TIMED_OUT: &str = "timed-out";
-/// `error-kind` of a request stopped by the `cancel` signal, a flush or a state change.
-pub const ERROR_CANCELLED: &str = "cancelled";
+// The metas' and the message's names live with the fields they carry.
+pub use crate::protocol::{MESSAGE_NAME, META_NAME, REQUEST_META_NAME};
 
 glib::wrapper! {
     pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)

@@ -1,4 +1,6 @@
 /* florencecaption: the names and fields an application reads and writes.
+ * (gst-florence/src/protocol/ is the Rust side of the same list; a test
+ * checks that both name the same fields.)
  *
  * Header only: the metas are GstCustomMeta (GStreamer >= 1.20), so nothing
  * of the plugin is linked; these names are its interface.
@@ -47,6 +49,8 @@
 #define FLORENCE_ERROR_INFERENCE_FAILED "inference-failed"
 #define FLORENCE_ERROR_TIMED_OUT "timed-out"
 #define FLORENCE_ERROR_CANCELLED "cancelled"
+#define FLORENCE_ERROR_DEVICE_BUSY "device-busy"     /* another process holds the Hailo device: retry later */
+#define FLORENCE_ERROR_DEVICE_ERROR "device-error"   /* the Hailo device failed; the next request reopens it */
 
 /* Request meta (GstCustomMeta) an application puts on an input buffer
  * (mode=every-frame) to give it its own request; missing fields take the
