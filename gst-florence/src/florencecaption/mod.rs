@@ -54,6 +54,7 @@ mod text_pad;
 mod worker;
 
 pub use hailo::{ERROR_DEVICE, ERROR_DEVICE_BUSY};
+pub use model::MODEL_MESSAGE;
 
 /// Name of the custom meta carrying results.
 pub const META_NAME: &str = "FlorenceCaptionMeta";
