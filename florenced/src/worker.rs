@@ -528,6 +528,31 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
     None
 }
 
+/// Logs which loaded model the pipeline's element uses (its `florence-model`
+/// message): the workers of one configuration share one model in the
+/// process, so the first logs `loaded: true` and the others join it.
+fn log_model(pipeline: &gst::Pipeline, model_dir: &std::path::Path) {
+    let Some(bus) = pipeline.bus() else {
+        return;
+    };
+    while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Element]) {
+        let Some(s) = msg
+            .structure()
+            .filter(|s| s.name() == gstflorence::florencecaption::MODEL_MESSAGE)
+        else {
+            continue;
+        };
+        tracing::info!(
+            model_id = s.get::<u64>("model-id").ok(),
+            model_users = s.get::<u32>("users").ok(),
+            loaded = s.get::<bool>("loaded").ok(),
+            "model {}: {} user(s) in this process",
+            model_dir.display(),
+            s.get::<u32>("users").unwrap_or(0)
+        );
+    }
+}
+
 impl InferencePipeline {
     fn build(config: &Config) -> Result<InferencePipeline, String> {
         let Some(model_dir) = config.model_dir.as_ref() else {
@@ -591,6 +616,7 @@ impl InferencePipeline {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(reason);
         }
+        log_model(&pipeline, model_dir);
         Ok(InferencePipeline {
             pipeline,
             src,

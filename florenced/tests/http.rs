@@ -467,6 +467,18 @@ fn concurrent_clients_each_get_their_own_answer() {
         .set("queue_depth=64")
         .set("max_concurrent_requests=2")
         .ready();
+    // ... on one model, loaded once: the second pipeline joins the first's.
+    let first = d.wait_log("user(s) in this process", 1);
+    let second = d.wait_log("user(s) in this process", 2);
+    assert_eq!(
+        (&first["loaded"], &first["model_users"]),
+        (&json!(true), &json!(1))
+    );
+    assert_eq!(
+        (&second["loaded"], &second["model_users"]),
+        (&json!(false), &json!(2))
+    );
+    assert_eq!(first["model_id"], second["model_id"]);
     for (i, r) in run_all(&d) {
         assert_eq!(r.status, 200, "client {i}: {}", r.text());
         let j = r.json();

@@ -1,11 +1,15 @@
-//! A loaded Florence-2 model: tokenizer, prompts, decoding parameters,
-//! the vision-feature cache and post-processing, written once above the
-//! [`Backend`]s that run its networks.
+//! A user's handle on a loaded Florence-2 model: the shared [`Model`]
+//! (tokenizer, post-processing, the backends and their weights) plus what is
+//! this user's alone: the vision-feature cache of its last image and its VQA
+//! template. Prompts, decoding parameters and post-processing are written
+//! once here, above the [`Backend`]s that run the networks.
 //!
-//! One [`Florence`] is shared between threads; requests on it run one after
-//! another on each backend.
+//! Handles made with [`Florence::shared`] on the same key share one
+//! [`Model`] ([`super::registry`]); their requests run at the same time, each
+//! with its own activations, key/value cache and interrupt.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::backend::{Backend, DeviceState, Generated, Job};
@@ -16,136 +20,95 @@ use super::generate::{DecodeParams, Sampling};
 use super::graph_cache::GraphSource;
 use super::interrupt::Interrupt;
 use super::layout::Layout;
-use super::load::{self, LoadOptions};
-use super::model_dir::{self, ModelError, VARIANTS};
-use super::model_files::model_files;
+use super::load::LoadOptions;
+pub use super::model::DEFAULT_VQA_TEMPLATE;
+use super::model::Model;
+use super::model_dir::ModelError;
 use super::output::{Output, ms};
-use super::postprocess::{BUILT_IN_CONFIG, PostProcessor, TaskResult};
+use super::postprocess::TaskResult;
 use super::preprocess::RgbImage;
+use super::registry::{self, Acquired};
 use super::request::{DEFAULT_MAX_NEW_TOKENS, GenerationOptions, MAX_NEW_TOKENS_LIMIT, Request};
 use super::signature::Graph;
 use super::task::{PromptError, Task, TaskInput, build_prompt};
 use super::vision_cache::VisionCache;
 
-/// VQA prompt when the model directory does not configure one (florence.json).
-pub const DEFAULT_VQA_TEMPLATE: &str = "<VQA>{question}";
-
-/// A loaded Florence-2 model directory.
+/// A loaded Florence-2 model directory, as one user sees it.
 pub struct Florence {
-    files: ModelFiles,
-    tokenizer: tokenizers::Tokenizer,
-    post: PostProcessor,
+    model: Arc<Model>,
+    /// This user's template (florence.json's unless it set its own).
     vqa_template: String,
-    layout: Layout,
-    variant: String,
-    /// The first one that serves a task runs it (Hailo before ONNX Runtime).
-    backends: Vec<Box<dyn Backend>>,
-    backend_reason: String,
+    /// This user's last image: another user's frames never evict it.
     vision: VisionCache,
 }
 
 impl std::fmt::Debug for Florence {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Florence")
-            .field("dir", &self.files.dir)
-            .field("variant", &self.variant)
+            .field("model", &self.model.id)
+            .field("dir", &self.model.files.dir)
+            .field("variant", &self.model.variant)
             .field("captions", &self.caption_backend())
             .finish()
-    }
-}
-
-fn read_json_opt(path: &Path) -> Result<Option<serde_json::Value>, ModelError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| {
-            ModelError::Config(super::config::ConfigError::Invalid {
-                path: path.to_path_buf(),
-                message: format!("not valid JSON: {e}"),
-            })
-        }),
-        Err(_) => Ok(None),
     }
 }
 
 impl Florence {
     /// Loads and validates a model directory in either layout, on the
     /// backends `options.backend` chooses ([`Florence::backend_reason`] says
-    /// which and why). Plain [`super::model_dir::SessionOptions`] load on ONNX Runtime alone.
+    /// which and why), for this caller alone (see [`Florence::shared`]).
+    /// Plain [`super::model_dir::SessionOptions`] load on ONNX Runtime alone.
     pub fn load(dir: &Path, options: impl Into<LoadOptions>) -> Result<Self, ModelError> {
-        let load_options = options.into();
-        let options = &load_options.session;
-        if !dir.is_dir() {
-            return Err(ModelError::NoDirectory(dir.to_path_buf()));
+        let options = options.into();
+        let model = Model::load(dir, &options)?;
+        Ok(Self::user_of(Arc::new(model), &options))
+    }
+
+    /// [`Florence::load`] through the process's [`registry`]: every caller
+    /// with the same directory and graph-changing options gets the same
+    /// loaded model (loaded once, released when its last user drops it),
+    /// each with its own vision cache and VQA template.
+    pub fn shared(
+        dir: &Path,
+        options: impl Into<LoadOptions>,
+    ) -> Result<(Self, Acquired), ModelError> {
+        let options = options.into();
+        let (model, acquired) = registry::acquire(dir, &options)?;
+        Ok((Self::user_of(model, &options), acquired))
+    }
+
+    fn user_of(model: Arc<Model>, options: &LoadOptions) -> Self {
+        Florence {
+            vqa_template: model.vqa_template.clone(),
+            vision: VisionCache::new(options.session.vision_cache),
+            model,
         }
-        if !VARIANTS.contains(&options.variant.as_str()) {
-            return Err(ModelError::UnknownVariant(options.variant.clone()));
-        }
-        let layout = Layout::of(dir);
-        let mut files = model_files(dir)?;
-        if let Some(size) = options.image_size
-            && !layout.has_text_graphs()
-            && size != files.preprocessor.size.width
-        {
-            // The split's vision encoder and HEFs are compiled for one size.
-            return Err(ModelError::ImageSize {
-                size,
-                native: files.preprocessor.size.width,
-            });
-        }
-        if let Some(size) = options.image_size {
-            let native = files.preprocessor.size.width;
-            if !model_dir::IMAGE_SIZES.contains(&size) || files.preprocessor.size.height != native {
-                return Err(ModelError::ImageSize { size, native });
-            }
-            files.preprocessor.size.width = size;
-            files.preprocessor.size.height = size;
-        }
-        let tok_path = dir.join("tokenizer.json");
-        if !tok_path.is_file() {
-            return Err(ModelError::MissingTokenizer {
-                path: tok_path,
-                reason: "tokenizer.json not found".into(),
-            });
-        }
-        let tokenizer =
-            tokenizers::Tokenizer::from_file(&tok_path).map_err(|e| ModelError::Tokenizer {
-                path: tok_path.clone(),
-                reason: e.to_string(),
-            })?;
-        let post_cfg = match read_json_opt(&dir.join("post_processor_config.json"))? {
-            Some(v) => v,
-            None => serde_json::from_str(BUILT_IN_CONFIG).unwrap_or_default(),
-        };
-        let vqa_template = read_json_opt(&dir.join("florence.json"))?
-            .and_then(|v| v.get("vqa_prompt_template")?.as_str().map(str::to_owned))
-            .unwrap_or_else(|| DEFAULT_VQA_TEMPLATE.to_owned());
-        let chosen = load::backends(&files, layout, &load_options)?;
-        Ok(Florence {
-            files,
-            tokenizer,
-            post: PostProcessor::from_config(&post_cfg),
-            vqa_template,
-            layout,
-            variant: options.variant.clone(),
-            backends: chosen.backends,
-            backend_reason: chosen.reason,
-            vision: VisionCache::new(options.vision_cache),
-        })
+    }
+
+    /// The loaded model's process-unique id: equal for users that share it.
+    pub fn model_id(&self) -> u64 {
+        self.model.id
+    }
+
+    /// How many handles use this loaded model now (this one included).
+    pub fn model_users(&self) -> usize {
+        Arc::strong_count(&self.model)
     }
 
     /// The directory's layout: hailo-florence's runs only captions, on a
     /// Hailo device.
     pub fn layout(&self) -> Layout {
-        self.layout
+        self.model.layout
     }
 
     /// Whether `task` can run on this model directory at all.
     pub fn check_task(&self, task: Task) -> Result<(), EngineError> {
-        if self.layout.has_text_graphs() || task == Task::Caption {
+        if self.model.layout.has_text_graphs() || task == Task::Caption {
             return Ok(());
         }
         Err(EngineError::TaskUnavailable {
             task: task.token(),
-            dir: self.files.dir.clone(),
+            dir: self.model.files.dir.clone(),
             reason: "this directory has hailo-florence's layout (HEFs, no ONNX text graphs), \
                      which runs only <CAPTION> on a Hailo device; other tasks need a model in \
                      the onnx-community layout",
@@ -154,7 +117,8 @@ impl Florence {
 
     /// The backend that runs `task`; `None` when none loaded does.
     fn backend_for(&self, task: Task) -> Option<&dyn Backend> {
-        self.backends
+        self.model
+            .backends
             .iter()
             .find(|b| b.serves(task))
             .map(|b| b.as_ref())
@@ -168,7 +132,7 @@ impl Florence {
 
     /// Why captions run where they do (`backend=auto`'s choice and its cause).
     pub fn backend_reason(&self) -> &str {
-        &self.backend_reason
+        &self.model.backend_reason
     }
 
     /// The state of the device captions run on; `None` without a device.
@@ -179,7 +143,9 @@ impl Florence {
 
     /// Florence2PostProcessor's result for a generated text.
     pub fn post_process(&self, task: Task, raw_text: &str, width: u32, height: u32) -> TaskResult {
-        self.post.parse(task.parse_kind(), raw_text, width, height)
+        self.model
+            .post
+            .parse(task.parse_kind(), raw_text, width, height)
     }
 
     /// Drops the kept vision features ([`super::model_dir::SessionOptions::vision_cache`]), so the
@@ -190,7 +156,8 @@ impl Florence {
 
     /// Where each ONNX graph was loaded from (the optimised-graph cache or the model file).
     pub fn graph_sources(&self) -> &[(Graph, GraphSource)] {
-        self.backends
+        self.model
+            .backends
             .iter()
             .map(|b| b.graph_sources())
             .find(|s| !s.is_empty())
@@ -198,7 +165,7 @@ impl Florence {
     }
 
     pub fn files(&self) -> &ModelFiles {
-        &self.files
+        &self.model.files
     }
 
     pub fn vqa_template(&self) -> &str {
@@ -224,17 +191,18 @@ impl Florence {
     ) -> Result<Vec<u32>, EngineError> {
         self.check_task(task)?;
         let prompt = build_prompt(task, input, width, height, &self.vqa_template)?;
-        let bos = self.token_text(self.files.model.text_config.bos_token_id)?;
-        let eos = self.token_text(self.files.model.text_config.eos_token_id)?;
+        let bos = self.token_text(self.model.files.model.text_config.bos_token_id)?;
+        let eos = self.token_text(self.model.files.model.text_config.eos_token_id)?;
         let enc = self
+            .model
             .tokenizer
             .encode(format!("{bos}{prompt}{eos}"), false)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))?;
         let ids = enc.get_ids().to_vec();
         // The text encoder's learned positions cover image tokens and prompt together;
         // a longer input would index past its position table inside ONNX Runtime.
-        let positions = self.files.model.text_config.max_position_embeddings;
-        let image_tokens = self.files.preprocessor.num_image_tokens();
+        let positions = self.model.files.model.text_config.max_position_embeddings;
+        let image_tokens = self.model.files.preprocessor.num_image_tokens();
         let limit = positions.saturating_sub(image_tokens);
         if ids.len() > limit {
             return Err(PromptError::TooManyTokens {
@@ -249,24 +217,25 @@ impl Florence {
     }
 
     fn token_text(&self, id: u32) -> Result<String, EngineError> {
-        self.tokenizer.id_to_token(id).ok_or_else(|| {
+        self.model.tokenizer.id_to_token(id).ok_or_else(|| {
             EngineError::Tokenizer(format!("token id {id} is not in the vocabulary"))
         })
     }
 
     /// Decodes ids with special tokens kept, as `batch_decode(skip_special_tokens=False)`.
     pub fn decode_ids(&self, ids: &[u32]) -> Result<String, EngineError> {
-        let vocab = self.tokenizer.get_vocab_size(true) as u32;
+        let vocab = self.model.tokenizer.get_vocab_size(true) as u32;
         let known: Vec<u32> = ids.iter().copied().filter(|&i| i < vocab).collect();
-        self.tokenizer
+        self.model
+            .tokenizer
             .decode(&known, false)
             .map_err(|e| EngineError::Tokenizer(e.to_string()))
     }
 
     /// Decoding parameters for a request, defaults from generation_config.json.
     pub fn decode_params(&self, o: &GenerationOptions) -> Result<DecodeParams, EngineError> {
-        let g = &self.files.generation;
-        let t = &self.files.model.text_config;
+        let g = &self.model.files.generation;
+        let t = &self.model.files.model.text_config;
         let max_new_tokens = o
             .max_new_tokens
             .or(g.max_new_tokens)
@@ -360,7 +329,7 @@ impl Florence {
             // Captions of hailo-florence's layout without a device.
             return Err(EngineError::TaskUnavailable {
                 task: req.task.token(),
-                dir: self.files.dir.clone(),
+                dir: self.model.files.dir.clone(),
                 reason: "hailo-florence's layout runs captions only on a Hailo device, \
                          and none was loaded",
             });
@@ -378,9 +347,10 @@ impl Florence {
 
         let t = Instant::now();
         let raw_text = self.decode_ids(&decoded.ids)?;
-        let result = self
-            .post
-            .parse(req.task.parse_kind(), &raw_text, image.width, image.height);
+        let result =
+            self.model
+                .post
+                .parse(req.task.parse_kind(), &raw_text, image.width, image.height);
         timings.postprocess_ms = ms(t.elapsed());
         timings.total_ms = ms(t0.elapsed());
         Ok(Output {

@@ -1,8 +1,10 @@
 //! Florence-2 inference, free of GStreamer types so that the element, the
 //! daemon and the tests all call the same code.
 //!
-//! The core, which names no backend: [`florence`] (the loaded model:
-//! prompts, decoding parameters, the vision-feature cache, post-processing),
+//! The core, which names no backend: [`model`] (a loaded model directory,
+//! shared by its users), [`registry`] (one loaded model per process and key),
+//! [`florence`] (one user's handle: prompts, decoding parameters, its
+//! vision-feature cache, post-processing),
 //! [`request`], [`output`], [`error`] / [`failure`], [`interrupt`], [`task`]
 //! (the task table), [`generate`] (greedy, beams, sampling), [`config`],
 //! [`preprocess`], [`postprocess`], [`vision_cache`].
@@ -29,6 +31,7 @@ pub mod image_io;
 pub mod interrupt;
 pub mod layout;
 pub mod load;
+pub mod model;
 pub mod model_dir;
 pub mod model_files;
 pub mod npy;
@@ -36,6 +39,7 @@ pub mod onnx;
 pub mod output;
 pub mod postprocess;
 pub mod preprocess;
+pub mod registry;
 pub mod request;
 pub mod runtime;
 pub mod shared_arena;
@@ -54,5 +58,6 @@ pub use interrupt::Interrupt;
 pub use load::LoadOptions;
 pub use model_dir::{ModelError, SessionOptions};
 pub use output::{Output, Timings};
+pub use registry::{Acquired, LoadedModel};
 pub use request::{GenerationOptions, Request};
 pub use runtime::{Runtime, RuntimeError};

@@ -59,6 +59,7 @@ mod worker;
 
 // The metas' and the message's names live with the fields they carry.
 pub use crate::protocol::{MESSAGE_NAME, META_NAME, REQUEST_META_NAME};
+pub use model::MODEL_MESSAGE;
 
 glib::wrapper! {
     pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)

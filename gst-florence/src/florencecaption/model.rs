@@ -4,6 +4,12 @@
 //! change), stays loaded across READY<->PAUSED cycles, is reloaded at
 //! READY->PAUSED only if a property it depends on changed in READY, and is
 //! dropped at READY->NULL.
+//!
+//! Loads go through the engine's registry: instances with the same model
+//! directory and graph-changing properties share one loaded model (its
+//! weights once per process), each with its own vision cache, VQA template
+//! and running request. Each load posts a `florence-model` element message
+//! saying which loaded model the instance uses and how many users it has.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +23,9 @@ use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
 use crate::engine::model_dir::usable_threads;
 use crate::engine::{BackendKind, Florence, LoadOptions, Request, SessionOptions};
+
+/// The element message that names the loaded model an instance uses.
+pub const MODEL_MESSAGE: &str = "florence-model";
 
 /// What a loaded model depends on: a change to any of it reloads the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +149,7 @@ impl FlorenceCaption {
         // Loading takes seconds with a real model: say so on the bus.
         self.progress(gst::ProgressType::Start, &format!("loading {dir}"));
         let started = Instant::now();
-        let loaded = routed(|| Florence::load(std::path::Path::new(dir), options.clone()));
+        let loaded = routed(|| Florence::shared(std::path::Path::new(dir), options.clone()));
         // Each message says where loading stands, as gst-launch prints them.
         match &loaded {
             Ok(_) => self.progress(
@@ -149,7 +158,7 @@ impl FlorenceCaption {
             ),
             Err(e) => self.progress(gst::ProgressType::Error, &format!("cannot load {dir}: {e}")),
         }
-        let mut florence = loaded.map_err(|e| {
+        let (mut florence, acquired) = loaded.map_err(|e| {
             gst::error_msg!(
                 gst::LibraryError::Settings,
                 ("cannot load Florence-2 model from {}: {}", dir, e)
@@ -179,6 +188,7 @@ impl FlorenceCaption {
             key.threads,
             key.image_size
         );
+        self.announce_model(&florence, dir, acquired.loaded);
         let backend_reason = florence.backend_reason().to_owned();
         let name = std::path::Path::new(dir)
             .file_name()
@@ -189,6 +199,34 @@ impl FlorenceCaption {
             name,
             backend_reason,
         })
+    }
+
+    /// Says which loaded model this instance uses: the `florence-model`
+    /// element message (fields `model-dir`, `model-id`, equal for instances
+    /// that share one loaded model, `users` and `loaded`, false when it
+    /// joined a model already loaded) and a log line.
+    fn announce_model(&self, florence: &Florence, dir: &str, loaded: bool) {
+        let users = florence.model_users();
+        gst::info!(
+            CAT,
+            imp = self,
+            "model {dir} (id {}): {users} user(s), {}",
+            florence.model_id(),
+            if loaded {
+                "loaded now"
+            } else {
+                "shared with the instances already using it"
+            }
+        );
+        let s = gst::Structure::builder(MODEL_MESSAGE)
+            .field("model-dir", dir)
+            .field("model-id", florence.model_id())
+            .field("users", users as u32)
+            .field("loaded", loaded)
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     /// A `progress` message (code `load-model`) on the bus.

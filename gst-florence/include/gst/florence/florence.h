@@ -52,6 +52,15 @@
 #define FLORENCE_ERROR_DEVICE_BUSY "device-busy"     /* another process holds the Hailo device: retry later */
 #define FLORENCE_ERROR_DEVICE_ERROR "device-error"   /* the Hailo device failed; the next request reopens it */
 
+/* Element message posted when an instance loads its model: instances with the
+ * same model-dir and graph-changing properties share one loaded model in a
+ * process (the same model-id). */
+#define FLORENCE_MODEL_MESSAGE "florence-model"
+#define FLORENCE_MODEL_DIR "model-dir"               /* string: the model-dir property */
+#define FLORENCE_MODEL_ID "model-id"                 /* guint64: the loaded model, unique in the process */
+#define FLORENCE_MODEL_USERS "users"                 /* guint: instances and workers using it now */
+#define FLORENCE_MODEL_LOADED "loaded"               /* boolean: this instance loaded it (else shared it) */
+
 /* Request meta (GstCustomMeta) an application puts on an input buffer
  * (mode=every-frame) to give it its own request; missing fields take the
  * element's properties. An unknown field or a wrongly typed value makes the

@@ -2,9 +2,15 @@
 //! (vision encoder, token embedding, text encoder, merged decoder with a
 //! key/value cache), every task, decoded by [`crate::engine::generate`].
 //!
-//! Its sessions sit behind one mutex, so requests on one model run one after
-//! another (each already uses `intra_threads` cores). Load several models
-//! for parallel requests.
+//! One backend serves every user of a shared model ([`crate::engine::registry`])
+//! with one copy of the weights. Requests run at the same time, each with its
+//! own activations, key/value cache and run options (its interrupt), but one
+//! graph runs one call at a time: `ort` 2.0.0-rc.15's `Session::run` takes
+//! `&mut self` because some execution providers' allocators are not thread
+//! safe, so each graph sits behind its own mutex, taken for one run only. Two
+//! streams therefore overlap across graphs (one's vision encoder while the
+//! other decodes) and interleave decoder steps token by token, rather than
+//! one request holding the whole model until it ends.
 
 use parking_lot::Mutex;
 use std::path::Path;
@@ -32,17 +38,18 @@ use crate::engine::signature::Graph;
 use crate::engine::task::Task;
 use crate::engine::vision_cache::{Features, image_key};
 
+/// The four graphs, each locked for one run at a time.
 struct Sessions {
-    vision: Session,
-    embed: Session,
-    encoder: Session,
-    decoder: Session,
+    vision: Mutex<Session>,
+    embed: Mutex<Session>,
+    encoder: Mutex<Session>,
+    decoder: Mutex<Session>,
 }
 
 /// The ONNX graphs of a model directory, opened.
 pub struct OnnxBackend {
     files: ModelFiles,
-    sessions: Mutex<Sessions>,
+    sessions: Sessions,
     /// The graphs take float16 activations (`_fp16` variants).
     float16: bool,
     sources: Vec<(Graph, GraphSource)>,
@@ -63,7 +70,7 @@ impl OnnxBackend {
         let o = open_sessions(&files.dir, files, options)?;
         Ok(OnnxBackend {
             files: files.clone(),
-            sessions: Mutex::new(o.sessions),
+            sessions: o.sessions,
             float16: o.float16,
             sources: o.sources,
         })
@@ -72,13 +79,12 @@ impl OnnxBackend {
     /// Embeds the prompt, concatenates it after the image features and runs the text encoder.
     fn encode(
         &self,
-        s: &mut Sessions,
         features: &Features,
         prompt: &[u32],
         run_options: &RunOptions,
     ) -> Result<(DynValue, usize), EngineError> {
         let ids: Vec<i64> = prompt.iter().map(|&i| i as i64).collect();
-        let embeds = run_embed(&mut s.embed, &ids, 1)?;
+        let embeds = run_embed(&mut self.sessions.embed.lock(), &ids, 1)?;
         let d = features.dim;
         let total = features.tokens + prompt.len();
         let mut joined = Vec::with_capacity(total * d);
@@ -87,8 +93,8 @@ impl OnnxBackend {
         let input = float_tensor("encoder", vec![1, total, d], joined, self.float16)?;
         let mask =
             Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_err("encoder"))?;
-        let mut out = s
-            .encoder
+        let mut encoder = self.sessions.encoder.lock();
+        let mut out = encoder
             .run_with_options(
                 ort::inputs! {"attention_mask" => mask, "inputs_embeds" => input},
                 run_options,
@@ -120,8 +126,8 @@ impl Backend for OnnxBackend {
         let t0 = Instant::now();
         let image = job.image;
         let key = image_key(image);
-        // Preprocess before taking the lock (another run may hold it for
-        // seconds), unless the features are kept.
+        // Preprocess before taking a graph's lock (another run may hold it),
+        // unless the features are kept.
         let mut pixels = job
             .vision
             .get(key)
@@ -131,8 +137,6 @@ impl Backend for OnnxBackend {
             preprocess_ms: ms(t0.elapsed()),
             ..Timings::default()
         };
-        let mut guard = self.sessions.lock();
-        let s = &mut *guard;
         let (run_options, _timer) = run_options(interrupt)?;
 
         interrupt.check()?;
@@ -147,8 +151,14 @@ impl Backend for OnnxBackend {
                     .take()
                     .unwrap_or_else(|| preprocess::pixel_values(image, &self.files.preprocessor));
                 Arc::new(
-                    run_vision(&mut s.vision, pixels, shape, self.float16, &run_options)
-                        .map_err(|e| interrupt.explain(e))?,
+                    run_vision(
+                        &mut self.sessions.vision.lock(),
+                        pixels,
+                        shape,
+                        self.float16,
+                        &run_options,
+                    )
+                    .map_err(|e| interrupt.explain(e))?,
                 )
             }
         };
@@ -156,15 +166,15 @@ impl Backend for OnnxBackend {
 
         interrupt.check()?;
         let t = Instant::now();
-        let encoded = self.encode(s, &features, job.prompt, &run_options);
+        let encoded = self.encode(&features, job.prompt, &run_options);
         job.vision.put(key, features);
         let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
         timings.encoder_ms = ms(t.elapsed());
 
         let t = Instant::now();
         let mut step = OnnxDecoder::new(
-            &mut s.embed,
-            &mut s.decoder,
+            &self.sessions.embed,
+            &self.sessions.decoder,
             hidden,
             enc_len,
             &self.files,
@@ -175,7 +185,6 @@ impl Backend for OnnxBackend {
         let first = step.first_step.unwrap_or_default();
         let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
         drop(step);
-        drop(guard);
         let decode_time = t.elapsed();
         timings.decode_ms = ms(decode_time);
         timings.first_token_ms = ms(first);
@@ -228,10 +237,10 @@ fn open_sessions(
     let embed = open(Graph::EmbedTokens)?;
     let vision = open(Graph::VisionEncoder)?;
     let sessions = Sessions {
-        vision,
-        embed,
-        encoder,
-        decoder,
+        vision: Mutex::new(vision),
+        embed: Mutex::new(embed),
+        encoder: Mutex::new(encoder),
+        decoder: Mutex::new(decoder),
     };
     // Reported in the usual order: vision encoder, embedding, encoder, decoder.
     let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);

@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
+
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
@@ -17,10 +19,12 @@ use crate::engine::interrupt::Interrupt;
 use crate::engine::signature::cache_names;
 
 /// The merged decoder driven step by step, its cache fed back without copies
-/// (reordered along the batch only when beams change parents).
+/// (reordered along the batch only when beams change parents). The cache is
+/// this request's; the graphs are locked for one run at a time, so requests
+/// of other users on the same model interleave their steps with this one's.
 pub(super) struct OnnxDecoder<'a> {
-    embed: &'a mut Session,
-    decoder: &'a mut Session,
+    embed: &'a Mutex<Session>,
+    decoder: &'a Mutex<Session>,
     hidden: DynValue,
     enc_len: usize,
     d_model: usize,
@@ -48,8 +52,8 @@ pub(super) struct OnnxDecoder<'a> {
 
 impl<'a> OnnxDecoder<'a> {
     pub(super) fn new(
-        embed: &'a mut Session,
-        decoder: &'a mut Session,
+        embed: &'a Mutex<Session>,
+        decoder: &'a Mutex<Session>,
         hidden: DynValue,
         enc_len: usize,
         files: &ModelFiles,
@@ -128,7 +132,7 @@ impl StepModel for OnnxDecoder<'_> {
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let run_start = Instant::now();
-        let embeds = run_embed(self.embed, &ids, n)?;
+        let embeds = run_embed(&mut self.embed.lock(), &ids, n)?;
         let mut in_runtime = run_start.elapsed();
         let embeds = float_tensor("decoder", vec![n, 1, self.d_model], embeds, self.float16)?;
         if self.encoder_batch.as_ref().is_none_or(|(b, _, _)| *b != n) {
@@ -174,7 +178,8 @@ impl StepModel for OnnxDecoder<'_> {
             }
         }
         let run_start = Instant::now();
-        let mut out = self.decoder.run(inputs).map_err(ort_err("decoder"))?;
+        let mut decoder = self.decoder.lock();
+        let mut out = decoder.run(inputs).map_err(ort_err("decoder"))?;
         in_runtime += run_start.elapsed();
         self.runtime += in_runtime;
         let logits = out
@@ -193,6 +198,7 @@ impl StepModel for OnnxDecoder<'_> {
             }
         }
         drop(out);
+        drop(decoder);
         self.past = new_past;
         if first {
             self.enc_kv = new_enc;
