@@ -536,19 +536,19 @@ fn log_model(pipeline: &gst::Pipeline, model_dir: &std::path::Path) {
         return;
     };
     while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Element]) {
-        let Some(s) = msg
+        let Some(m) = msg
             .structure()
-            .filter(|s| s.name() == gstflorence::florencecaption::MODEL_MESSAGE)
+            .and_then(gstflorence::protocol::ModelInUse::decode)
         else {
             continue;
         };
         tracing::info!(
-            model_id = s.get::<u64>("model-id").ok(),
-            model_users = s.get::<u32>("users").ok(),
-            loaded = s.get::<bool>("loaded").ok(),
+            model_id = m.model_id,
+            model_users = m.users,
+            loaded = m.loaded,
             "model {}: {} user(s) in this process",
             model_dir.display(),
-            s.get::<u32>("users").unwrap_or(0)
+            m.users
         );
     }
 }

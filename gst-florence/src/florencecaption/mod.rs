@@ -58,8 +58,7 @@ mod text_pad;
 mod worker;
 
 // The metas' and the message's names live with the fields they carry.
-pub use crate::protocol::{MESSAGE_NAME, META_NAME, REQUEST_META_NAME};
-pub use model::MODEL_MESSAGE;
+pub use crate::protocol::{MESSAGE_NAME, META_NAME, MODEL_MESSAGE_NAME, REQUEST_META_NAME};
 
 glib::wrapper! {
     pub struct FlorenceCaption(ObjectSubclass<imp::FlorenceCaption>)

@@ -22,10 +22,8 @@ use super::ort_log::routed;
 use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
 use crate::engine::model_dir::usable_threads;
+use crate::protocol::ModelInUse;
 use crate::engine::{BackendKind, Florence, LoadOptions, Request, SessionOptions};
-
-/// The element message that names the loaded model an instance uses.
-pub const MODEL_MESSAGE: &str = "florence-model";
 
 /// What a loaded model depends on: a change to any of it reloads the model.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,12 +216,13 @@ impl FlorenceCaption {
                 "shared with the instances already using it"
             }
         );
-        let s = gst::Structure::builder(MODEL_MESSAGE)
-            .field("model-dir", dir)
-            .field("model-id", florence.model_id())
-            .field("users", users as u32)
-            .field("loaded", loaded)
-            .build();
+        let s = ModelInUse {
+            model_dir: dir.to_owned(),
+            model_id: florence.model_id(),
+            users: u32::try_from(users).unwrap_or(u32::MAX),
+            loaded,
+        }
+        .encode();
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());

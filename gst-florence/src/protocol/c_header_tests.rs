@@ -4,7 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use super::{ErrorKind, MESSAGE_NAME, META_NAME, REQUEST_META_NAME, RequestField, ResultField};
+use super::{
+    ErrorKind, MESSAGE_NAME, META_NAME, MODEL_MESSAGE_NAME, ModelField, REQUEST_META_NAME,
+    RequestField, ResultField,
+};
 
 const HEADER: &str = include_str!("../../include/gst/florence/florence.h");
 
@@ -42,7 +45,13 @@ fn module_defines() -> BTreeSet<(String, String)> {
     for k in ErrorKind::ALL {
         all.insert((macro_name("FLORENCE_ERROR", k.name()), k.name().to_owned()));
     }
+    // "model-dir" -> FLORENCE_MODEL_DIR: the prefix already says "model".
+    for f in ModelField::ALL {
+        let short = f.name().trim_start_matches("model-");
+        all.insert((macro_name("FLORENCE_MODEL", short), f.name().to_owned()));
+    }
     for (m, name) in [
+        ("FLORENCE_MODEL_MESSAGE", MODEL_MESSAGE_NAME),
         ("FLORENCE_CAPTION_META", META_NAME),
         ("FLORENCE_CAPTION_MESSAGE", MESSAGE_NAME),
         ("FLORENCE_REQUEST_META", REQUEST_META_NAME),

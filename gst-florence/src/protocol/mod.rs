@@ -14,12 +14,15 @@
 //!   what C applications read);
 //! - [`error_kind`]: [`ErrorKind`], the one error type a request's failure
 //!   travels as, made from an [`EngineError`](crate::engine::EngineError) in one function;
+//! - [`model_message`]: the `florence-model` message ([`ModelInUse`]): which
+//!   loaded model an instance uses and how many share it;
 //! - [`values`]: reading GLib values leniently (any integer type for a count).
 //!
 //! The C header `include/gst/florence/florence.h` lists the same names for C
 //! applications; a test (`c_header_tests.rs`) checks that both lists agree.
 
 pub mod error_kind;
+pub mod model_message;
 pub mod names;
 pub mod request_fields;
 pub mod result_fields;
@@ -30,6 +33,7 @@ pub mod values;
 mod c_header_tests;
 
 pub use error_kind::ErrorKind;
+pub use model_message::{MODEL_MESSAGE_NAME, ModelField, ModelInUse};
 pub use names::{ASKED_NAME, MESSAGE_NAME, META_NAME, REQUEST_META_NAME, RESULTS_NAME};
 pub use request_fields::{BufferRequest, InvalidRequest, RequestField, RequestParams};
 pub use result_fields::{CaptionResult, DecodeError, ElementAnswer, Failure, ResultField};
