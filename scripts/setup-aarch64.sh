@@ -2,7 +2,8 @@
 # What the aarch64 (Raspberry Pi 5) cross-build and its emulated check
 # (scripts/cross-aarch64.sh) need; `bash scripts/setup.sh --aarch64` runs it
 # (CI does; a native build needs none of it):
-#  - apt: the cross compiler gcc-aarch64-linux-gnu and qemu-user,
+#  - apt: the cross compilers gcc-aarch64-linux-gnu, g++-aarch64-linux-gnu
+#    (the Hailo bridges, scripts/build-hailo-bridges.sh) and qemu-user,
 #  - the Rust target aarch64-unknown-linux-gnu (rustup),
 #  - .sysroot-aarch64/: Debian 12's arm64 GStreamer and GLib development
 #    packages with everything they depend on, unpacked from their .debs.
@@ -21,7 +22,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SYSROOT="$ROOT/.sysroot-aarch64"
 RUST_TARGET="aarch64-unknown-linux-gnu"
-APT_PACKAGES=(gcc-aarch64-linux-gnu qemu-user)
+APT_PACKAGES=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu qemu-user)
 # What the crates link (gstreamer, -base, -video, -app, glib, gobject, gio) and
 # the C library, and gst-launch-1.0 to run the plugin; apt adds their dependencies.
 SYSROOT_PACKAGES=(libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libglib2.0-dev

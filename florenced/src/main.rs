@@ -174,7 +174,8 @@ struct ModelArgs {
     image_size: Option<u32>,
     /// Where captions run: auto (the Hailo device when the model has the split
     /// and the device answers, else ONNX Runtime), onnx or hailo; as the
-    /// daemon's `backend`. The Hailo bridge is FLORENCE_HAILO_BRIDGE's when set.
+    /// daemon's `backend`. HailoRT and its bridge are found at run time
+    /// (FLORENCE_HAILORT_LIBRARY and FLORENCE_HAILO_BRIDGE_DIR override where).
     #[arg(long, default_value_t = BackendChoice::Auto)]
     backend: BackendChoice,
     /// ONNX Runtime execution provider: cpu (default), cuda, openvino, xnnpack,

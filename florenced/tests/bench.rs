@@ -16,8 +16,8 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_florenced"))
         .args(["bench", "--threads", "1", "--model-dir"])
         .arg(model_dir())
-        // No Hailo bridge: backend=auto (the default) takes ONNX Runtime.
-        .env_remove("FLORENCE_HAILO_BRIDGE")
+        // No HailoRT: backend=auto (the default) takes ONNX Runtime.
+        .env("FLORENCE_HAILORT_LIBRARY", "/nonexistent/libhailort.so")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,10 +1,12 @@
 //! The daemon with the Hailo backend over the bridge stand-in
-//! (hailo-standin/, loaded through FLORENCE_HAILO_BRIDGE): captions from the
+//! (hailo-standin/, loaded through the engine's loader as libhailort,
+//! FLORENCE_HAILORT_LIBRARY, and as the bridge, FLORENCE_HAILO_BRIDGE_DIR): captions from the
 //! split, and each injected device fault's outcome end to end (status, body,
 //! Retry-After, /health, recovery once the fault clears).
 
 use std::path::PathBuf;
 
+use gstflorence::engine::hailo::{BRIDGE_DIR_ENV, HAILORT_LIBRARY_ENV};
 use gstflorence::engine::task::Task;
 
 mod common;
@@ -41,10 +43,23 @@ fn standin() -> PathBuf {
     common::built("libflorence_hailo_standin.so")
 }
 
+/// A bridge folder with the stand-in as the HailoRT 5 bridge.
+fn bridges() -> PathBuf {
+    static DIR: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        florence_test_support::hailo_standin_bridge_dir(
+            "florenced",
+            &[gstflorence::engine::hailo::bridge_file_name(5)],
+        )
+    })
+    .clone()
+}
+
 fn spawn(backend: &str, faults: &Faults) -> Spawn {
     Spawn::new()
         .set(&format!("backend={backend}"))
-        .env("FLORENCE_HAILO_BRIDGE", &standin().display().to_string())
+        .env(HAILORT_LIBRARY_ENV, &standin().display().to_string())
+        .env(BRIDGE_DIR_ENV, &bridges().display().to_string())
         .env(
             "FLORENCE_HAILO_STANDIN_FAULTS",
             &faults.0.display().to_string(),
@@ -167,9 +182,19 @@ fn start_up_errors_name_the_cause() {
         err.contains("Hailo driver") && err.contains("/dev/hailo0"),
         "{err}"
     );
-    // Without a bridge this build has no Hailo support, and says so.
-    let err = Spawn::new().set("backend=hailo").failure();
-    assert!(err.contains("no Hailo support"), "{err}");
+    // Without HailoRT on the machine, the machine is the reason.
+    let err = Spawn::new()
+        .set("backend=hailo")
+        .env(HAILORT_LIBRARY_ENV, NO_HAILORT)
+        .failure();
+    assert!(err.contains("no HailoRT library on this machine"), "{err}");
+    // HailoRT 4 with only the HailoRT 5 bridge installed.
+    faults.set("hailort=4.23.0\n");
+    let err = spawn("hailo", &faults).failure();
+    assert!(
+        err.contains("HailoRT 4.23.0 found") && err.contains("no bridge for HailoRT 4"),
+        "{err}"
+    );
 }
 
 /// /health's `backend_reason` ("" when absent).
@@ -196,12 +221,46 @@ fn auto_takes_the_device_when_it_answers_and_onnx_runtime_otherwise() {
         why.starts_with("backend=auto chose ONNX Runtime") && why.contains("74"),
         "{h}"
     );
-    // Without any bridge library, the reason is the build.
-    let d = Spawn::new().set("backend=auto").ready();
+    // Without HailoRT, the reason is the machine's, never the build's.
+    let d = Spawn::new()
+        .set("backend=auto")
+        .env(HAILORT_LIBRARY_ENV, NO_HAILORT)
+        .ready();
     let h = d.get("/health").json();
     assert_eq!(h["backend"], "onnx-cpu", "{h}");
-    assert!(reason(&h).contains("no Hailo support"), "{h}");
+    assert!(
+        reason(&h)
+            .starts_with("backend=auto chose ONNX Runtime: no HailoRT library on this machine"),
+        "{h}"
+    );
+    assert!(!reason(&h).contains("build"), "{h}");
+    // `florenced run` says the same.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+        .args([
+            "run",
+            "--verbose",
+            "--threads",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ])
+        .arg("--model-dir")
+        .arg(common::model_dir())
+        .arg(root().join("tests/fixtures/images/scene_640x480.png"))
+        .env(HAILORT_LIBRARY_ENV, NO_HAILORT)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(line["backend_reason"], reason(&h), "{line}");
 }
+
+/// A libhailort that is not there: the machine without HailoRT.
+const NO_HAILORT: &str = "/nonexistent/libhailort.so";
 
 /// The stand-in's record of what the engine asked the device for.
 struct Trace(PathBuf);
@@ -399,7 +458,8 @@ fn run_with_backend_hailo_answers_as_the_daemon_does() {
         .arg("--model-dir")
         .arg(common::model_dir())
         .arg(&image)
-        .env("FLORENCE_HAILO_BRIDGE", standin())
+        .env(HAILORT_LIBRARY_ENV, standin())
+        .env(BRIDGE_DIR_ENV, bridges())
         .env("FLORENCE_HAILO_STANDIN_FAULTS", &faults.0)
         .output()
         .unwrap();
@@ -420,7 +480,8 @@ fn run_with_backend_hailo_answers_as_the_daemon_does() {
         .arg("--model-dir")
         .arg(common::model_dir())
         .arg(root().join("tests/fixtures/images/scene_640x480.png"))
-        .env("FLORENCE_HAILO_BRIDGE", standin())
+        .env(HAILORT_LIBRARY_ENV, standin())
+        .env(BRIDGE_DIR_ENV, bridges())
         .env("FLORENCE_HAILO_STANDIN_FAULTS", &faults.0)
         .output()
         .unwrap();

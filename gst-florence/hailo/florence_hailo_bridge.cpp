@@ -1,5 +1,6 @@
 // florence_hailo_bridge.cpp: florence_hailo_bridge.h over HailoRT's C++
-// VDevice + InferModel API.
+// VDevice + InferModel API, built as a shared library per HailoRT major
+// without linking libhailort (scripts/build-hailo-bridges.sh).
 //
 // InferModel is the one API that runs models on both chips: on Hailo-10H
 // (HailoRT 5.x) the C API's configure/vstream path answers
@@ -24,6 +25,22 @@
 
 static_assert(FLORENCE_HAILO_NAME_MAX == HAILO_MAX_STREAM_NAME_SIZE,
               "stream names are copied into fixed-size fields");
+
+// The HailoRT major these headers belong to, given by the build (it names the
+// library file after it). The headers carry no version number; HailoRT 5.x
+// dropped the Ethernet stream parameters, which tells the two apart, so a
+// bridge compiled against the other major's headers by mistake fails here
+// rather than on a Raspberry Pi.
+#ifndef FLORENCE_HAILO_HAILORT_MAJOR
+#error "define FLORENCE_HAILO_HAILORT_MAJOR (4 or 5): the HailoRT major of the headers"
+#endif
+#if FLORENCE_HAILO_HAILORT_MAJOR == 4 && !defined(HAILO_DEFAULT_ETH_CONTROL_PORT)
+#error "FLORENCE_HAILO_HAILORT_MAJOR is 4, but these HailoRT headers are 5.x"
+#elif FLORENCE_HAILO_HAILORT_MAJOR == 5 && defined(HAILO_DEFAULT_ETH_CONTROL_PORT)
+#error "FLORENCE_HAILO_HAILORT_MAJOR is 5, but these HailoRT headers are 4.x"
+#elif FLORENCE_HAILO_HAILORT_MAJOR != 4 && FLORENCE_HAILO_HAILORT_MAJOR != 5
+#error "FLORENCE_HAILO_HAILORT_MAJOR must be 4 or 5"
+#endif
 
 namespace {
 // The virtual device with the group id its parameters point at: HailoRT keeps
@@ -124,23 +141,9 @@ uint32_t florence_hailo_abi_version(void)
     return FLORENCE_HAILO_BRIDGE_ABI_VERSION;
 }
 
-florence_hailo_status florence_hailo_library_version(uint32_t *major, uint32_t *minor,
-                                                     uint32_t *revision)
+uint32_t florence_hailo_hailort_major(void)
 {
-    return guarded([&]() -> hailo_status {
-        if (major == nullptr || minor == nullptr || revision == nullptr) {
-            return HAILO_INVALID_ARGUMENT;
-        }
-        hailo_version_t version{};
-        const hailo_status status = hailo_get_library_version(&version);
-        if (status != HAILO_SUCCESS) {
-            return status;
-        }
-        *major = version.major;
-        *minor = version.minor;
-        *revision = version.revision;
-        return HAILO_SUCCESS;
-    });
+    return FLORENCE_HAILO_HAILORT_MAJOR;
 }
 
 florence_hailo_status florence_hailo_open_device(const char *group_id,

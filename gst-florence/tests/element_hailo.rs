@@ -1,5 +1,6 @@
 //! florencecaption with the Hailo backend over the bridge stand-in
-//! (hailo-standin/, named by FLORENCE_HAILO_BRIDGE for this whole test
+//! (hailo-standin/, the HailoRT library and the bridge named by
+//! FLORENCE_HAILORT_LIBRARY and FLORENCE_HAILO_BRIDGE_DIR for this whole test
 //! process): the `hailo-*` properties reach the device, and `backend-reason`
 //! says where captions run and why.
 
@@ -7,8 +8,13 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{hailo_standin_library, init_element, tiny_model_arg};
+use common::{hailo_standin_bridge_dir, hailo_standin_library, init_element, tiny_model_arg};
 use gst::prelude::*;
+use gstflorence::engine::hailo::{BRIDGE_DIR_ENV, HAILORT_LIBRARY_ENV, bridge_file_name};
+
+/// Set in the child process of [`without_hailort_backend_reason_names_the_machine`]:
+/// that process has no HailoRT library.
+const NO_HAILORT_CHILD: &str = "FLORENCE_TEST_ELEMENT_WITHOUT_HAILORT";
 
 /// The bridge and the stand-in's trace, set once for the process (the
 /// element reads the bridge from the environment).
@@ -19,8 +25,14 @@ fn setup() -> PathBuf {
             let trace = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
                 .join(format!("element-hailo-trace-{}", std::process::id()));
             // SAFETY: set once, before any element of this process loads a model.
+            let bridges = hailo_standin_bridge_dir("element", &[bridge_file_name(5)]);
+            let hailort = match std::env::var_os(NO_HAILORT_CHILD) {
+                Some(_) => PathBuf::from("/nonexistent/libhailort.so"),
+                None => hailo_standin_library(),
+            };
             unsafe {
-                std::env::set_var("FLORENCE_HAILO_BRIDGE", hailo_standin_library());
+                std::env::set_var(HAILORT_LIBRARY_ENV, hailort);
+                std::env::set_var(BRIDGE_DIR_ENV, bridges);
                 std::env::set_var("FLORENCE_HAILO_STANDIN_TRACE", &trace);
             }
             init_element();
@@ -93,4 +105,34 @@ fn the_hailo_properties_reach_the_device_and_backend_reason_says_why() {
     assert_eq!(run("backend=onnx"), "backend=onnx");
     let reason = run("backend=auto");
     assert!(reason.starts_with("backend=auto chose Hailo"), "{reason}");
+}
+
+/// Without HailoRT on the machine the element's `backend-reason` names the
+/// machine's lack. The library's place is process-wide (the environment),
+/// set to the stand-in here, so the element runs in a child process of this
+/// test binary that has none.
+#[test]
+fn without_hailort_backend_reason_names_the_machine() {
+    const NAME: &str = "without_hailort_backend_reason_names_the_machine";
+    if std::env::var_os(NO_HAILORT_CHILD).is_some() {
+        setup();
+        let reason = run("backend=auto");
+        assert!(
+            reason
+                .starts_with("backend=auto chose ONNX Runtime: no HailoRT library on this machine"),
+            "{reason}"
+        );
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+        .env(NO_HAILORT_CHILD, "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("1 passed"),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -1,6 +1,7 @@
-//! The engine's Hailo side (bridge FFI, handles, buffer checks, status
-//! mapping, reopening, the split's loop) against the bridge stand-in
-//! (hailo-standin/): the stand-in runs the exporter's ONNX stand-ins of the
+//! The engine's Hailo side (run-time loader, bridge FFI, handles, buffer
+//! checks, status mapping, reopening, the split's loop) against the bridge
+//! stand-in (hailo-standin/), loaded as libhailort and as the bridge for its
+//! version: the stand-in runs the exporter's ONNX stand-ins of the
 //! HEFs behind the same C ABI as the HailoRT bridge, enforces HailoRT's
 //! contract, and answers with the faults a test writes into its faults file.
 
@@ -14,7 +15,7 @@ use gstflorence::engine::hailo::ffi::RawBuffer;
 use gstflorence::engine::hailo::networks::{DECODER_STATES_INPUT, DECODER_WINDOW_INPUT};
 use gstflorence::engine::hailo::split::HailoSplit;
 use gstflorence::engine::hailo::{
-    Bridge, HailoError, HailoNetworks, HailoSettings, Status, StreamInfo,
+    Bridge, HailoError, HailoNetworks, HailoSettings, Status, StreamInfo, bridge_file_name,
 };
 use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::layout::{DECODER_HEF, ENCODER_HEF};
@@ -52,11 +53,21 @@ fn set_faults(text: &str) {
     std::fs::rename(&tmp, faults_file()).unwrap();
 }
 
+/// The stand-in as libhailort, and a bridge folder with it as the HailoRT 5 bridge.
 fn settings() -> HailoSettings {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        common::hailo_standin_bridge_dir("hailo-bridge-test", &[bridge_file_name(5)])
+    });
     HailoSettings {
-        bridge_library: Some(common::hailo_standin_library()),
+        hailort_library: Some(common::hailo_standin_library()),
+        bridge_dir: Some(dir.clone()),
         ..HailoSettings::default()
     }
+}
+
+fn bridge() -> std::sync::Arc<Bridge> {
+    settings().bridge().unwrap()
 }
 
 fn references() -> &'static Value {
@@ -105,6 +116,7 @@ fn split() -> HailoSplit<HailoNetworks> {
             intra_threads: 2,
             ..SessionOptions::default()
         },
+        bridge(),
         settings(),
     )
     .unwrap()
@@ -138,8 +150,14 @@ fn the_split_over_the_bridge_reproduces_the_hailo_split_references() {
 #[test]
 fn loaded_hefs_describe_hailort_streams_at_float32() {
     let _g = exclusive();
-    let bridge = Bridge::from_library(&common::hailo_standin_library()).unwrap();
-    assert_eq!(bridge.library_version().unwrap(), (5, 2, 0));
+    let bridge = bridge();
+    let source = bridge.source();
+    assert_eq!(source.hailort.version.to_string(), "5.2.0");
+    assert_eq!(
+        source.hailort.path.canonicalize().unwrap(),
+        common::hailo_standin_library().canonicalize().unwrap()
+    );
+    assert!(source.bridge.ends_with("libflorence_hailo_hailort5.so"));
     let device = bridge.open_device("SHARED").unwrap();
     let decoder = device
         .load_model(&hailo_dir().join(DECODER_HEF), 16)
@@ -175,7 +193,7 @@ fn loaded_hefs_describe_hailort_streams_at_float32() {
 #[test]
 fn the_bridge_refuses_unknown_streams_and_wrong_frame_sizes() {
     let _g = exclusive();
-    let bridge = Bridge::from_library(&common::hailo_standin_library()).unwrap();
+    let bridge = bridge();
     let device = bridge.open_device("SHARED").unwrap();
     let mut encoder = device
         .load_model(&hailo_dir().join(ENCODER_HEF), 16)
@@ -251,7 +269,7 @@ fn raw_model(
 #[test]
 fn hef_problems_are_start_up_errors_naming_the_file_and_cause() {
     let _g = exclusive();
-    let bridge = Bridge::from_library(&common::hailo_standin_library()).unwrap();
+    let bridge = bridge();
     let device = bridge.open_device("SHARED").unwrap();
     let missing = hailo_dir().join("no_such.hef");
     let e = device.load_model(&missing, 16).err().unwrap();
@@ -346,7 +364,7 @@ fn released_device_is_reopened_on_the_next_caption() {
 fn hefs_that_do_not_fit_the_model_are_refused_with_what_was_expected() {
     let _g = exclusive();
     // The tiny model's split with the window the HEF does not have.
-    let bridge = Bridge::from_library(&common::hailo_standin_library()).unwrap();
+    let bridge = bridge();
     let shapes = gstflorence::engine::hailo::SplitShapes {
         tokens: 158,
         d_model: 128,
@@ -370,21 +388,117 @@ fn hefs_that_do_not_fit_the_model_are_refused_with_what_was_expected() {
     assert!(!networks.is_open());
 }
 
+/// The reason the loader gives with these faults and this bridge folder.
+fn load_error(faults: &str, bridges: &[String]) -> HailoError {
+    set_faults(faults);
+    let dir = common::hailo_standin_bridge_dir("loader", bridges);
+    let e = HailoSettings {
+        bridge_dir: Some(dir),
+        ..settings()
+    }
+    .bridge()
+    .unwrap_err();
+    set_faults("");
+    e
+}
+
 #[test]
-fn a_missing_bridge_library_is_named() {
-    let e = Bridge::from_library(Path::new("/nonexistent/libbridge.so")).unwrap_err();
+fn the_loader_names_each_way_the_machine_lacks_hailo() {
+    let _g = exclusive();
+    // No libhailort.
+    let e = HailoSettings {
+        hailort_library: Some(PathBuf::from("/nonexistent/libhailort.so")),
+        ..settings()
+    }
+    .bridge()
+    .unwrap_err();
+    assert!(matches!(e, HailoError::NoHailoRt { .. }), "{e}");
     assert!(
-        matches!(&e, HailoError::Library { path, .. } if path == Path::new("/nonexistent/libbridge.so")),
+        e.to_string()
+            .starts_with("no HailoRT library on this machine"),
+        "{e}"
+    );
+    // HailoRT 4.23.0, only the HailoRT 5 bridge installed.
+    let e = load_error("hailort=4.23.0\n", &[bridge_file_name(5)]);
+    assert!(
+        matches!(&e, HailoError::NoBridge { version, file, .. } if version.major == 4 && *file == bridge_file_name(4)),
+        "{e}"
+    );
+    let text = e.to_string();
+    assert!(
+        text.starts_with("HailoRT 4.23.0 found")
+            && text.contains("no bridge for HailoRT 4 is installed")
+            && text.contains("florence-hailo-bridges-loader"),
+        "{text}"
+    );
+    // The 4.x bridge runs with 4.x: the same folder with both bridges loads.
+    set_faults("hailort=4.23.0\n");
+    let dir = common::hailo_standin_bridge_dir("both", &[bridge_file_name(4), bridge_file_name(5)]);
+    let b = HailoSettings {
+        bridge_dir: Some(dir),
+        ..settings()
+    }
+    .bridge()
+    .unwrap();
+    assert!(b.source().bridge.ends_with(bridge_file_name(4)));
+    set_faults("");
+    // A bridge built for HailoRT 4 under the HailoRT 5 name.
+    let e = load_error("bridge_for=4\n", &[bridge_file_name(5)]);
+    assert!(
+        matches!(&e, HailoError::BridgeForOtherHailoRt { built_for: 4, version, .. } if version.major == 5),
+        "{e}"
+    );
+    assert!(
+        e.to_string()
+            .contains("was built for HailoRT 4, but the HailoRT library is 5.2.0"),
+        "{e}"
+    );
+    // A bridge of another ABI version.
+    let e = load_error("abi=1\n", &[bridge_file_name(5)]);
+    assert!(
+        matches!(
+            &e,
+            HailoError::BridgeAbi {
+                found: 1,
+                expected: 2,
+                ..
+            }
+        ),
         "{e}"
     );
 }
 
-#[cfg(not(feature = "hailo"))]
+/// The C++ bridges built by scripts/build-hailo-bridges.sh
+/// (`FLORENCE_HAILO_BRIDGES_BUILT` names their folder; scripts/check-hailo-bridge.sh
+/// runs this) go through the loader against the stand-in libhailort: the
+/// loader picks the bridge of the library's major by name and loads it
+/// RTLD_NOW, which refuses it naming a HailoRT symbol the stand-in does not
+/// provide (HailoRT's C++ API is not faked: running a bridge needs a Pi).
 #[test]
-fn without_the_feature_the_built_in_bridge_says_so() {
-    let e = Bridge::linked().unwrap_err();
-    assert_eq!(e, HailoError::NotBuilt);
-    assert!(e.to_string().contains("cargo feature `hailo`"));
+#[ignore = "needs the bridges built by scripts/build-hailo-bridges.sh"]
+fn real_bridges_load_through_the_loader_up_to_hailorts_own_symbols() {
+    let _g = exclusive();
+    let dir = PathBuf::from(
+        std::env::var_os("FLORENCE_HAILO_BRIDGES_BUILT").expect("set FLORENCE_HAILO_BRIDGES_BUILT"),
+    );
+    for (version, major) in [("5.2.0", 5), ("4.23.0", 4)] {
+        set_faults(&format!("hailort={version}\n"));
+        let e = HailoSettings {
+            bridge_dir: Some(dir.clone()),
+            ..settings()
+        }
+        .bridge()
+        .unwrap_err();
+        set_faults("");
+        let HailoError::Library { path, reason } = &e else {
+            panic!("HailoRT {version}: expected the bridge to be refused, got {e}");
+        };
+        assert_eq!(*path, dir.join(bridge_file_name(major)), "{e}");
+        assert!(
+            reason.contains("undefined symbol") && reason.contains("hailo"),
+            "HailoRT {version}: {e}"
+        );
+    }
 }
 
 fn captioner(idle: Option<Duration>) -> gstflorence::engine::hailo::HailoBackend {
@@ -578,21 +692,27 @@ fn an_idle_device_is_released_and_reopened_by_the_next_caption() {
     c.open_device().unwrap();
 }
 
-/// On a Raspberry Pi with a Hailo device and HailoRT:
-/// `FLORENCE_HAILO_MODEL_DIR=DIR cargo test -p gst-florence --features hailo --test hailo_bridge -- --ignored`
+/// On a Raspberry Pi with a Hailo device, HailoRT and the bridge for it
+/// (installed, or built by this checkout's build.rs or
+/// scripts/build-hailo-bridges.sh):
+/// `FLORENCE_HAILO_MODEL_DIR=DIR cargo test -p gst-florence --test hailo_bridge -- --ignored real_device`
 /// where DIR is a model directory whose `hailo/` holds the exporter's files and
 /// HEFs compiled for the device's chip.
-#[cfg(feature = "hailo")]
 #[test]
-#[ignore = "needs a Hailo device, HailoRT and compiled HEFs"]
+#[ignore = "needs a Hailo device, HailoRT, its bridge and compiled HEFs"]
 fn real_device_runs_the_split() {
     let dir = PathBuf::from(
         std::env::var_os("FLORENCE_HAILO_MODEL_DIR").expect("set FLORENCE_HAILO_MODEL_DIR"),
     );
-    let bridge = Bridge::linked().unwrap();
-    println!("HailoRT {:?}", bridge.library_version().unwrap());
-    let mut split =
-        HailoSplit::open_hailo(&dir, &SessionOptions::default(), HailoSettings::default()).unwrap();
+    let bridge = HailoSettings::default().bridge().unwrap();
+    println!("{}", bridge.source());
+    let mut split = HailoSplit::open_hailo(
+        &dir,
+        &SessionOptions::default(),
+        bridge,
+        HailoSettings::default(),
+    )
+    .unwrap();
     // Names, shapes and frame sizes checked against the split's expectations.
     split.networks_mut().open().unwrap();
     let (img, _) = first_case();

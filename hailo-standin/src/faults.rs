@@ -16,7 +16,12 @@
 //!   unless that group is HailoRT's default `UNIQUE` (hailo-ollama's): any
 //!   other open fails with HAILO_OUT_OF_PHYSICAL_DEVICES (74);
 //! - `run_ms=<n>`: a network run takes `n` ms; a run whose timeout is shorter
-//!   waits its timeout and fails with HAILO_TIMEOUT (4), as HailoRT's does.
+//!   waits its timeout and fails with HAILO_TIMEOUT (4), as HailoRT's does;
+//! - `hailort=<major>.<minor>.<revision>`: the version the stand-in libhailort
+//!   reports (default 5.2.0);
+//! - `bridge_for=<major>`: the HailoRT major the stand-in bridge says it was
+//!   built for (default: the reported version's);
+//! - `abi=<n>`: the bridge ABI version it reports (default: the engine's).
 
 use parking_lot::Mutex;
 use std::path::PathBuf;
@@ -33,6 +38,10 @@ pub struct Faults {
     pub chip: Option<String>,
     pub held_by: Option<String>,
     pub run_ms: Option<u32>,
+    /// (major, minor, revision).
+    pub hailort: Option<(u32, u32, u32)>,
+    pub bridge_for: Option<u32>,
+    pub abi: Option<u32>,
 }
 
 impl Faults {
@@ -83,6 +92,15 @@ impl Faults {
                 "chip" => f.chip = Some(value.to_owned()),
                 "held_by" => f.held_by = Some(value.to_owned()),
                 "run_ms" => f.run_ms = value.parse().ok(),
+                "hailort" => {
+                    let n: Vec<u32> = value.split('.').filter_map(|p| p.parse().ok()).collect();
+                    f.hailort = match n[..] {
+                        [major, minor, revision] => Some((major, minor, revision)),
+                        _ => None,
+                    }
+                }
+                "bridge_for" => f.bridge_for = value.parse().ok(),
+                "abi" => f.abi = value.parse().ok(),
                 _ => {}
             }
         }
@@ -97,7 +115,7 @@ mod tests {
     #[test]
     fn parses_every_key_and_ignores_noise() {
         let f = Faults::parse(
-            "# busy\nopen=74\nload = 93\nrun=96@3\nchip=hailo8\nheld_by=SHARED\nrun_ms=20\nbogus=1\nrun",
+            "# busy\nopen=74\nload = 93\nrun=96@3\nchip=hailo8\nheld_by=SHARED\nrun_ms=20\nbogus=1\nrun\nhailort=4.23.0\nbridge_for=4\nabi=1",
         );
         assert_eq!(
             f,
@@ -108,8 +126,12 @@ mod tests {
                 chip: Some("hailo8".into()),
                 held_by: Some("SHARED".into()),
                 run_ms: Some(20),
+                hailort: Some((4, 23, 0)),
+                bridge_for: Some(4),
+                abi: Some(1),
             }
         );
+        assert_eq!(Faults::parse("hailort=5.2").hailort, None);
         assert_eq!(Faults::parse("run=4").run, Some((4, 0)));
         assert_eq!(Faults::parse("open=x\nrun=4@y"), Faults::default());
     }

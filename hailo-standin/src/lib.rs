@@ -1,7 +1,11 @@
 //! A stand-in for a Hailo device behind the bridge's C ABI
-//! (`gst-florence/hailo/florence_hailo_bridge.h`): the engine loads it like a
-//! bridge library (`FLORENCE_HAILO_BRIDGE`), so CI runs the engine's whole
-//! Hailo side (FFI, handles, buffer checks, status mapping, reopening, the
+//! (`gst-florence/hailo/florence_hailo_bridge.h`), and for libhailort itself
+//! (its `hailo_get_library_version`, see [`hailort`]): the engine loads it
+//! through its run-time loader as the HailoRT library
+//! (`FLORENCE_HAILORT_LIBRARY`) and as the bridge for that HailoRT's major
+//! (a link named `libflorence_hailo_hailort5.so` to it in
+//! `FLORENCE_HAILO_BRIDGE_DIR`), so CI runs the engine's whole Hailo side
+//! (loader, FFI, handles, buffer checks, status mapping, reopening, the
 //! split's loop) without a chip.
 //!
 //! It runs the exporter's ONNX stand-ins of the two HEFs on ONNX Runtime (the
@@ -19,6 +23,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub mod faults;
+pub mod hailort;
 pub mod hef;
 mod onnx;
 pub mod trace;
@@ -40,10 +45,8 @@ const SCHEDULER_PRIORITY_MAX: u8 = 31;
 /// HailoRT's default virtual-device group: the device is not shared.
 const DEFAULT_GROUP: &str = "UNIQUE";
 
-const ABI_VERSION: u32 = 1;
+const ABI_VERSION: u32 = 2;
 const NAME_MAX: usize = 128;
-/// The HailoRT version the stand-in reports.
-const VERSION: (u32, u32, u32) = (5, 2, 0);
 
 /// Successful runs since the faults file last changed (for `run=<status>@<n>`).
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -79,29 +82,20 @@ fn guarded(body: impl FnOnce() -> i32) -> i32 {
     catch_unwind(AssertUnwindSafe(body)).unwrap_or(INTERNAL_FAILURE)
 }
 
+/// The bridge ABI's version (`abi=<n>` in the faults file: another one).
 #[unsafe(no_mangle)]
 pub extern "C" fn florence_hailo_abi_version() -> u32 {
-    ABI_VERSION
+    Faults::current().abi.unwrap_or(ABI_VERSION)
 }
 
-/// # Safety
-/// The pointers are valid for writes or null.
+/// The HailoRT major the "bridge" was built for: the major of the version the
+/// stand-in libhailort reports, unless `bridge_for=<major>` says otherwise.
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn florence_hailo_library_version(
-    major: *mut u32,
-    minor: *mut u32,
-    revision: *mut u32,
-) -> i32 {
-    if major.is_null() || minor.is_null() || revision.is_null() {
-        return INVALID_ARGUMENT;
-    }
-    // SAFETY: checked non-null; valid per the contract.
-    unsafe {
-        *major = VERSION.0;
-        *minor = VERSION.1;
-        *revision = VERSION.2;
-    }
-    SUCCESS
+pub extern "C" fn florence_hailo_hailort_major() -> u32 {
+    let faults = Faults::current();
+    faults
+        .bridge_for
+        .unwrap_or_else(|| hailort::version(&faults).major)
 }
 
 /// # Safety

@@ -55,7 +55,26 @@ pub fn built(name: &str) -> PathBuf {
     path
 }
 
-/// The Hailo bridge stand-in (hailo-standin/, a cdylib): CI's Hailo device.
+/// The Hailo bridge stand-in (hailo-standin/, a cdylib): CI's Hailo device,
+/// and its libhailort (FLORENCE_HAILORT_LIBRARY).
 pub fn hailo_standin_library() -> PathBuf {
     built("libflorence_hailo_standin.so")
+}
+
+/// A fresh folder of bridges (FLORENCE_HAILO_BRIDGE_DIR) holding a link to
+/// the stand-in under each of `files` (the engine's bridge names, e.g.
+/// `libflorence_hailo_hailort5.so`): links, so that the stand-in loaded as
+/// libhailort and as the bridge is one library with one set of statics.
+pub fn hailo_standin_bridge_dir(name: &str, files: &[String]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "florence-hailo-bridges-{name}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("creating the bridge folder");
+    for f in files {
+        std::os::unix::fs::symlink(hailo_standin_library(), dir.join(f))
+            .expect("linking the stand-in as a bridge");
+    }
+    dir
 }

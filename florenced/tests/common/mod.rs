@@ -109,6 +109,8 @@ impl Spawn {
             .env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("WATCHDOG_PID")
+            // No HailoRT unless a test names one: the machine's never leaks in.
+            .env("FLORENCE_HAILORT_LIBRARY", "/nonexistent/libhailort.so")
             .current_dir(root());
         for (k, v) in &self.env {
             c.env(k, v);

@@ -8,7 +8,7 @@ use super::backend::Backend;
 use super::backend_choice::BackendChoice;
 use super::config::ModelFiles;
 use super::error::EngineError;
-use super::hailo::{DEFAULT_IDLE_RELEASE_S, HailoBackend, HailoError, HailoSettings};
+use super::hailo::{DEFAULT_IDLE_RELEASE_S, HailoBackend, HailoSettings};
 use super::layout::Layout;
 use super::model_dir::{ModelError, SessionOptions};
 use super::onnx::OnnxBackend;
@@ -111,14 +111,15 @@ pub(crate) fn backends(
             let reason = match busy {
                 Some(e) => format!("backend=hailo; {e} (the first caption tries again)"),
                 None => format!(
-                    "{}: the bridge loads, the device answers and both HEFs fit",
+                    "{}: {}, the device answers and both HEFs fit",
                     if hailo_only {
                         "hailo-florence's layout runs on the Hailo device"
                     } else if choice == BackendChoice::Hailo {
                         "backend=hailo"
                     } else {
                         "backend=auto chose Hailo"
-                    }
+                    },
+                    hailo.bridge_source()
                 ),
             };
             let mut backends: Vec<Box<dyn Backend>> = vec![Box::new(hailo)];
@@ -135,17 +136,7 @@ pub(crate) fn backends(
         }),
         (_, Err(e)) => Ok(Chosen {
             backends: onnx.into_iter().collect(),
-            reason: format!(
-                "backend=auto chose ONNX Runtime: {}",
-                match &e {
-                    EngineError::Backend(f)
-                        if f.cause::<HailoError>() == Some(&HailoError::NotBuilt) =>
-                    {
-                        "this build has no Hailo support".to_owned()
-                    }
-                    other => other.to_string(),
-                }
-            ),
+            reason: format!("backend=auto chose ONNX Runtime: {e}"),
         }),
     }
 }

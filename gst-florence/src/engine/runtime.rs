@@ -140,15 +140,20 @@ fn project_local_dirs() -> Vec<PathBuf> {
 }
 
 /// The file of the executable or shared object this function is in.
+pub(crate) fn this_module() -> Option<PathBuf> {
+    module_of(this_module as *const () as *const std::ffi::c_void)
+}
+
+/// The file of the executable or shared object holding `addr` (a function or
+/// a symbol of a loaded library).
 #[cfg(unix)]
-fn this_module() -> Option<PathBuf> {
+pub(crate) fn module_of(addr: *const std::ffi::c_void) -> Option<PathBuf> {
     use std::os::unix::ffi::OsStrExt;
     // SAFETY: dladdr only reads the loader's tables; a zeroed Dl_info is valid
     // to pass, and dli_fname (when set) points at a NUL-terminated string the
     // loader owns for as long as the module is loaded.
     let name = unsafe {
         let mut info: libc::Dl_info = std::mem::zeroed();
-        let addr = this_module as *const () as *const libc::c_void;
         if libc::dladdr(addr, &mut info) == 0 || info.dli_fname.is_null() {
             return None;
         }
@@ -158,7 +163,7 @@ fn this_module() -> Option<PathBuf> {
 }
 
 #[cfg(not(unix))]
-fn this_module() -> Option<PathBuf> {
+pub(crate) fn module_of(_addr: *const std::ffi::c_void) -> Option<PathBuf> {
     None
 }
 

@@ -60,13 +60,16 @@ pub const DEFAULT_IDLE_RELEASE_S: u32 = 300;
 
 impl HailoBackend {
     /// Loads the split of `dir` (its vision encoder, embeddings, the HEFs'
-    /// paths) over the bridge `settings` name; does not touch the device.
+    /// paths) over the bridge for this machine's HailoRT; does not touch the
+    /// device. The machine comes first (no HailoRT, no bridge for it), then
+    /// the model's HEFs.
     pub fn open(
         dir: &Path,
         options: &SessionOptions,
         settings: HailoSettings,
         idle_release: Option<Duration>,
     ) -> Result<HailoBackend, EngineError> {
+        let bridge = settings.bridge()?;
         for hef in [ENCODER_HEF, DECODER_HEF] {
             let path = networks::hef_path(dir, hef);
             if !path.is_file() {
@@ -77,7 +80,7 @@ impl HailoBackend {
                 .into());
             }
         }
-        let split = HailoSplit::open_hailo(dir, options, settings)?;
+        let split = HailoSplit::open_hailo(dir, options, bridge, settings)?;
         let source = split_source(&split);
         let inner = Arc::new(Inner {
             split: Mutex::new(split),
@@ -116,7 +119,7 @@ impl HailoBackend {
         DeviceState::from_u8(self.inner.state.load(Ordering::SeqCst))
     }
 
-    /// Where the bridge comes from (built in, or a library).
+    /// The HailoRT library and the bridge in use.
     pub fn bridge_source(&self) -> &BridgeSource {
         &self.source
     }

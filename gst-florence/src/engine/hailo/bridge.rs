@@ -1,5 +1,6 @@
-//! Safe handles over the bridge: a loaded bridge, an open device, a loaded
-//! model with its stream descriptions, and a checked synchronous run.
+//! Safe handles over the bridge: a bridge loaded for the installed HailoRT,
+//! an open device, a loaded model with its stream descriptions, and a checked
+//! synchronous run.
 
 use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
@@ -7,23 +8,37 @@ use std::ptr::NonNull;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::bridge_search;
 use super::ffi::{self, Api, RawBuffer, RawDevice, RawModel, RawStream};
+use super::hailort_library::{self, HailoRtLibrary};
 use super::status::{Call, HailoError, Status};
 
 /// Where the bridge's functions come from, for logs and `/health`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BridgeSource {
-    /// The C++ bridge linked into this binary (cargo feature `hailo`).
-    Linked,
-    /// A shared library with the bridge's symbols.
-    Library(PathBuf),
+pub struct BridgeSource {
+    /// The libhailort loaded, and its version.
+    pub hailort: HailoRtLibrary,
+    /// The bridge library for that version.
+    pub bridge: PathBuf,
 }
 
-/// A usable bridge (its library, if any, stays loaded as long as this lives).
+impl std::fmt::Display for BridgeSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "HailoRT {} ({}) through {}",
+            self.hailort.version,
+            self.hailort.path.display(),
+            self.bridge.display()
+        )
+    }
+}
+
+/// A usable bridge (its library stays loaded as long as this lives).
 pub struct Bridge {
     api: Api,
     source: BridgeSource,
-    _library: Option<libloading::Library>,
+    _library: libloading::Library,
 }
 
 impl std::fmt::Debug for Bridge {
@@ -35,47 +50,67 @@ impl std::fmt::Debug for Bridge {
 }
 
 impl Bridge {
-    /// The bridge built into this binary, if it was built with the feature `hailo`.
-    pub fn linked() -> Result<Arc<Bridge>, HailoError> {
-        let api = ffi::linked().ok_or(HailoError::NotBuilt)?;
-        Self::checked(api, BridgeSource::Linked, None)
+    /// Finds libhailort (`hailort_library` alone when given), loads it, and
+    /// then the bridge for its major version from the first folder of
+    /// [`bridge_search::bridge_dirs`] that has one (`bridge_dir` alone when
+    /// given). Each way this fails is its own [`HailoError`].
+    pub fn load(
+        hailort_library: Option<&Path>,
+        bridge_dir: Option<&Path>,
+    ) -> Result<Arc<Bridge>, HailoError> {
+        let hailort = hailort_library::load(hailort_library)?;
+        let dirs = bridge_search::bridge_dirs(bridge_dir);
+        let file = bridge_search::bridge_file_name(hailort.version.major);
+        let Some(path) = dirs.iter().map(|d| d.join(&file)).find(|p| p.is_file()) else {
+            return Err(HailoError::NoBridge {
+                version: hailort.version,
+                hailort: hailort.path,
+                file,
+                dirs,
+            });
+        };
+        Self::open(&path, hailort)
     }
 
-    /// A bridge from a shared library.
-    pub fn from_library(path: &Path) -> Result<Arc<Bridge>, HailoError> {
-        let (library, api) = ffi::from_library(path).map_err(|reason| HailoError::Library {
+    /// Loads the bridge at `path` for the loaded `hailort` and checks that it
+    /// speaks this engine's ABI and was built for that HailoRT's major.
+    fn open(path: &Path, hailort: HailoRtLibrary) -> Result<Arc<Bridge>, HailoError> {
+        use libloading::os::unix::{Library, RTLD_LOCAL, RTLD_NOW};
+        let failed = |reason: String| HailoError::Library {
             path: path.to_path_buf(),
             reason,
-        })?;
-        Self::checked(
-            api,
-            BridgeSource::Library(path.to_path_buf()),
-            Some(library),
-        )
-    }
-
-    fn checked(
-        api: Api,
-        source: BridgeSource,
-        library: Option<libloading::Library>,
-    ) -> Result<Arc<Bridge>, HailoError> {
-        // SAFETY: a function of the bridge's ABI without arguments.
-        let version = unsafe { (api.abi_version)() };
-        if version != ffi::ABI_VERSION {
-            return Err(HailoError::Library {
-                path: match &source {
-                    BridgeSource::Library(p) => p.clone(),
-                    BridgeSource::Linked => PathBuf::from("(linked)"),
-                },
-                reason: format!(
-                    "bridge ABI version {version}, this engine needs {}",
-                    ffi::ABI_VERSION
-                ),
+        };
+        // RTLD_NOW: a HailoRT symbol the installed libhailort lacks is this
+        // error now, not an abort at the first call that needs it.
+        // SAFETY: loading runs the library's initialisers; a bridge is trusted
+        // code installed with florence (or named by the operator).
+        let library: libloading::Library =
+            unsafe { Library::open(Some(path.as_os_str()), RTLD_NOW | RTLD_LOCAL) }
+                .map_err(|e| failed(ffi::loader_error(&e)))?
+                .into();
+        let api = ffi::resolve(&library).map_err(failed)?;
+        // SAFETY: functions of the bridge's ABI without arguments.
+        let (abi, built_for) = unsafe { ((api.abi_version)(), (api.hailort_major)()) };
+        if abi != ffi::ABI_VERSION {
+            return Err(HailoError::BridgeAbi {
+                bridge: path.to_path_buf(),
+                found: abi,
+                expected: ffi::ABI_VERSION,
+            });
+        }
+        if built_for != hailort.version.major {
+            return Err(HailoError::BridgeForOtherHailoRt {
+                bridge: path.to_path_buf(),
+                built_for,
+                version: hailort.version,
             });
         }
         Ok(Arc::new(Bridge {
             api,
-            source,
+            source: BridgeSource {
+                hailort,
+                bridge: path.to_path_buf(),
+            },
             _library: library,
         }))
     }
@@ -87,15 +122,6 @@ impl Bridge {
     /// The raw functions, for tests of the bridge's own contract.
     pub fn api(&self) -> &Api {
         &self.api
-    }
-
-    /// The runtime's version (major, minor, revision).
-    pub fn library_version(&self) -> Result<(u32, u32, u32), HailoError> {
-        let (mut major, mut minor, mut revision) = (0, 0, 0);
-        // SAFETY: three valid out-pointers.
-        let s = unsafe { (self.api.library_version)(&mut major, &mut minor, &mut revision) };
-        check(s, || Call::LibraryVersion)?;
-        Ok((major, minor, revision))
     }
 
     /// Opens a virtual device of `group_id`.

@@ -4,9 +4,13 @@
 //! InferModel API.
 //!
 //! - [`status`]: HailoRT's status numbers and the typed errors they map to;
-//! - [`ffi`]: the bridge's C declarations, linked in (feature `hailo`) or
-//!   loaded from a shared library (the CI stand-in);
-//! - [`bridge`]: safe device and model handles, buffer checks;
+//! - [`hailort_library`]: libhailort found and loaded at run time, its version;
+//! - [`bridge_search`]: the bridge libraries' names (one per HailoRT major)
+//!   and the folders they are looked for in;
+//! - [`ffi`]: the bridge's C declarations, resolved in a bridge library (a
+//!   C++ bridge, or the CI stand-in);
+//! - [`bridge`]: the bridge loaded for the installed HailoRT, safe device and
+//!   model handles, buffer checks;
 //! - [`split_networks`]: the split's two static networks behind one trait,
 //!   and their ONNX stand-ins; [`networks`]: the same as HEFs on the device;
 //! - [`split`]: the split's vision encoder, embeddings and caption loop;
@@ -15,7 +19,9 @@
 
 pub mod backend;
 pub mod bridge;
+pub mod bridge_search;
 pub mod ffi;
+pub mod hailort_library;
 pub mod networks;
 pub mod split;
 pub mod split_networks;
@@ -23,5 +29,7 @@ pub mod status;
 
 pub use backend::{DEFAULT_IDLE_RELEASE_S, HailoBackend};
 pub use bridge::{Bridge, BridgeSource, Device, Model, StreamInfo};
+pub use bridge_search::{BRIDGE_DIR_ENV, INSTALLED_BRIDGE_DIR, bridge_file_name};
+pub use hailort_library::{HAILORT_LIBRARY_ENV, HailoRtLibrary, HailoRtVersion};
 pub use networks::{HailoNetworks, HailoSettings, SplitShapes};
 pub use status::{Call, HailoError, Status};

@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::bridge::{Bridge, Device, Model, StreamInfo};
+use super::bridge_search::BRIDGE_DIR_ENV;
+use super::hailort_library::HAILORT_LIBRARY_ENV;
 use super::split_networks::SplitNetworks;
 use super::status::HailoError;
 use crate::engine::error::EngineError;
 /// The decoder HEF's inputs: encoder states, then the window of embeddings.
 pub const DECODER_STATES_INPUT: &str = "florence2_transformer_decoder/input_layer1";
 pub const DECODER_WINDOW_INPUT: &str = "florence2_transformer_decoder/input_layer2";
-
-/// Environment variable naming a bridge shared library to use instead of the
-/// built-in one (how CI plugs in the stand-in; a bridge built on its own works too).
-pub const BRIDGE_LIBRARY_ENV: &str = "FLORENCE_HAILO_BRIDGE";
 
 /// How the device is used.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,8 +27,12 @@ pub struct HailoSettings {
     pub scheduler_priority: u8,
     /// Bound on one network run (the reference uses 1000 ms per call).
     pub run_timeout: Duration,
-    /// A bridge shared library; `None`: [`BRIDGE_LIBRARY_ENV`], else the built-in bridge.
-    pub bridge_library: Option<PathBuf>,
+    /// The libhailort to use; `None`: [`HAILORT_LIBRARY_ENV`], else the
+    /// system's (see [`super::hailort_library::load`]).
+    pub hailort_library: Option<PathBuf>,
+    /// The one folder to take the bridge from; `None`: [`BRIDGE_DIR_ENV`],
+    /// else [`super::bridge_search::bridge_dirs`]' search.
+    pub bridge_dir: Option<PathBuf>,
 }
 
 impl Default for HailoSettings {
@@ -39,21 +41,27 @@ impl Default for HailoSettings {
             group_id: "SHARED".into(),
             scheduler_priority: 16,
             run_timeout: Duration::from_millis(1000),
-            bridge_library: None,
+            hailort_library: None,
+            bridge_dir: None,
         }
     }
 }
 
 impl HailoSettings {
-    /// The bridge these settings name.
+    /// The bridge for this machine's HailoRT, from the places these settings
+    /// (or the environment) name.
     pub fn bridge(&self) -> Result<Arc<Bridge>, HailoError> {
-        let from_env = std::env::var_os(BRIDGE_LIBRARY_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from);
-        match self.bridge_library.clone().or(from_env) {
-            Some(path) => Bridge::from_library(&path),
-            None => Bridge::linked(),
-        }
+        let env = |name: &str| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let hailort = self
+            .hailort_library
+            .clone()
+            .or_else(|| env(HAILORT_LIBRARY_ENV));
+        let dir = self.bridge_dir.clone().or_else(|| env(BRIDGE_DIR_ENV));
+        Bridge::load(hailort.as_deref(), dir.as_deref())
     }
 }
 
@@ -182,7 +190,7 @@ impl HailoNetworks {
             None => self.settings.run_timeout,
         };
         let Some(opened) = self.opened.as_mut() else {
-            return Err(HailoError::NotBuilt);
+            return Err(HailoError::NotOpen);
         };
         let model = pick(opened);
         let out_name = model.outputs()[0].name.clone();
@@ -270,7 +278,7 @@ impl SplitNetworks for HailoNetworks {
         self.open()?;
         let input = match self.opened.as_ref() {
             Some(o) => o.encoder.inputs()[0].name.clone(),
-            None => return Err(HailoError::NotBuilt.into()),
+            None => return Err(HailoError::NotOpen.into()),
         };
         Ok(self.run(
             "the text encoder",

@@ -8,9 +8,11 @@
 //! ([`super::networks::HailoNetworks`]); the loop below is written once for both.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use ort::session::Session;
 
+use super::bridge::Bridge;
 use super::networks::{self, HailoNetworks, HailoSettings, SplitShapes};
 use super::split_networks::{OnnxStandIns, SplitNetworks};
 use crate::engine::config::ModelFiles;
@@ -102,14 +104,14 @@ impl HailoSplit<OnnxStandIns> {
 
 impl HailoSplit<HailoNetworks> {
     /// Opens the split with the HEFs of `dir` (`hailo/` or the directory
-    /// itself) on a Hailo device. The device itself is opened lazily, by the
-    /// first run or [`HailoSplit::networks_mut`]`().open()`.
+    /// itself) on a Hailo device through `bridge`. The device itself is opened
+    /// lazily, by the first run or [`HailoSplit::networks_mut`]`().open()`.
     pub fn open_hailo(
         dir: &Path,
         options: &SessionOptions,
+        bridge: Arc<Bridge>,
         settings: HailoSettings,
     ) -> Result<Self, EngineError> {
-        let bridge = settings.bridge()?;
         let files = model_files(dir)?;
         let cfg = read_split_config(dir)?;
         let d = files.model.text_config.d_model;

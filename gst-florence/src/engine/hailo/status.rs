@@ -8,6 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::hailort_library::HailoRtVersion;
 use crate::engine::error::EngineError;
 use crate::engine::failure::{BackendFailure, FailureKind};
 
@@ -170,7 +171,6 @@ const NAMES: [&str; 98] = [
 /// What the engine asked of the bridge when a status came back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Call {
-    LibraryVersion,
     OpenDevice { group_id: String },
     LoadModel { hef: PathBuf },
     DescribeStreams { hef: PathBuf },
@@ -180,7 +180,6 @@ pub enum Call {
 impl fmt::Display for Call {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Call::LibraryVersion => write!(f, "asking HailoRT for its version"),
             Call::OpenDevice { group_id } => {
                 write!(f, "opening the Hailo device (group id {group_id:?})")
             }
@@ -238,14 +237,55 @@ pub enum HailoError {
     /// Any other status.
     #[error("HailoRT failed with {status} while {call}")]
     Other { status: Status, call: Call },
-    /// The bridge library cannot be used.
-    #[error("the Hailo bridge {path} cannot be used: {reason}")]
-    Library { path: PathBuf, reason: String },
-    /// Neither a built-in bridge nor a bridge library.
+    /// No libhailort on this machine (HailoRT is not installed).
     #[error(
-        "this build has no Hailo support: build with the cargo feature `hailo` on a machine with HailoRT installed"
+        "no HailoRT library on this machine (looked for {looked}): install HailoRT (5.x for Hailo-10H, 4.x for Hailo-8/8L) to use the Hailo device"
     )]
-    NotBuilt,
+    NoHailoRt { looked: String },
+    /// A libhailort was found but cannot be loaded or asked for its version.
+    #[error("the HailoRT library {} cannot be used: {reason}", path.display())]
+    HailoRtUnusable { path: PathBuf, reason: String },
+    /// HailoRT is installed, but no bridge for its major version is.
+    #[error(
+        "HailoRT {version} found ({}) but no bridge for HailoRT {} is installed: looked for {file} in {}",
+        hailort.display(),
+        version.major,
+        list(dirs)
+    )]
+    NoBridge {
+        version: HailoRtVersion,
+        hailort: PathBuf,
+        file: String,
+        dirs: Vec<PathBuf>,
+    },
+    /// The bridge was compiled against another HailoRT major than the library's.
+    #[error(
+        "the Hailo bridge {} was built for HailoRT {built_for}, but the HailoRT library is {version}: install the bridge for HailoRT {}",
+        bridge.display(),
+        version.major
+    )]
+    BridgeForOtherHailoRt {
+        bridge: PathBuf,
+        built_for: u32,
+        version: HailoRtVersion,
+    },
+    /// The bridge speaks another version of the project's C ABI.
+    #[error(
+        "the Hailo bridge {} has ABI version {found}, this engine needs {expected}: install the bridge of the same florence release",
+        bridge.display()
+    )]
+    BridgeAbi {
+        bridge: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    /// The bridge library cannot be loaded (a missing file or symbol, a
+    /// HailoRT symbol the installed libhailort lacks, ...).
+    #[error("the Hailo bridge {} cannot be loaded: {reason}", path.display())]
+    Library { path: PathBuf, reason: String },
+    /// The device was used before it was opened (a defect).
+    #[error("the Hailo device is not open")]
+    NotOpen,
 }
 
 impl HailoError {
@@ -295,9 +335,27 @@ impl HailoError {
             | HailoError::Unsupported { status, .. }
             | HailoError::Contract { status, .. }
             | HailoError::Other { status, .. } => Some(*status),
-            HailoError::Streams { .. } | HailoError::Library { .. } | HailoError::NotBuilt => None,
+            HailoError::Streams { .. }
+            | HailoError::NoHailoRt { .. }
+            | HailoError::HailoRtUnusable { .. }
+            | HailoError::NoBridge { .. }
+            | HailoError::BridgeForOtherHailoRt { .. }
+            | HailoError::BridgeAbi { .. }
+            | HailoError::Library { .. }
+            | HailoError::NotOpen => None,
         }
     }
+}
+
+/// Directories as `a, b, c`.
+fn list(dirs: &[PathBuf]) -> String {
+    if dirs.is_empty() {
+        return "no directory".into();
+    }
+    dirs.iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A device failure, as the engine reports it to callers that know no Hailo
