@@ -5,8 +5,9 @@
 #      that script's debug build),
 #   2. its files: florenced, the plugin and ONNX Runtime are aarch64 ELF files,
 #      the first two stripped, their symbols in hailo-florence-dbgsym by build
-#      id; every library they need is in a package its Depends names (the arm64
-#      variant lists them by hand: dpkg-shlibdeps cannot read a cross sysroot),
+#      id; every library they need is in a package its Depends names, libc6 at
+#      least at the newest GLIBC_ version they use (the arm64 variant lists them
+#      by hand: dpkg-shlibdeps cannot read a cross sysroot),
 #   3. dpkg installs it into a throwaway root (--root, maintainer scripts
 #      chrootless, as florenced/tests/deb.rs does for amd64), then under
 #      qemu-user, with the arm64 sysroot's libraries (.sysroot-aarch64, which is
@@ -90,7 +91,14 @@ for soname in $(for f in "${elves[@]}"; do readelf -d "$tmp/files/$f"; done |
   # Depends' package names, one a line (versions and alternatives' rest cut).
   sed 's/, */\n/g' <<<"$depends" | cut -d' ' -f1 | grep -Fqx "$package" || fail "$soname ($package) is not in Depends: $depends"
 done
-log "every library the arm64 files need is in Depends: $depends"
+# The C library version: the newest GLIBC_ symbol version the files use.
+glibc_needed="$(for f in "${elves[@]}"; do aarch64-linux-gnu-objdump -T "$tmp/files/$f"; done |
+  grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -Vu | tail -n1)"
+glibc_depends="$(sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p' <<<"$depends")"
+if [ -z "$glibc_depends" ] || ! dpkg --compare-versions "$glibc_depends" ge "$glibc_needed"; then
+  fail "the arm64 files use GLIBC_$glibc_needed; Depends has libc6 (>= ${glibc_depends:-none})"
+fi
+log "every library the arm64 files need is in Depends (libc6 >= GLIBC_$glibc_needed): $depends"
 
 # 3. Installed into a throwaway root by dpkg (arm64 as its foreign architecture).
 # The postinst asks the installed florenced for the configured bind address
