@@ -7,7 +7,8 @@
 #      the first two stripped, their symbols in hailo-florence-dbgsym by build
 #      id; every library they need is in a package its Depends names, libc6 at
 #      least at the newest GLIBC_ version they use (the arm64 variant lists them
-#      by hand: dpkg-shlibdeps cannot read a cross sysroot),
+#      by hand: dpkg-shlibdeps cannot read a cross sysroot), and apt resolves
+#      them from Debian's arm64 archive (a simulation for an empty system),
 #   3. dpkg installs it into a throwaway root (--root, maintainer scripts
 #      chrootless, as florenced/tests/deb.rs does for amd64), then under
 #      qemu-user, with the arm64 sysroot's libraries (.sysroot-aarch64, which is
@@ -99,6 +100,15 @@ if [ -z "$glibc_depends" ] || ! dpkg --compare-versions "$glibc_depends" ge "$gl
   fail "the arm64 files use GLIBC_$glibc_needed; Depends has libc6 (>= ${glibc_depends:-none})"
 fi
 log "every library the arm64 files need is in Depends (libc6 >= GLIBC_$glibc_needed): $depends"
+# apt resolves those Depends from the Debian archive this machine's apt reads
+# (its arm64 lists, which setup.sh --aarch64 enables), as for an empty arm64
+# system: a simulation (-s), nothing is installed.
+: >"$tmp/empty-status"
+apt-get install -s -q -o Dir::State::status="$tmp/empty-status" -o Debug::NoLocking=1 \
+  -o APT::Architecture=arm64 -o APT::Architectures::=arm64 "$deb" >"$tmp/apt.log" 2>&1 ||
+  { cat "$tmp/apt.log"; fail "apt cannot install $(basename "$deb") on an empty arm64 system"; }
+grep -q '^Inst hailo-florence ' "$tmp/apt.log" || { cat "$tmp/apt.log"; fail "apt's simulation installs no hailo-florence"; }
+log "apt resolves its Depends from the arm64 archive ($(grep -c '^Inst ' "$tmp/apt.log") packages for an empty system)"
 
 # 3. Installed into a throwaway root by dpkg (arm64 as its foreign architecture).
 # The postinst asks the installed florenced for the configured bind address
