@@ -2,11 +2,13 @@
 """Runs `florenced run` on a few recorded fixture cases and checks the result
 token for token against tests/fixtures/references.json (transformers' output).
 
-    check-run-fixtures.py [--launcher 'qemu-aarch64 -L ...'] FLORENCED [florenced args...]
+    check-run-fixtures.py [--launcher 'qemu-aarch64 -L ...'] [--case IMAGE TASK DECODING]...
+                          FLORENCED [florenced args...]
 
 The launcher prefix lets the same check run an aarch64 build under qemu-user
 (scripts/cross-aarch64.sh); extra arguments (e.g. --ort-library) go to every
-`florenced run`. Exit status 1 on any mismatch, with the case and both sides.
+`florenced run`; --case picks some of CASES (scripts/deb-arm64-check.sh runs one).
+Exit status 1 on any mismatch, with the case and both sides.
 """
 
 import argparse
@@ -43,9 +45,20 @@ CASES = [
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--launcher", default="", help="command prefix, e.g. qemu-aarch64 ...")
+    ap.add_argument(
+        "--case",
+        nargs=3,
+        action="append",
+        metavar=("IMAGE", "TASK", "DECODING"),
+        help="run only this one of the cases (repeatable)",
+    )
     ap.add_argument("florenced")
     ap.add_argument("extra", nargs=argparse.REMAINDER)
     args = ap.parse_args()
+    cases = [tuple(c) for c in args.case] if args.case else CASES
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"not among the checked cases: {unknown}; choose from {CASES}")
 
     refs = json.loads((FIXTURES / "references.json").read_text())
     files = {i["name"]: FIXTURES / i["file"] for i in refs["images"]}
@@ -53,7 +66,7 @@ def main() -> int:
 
     # One process per (task, text, decoding, max tokens): images of a group share it.
     groups: dict[tuple, list] = {}
-    for image, task, decoding in CASES:
+    for image, task, decoding in cases:
         case = by_key[(image, task)]
         key = (task, case["text_input"], decoding, case["max_new_tokens"])
         groups.setdefault(key, []).append(case)
@@ -100,7 +113,7 @@ def main() -> int:
                 matched += 1
                 print(f"ok   {label}: {len(want['ids'])} ids {want['text']!r}")
         print(f"     ({len(cases)} image(s) in one process: {took:.1f} s)")
-    print(f"{matched} of {len(CASES)} cases match")
+    print(f"{matched} of {len(cases)} cases match")
     return 1 if failures else 0
 
 

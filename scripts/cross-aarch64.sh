@@ -31,18 +31,8 @@ for need in "$SYSROOT/.packages" "$ORT_LIBRARY"; do
   fi
 done
 
-# Every setting names the target, so the native build (and build scripts,
-# which run on the host) never sees the arm64 sysroot: cargo's per-target
-# linker and flags, the cc crate's CC_<target>/CFLAGS_<target> (ring and
-# onig_sys compile C), the pkg-config crate's <VAR>_<target> (the -sys crates).
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C link-arg=--sysroot=$SYSROOT"
-export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
-export CFLAGS_aarch64_unknown_linux_gnu="--sysroot=$SYSROOT"
-export PKG_CONFIG_ALLOW_CROSS_aarch64_unknown_linux_gnu=1
-export PKG_CONFIG_SYSROOT_DIR_aarch64_unknown_linux_gnu="$SYSROOT"
-export PKG_CONFIG_LIBDIR_aarch64_unknown_linux_gnu="$SYSROOT/usr/lib/aarch64-linux-gnu/pkgconfig:$SYSROOT/usr/share/pkgconfig"
-export PKG_CONFIG_PATH_aarch64_unknown_linux_gnu=""
+# shellcheck source=scripts/cross-env-aarch64.sh
+source "$ROOT/scripts/cross-env-aarch64.sh"
 # A check build: no debug info (a third of the disk and less link time).
 export CARGO_PROFILE_DEV_DEBUG=false
 
@@ -56,21 +46,8 @@ done
 log "build: ${build_s} s"
 [ "$BUILD_ONLY" -eq 1 ] && exit 0
 
-# No binfmt_misc in containers: qemu is called explicitly. -L makes the
-# guest's loader and libraries come from the sysroot, and any path that exists
-# under it shadows the host's: qemu 7.2 (Debian 12) shows an aarch64 guest the
-# host's x86 /proc/cpuinfo, from which ONNX Runtime's cpuinfo finds no ARM
-# core (no MIDR) and crashes with SIGSEGV in its first session, so the guest
-# gets a Pi 5's: Cortex-A76 cores (implementer 0x41, part 0xd0b), as many as
-# the host has (cpuinfo pairs them with /sys/devices/system/cpu/present).
-mkdir -p "$SYSROOT/proc"
-for ((i = 0; i < $(nproc --all); i++)); do
-  printf 'processor\t: %d\nBogoMIPS\t: 108.00\n' "$i"
-  printf 'Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n'
-  printf 'CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x4\nCPU part\t: 0xd0b\nCPU revision\t: 1\n\n'
-done >"$SYSROOT/proc/cpuinfo"
-launcher=(qemu-aarch64 -cpu cortex-a76 -L "$SYSROOT"
-  -E "LD_LIBRARY_PATH=$SYSROOT/usr/lib/aarch64-linux-gnu:$SYSROOT/lib/aarch64-linux-gnu")
+cross_launcher
+launcher=("${CROSS_LAUNCHER[@]}")
 run_started=$SECONDS
 log "florenced run under ${launcher[*]:0:3} with $ORT_LIBRARY"
 python3 scripts/check-run-fixtures.py --launcher "$(printf '%q ' "${launcher[@]}")" \

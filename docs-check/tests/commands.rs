@@ -133,6 +133,19 @@ const RUN: &[(&str, &str, &str)] = &[
         "florenced/tests/deb.rs",
         "scripts/build-deb.sh",
     ),
+    // As `--profile dev --no-build` of CI's cross-build (scripts/cross-aarch64.sh).
+    (
+        "bash scripts/build-deb.sh --arch arm64",
+        "scripts/deb-arm64-check.sh",
+        "bash scripts/build-deb.sh --arch arm64",
+    ),
+    // As `dpkg --root=DIR --install` into a throwaway root, then the package's
+    // florenced and plugin under qemu-user (no arm64 apt here: no binfmt_misc).
+    (
+        "sudo apt install ./target/debian/hailo-florence_0.1.0-1_arm64.deb",
+        "scripts/deb-arm64-check.sh",
+        "--install \"$deb\"",
+    ),
     // As `dpkg --root=DIR --install` of the package the test built; the
     // README's file name is checked against the crate's version.
     (

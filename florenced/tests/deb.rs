@@ -1,6 +1,9 @@
 //! The Debian package: scripts/build-deb.sh (cargo-deb, the dev profile's
-//! artefacts) makes hailo-florence_<version>-1_<arch>.deb; its contents and
-//! control data are checked with dpkg-deb, then real dpkg installs it into a
+//! artefacts) makes hailo-florence_<version>-1_<arch>.deb and its symbols,
+//! hailo-florence-dbgsym_<version>-1_<arch>.ddeb; their contents and
+//! control data are checked with dpkg-deb (the binaries stripped, their symbols
+//! in the dbgsym package by build id, ONNX Runtime of the package's
+//! architecture), then real dpkg installs it into a
 //! throwaway root (`--root`, maintainer scripts run chrootless with DPKG_ROOT),
 //! the installed florenced and plugin work from there, and remove/purge clean up.
 
@@ -34,6 +37,32 @@ fn dpkg(root: &Path) -> Command {
     cmd
 }
 
+fn host_arch() -> String {
+    text(&succeed(Command::new("dpkg").arg("--print-architecture")))
+        .trim()
+        .to_owned()
+}
+
+/// What `file` says of a file.
+fn file_type(path: &Path) -> String {
+    text(&succeed(Command::new("file").arg("-b").arg(path)))
+}
+
+/// usr/lib/debug/.build-id/xx/yyyy.debug for an ELF file's build id: where the
+/// dbgsym package puts its symbols and gdb looks for them.
+fn build_id_debug_file(elf: &Path) -> PathBuf {
+    let notes = text(&succeed(Command::new("readelf").arg("-n").arg(elf)));
+    let id = notes
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Build ID: "))
+        .unwrap_or_else(|| panic!("{} has no build id:\n{notes}", elf.display()));
+    PathBuf::from(format!(
+        "usr/lib/debug/.build-id/{}/{}.debug",
+        &id[..2],
+        &id[2..]
+    ))
+}
+
 fn build_deb(out_dir: &Path) -> PathBuf {
     let out = succeed(
         Command::new("bash")
@@ -42,13 +71,12 @@ fn build_deb(out_dir: &Path) -> PathBuf {
             .arg(out_dir),
     );
     let deb = PathBuf::from(text(&out).lines().last().unwrap_or_default().trim());
-    let arch = text(&succeed(Command::new("dpkg").arg("--print-architecture")));
     assert_eq!(
         deb.file_name().unwrap().to_str().unwrap(),
         format!(
             "hailo-florence_{}-1_{}.deb",
             env!("CARGO_PKG_VERSION"),
-            arch.trim()
+            host_arch()
         )
     );
     deb
@@ -82,6 +110,40 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
         );
     }
 
+    // Stripped binaries; their symbols in the dbgsym package, where debuggers
+    // look them up by build id; ONNX Runtime for the package's architecture.
+    let ddeb = deb.with_file_name(format!(
+        "hailo-florence-dbgsym_{}-1_{}.ddeb",
+        env!("CARGO_PKG_VERSION"),
+        host_arch()
+    ));
+    assert!(ddeb.is_file(), "no {}", ddeb.display());
+    let files = scratch.join("files");
+    let symbols = scratch.join("symbols");
+    succeed(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&files));
+    succeed(Command::new("dpkg-deb").arg("-x").arg(&ddeb).arg(&symbols));
+    let machine = match host_arch().as_str() {
+        "amd64" => "x86-64",
+        "arm64" => "ARM aarch64",
+        other => panic!("no package variant for {other}"),
+    };
+    for elf in ["usr/bin/florenced", "usr/lib/florence/libgstflorence.so"] {
+        let what = file_type(&files.join(elf));
+        assert!(
+            what.contains(machine) && what.contains(", stripped"),
+            "{elf}: {what}"
+        );
+        let debug = symbols.join(build_id_debug_file(&files.join(elf)));
+        assert!(
+            file_type(&debug).contains(machine),
+            "no symbols of {elf} in {}: {}",
+            ddeb.display(),
+            debug.display()
+        );
+    }
+    let ort = file_type(&files.join("usr/lib/florence/libonnxruntime.so"));
+    assert!(ort.contains(machine), "libonnxruntime.so: {ort}");
+
     // Control data: name, dependencies, the configuration as a conffile, the scripts.
     let info = text(&succeed(Command::new("dpkg-deb").arg("-I").arg(&deb)));
     for script in ["postinst", "prerm", "postrm", "conffiles"] {
@@ -111,6 +173,15 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
             "{package} not in Depends: {depends}"
         );
     }
+    // HailoRT only recommended: the CPU backend needs none of it.
+    assert!(
+        field("Recommends")
+            .split(',')
+            .any(|r| r.trim() == "hailort"),
+        "{}",
+        field("Recommends")
+    );
+    assert!(!depends.contains("hailo"), "{depends}");
     let conffiles = text(&succeed(
         Command::new("dpkg-deb")
             .args(["-I"])
