@@ -80,6 +80,16 @@ ln -sfn "$ROOT/$ort_dir/libonnxruntime.so" "target/debian/$arch/libonnxruntime.s
 # are staged into the cargo output folder (a copy, never a link: cargo-deb
 # replaces nothing there) because cargo-deb strips, and splits the symbols of,
 # only what it finds under target/<profile>/.
+# With HailoRT's public headers at hand (CI has them beside the checkout;
+# HAILORT_HEADERS_DIR elsewhere) the bridges are built here, for the package's
+# architecture, so every package CI makes can use a Hailo device; without them
+# the package is built without bridges and says so.
+headers="${HAILORT_HEADERS_DIR:-$ROOT/../shared/third_party}"
+if [ -f "$headers/hailort-5.2.0/include/hailo/hailort.hpp" ] && [ -f "$headers/hailort-4.23.0/include/hailo/hailort.hpp" ]; then
+  bash scripts/build-hailo-bridges.sh --target "$triple" --headers "$headers" --out "target/hailo-bridges/$triple" >&2
+elif ! compgen -G "target/hailo-bridges/$triple/*.so" >/dev/null; then
+  echo "build-deb.sh: no HailoRT headers in $headers and no built bridges: this package cannot use a Hailo device" >&2
+fi
 variant=$arch
 stage="$cargo_out/hailo-bridges"
 rm -rf "$stage"

@@ -81,6 +81,14 @@ inside() {
   python3 "$ROOT/scripts/check-run-fixtures.py" --case "${CASE[@]}" \
     --launcher "chroot $r /usr/bin/env -i PATH=/usr/bin:/bin" /usr/bin/florenced
 
+  # Hailo: the package's bridges are found; without HailoRT the reason is the
+  # machine's (no HailoRT library), never the build's.
+  local hailo
+  hailo="$(in_root /usr/bin/florenced run --backend hailo --model-dir "$FIXTURES/tiny-florence2" "$FIXTURES/images/scene_640x480.png" 2>&1 || true)"
+  grep -q 'no HailoRT library on this machine' <<<"$hailo" ||
+    fail "florenced run --backend hailo does not name the missing HailoRT library: $hailo"
+  log "backend hailo without HailoRT: $(grep -o 'no HailoRT library on this machine' <<<"$hailo")"
+
   log "gst-inspect-1.0 florencecaption (gstreamer1.0-tools)"
   in_root apt-get install -y -q --no-install-recommends gstreamer1.0-tools >/dev/null
   local inspect

@@ -110,6 +110,23 @@ fn the_debian_package_installs_a_working_service_into_a_throwaway_root() {
         );
     }
 
+    // The Hailo bridges, one per HailoRT major, where the engine looks for
+    // them, whenever HailoRT's headers were there to build them (always in CI).
+    let headers = root().join("../shared/third_party/hailort-5.2.0/include/hailo/hailort.hpp");
+    if headers.exists() || std::env::var_os("HAILORT_HEADERS_DIR").is_some() {
+        for bridge in [
+            "./usr/lib/florence/hailo/libflorence_hailo_hailort5.so",
+            "./usr/lib/florence/hailo/libflorence_hailo_hailort4.so",
+        ] {
+            assert!(
+                listing.lines().any(|l| l.ends_with(bridge)),
+                "{bridge} not in the package:\n{listing}"
+            );
+        }
+    } else {
+        eprintln!("no HailoRT headers: the package was built without the Hailo bridges");
+    }
+
     // Stripped binaries; their symbols in the dbgsym package, where debuggers
     // look them up by build id; ONNX Runtime for the package's architecture.
     let ddeb = deb.with_file_name(format!(
