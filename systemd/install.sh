@@ -3,7 +3,7 @@
 # plugin for every user. Running it again upgrades in place.
 #   sudo systemd/install.sh [--prefix DIR] [--binary PATH] [--plugin PATH] [--ort-library PATH]
 #        [--plugin-dir DIR] [--model-dir DIR] [--model NAME [--variant SUFFIX]]
-#        [--allow-from "ADDRESS ..."] [--no-start]
+#        [--allow-from "ADDRESS ..."] [--hailo-bridges DIR] [--no-start]
 # --prefix: florenced in DIR/bin, ONNX Runtime, the plugin and the device check in
 #   DIR/lib/florence (default /usr/local); the plugin is linked from GStreamer's
 #   plugin directory (--plugin-dir, default `pkg-config --variable=pluginsdir gstreamer-1.0`).
@@ -11,6 +11,9 @@
 #   /var/lib/hailo-florence/models/ (cache: /var/lib/hailo-florence/hub) and configures it.
 # --allow-from: with a non-loopback `host`, the addresses or prefixes that may connect
 #   (the unit's IP policy drop-in, rendered by ip-policy.sh; default: any).
+# --hailo-bridges: the Hailo bridge libraries to install in DIR/lib/florence/hailo,
+#   where florenced and the plugin look for them (default: what
+#   scripts/build-hailo-bridges.sh built for this machine, if anything).
 # DESTDIR=/some/root stages the whole tree under that root and touches nothing else
 #   (no user, no systemctl); what it skips is printed.
 # Build first: cargo build --release --locked (and bash scripts/setup.sh for ONNX Runtime).
@@ -21,6 +24,7 @@ prefix=/usr/local
 binary="$root/target/release/florenced"
 plugin="$root/target/release/libgstflorence.so"
 ort="$root/.ort/lib/libonnxruntime.so"
+bridges="$root/target/hailo-bridges/$(uname -m)-unknown-linux-gnu"
 plugin_dir=""
 model_dir=""
 model=""
@@ -33,6 +37,7 @@ while [ $# -gt 0 ]; do
     --binary) binary=$2; shift 2 ;;
     --plugin) plugin=$2; shift 2 ;;
     --ort-library) ort=$2; shift 2 ;;
+    --hailo-bridges) bridges=$2; shift 2 ;;
     --plugin-dir) plugin_dir=$2; shift 2 ;;
     --model-dir) model_dir=$2; shift 2 ;;
     --model) model=$2; shift 2 ;;
@@ -94,6 +99,14 @@ install -m 0755 "$here/ip-policy.sh" "$dest$lib_dir/ip-policy.sh"
 # folder of its real file is searched); GStreamer loads it through the link.
 install -m 0644 "$plugin" "$dest$lib_dir/libgstflorence.so"
 ln -sfr "$dest$lib_dir/libgstflorence.so" "$dest$plugin_dir/libgstflorence.so"
+# The Hailo bridges, one per HailoRT major: loaded only when HailoRT is
+# installed; without them backend=auto says where it looked.
+if compgen -G "$bridges/libflorence_hailo_hailort*.so" >/dev/null; then
+  install -d -m 0755 "$dest$lib_dir/hailo"
+  install -m 0644 "$bridges"/libflorence_hailo_hailort*.so "$dest$lib_dir/hailo/"
+else
+  echo "install.sh: no Hailo bridges in $bridges (bash scripts/build-hailo-bridges.sh builds them): Hailo devices cannot be used" >&2
+fi
 install -m 0644 "$root/README.md" "$dest$prefix/share/doc/florenced/README.md"
 unit=$(mktemp)
 new_config=$(mktemp)

@@ -15,7 +15,9 @@ use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{Florence, Request, SessionOptions};
-use gstflorence::florencecaption::{META_NAME, MODEL_MESSAGE_NAME as MODEL_MESSAGE, REQUEST_META_NAME};
+use gstflorence::florencecaption::{
+    META_NAME, MODEL_MESSAGE_NAME as MODEL_MESSAGE, REQUEST_META_NAME,
+};
 
 use common::{child, init_element as init, scratch::Scratch};
 

@@ -22,8 +22,8 @@ use super::ort_log::routed;
 use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
 use crate::engine::model_dir::usable_threads;
-use crate::protocol::ModelInUse;
 use crate::engine::{BackendKind, Florence, LoadOptions, Request, SessionOptions};
+use crate::protocol::ModelInUse;
 
 /// What a loaded model depends on: a change to any of it reloads the model.
 #[derive(Debug, Clone, PartialEq)]

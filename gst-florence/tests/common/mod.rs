@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 pub use florence_test_support::{
-    fixture_png, fixtures, hailo_standin_bridge_dir, hailo_standin_library, model_copies,
-    process, root, scratch, tiny_model_dir,
+    fixture_png, fixtures, hailo_standin_bridge_dir, hailo_standin_library, model_copies, process,
+    root, scratch, tiny_model_dir,
 };
 use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
