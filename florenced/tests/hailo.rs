@@ -235,25 +235,20 @@ fn auto_takes_the_device_when_it_answers_and_onnx_runtime_otherwise() {
     );
     assert!(!reason(&h).contains("build"), "{h}");
     // `florenced run` says the same.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
-        .args([
-            "run",
-            "--verbose",
-            "--threads",
-            "1",
-            "--max-new-tokens",
-            "4",
-        ])
-        .arg("--model-dir")
-        .arg(common::model_dir())
-        .arg(root().join("tests/fixtures/images/scene_640x480.png"))
-        .env(HAILORT_LIBRARY_ENV, NO_HAILORT)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::process::succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+            .args([
+                "run",
+                "--verbose",
+                "--threads",
+                "1",
+                "--max-new-tokens",
+                "4",
+            ])
+            .arg("--model-dir")
+            .arg(common::model_dir())
+            .arg(root().join("tests/fixtures/images/scene_640x480.png"))
+            .env(HAILORT_LIBRARY_ENV, NO_HAILORT),
     );
     let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(line["backend_reason"], reason(&h), "{line}");
@@ -413,15 +408,10 @@ fn a_model_in_hailo_florences_flat_layout_serves_captions_on_the_device() {
     let err = Spawn::new().set("backend=onnx").model_dir(&dir).failure();
     assert!(err.contains("hailo-florence's layout"), "{err}");
     // `florenced signature` describes its one ONNX graph.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
-        .args(["signature", "--model-dir"])
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = common::process::succeed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_florenced"))
+            .args(["signature", "--model-dir"])
+            .arg(&dir),
     );
     let graphs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = graphs

@@ -41,11 +41,7 @@ fn caps_for(img: &RgbImage) -> String {
     )
 }
 
-fn meta_field(buf: &gst::BufferRef, field: &str) -> Option<String> {
-    let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).ok()?;
-    let s = meta.structure();
-    s.get::<String>(field).ok()
-}
+use common::meta_field;
 
 #[test]
 fn every_frame_meta_equals_the_engine_output() {

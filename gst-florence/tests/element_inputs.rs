@@ -11,7 +11,7 @@ use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{GenerationOptions, Request};
-use gstflorence::florencecaption::{ImageSize, META_NAME, REQUEST_META_NAME};
+use gstflorence::florencecaption::{ImageSize, META_NAME};
 
 fn scene() -> RgbImage {
     image_io::read(
@@ -33,22 +33,7 @@ fn harness(props: &str, img: &RgbImage) -> gst_check::Harness {
     h
 }
 
-fn buffer(img: &RgbImage, fields: &[(&str, glib::SendValue)]) -> gst::Buffer {
-    let mut buf = gst::Buffer::from_mut_slice(img.data.clone());
-    if !fields.is_empty() {
-        let b = buf.get_mut().unwrap();
-        let mut meta = gst::meta::CustomMeta::add(b, REQUEST_META_NAME).unwrap();
-        for (name, value) in fields {
-            meta.mut_structure().set_value(*name, value.clone());
-        }
-    }
-    buf
-}
-
-fn field(buf: &gst::BufferRef, name: &str) -> Option<String> {
-    let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).ok()?;
-    meta.structure().get::<String>(name).ok()
-}
+use common::{meta_field as field, request_buffer as buffer};
 
 fn token_count(buf: &gst::BufferRef) -> u64 {
     let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).unwrap();

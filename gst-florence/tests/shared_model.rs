@@ -15,9 +15,7 @@ use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{Florence, Request, SessionOptions};
-use gstflorence::florencecaption::{
-    META_NAME, MODEL_MESSAGE_NAME as MODEL_MESSAGE, REQUEST_META_NAME,
-};
+use gstflorence::florencecaption::MODEL_MESSAGE_NAME as MODEL_MESSAGE;
 
 use common::{child, init_element as init, scratch::Scratch};
 
@@ -42,22 +40,7 @@ fn caps(img: &RgbImage) -> String {
     )
 }
 
-fn buffer(img: &RgbImage, fields: &[(&str, glib::SendValue)]) -> gst::Buffer {
-    let mut buf = gst::Buffer::from_mut_slice(img.data.clone());
-    if !fields.is_empty() {
-        let b = buf.get_mut().unwrap();
-        let mut meta = gst::meta::CustomMeta::add(b, REQUEST_META_NAME).unwrap();
-        for (name, value) in fields {
-            meta.mut_structure().set_value(*name, value.clone());
-        }
-    }
-    buf
-}
-
-fn field(buf: &gst::BufferRef, name: &str) -> Option<String> {
-    let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).ok()?;
-    meta.structure().get::<String>(name).ok()
-}
+use common::{meta_field as field, request_buffer as buffer};
 
 /// The engine alone (its own model, not the registry's) on one thread.
 fn alone(dir: &Path, image_size: Option<u32>) -> Florence {

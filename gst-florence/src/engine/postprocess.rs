@@ -7,13 +7,15 @@
 //! image size: `(bin + 0.5) * size / 1000`, computed in float32 and truncated to
 //! an integer, as transformers 5 does.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::task::ParseKind;
 
 /// The structured result of one task, in the shapes of the reference `post_process_generation`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
+/// Read back (the element's `result` field, `protocol::task_result`) by its
+/// keys alone: unknown keys are refused, so no shape is taken for another.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged, deny_unknown_fields)]
 pub enum TaskResult {
     Text(String),
     Boxes {

@@ -2,8 +2,6 @@
 //! applications parse it with any JSON library), and read back as the
 //! engine's typed [`TaskResult`] (florenced, the meta's scaling).
 
-use serde::Deserialize;
-
 use crate::engine::postprocess::TaskResult;
 
 /// A `result` field that is not a post-processed result.
@@ -20,58 +18,7 @@ pub fn encode(result: &TaskResult) -> String {
 
 /// A `result` field read back.
 pub fn decode(json: &str) -> Result<TaskResult, BadTaskResult> {
-    serde_json::from_str::<Wire>(json)
-        .map(TaskResult::from)
-        .map_err(|e| BadTaskResult(e.to_string()))
-}
-
-/// [`TaskResult`]'s JSON shape (it is serialised untagged), to read it back;
-/// the field names are the JSON keys, as in transformers'
-/// `post_process_generation`.
-#[derive(Deserialize)]
-#[serde(untagged, deny_unknown_fields)]
-enum Wire {
-    Text(String),
-    BoxesOrPolygons {
-        bboxes: Vec<[f64; 4]>,
-        bboxes_labels: Vec<String>,
-        polygons: Vec<Vec<Vec<f64>>>,
-        polygons_labels: Vec<String>,
-    },
-    Boxes {
-        bboxes: Vec<[f64; 4]>,
-        labels: Vec<String>,
-    },
-    Quads {
-        quad_boxes: Vec<[f64; 8]>,
-        labels: Vec<String>,
-    },
-    Polygons {
-        polygons: Vec<Vec<Vec<f64>>>,
-        labels: Vec<String>,
-    },
-}
-
-impl From<Wire> for TaskResult {
-    fn from(w: Wire) -> Self {
-        match w {
-            Wire::Text(t) => TaskResult::Text(t),
-            Wire::BoxesOrPolygons {
-                bboxes,
-                bboxes_labels,
-                polygons,
-                polygons_labels,
-            } => TaskResult::BoxesOrPolygons {
-                bboxes,
-                bboxes_labels,
-                polygons,
-                polygons_labels,
-            },
-            Wire::Boxes { bboxes, labels } => TaskResult::Boxes { bboxes, labels },
-            Wire::Quads { quad_boxes, labels } => TaskResult::Quads { quad_boxes, labels },
-            Wire::Polygons { polygons, labels } => TaskResult::Polygons { polygons, labels },
-        }
-    }
+    serde_json::from_str::<TaskResult>(json).map_err(|e| BadTaskResult(e.to_string()))
 }
 
 #[cfg(test)]

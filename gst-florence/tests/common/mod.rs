@@ -73,3 +73,28 @@ pub fn same(a: &Value, b: &Value) -> bool {
         _ => a == b,
     }
 }
+
+/// A frame of `img` as a buffer, with a `FlorenceRequestMeta` holding `fields`
+/// (none: no meta, the element's properties apply).
+pub fn request_buffer(
+    img: &gstflorence::engine::preprocess::RgbImage,
+    fields: &[(&str, glib::SendValue)],
+) -> gst::Buffer {
+    let mut buf = gst::Buffer::from_mut_slice(img.data.clone());
+    if !fields.is_empty() {
+        let b = buf.get_mut().unwrap();
+        let mut meta =
+            gst::meta::CustomMeta::add(b, gstflorence::florencecaption::REQUEST_META_NAME).unwrap();
+        for (name, value) in fields {
+            meta.mut_structure().set_value(*name, value.clone());
+        }
+    }
+    buf
+}
+
+/// A string field of the buffer's result meta.
+pub fn meta_field(buf: &gst::BufferRef, name: &str) -> Option<String> {
+    let meta =
+        gst::meta::CustomMeta::from_buffer(buf, gstflorence::florencecaption::META_NAME).ok()?;
+    meta.structure().get::<String>(name).ok()
+}

@@ -6,6 +6,22 @@
 //! and lacks InferModel, the only API that runs models on a Hailo-10H.
 
 use std::ffi::{c_char, c_void};
+use std::fmt;
+
+/// HailoRT's `hailo_version_t`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HailoRtVersion {
+    pub major: u32,
+    pub minor: u32,
+    pub revision: u32,
+}
+
+impl fmt::Display for HailoRtVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.revision)
+    }
+}
 
 /// `FLORENCE_HAILO_BRIDGE_ABI_VERSION` this engine speaks.
 pub const ABI_VERSION: u32 = 2;

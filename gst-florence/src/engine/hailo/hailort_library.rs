@@ -5,9 +5,9 @@
 //! bridge.
 
 use std::ffi::c_void;
-use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use super::ffi::HailoRtVersion;
 use super::status::HailoError;
 
 /// Environment variable naming the libhailort to use (and no other): how the
@@ -22,21 +22,6 @@ const LIBRARY_NAME: &str = "libhailort.so";
 
 /// Where HailoRT's packages and its `make install` put the library.
 const LIBRARY_DIRS: [&str; 4] = ["/usr/lib", "/usr/local/lib", "/lib", "/usr/lib64"];
-
-/// HailoRT's `hailo_version_t`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct HailoRtVersion {
-    pub major: u32,
-    pub minor: u32,
-    pub revision: u32,
-}
-
-impl fmt::Display for HailoRtVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.major, self.minor, self.revision)
-    }
-}
 
 /// A libhailort loaded into this process, with its version. It is never
 /// unloaded: HailoRT keeps threads and static state, and a bridge's symbols

@@ -8,7 +8,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::hailort_library::HailoRtVersion;
+use super::ffi::HailoRtVersion;
 use crate::engine::error::EngineError;
 use crate::engine::failure::{BackendFailure, FailureKind};
 
