@@ -175,8 +175,8 @@ fn the_c_header_names_every_field() {
         );
     }
     // It compiles as C against GStreamer's headers.
-    let dir = std::env::temp_dir().join(format!("florence-header-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = common::scratch::Scratch::new("header");
+    let dir = scratch.path();
     let c = dir.join("use.c");
     std::fs::write(
         &c,
@@ -207,7 +207,6 @@ fn the_c_header_names_every_field() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

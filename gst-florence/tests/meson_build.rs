@@ -7,12 +7,12 @@ mod common;
 
 use std::process::Command;
 
-fn setup(name: &str, options: &[&str]) -> (std::process::Output, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!("florence-meson-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+/// `meson setup` in a new build directory (removed when the result drops).
+fn setup(name: &str, options: &[&str]) -> (std::process::Output, common::scratch::Scratch) {
+    let dir = common::scratch::Scratch::new(&format!("meson-{name}"));
     let out = Command::new("meson")
         .arg("setup")
-        .arg(&dir)
+        .arg(dir.path().join("build"))
         .args(options)
         .current_dir(common::root())
         .output()
@@ -46,7 +46,7 @@ fn meson_configures_with_its_options() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let paths = installed(&dir);
+    let paths = installed(&dir.path().join("build"));
     assert_eq!(paths.len(), 3, "{paths:?}");
     assert!(paths[0].starts_with("/usr/bin/florenced"), "{paths:?}");
     assert_eq!(
@@ -57,11 +57,10 @@ fn meson_configures_with_its_options() {
         paths[2].contains("gstreamer-1.0/libgstflorence.so"),
         "{paths:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 
     let (out, dir) = setup("no-daemon", &["-Dflorenced=disabled"]);
     assert!(out.status.success());
-    let paths = installed(&dir);
+    let paths = installed(&dir.path().join("build"));
     assert_eq!(paths.len(), 2, "{paths:?}");
     assert!(
         paths.iter().any(|p| p.ends_with("gst/florence/florence.h")),
@@ -71,5 +70,4 @@ fn meson_configures_with_its_options() {
         paths.iter().any(|p| p.ends_with("libgstflorence.so")),
         "{paths:?}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -144,7 +144,8 @@ mod tests {
 
     #[test]
     fn the_newest_versioned_library_is_chosen() {
-        let dir = std::env::temp_dir().join(format!("hailort-dirs-{}", std::process::id()));
+        let scratch = florence_test_support::scratch::Scratch::new("hailort-dirs");
+        let dir = scratch.path();
         let a = dir.join("a");
         let b = dir.join("b");
         std::fs::create_dir_all(&a).unwrap();
@@ -161,7 +162,6 @@ mod tests {
         let got = newest_versioned(&[a.clone(), b.clone(), dir.join("absent")]);
         assert_eq!(got, Some(a.join("libhailort.so.4.23.0")));
         assert_eq!(newest_versioned(&[dir.join("absent")]), None);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
