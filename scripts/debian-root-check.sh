@@ -61,7 +61,7 @@ HOST_CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 # Inside the root.
 CHECKOUT=/root/florence
 GST_TESTS=(pipelines element element_inputs element_meta element_settings element_stream python_example)
-FLORENCED_TESTS=(cli http inputs observability)
+FLORENCED_TESTS=(cli http inputs observability requests)
 
 # The start, shared with the part that runs in the mount namespace.
 export FLORENCE_ROOT_T0="${FLORENCE_ROOT_T0:-$(date +%s)}"
