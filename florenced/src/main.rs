@@ -62,6 +62,10 @@ struct ServeArgs {
     /// ONNX Runtime intra-op threads per graph (0: physical cores).
     #[arg(long)]
     threads: Option<u32>,
+    /// ONNX Runtime execution provider: cpu (default), cuda, openvino, ...
+    /// (must be in the loaded library).
+    #[arg(long, value_name = "NAME")]
+    execution_provider: Option<String>,
     /// json, text or auto (json unless stderr is a terminal).
     #[arg(long)]
     log_format: Option<String>,
@@ -92,6 +96,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.threads {
             out.push(flag("threads", v.to_string()));
+        }
+        if let Some(v) = &self.execution_provider {
+            out.push(flag("execution_provider", v.clone()));
         }
         if let Some(v) = &self.log_format {
             out.push(flag("log_format", v.clone()));

@@ -581,6 +581,8 @@ impl InferencePipeline {
         caption.set_property_from_str("mode", "every-frame");
         caption.set_property("variant", &config.model_variant);
         caption.set_property("threads", config.threads);
+        // Checked at load; the element refuses a bad name at start too.
+        caption.set_property("execution-provider", &config.execution_provider);
         // The configuration takes 384 or 768 only (checked at load).
         if let Some(size) = ImageSize::from_pixels(config.image_size) {
             caption.set_property("image-size", size);
