@@ -342,6 +342,7 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                 if verbose {
                     line["backend"] = out.backend.name().into();
                     line["backend_reason"] = florence.backend_reason().into();
+                    line["execution_provider"] = florence.execution_provider().name().into();
                     line["raw_text"] = out.raw_text.clone().into();
                     line["ids"] = serde_json::to_value(&out.ids)?;
                     line["timings"] = serde_json::to_value(&out.timings)?;

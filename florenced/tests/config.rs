@@ -139,8 +139,11 @@ fn the_execution_provider_is_cpu_by_default_checked_at_load_and_must_be_in_the_l
         err.contains("CUDAExecutionProvider") && err.contains("CPUExecutionProvider"),
         "{err}"
     );
-    // And cpu serves.
+    // And cpu serves; /health names it beside the contract's `backend`.
     let d = Spawn::new().set("execution_provider=cpu").ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "onnx-cpu", "{h}");
+    assert_eq!(h["execution_provider"], "CPUExecutionProvider", "{h}");
     let r = d.post_json(
         "/v1/caption",
         &json!({"image": b64(&fixture_png("pattern_200x300")), "max_length": 5}),
