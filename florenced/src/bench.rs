@@ -63,6 +63,7 @@ pub fn serve(dir: &Path, mut options: LoadOptions) -> anyhow::Result<()> {
         "version": concat!("florenced ", env!("CARGO_PKG_VERSION")),
         "backend": florence.caption_backend().name(),
         "backend_reason": florence.backend_reason(),
+        "execution_provider": florence.execution_provider().name(),
     });
     writeln!(out, "{ready}")?;
     out.flush()?;

@@ -202,6 +202,9 @@ pub struct Config {
     pub ort_library: Option<PathBuf>,
     /// ONNX Runtime intra-op threads per graph; 0 = physical cores.
     pub threads: u32,
+    /// The ONNX backend's execution provider (`cpu`, `cuda`, ... or ONNX
+    /// Runtime's own name); any but cpu must be in the loaded library.
+    pub execution_provider: String,
     /// Input resolution, 384 or 768; None: the model's own (768 for Florence-2).
     pub image_size: Option<u32>,
     /// Largest request body and largest encoded image, in bytes.
@@ -255,6 +258,7 @@ impl Default for Config {
             hailo: Hailo::default(),
             ort_library: None,
             threads: 0,
+            execution_provider: "cpu".into(),
             image_size: None,
             max_image_bytes: 10 * 1024 * 1024,
             limits: Limits::default(),
@@ -330,6 +334,12 @@ impl Config {
                 "max_concurrent_requests",
                 format!("must be 1..=16, got {}", self.max_concurrent_requests),
             ));
+        }
+        if let Err(e) = self
+            .execution_provider
+            .parse::<gstflorence::engine::ExecutionProvider>()
+        {
+            return Err(bad("execution_provider", e.to_string()));
         }
         if let Some(size) = self.image_size
             && !gstflorence::engine::model_dir::IMAGE_SIZES.contains(&size)
@@ -556,6 +566,13 @@ mod tests {
         assert_eq!(c.limits.max_width, 4096);
         assert_eq!(c.limits.max_height, 100);
         assert_eq!(c.api_key.as_deref(), Some("12345"));
+        assert_eq!(c.execution_provider, "cpu");
+        let c = Config::load(
+            ConfigFile::Path(&f.0),
+            &[set("execution_provider=CUDAExecutionProvider")],
+        )
+        .unwrap();
+        assert_eq!(c.execution_provider, "CUDAExecutionProvider");
         let c = Config::load(ConfigFile::Path(&f.0), &env).unwrap();
         assert_eq!(c.port, 9100);
         assert!(!c.redacted_yaml().contains("12345"));
@@ -592,6 +609,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("backend"), "{e}");
+        let e = load_err(None, &env(&[("FLORENCED_EXECUTION_PROVIDER", "gpu")]));
+        assert!(
+            e.starts_with(
+                "environment variable FLORENCED_EXECUTION_PROVIDER: key `execution_provider`: \
+                 unknown execution provider \"gpu\""
+            ) && e.contains("cuda"),
+            "{e}"
+        );
         let e = Config::load(
             ConfigFile::Path(Path::new("/nonexistent/florenced.yaml")),
             &[],

@@ -62,6 +62,10 @@ struct ServeArgs {
     /// ONNX Runtime intra-op threads per graph (0: physical cores).
     #[arg(long)]
     threads: Option<u32>,
+    /// ONNX Runtime execution provider: cpu (default), cuda, openvino, ...
+    /// (must be in the loaded library).
+    #[arg(long, value_name = "NAME")]
+    execution_provider: Option<String>,
     /// json, text or auto (json unless stderr is a terminal).
     #[arg(long)]
     log_format: Option<String>,
@@ -92,6 +96,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.threads {
             out.push(flag("threads", v.to_string()));
+        }
+        if let Some(v) = &self.execution_provider {
+            out.push(flag("execution_provider", v.clone()));
         }
         if let Some(v) = &self.log_format {
             out.push(flag("log_format", v.clone()));
@@ -335,6 +342,7 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                 if verbose {
                     line["backend"] = out.backend.name().into();
                     line["backend_reason"] = florence.backend_reason().into();
+                    line["execution_provider"] = florence.execution_provider().name().into();
                     line["raw_text"] = out.raw_text.clone().into();
                     line["ids"] = serde_json::to_value(&out.ids)?;
                     line["timings"] = serde_json::to_value(&out.timings)?;

@@ -32,6 +32,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "backend",
     "hailo",
     "threads",
+    "execution_provider",
     "image_size",
     "max_concurrent_requests",
     "queue_depth",

@@ -17,11 +17,11 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
-use gstflorence::engine::BackendKind;
 use gstflorence::engine::layout::Layout;
 use gstflorence::engine::postprocess::TaskResult;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::Task;
+use gstflorence::engine::{BackendKind, ExecutionProvider};
 use gstflorence::florencecaption::ImageSize;
 use gstflorence::protocol::{
     BufferRequest, ElementAnswer, ErrorKind, META_NAME, REQUEST_META_NAME, RequestParams,
@@ -130,6 +130,9 @@ pub struct Workers {
     hailo_device: Mutex<String>,
     /// Where captions run and why (the element's `backend-reason`).
     backend_reason: Mutex<String>,
+    /// ONNX Runtime's name of the execution provider the model loaded with
+    /// (the element's `execution-provider`); empty until loaded.
+    execution_provider: Mutex<String>,
     pub vqa_supported: bool,
     stop: AtomicBool,
     /// Shutdown deadline passed: queued jobs are refused, the running ones cancelled.
@@ -193,6 +196,7 @@ impl Workers {
             hailo: AtomicBool::new(config.backend == BackendChoice::Hailo),
             hailo_device: Mutex::new("not-used".into()),
             backend_reason: Mutex::new(String::new()),
+            execution_provider: Mutex::new(String::new()),
             vqa_supported,
             stop: AtomicBool::new(false),
             abort: AtomicBool::new(false),
@@ -214,11 +218,18 @@ impl Workers {
                             .caption
                             .property::<Option<String>>("backend-reason")
                             .unwrap_or_default();
+                        *workers.execution_provider.lock() = p
+                            .caption
+                            .property::<Option<String>>("execution-provider")
+                            .and_then(|n| n.parse::<ExecutionProvider>().ok())
+                            .map(|p| p.name().to_owned())
+                            .unwrap_or_default();
                         // The element logs why (GStreamer category florencecaption).
                         tracing::info!(
                             backend = workers.backend(),
                             hailo_device = %workers.hailo_device(),
                             reason = %workers.backend_reason(),
+                            execution_provider = %workers.execution_provider(),
                             "captions run on {}",
                             if workers.kind().has_device() { "the Hailo device" } else { "ONNX Runtime" }
                         );
@@ -270,6 +281,12 @@ impl Workers {
     /// Where captions run and why (backend=auto's choice and its cause).
     pub fn backend_reason(&self) -> String {
         self.backend_reason.lock().clone()
+    }
+
+    /// ONNX Runtime's name of the execution provider the model runs on
+    /// (`CPUExecutionProvider`, ...); empty until a model is loaded.
+    pub fn execution_provider(&self) -> String {
+        self.execution_provider.lock().clone()
     }
 
     /// The Hailo device's state: `released`, `connected`, `busy`,
@@ -581,6 +598,8 @@ impl InferencePipeline {
         caption.set_property_from_str("mode", "every-frame");
         caption.set_property("variant", &config.model_variant);
         caption.set_property("threads", config.threads);
+        // Checked at load; the element refuses a bad name at start too.
+        caption.set_property("execution-provider", &config.execution_provider);
         // The configuration takes 384 or 768 only (checked at load).
         if let Some(size) = ImageSize::from_pixels(config.image_size) {
             caption.set_property("image-size", size);

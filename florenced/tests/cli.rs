@@ -154,6 +154,11 @@ fn the_readme_task_examples_run() {
         );
         let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(line["task"], task, "{args:?}");
+        if args.contains(&"--verbose") {
+            // The provider the graphs ran on, beside the contract's `backend`.
+            assert_eq!(line["backend"], "onnx-cpu", "{line}");
+            assert_eq!(line["execution_provider"], "CPUExecutionProvider", "{line}");
+        }
     }
     // A malformed region is refused by name.
     let out = florenced()

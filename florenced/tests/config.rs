@@ -98,3 +98,55 @@ fn florenced_config_names_the_file_and_empty_reads_none() {
         .failure();
     assert!(err.contains(&missing.display().to_string()), "{err}");
 }
+
+#[test]
+fn the_execution_provider_is_cpu_by_default_checked_at_load_and_must_be_in_the_library() {
+    let print = |s: Spawn| {
+        let out = s.command().arg("--print-config").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    assert!(
+        print(Spawn::new()).contains("execution_provider: cpu"),
+        "the default"
+    );
+    let text = print(Spawn::new().env("FLORENCED_EXECUTION_PROVIDER", "openvino"));
+    assert!(text.contains("execution_provider: openvino"), "{text}");
+    // An unknown name stops start-up naming the key and the names it takes.
+    let out = Spawn::new()
+        .command()
+        .args(["--execution-provider", "gpu", "--print-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(
+            "florenced: --execution-provider: key `execution_provider`: \
+             unknown execution provider \"gpu\""
+        ) && err.contains("cuda"),
+        "{err}"
+    );
+    // cuda is not in the pinned CPU-only library: the load fails naming it
+    // and what the library offers.
+    let err = Spawn::new().set("execution_provider=cuda").failure();
+    assert!(
+        err.contains("CUDAExecutionProvider") && err.contains("CPUExecutionProvider"),
+        "{err}"
+    );
+    // And cpu serves; /health names it beside the contract's `backend`.
+    let d = Spawn::new().set("execution_provider=cpu").ready();
+    let h = d.get("/health").json();
+    assert_eq!(h["backend"], "onnx-cpu", "{h}");
+    assert_eq!(h["execution_provider"], "CPUExecutionProvider", "{h}");
+    let r = d.post_json(
+        "/v1/caption",
+        &json!({"image": b64(&fixture_png("pattern_200x300")), "max_length": 5}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -192,3 +192,67 @@ fn the_debug_log_tells_what_happened_to_each_frame() {
         "{lines:?}"
     );
 }
+
+/// The error message the element posted (after a failed state change).
+fn error_text(bus: &gst::Bus) -> String {
+    let msg = bus
+        .pop_filtered(&[gst::MessageType::Error])
+        .expect("an error message");
+    let gst::MessageView::Error(err) = msg.view() else {
+        unreachable!()
+    };
+    format!("{} {:?}", err.error(), err.debug())
+}
+
+#[test]
+fn the_execution_provider_is_cpu_by_default_and_others_must_be_in_the_library() {
+    init();
+    let dir = common::tiny_model_dir().display().to_string();
+    // cpu, named or by default, captions.
+    let (e, _bus) = element(&dir);
+    assert_eq!(
+        e.property::<Option<String>>("execution-provider")
+            .as_deref(),
+        Some("cpu")
+    );
+    e.set_property("execution-provider", "cpu");
+    let mut h = gst_check::Harness::with_element(&e, Some("sink"), Some("src"));
+    h.set_src_caps_str("video/x-raw,format=RGB,width=64,height=48,framerate=30/1");
+    assert_eq!(task_of(&h.push_and_pull(frame(0)).unwrap()), "<CAPTION>");
+    drop(h);
+    e.set_state(gst::State::Null).unwrap();
+
+    // cuda is not in the pinned CPU-only library: the load fails naming it
+    // and what the library offers.
+    let (e, bus) = element(&dir);
+    e.set_property("execution-provider", "cuda");
+    assert_eq!(
+        e.property::<Option<String>>("execution-provider")
+            .as_deref(),
+        Some("cuda")
+    );
+    assert!(e.set_state(gst::State::Ready).is_err());
+    let text = error_text(&bus);
+    assert!(
+        text.contains("CUDAExecutionProvider") && text.contains("CPUExecutionProvider"),
+        "{text}"
+    );
+    e.set_state(gst::State::Null).unwrap();
+
+    // A name no provider has is refused at start with the list.
+    let (e, bus) = element(&dir);
+    e.set_property("execution-provider", "gpu");
+    assert!(e.set_state(gst::State::Ready).is_err());
+    let text = error_text(&bus);
+    assert!(
+        text.contains("execution-provider")
+            && text.contains("\"gpu\"")
+            && text.contains("cuda")
+            && text.contains("openvino"),
+        "{text}"
+    );
+    // Made valid again, the element starts.
+    e.set_property("execution-provider", "CPUExecutionProvider");
+    e.set_state(gst::State::Ready).unwrap();
+    e.set_state(gst::State::Null).unwrap();
+}

@@ -26,6 +26,7 @@ pub(super) const STRING_KEYS: &[&str] = &[
     "host",
     "model_variant",
     "backend",
+    "execution_provider",
     "hailo.group_id",
     "log_format",
     "log_level",

@@ -305,7 +305,7 @@ pub enum HailoDevice {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"status": "healthy", "model_loaded": true, "uptime_seconds": 3600,
     "version": "0.1.0", "hailo_device": "not_used", "backend": "onnx-cpu",
-    "model_variant": "Florence-2-base-ft", "queue_depth": 0, "cpu_temperature_c": 48.3}))]
+    "execution_provider": "CPUExecutionProvider", "model_variant": "Florence-2-base-ft", "queue_depth": 0, "cpu_temperature_c": 48.3}))]
 pub struct Health {
     pub status: HealthStatus,
     pub model_loaded: bool,
@@ -320,6 +320,12 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     pub backend_reason: Option<String>,
+    /// ONNX Runtime's name of the execution provider the model's ONNX graphs
+    /// run on (`CPUExecutionProvider`, or the configured `execution_provider`);
+    /// absent until a model is loaded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub execution_provider: Option<String>,
     /// The loaded model's variant; null until a model is loaded.
     pub model_variant: Option<String>,
     /// Requests waiting for the model.

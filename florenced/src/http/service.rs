@@ -90,6 +90,10 @@ pub(crate) async fn health(State(st): State<Arc<AppState>>) -> Response {
             .as_ref()
             .map(|w| w.backend_reason())
             .filter(|r| !r.is_empty()),
+        execution_provider: w
+            .as_ref()
+            .map(|w| w.execution_provider())
+            .filter(|p| !p.is_empty()),
         model_variant: w.map(|w| w.model_variant.clone()),
         queue_depth: st.gauges().queue_depth,
         cpu_temperature_c: cpu_temperature_c(),

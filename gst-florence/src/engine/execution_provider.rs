@@ -47,7 +47,7 @@ impl Default for ExecutionProvider {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "unknown execution provider {0:?}; expected one of {list} or ONNX Runtime's own name (…ExecutionProvider)",
-    list = NAMES.iter().map(|(s, _)| *s).collect::<Vec<_>>().join(", ")
+    list = ExecutionProvider::short_names().join(", ")
 )]
 pub struct UnknownProvider(pub String);
 
@@ -59,6 +59,11 @@ impl ExecutionProvider {
     /// ONNX Runtime's name.
     pub fn name(&self) -> &str {
         &self.0
+    }
+
+    /// The short names users type (`cpu`, `cuda`, ...), for help texts.
+    pub fn short_names() -> Vec<&'static str> {
+        NAMES.iter().map(|(s, _)| *s).collect()
     }
 
     pub fn is_cpu(&self) -> bool {

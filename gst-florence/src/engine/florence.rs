@@ -16,6 +16,7 @@ use super::backend::{Backend, DeviceState, Generated, Job};
 use super::backend_choice::BackendKind;
 use super::config::ModelFiles;
 use super::error::EngineError;
+use super::execution_provider::ExecutionProvider;
 use super::generate::{DecodeParams, Sampling};
 use super::graph_cache::GraphSource;
 use super::interrupt::Interrupt;
@@ -40,6 +41,9 @@ pub struct Florence {
     vqa_template: String,
     /// This user's last image: another user's frames never evict it.
     vision: VisionCache,
+    /// The provider the ONNX graphs run on (a load with one the library
+    /// lacks fails; users share a model only with the same provider).
+    execution_provider: ExecutionProvider,
 }
 
 impl std::fmt::Debug for Florence {
@@ -81,6 +85,7 @@ impl Florence {
         Florence {
             vqa_template: model.vqa_template.clone(),
             vision: VisionCache::new(options.session.vision_cache),
+            execution_provider: options.session.execution_provider.clone(),
             model,
         }
     }
@@ -128,6 +133,11 @@ impl Florence {
     pub fn caption_backend(&self) -> BackendKind {
         self.backend_for(Task::Caption)
             .map_or(BackendKind::Onnx, |b| b.kind())
+    }
+
+    /// The ONNX Runtime execution provider the model's ONNX graphs run on.
+    pub fn execution_provider(&self) -> &ExecutionProvider {
+        &self.execution_provider
     }
 
     /// Why captions run where they do (`backend=auto`'s choice and its cause).

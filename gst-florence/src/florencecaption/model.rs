@@ -22,7 +22,9 @@ use super::ort_log::routed;
 use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
 use crate::engine::model_dir::usable_threads;
-use crate::engine::{BackendKind, Florence, LoadOptions, Request, SessionOptions};
+use crate::engine::{
+    BackendKind, ExecutionProvider, Florence, LoadOptions, Request, SessionOptions,
+};
 use crate::protocol::ModelInUse;
 
 /// What a loaded model depends on: a change to any of it reloads the model.
@@ -34,6 +36,7 @@ struct ModelKey {
     variant: String,
     ort_library: Option<String>,
     threads: u32,
+    execution_provider: ExecutionProvider,
     image_size: u32,
     /// Every-frame mode lets ONNX Runtime's threads spin; live mode does not.
     spin: bool,
@@ -48,6 +51,10 @@ impl ModelKey {
                 ("model-dir is not set: point it at a Florence-2 model directory")
             ));
         };
+        let execution_provider = s
+            .execution_provider
+            .clone()
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         Ok(ModelKey {
             backend: s.backend,
             hailo: s.hailo.clone(),
@@ -55,6 +62,7 @@ impl ModelKey {
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone(),
             threads: s.threads,
+            execution_provider,
             image_size: s.image_size.pixels().unwrap_or(0),
             spin: s.mode == Mode::EveryFrame,
             vqa_template: s.vqa_template.clone().filter(|t| !t.is_empty()),
@@ -120,6 +128,7 @@ impl FlorenceCaption {
             // Live: the video threads need the CPU time that spinning ORT threads burn.
             spin: key.spin,
             image_size: (key.image_size > 0).then_some(key.image_size),
+            execution_provider: key.execution_provider.clone(),
             ..SessionOptions::default()
         };
         if key.threads > 0 {

@@ -10,6 +10,7 @@ use super::settings::{HailoProps, Settings};
 /// Read-only property: where captions run and why.
 pub(super) const BACKEND_REASON_PROPERTY: &str = "backend-reason";
 use super::{Backend, ImageSize, Mode, TaskProp};
+use crate::engine::ExecutionProvider;
 use crate::engine::task::parse_region;
 
 /// Every property, declared once (defaults from `Settings::default()`).
@@ -92,6 +93,15 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .blurb("ONNX Runtime intra-op threads per graph; 0 = physical cores; more than the CPUs the process may use is capped at that number, with a warning")
             .maximum(256)
             .default_value(d.threads)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("execution-provider")
+            .nick("Execution provider")
+            .blurb(&format!(
+                "ONNX Runtime execution provider of the ONNX backend: {}, or ONNX Runtime's own name (CUDAExecutionProvider); any but cpu must be in the loaded ONNX Runtime library, else the load fails naming what it offers",
+                ExecutionProvider::short_names().join(", ")
+            ))
+            .default_value(Some("cpu"))
             .mutable_ready()
             .build(),
         glib::ParamSpecEnum::builder_with_default("image-size", d.image_size)
@@ -225,6 +235,16 @@ impl FlorenceCaption {
             "temperature" => s.temperature = value.get().unwrap_or(0.0),
             "seed" => s.seed = value.get().unwrap_or(0),
             "threads" => s.threads = value.get().unwrap_or(0),
+            "execution-provider" => {
+                let text: Option<String> = value.get().unwrap_or(None);
+                s.execution_provider = match text.as_deref().map(str::trim) {
+                    None | Some("") => Ok(ExecutionProvider::cpu()),
+                    Some(t) => t.parse().map_err(|e| format!("execution-provider: {e}")),
+                };
+                if let Err(e) = &s.execution_provider {
+                    gst::warning!(CAT, imp = self, "{e}; the element will not start");
+                }
+            }
             "image-size" => s.image_size = value.get().unwrap_or(ImageSize::Model),
             "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
             "hailo-group-id" => {
@@ -282,6 +302,11 @@ impl FlorenceCaption {
             "temperature" => s.temperature.to_value(),
             "seed" => s.seed.to_value(),
             "threads" => s.threads.to_value(),
+            "execution-provider" => s
+                .execution_provider
+                .as_ref()
+                .map_or_else(|_| None, |p| Some(p.to_string()))
+                .to_value(),
             "image-size" => s.image_size.to_value(),
             "backend" => s.backend.to_value(),
             "hailo-group-id" => s.hailo.group_id.to_value(),

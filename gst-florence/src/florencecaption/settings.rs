@@ -6,7 +6,7 @@ use super::{Backend, Mode, TaskProp};
 use crate::engine::hailo::DEFAULT_IDLE_RELEASE_S;
 use crate::engine::hailo::HailoSettings;
 use crate::engine::task::{InputKind, TaskInput, parse_loc_region};
-use crate::engine::{GenerationOptions, Request};
+use crate::engine::{ExecutionProvider, GenerationOptions, Request};
 
 #[derive(Debug, Clone)]
 pub(super) struct Settings {
@@ -24,6 +24,8 @@ pub(super) struct Settings {
     pub(super) temperature: f32,
     pub(super) seed: u64,
     pub(super) threads: u32,
+    /// Parsed `execution-provider`, or why it could not be parsed (reported at start).
+    pub(super) execution_provider: Result<ExecutionProvider, String>,
     /// 0: the model's own resolution.
     pub(super) image_size: super::ImageSize,
     pub(super) backend: Backend,
@@ -53,6 +55,7 @@ impl Default for Settings {
             temperature: 0.0,
             seed: 0,
             threads: 0,
+            execution_provider: Ok(ExecutionProvider::cpu()),
             image_size: super::ImageSize::Model,
             backend: Backend::Auto,
             hailo: HailoProps::default(),
