@@ -60,12 +60,7 @@ check_s=$((SECONDS - run_started))
 plugin_started=$SECONDS
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-gst-launch-1.0 -q filesrc location=tests/fixtures/images/scene_640x480.png ! pngdec ! \
-  videoconvert ! video/x-raw,format=RGB ! filesink location="$tmp/frame.rgb"
-want="$(python3 -c 'import json
-refs = json.load(open("tests/fixtures/references.json"))
-case = next(c for c in refs["cases"] if c["image"] == "scene_640x480" and c["task"] == "<CAPTION>")
-print(case["beam3"]["parsed"])')"
+want="$(fixture_frame "$tmp")"
 log "plugin: gst-launch-1.0 (aarch64) filesrc ! florencecaption ! fakesink on scene_640x480"
 # No fork under qemu-user (it would exec gst-plugin-scanner without qemu), a
 # registry of its own, and only the sysroot's and this build's plugins.

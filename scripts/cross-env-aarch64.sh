@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sourced (not run) by scripts/cross-aarch64.sh and scripts/build-deb.sh: the
+# Sourced (not run) by scripts/cross-aarch64.sh, build-deb.sh and deb-arm64-check.sh: the
 # environment that makes cargo build for aarch64-unknown-linux-gnu against the
 # arm64 sysroot .sysroot-aarch64/ (bash scripts/setup.sh --aarch64 makes it).
 # Sets CROSS_TARGET and CROSS_SYSROOT; needs ROOT (the checkout).
@@ -42,4 +42,16 @@ cross_launcher() {
   # shellcheck disable=SC2034 # for the scripts that source this
   CROSS_LAUNCHER=(qemu-aarch64 -cpu cortex-a76 -L "$CROSS_SYSROOT"
     -E "LD_LIBRARY_PATH=$CROSS_SYSROOT/usr/lib/aarch64-linux-gnu:$CROSS_SYSROOT/lib/aarch64-linux-gnu")
+}
+
+# fixture_frame DIR: the fixture image scene_640x480 as raw RGB in DIR/frame.rgb
+# (decoded by the host's GStreamer), and on stdout its recorded 3-beam
+# <CAPTION>: what an emulated pipeline captioning that frame must answer.
+fixture_frame() {
+  gst-launch-1.0 -q filesrc location="$ROOT/tests/fixtures/images/scene_640x480.png" ! pngdec ! \
+    videoconvert ! video/x-raw,format=RGB ! filesink location="$1/frame.rgb"
+  python3 -c 'import json, sys
+refs = json.load(open(sys.argv[1]))
+case = next(c for c in refs["cases"] if c["image"] == "scene_640x480" and c["task"] == "<CAPTION>")
+print(case["beam3"]["parsed"])' "$ROOT/tests/fixtures/references.json"
 }

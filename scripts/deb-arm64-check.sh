@@ -147,12 +147,7 @@ inspect="$("${gst_env[@]}" "${CROSS_LAUNCHER[@]}" "$CROSS_SYSROOT/usr/bin/gst-in
 grep -q "Filename *$plugins/libgstflorence.so" <<<"$inspect" || fail "florencecaption not from the package: $inspect"
 log "gst-inspect-1.0 florencecaption: $(grep -m1 'Filename' <<<"$inspect" | xargs)"
 
-gst-launch-1.0 -q filesrc location=tests/fixtures/images/scene_640x480.png ! pngdec ! \
-  videoconvert ! video/x-raw,format=RGB ! filesink location="$tmp/frame.rgb"
-want="$(python3 -c 'import json
-refs = json.load(open("tests/fixtures/references.json"))
-case = next(c for c in refs["cases"] if c["image"] == "scene_640x480" and c["task"] == "<CAPTION>")
-print(case["beam3"]["parsed"])')"
+want="$(fixture_frame "$tmp")"
 "${gst_env[@]}" "${CROSS_LAUNCHER[@]}" "$CROSS_SYSROOT/usr/bin/gst-launch-1.0" -q \
   filesrc location="$tmp/frame.rgb" blocksize=$((640 * 480 * 3)) ! \
   video/x-raw,format=RGB,width=640,height=480,framerate=0/1 ! \

@@ -414,15 +414,7 @@ fn every_format_is_analysed() {
     }
 }
 
-fn with_request(mut buf: gst::Buffer, fields: &[(&str, glib::SendValue)]) -> gst::Buffer {
-    let b = buf.get_mut().unwrap();
-    let mut meta =
-        gst::meta::CustomMeta::add(b, gstflorence::florencecaption::REQUEST_META_NAME).unwrap();
-    for (name, value) in fields {
-        meta.mut_structure().set_value(*name, value.clone());
-    }
-    buf
-}
+use common::with_request;
 
 #[test]
 fn request_meta_gives_each_buffer_its_own_request() {

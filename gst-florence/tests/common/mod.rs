@@ -80,14 +80,21 @@ pub fn request_buffer(
     img: &gstflorence::engine::preprocess::RgbImage,
     fields: &[(&str, glib::SendValue)],
 ) -> gst::Buffer {
-    let mut buf = gst::Buffer::from_mut_slice(img.data.clone());
-    if !fields.is_empty() {
-        let b = buf.get_mut().unwrap();
-        let mut meta =
-            gst::meta::CustomMeta::add(b, gstflorence::florencecaption::REQUEST_META_NAME).unwrap();
-        for (name, value) in fields {
-            meta.mut_structure().set_value(*name, value.clone());
-        }
+    let buf = gst::Buffer::from_mut_slice(img.data.clone());
+    if fields.is_empty() {
+        buf
+    } else {
+        with_request(buf, fields)
+    }
+}
+
+/// `buf` with a `FlorenceRequestMeta` holding `fields`.
+pub fn with_request(mut buf: gst::Buffer, fields: &[(&str, glib::SendValue)]) -> gst::Buffer {
+    let b = buf.get_mut().unwrap();
+    let mut meta =
+        gst::meta::CustomMeta::add(b, gstflorence::florencecaption::REQUEST_META_NAME).unwrap();
+    for (name, value) in fields {
+        meta.mut_structure().set_value(*name, value.clone());
     }
     buf
 }
