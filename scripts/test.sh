@@ -9,4 +9,4 @@ bash scripts/setup.sh
 # load; `cargo test` alone only builds the rlib the Rust tests link.
 cargo build --workspace --locked
 # Benchmarks (benches/) print figures and are run with `cargo bench`, not here.
-cargo test --workspace --locked --lib --bins --tests
+cargo test --workspace --locked --no-fail-fast --lib --bins --tests

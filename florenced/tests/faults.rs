@@ -78,14 +78,18 @@ fn killed_while_saving_the_graph_cache_it_starts_again_with_nothing_partial() {
     let cache = scratch.0.join("graphs");
     let daemon = || Spawn::new().env("FLORENCE_GRAPH_CACHE", &cache.display().to_string());
 
-    // Killed as soon as a scratch directory appears; kept only if the kill
-    // landed before that entry was published.
+    // Killed as soon as a scratch directory holds its loader's lock, that is
+    // while ONNX Runtime writes the entry; kept only if the kill landed before
+    // that entry was published. (A loader killed in the microseconds between
+    // creating its directory and locking it leaves an empty directory that
+    // sweepers remove by age, as graph_cache's unit test shows: which of
+    // the two a kill hits is chance, so this waits for the lock.)
     let mut killed_mid_save = false;
     for _ in 0..KILL_ATTEMPTS {
         let _ = std::fs::remove_dir_all(&cache);
         let mut d = daemon().start();
         let start = Instant::now();
-        while cache_contents(&cache).1.is_empty() {
+        while !cache_contents(&cache).1.iter().any(|p| p.join("lock").exists()) {
             assert!(start.elapsed() < HANG_GUARD, "no cache entry was written");
             std::thread::yield_now();
         }
