@@ -342,7 +342,7 @@ impl Config {
             return Err(bad("execution_provider", e.to_string()));
         }
         if let Some(size) = self.image_size
-            && !gstflorence::engine::model_dir::IMAGE_SIZES.contains(&size)
+            && !gstflorence::engine::model_error::IMAGE_SIZES.contains(&size)
         {
             return Err(bad("image_size", format!("must be 384 or 768, got {size}")));
         }

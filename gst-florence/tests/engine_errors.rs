@@ -5,9 +5,9 @@ mod common;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use gstflorence::engine::ModelError;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, DecodeError, ImageLimits};
-use gstflorence::engine::model_dir::ModelError;
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{PromptError, Task, TaskInput};
 use gstflorence::engine::{EngineError, Florence, GenerationOptions, Request};

@@ -2,11 +2,11 @@
 //! only when the loaded library offers it (the pinned wheel offers the CPU
 //! alone), refused with what the library offers.
 
-use gstflorence::engine::execution_provider::{ExecutionProvider, available};
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::model_dir::ModelError;
+use gstflorence::engine::onnx::execution_provider::{ExecutionProvider, available};
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{Florence, Request, SessionOptions};
+use gstflorence::engine::{ModelError, OnnxError};
 
 mod common;
 
@@ -66,7 +66,7 @@ fn the_cpu_runs_as_the_default_and_a_provider_the_library_lacks_is_named() {
         .expect("a CPU build lacks at least one of them");
     let e = Florence::load(&dir, options(lacking.clone())).unwrap_err();
     assert!(
-        matches!(&e, ModelError::ExecutionProviderMissing { available, .. } if *available == offered),
+        matches!(&e, ModelError::Onnx(OnnxError::ExecutionProviderMissing { available, .. }) if *available == offered),
         "{e:?}"
     );
     let text = e.to_string();

@@ -6,8 +6,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::graph_cache::GraphSource;
 use gstflorence::engine::image_io::{self, ImageLimits};
+use gstflorence::engine::onnx::graph_cache::GraphSource;
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{Florence, Request};
 

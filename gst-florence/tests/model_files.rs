@@ -5,9 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use gstflorence::engine::model_dir::ModelError;
 use gstflorence::engine::onnx::describe::describe;
-use gstflorence::engine::signature::{Graph, Mismatch};
+use gstflorence::engine::onnx::signature::{Graph, Mismatch};
+use gstflorence::engine::{ModelError, OnnxError};
 use gstflorence::engine::{ModelFiles, SessionOptions};
 
 use common::fixtures;
@@ -147,7 +147,7 @@ fn missing_graph_is_named() {
     std::fs::remove_file(dir.join("onnx/encoder_model.onnx")).unwrap();
     let err = describe(&dir, &options()).unwrap_err();
     assert!(
-        matches!(&err, ModelError::MissingGraph { graph: Graph::Encoder, path } if path.ends_with("onnx/encoder_model.onnx")),
+        matches!(&err, ModelError::Onnx(OnnxError::MissingGraph { graph: Graph::Encoder, path } ) if path.ends_with("onnx/encoder_model.onnx")),
         "{err}"
     );
 }
@@ -159,7 +159,10 @@ fn truncated_graph_is_a_load_error() {
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
     let err = describe(&dir, &options()).unwrap_err();
-    assert!(matches!(err, ModelError::Load { .. }), "{err}");
+    assert!(
+        matches!(err, ModelError::Onnx(OnnxError::Load { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("decoder_model_merged.onnx"));
 }
 
@@ -182,9 +185,9 @@ fn renamed_input_is_a_signature_error() {
     assert!(hits > 0);
     std::fs::write(&path, out).unwrap();
     let err = describe(&dir, &options()).unwrap_err();
-    let ModelError::Signature {
+    let ModelError::Onnx(OnnxError::Signature {
         graph, problems, ..
-    } = &err
+    }) = &err
     else {
         panic!("expected a signature error, got {err}");
     };

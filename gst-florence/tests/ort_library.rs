@@ -4,8 +4,8 @@
 
 use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::model_dir::ModelError;
-use gstflorence::engine::runtime::RuntimeError;
+use gstflorence::engine::onnx::runtime::RuntimeError;
+use gstflorence::engine::{ModelError, OnnxError};
 
 mod common;
 
@@ -23,7 +23,7 @@ fn an_explicit_library_that_fails_is_an_error() {
     };
     for lib in ["/nonexistent/libonnxruntime.so", "/etc/passwd", "/etc"] {
         match open(Some(lib)) {
-            Err(ModelError::Runtime(e @ RuntimeError::Explicit { .. })) => {
+            Err(ModelError::Onnx(OnnxError::Runtime(e @ RuntimeError::Explicit { .. }))) => {
                 assert!(e.to_string().contains(lib), "{e}");
             }
             other => panic!("{lib}: {other:?}"),

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use gstflorence::engine::SessionOptions;
-use gstflorence::engine::graph_cache::GraphSource;
 use gstflorence::engine::image_io::{self, ImageLimits};
+use gstflorence::engine::onnx::graph_cache::GraphSource;
 use gstflorence::engine::preprocess;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{Florence, GenerationOptions, Request};

@@ -50,8 +50,8 @@ fn tasks_on_the_same_image_reuse_its_vision_features() {
 #[test]
 fn image_size_option_changes_the_resolution_and_the_prompt_limit() {
     use gstflorence::engine::Florence;
+    use gstflorence::engine::ModelError;
     use gstflorence::engine::SessionOptions;
-    use gstflorence::engine::model_dir::ModelError;
     let open = |size| {
         Florence::load(
             &common::tiny_model_dir(),

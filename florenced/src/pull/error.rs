@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use gstflorence::engine::model_dir::VARIANTS;
+use gstflorence::engine::model_error::VARIANTS;
 
 use super::naming::{SHORT_NAMES, variant_name};
 

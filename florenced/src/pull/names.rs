@@ -3,8 +3,9 @@
 
 use std::path::Path;
 
-use gstflorence::engine::model_dir::{self, VARIANTS};
-use gstflorence::engine::signature::Graph;
+use gstflorence::engine::model_error::VARIANTS;
+use gstflorence::engine::onnx::session;
+use gstflorence::engine::onnx::signature::Graph;
 
 use super::error::PullError;
 use super::naming::SHORT_NAMES;
@@ -79,7 +80,7 @@ pub fn graph_files(suffix: &str) -> Vec<String> {
     Graph::ONNX_COMMUNITY
         .iter()
         .map(|g| {
-            model_dir::graph_path(Path::new(""), *g, suffix)
+            session::graph_path(Path::new(""), *g, suffix)
                 .to_string_lossy()
                 .into_owned()
         })

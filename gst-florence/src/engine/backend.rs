@@ -12,11 +12,11 @@
 use super::backend_choice::BackendKind;
 use super::error::EngineError;
 use super::generate::{DecodeParams, Decoded};
-use super::graph_cache::GraphSource;
 use super::interrupt::Interrupt;
+use super::onnx::graph_cache::GraphSource;
+use super::onnx::signature::Graph;
 use super::output::Timings;
 use super::preprocess::RgbImage;
-use super::signature::Graph;
 use super::task::Task;
 use super::vision_cache::VisionCache;
 

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use super::failure::BackendFailure;
-use super::model_dir::ModelError;
+use super::model_error::ModelError;
 use super::preprocess::ImageError;
 use super::task::PromptError;
 

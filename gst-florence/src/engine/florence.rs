@@ -16,21 +16,21 @@ use super::backend::{Backend, DeviceState, Generated, Job};
 use super::backend_choice::BackendKind;
 use super::config::ModelFiles;
 use super::error::EngineError;
-use super::execution_provider::ExecutionProvider;
 use super::generate::{DecodeParams, Sampling};
-use super::graph_cache::GraphSource;
 use super::interrupt::Interrupt;
 use super::layout::Layout;
 use super::load::LoadOptions;
 pub use super::model::DEFAULT_VQA_TEMPLATE;
 use super::model::Model;
-use super::model_dir::ModelError;
+use super::model_error::ModelError;
+use super::onnx::execution_provider::ExecutionProvider;
+use super::onnx::graph_cache::GraphSource;
+use super::onnx::signature::Graph;
 use super::output::{Output, ms};
 use super::postprocess::TaskResult;
 use super::preprocess::RgbImage;
 use super::registry::{self, Acquired};
 use super::request::{DEFAULT_MAX_NEW_TOKENS, GenerationOptions, MAX_NEW_TOKENS_LIMIT, Request};
-use super::signature::Graph;
 use super::task::{PromptError, Task, TaskInput, build_prompt};
 use super::vision_cache::VisionCache;
 
@@ -61,7 +61,7 @@ impl Florence {
     /// Loads and validates a model directory in either layout, on the
     /// backends `options.backend` chooses ([`Florence::backend_reason`] says
     /// which and why), for this caller alone (see [`Florence::shared`]).
-    /// Plain [`super::model_dir::SessionOptions`] load on ONNX Runtime alone.
+    /// Plain [`super::onnx::session::SessionOptions`] load on ONNX Runtime alone.
     pub fn load(dir: &Path, options: impl Into<LoadOptions>) -> Result<Self, ModelError> {
         let options = options.into();
         let model = Model::load(dir, &options)?;
@@ -158,7 +158,7 @@ impl Florence {
             .parse(task.parse_kind(), raw_text, width, height)
     }
 
-    /// Drops the kept vision features ([`super::model_dir::SessionOptions::vision_cache`]), so the
+    /// Drops the kept vision features ([`super::onnx::session::SessionOptions::vision_cache`]), so the
     /// next run encodes its image again even if it is the same one.
     pub fn forget_vision(&self) {
         self.vision.clear();

@@ -10,8 +10,9 @@ use super::config::ModelFiles;
 use super::error::EngineError;
 use super::hailo::{DEFAULT_IDLE_RELEASE_S, HailoBackend, HailoSettings};
 use super::layout::Layout;
-use super::model_dir::{ModelError, SessionOptions};
+use super::model_error::ModelError;
 use super::onnx::OnnxBackend;
+use super::onnx::session::SessionOptions;
 
 /// How to load a model: its ONNX Runtime sessions, the backend choice and
 /// how the Hailo device is used.

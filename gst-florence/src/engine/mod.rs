@@ -11,28 +11,27 @@
 //!
 //! The seam: [`backend`] (the trait a backend implements) and
 //! [`backend_choice`] (the backends' names); [`load`] decides which backends
-//! a model loads on. The backends: [`onnx`] (ONNX Runtime, with
-//! [`model_dir`], [`graph_cache`], [`runtime`], [`execution_provider`], [`shared_arena`],
-//! [`signature`]) and [`hailo`] (the Hailo split). A new backend is a folder
-//! beside them implementing [`backend::Backend`], a name in
-//! [`backend_choice`] and a branch in [`load`].
+//! a model loads on; [`model_error`] says why a load failed. The backends:
+//! [`onnx`] (ONNX Runtime: sessions, the graph cache, the runtime library,
+//! execution providers) and [`hailo`] (the Hailo split). A new backend is a
+//! folder beside them implementing [`backend::Backend`], a name in
+//! [`backend_choice`], a branch in [`load`] and, if its failures need telling
+//! apart, a variant in [`model_error`].
 
 pub mod backend;
 pub mod backend_choice;
 pub mod config;
 pub mod error;
-pub mod execution_provider;
 pub mod failure;
 pub mod florence;
 pub mod generate;
-pub mod graph_cache;
 pub mod hailo;
 pub mod image_io;
 pub mod interrupt;
 pub mod layout;
 pub mod load;
 pub mod model;
-pub mod model_dir;
+pub mod model_error;
 pub mod model_files;
 pub mod npy;
 pub mod onnx;
@@ -41,9 +40,6 @@ pub mod postprocess;
 pub mod preprocess;
 pub mod registry;
 pub mod request;
-pub mod runtime;
-pub mod shared_arena;
-pub mod signature;
 pub mod task;
 pub mod vision_cache;
 
@@ -51,13 +47,15 @@ pub use backend::DeviceState;
 pub use backend_choice::{BackendChoice, BackendKind};
 pub use config::{ConfigError, GenerationConfig, ModelConfig, ModelFiles, PreprocessorConfig};
 pub use error::{EngineError, Interruption};
-pub use execution_provider::ExecutionProvider;
 pub use failure::{BackendFailure, FailureKind};
 pub use florence::Florence;
 pub use interrupt::Interrupt;
 pub use load::LoadOptions;
-pub use model_dir::{ModelError, SessionOptions};
+pub use model_error::ModelError;
+pub use onnx::OnnxError;
+pub use onnx::execution_provider::ExecutionProvider;
+pub use onnx::runtime::{Runtime, RuntimeError};
+pub use onnx::session::SessionOptions;
 pub use output::{Output, Timings};
 pub use registry::{Acquired, LoadedModel};
 pub use request::{GenerationOptions, Request};
-pub use runtime::{Runtime, RuntimeError};

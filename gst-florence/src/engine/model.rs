@@ -13,7 +13,7 @@ use super::backend::Backend;
 use super::config::ModelFiles;
 use super::layout::Layout;
 use super::load::{self, LoadOptions};
-use super::model_dir::{self, ModelError, VARIANTS};
+use super::model_error::{IMAGE_SIZES, ModelError, VARIANTS};
 use super::model_files::model_files;
 use super::postprocess::{BUILT_IN_CONFIG, PostProcessor};
 
@@ -87,7 +87,7 @@ impl Model {
         }
         if let Some(size) = options.image_size {
             let native = files.preprocessor.size.width;
-            if !model_dir::IMAGE_SIZES.contains(&size) || files.preprocessor.size.height != native {
+            if !IMAGE_SIZES.contains(&size) || files.preprocessor.size.height != native {
                 return Err(ModelError::ImageSize { size, native });
             }
             files.preprocessor.size.width = size;

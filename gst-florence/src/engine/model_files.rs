@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::config::{ConfigError, GenerationConfig, ModelConfig, ModelFiles, PreprocessorConfig};
 use super::layout::{HAILO_FLORENCE_IMAGE_SIZE, Layout};
-use super::model_dir::ModelError;
+use super::model_error::ModelError;
 use super::npy::npy_shape;
 
 // Florence-2-base's published configuration (onnx-community/Florence-2-base-ft),
@@ -42,7 +42,7 @@ fn hailo_florence_files(dir: &Path) -> Result<ModelFiles, ModelError> {
     let table = dir.join("word_embedding.npy");
     let shape = npy_shape(&table)?;
     let [vocab, d_model] = shape[..] else {
-        return Err(ModelError::Load {
+        return Err(ModelError::File {
             path: table,
             reason: format!("shape {shape:?}, expected [vocab, d_model]"),
         });
@@ -53,7 +53,7 @@ fn hailo_florence_files(dir: &Path) -> Result<ModelFiles, ModelError> {
         ("decoder_start_token_id", t.decoder_start_token_id),
     ] {
         if id as usize >= vocab {
-            return Err(ModelError::Load {
+            return Err(ModelError::File {
                 path: table,
                 reason: format!("{vocab} rows: Florence-2's {name} {id} is not among them"),
             });

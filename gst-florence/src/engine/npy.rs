@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use super::model_dir::ModelError;
+use super::model_error::ModelError;
 
 /// A float32 array read from a `.npy` file.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,7 +45,7 @@ pub fn npy_shape(path: &Path) -> Result<Vec<usize>, ModelError> {
 }
 
 fn npy_error(path: &Path, reason: String) -> ModelError {
-    ModelError::Load {
+    ModelError::File {
         path: path.to_path_buf(),
         reason,
     }

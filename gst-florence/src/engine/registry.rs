@@ -15,11 +15,12 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use super::backend_choice::BackendChoice;
-use super::execution_provider::ExecutionProvider;
 use super::hailo::HailoSettings;
 use super::load::LoadOptions;
 use super::model::Model;
-use super::model_dir::{ModelError, SessionOptions};
+use super::model_error::ModelError;
+use super::onnx::execution_provider::ExecutionProvider;
+use super::onnx::session::SessionOptions;
 
 /// Everything that changes what a load makes: two loads with equal keys
 /// would make the same graphs, so one serves both. The vision cache is each

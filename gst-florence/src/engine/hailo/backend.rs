@@ -27,7 +27,7 @@ use crate::engine::error::EngineError;
 use crate::engine::generate::Decoded;
 use crate::engine::interrupt::Interrupt;
 use crate::engine::layout::{DECODER_HEF, ENCODER_HEF};
-use crate::engine::model_dir::SessionOptions;
+use crate::engine::onnx::session::SessionOptions;
 use crate::engine::output::{Timings, ms};
 use crate::engine::task::Task;
 

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::engine::runtime::{cargo_checkout, this_module};
+use crate::engine::onnx::runtime::{cargo_checkout, this_module};
 
 /// Environment variable naming the one folder to take bridges from.
 pub const BRIDGE_DIR_ENV: &str = "FLORENCE_HAILO_BRIDGE_DIR";

@@ -133,7 +133,7 @@ fn open(name: &std::ffi::OsStr, shown: &Path) -> Result<HailoRtLibrary, HailoErr
             super::Status(status)
         )));
     }
-    let path = crate::engine::runtime::module_of(get as *const c_void)
+    let path = crate::engine::onnx::runtime::module_of(get as *const c_void)
         .unwrap_or_else(|| shown.to_path_buf());
     Ok(HailoRtLibrary { path, version })
 }

@@ -21,12 +21,13 @@ use crate::engine::interrupt::Interrupt;
 use crate::engine::layout::{
     DECODER_HEF, ENCODER_HEF, HAILO_FLORENCE_IMAGE_SIZE, HAILO_FLORENCE_WINDOW, Layout,
 };
-use crate::engine::model_dir::{self, ModelError, SessionOptions};
+use crate::engine::model_error::ModelError;
 use crate::engine::model_files::model_files;
 use crate::engine::npy::{NpyArray, read_npy};
+use crate::engine::onnx::session::{self, SessionOptions};
+use crate::engine::onnx::signature::Graph;
 use crate::engine::onnx::tensors::{run_options, run_vision};
 use crate::engine::preprocess::{self, RgbImage};
-use crate::engine::signature::Graph;
 
 /// Everything the split loop needs besides the two static graphs.
 pub struct HailoSplit<G> {
@@ -67,7 +68,7 @@ fn read_split_config(dir: &Path) -> Result<SplitConfig, ModelError> {
     std::fs::read_to_string(&cfg_path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
-        .ok_or_else(|| ModelError::Load {
+        .ok_or_else(|| ModelError::File {
             path: cfg_path.clone(),
             reason: "missing or not valid JSON with image_size and window".into(),
         })
@@ -84,10 +85,9 @@ impl HailoSplit<OnnxStandIns> {
     pub fn open_onnx(dir: &Path, options: &SessionOptions) -> Result<Self, ModelError> {
         let files = model_files(dir)?;
         let cfg = read_split_config(dir)?;
-        let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
-        let text_encoder =
-            model_dir::open_graph(&runtime, &files, Graph::HailoTextEncoder, options)?;
-        let decoder = model_dir::open_graph(&runtime, &files, Graph::HailoDecoder, options)?;
+        let runtime = crate::engine::onnx::runtime::runtime(options.ort_library.as_deref())?;
+        let text_encoder = session::open_graph(&runtime, &files, Graph::HailoTextEncoder, options)?;
+        let decoder = session::open_graph(&runtime, &files, Graph::HailoDecoder, options)?;
         let d = files.model.text_config.d_model;
         let caption_embedding = read_npy(&hailo_dir(dir).join("caption_embedding.npy"))?;
         let n = encoder_tokens(&cfg, &caption_embedding, d);
@@ -149,11 +149,11 @@ impl<G: SplitNetworks> HailoSplit<G> {
         caption_embedding: NpyArray,
         options: &SessionOptions,
     ) -> Result<Self, ModelError> {
-        let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
-        let vision = model_dir::open_graph(&runtime, &files, Graph::VisionEncoder, options)?;
+        let runtime = crate::engine::onnx::runtime::runtime(options.ort_library.as_deref())?;
+        let vision = session::open_graph(&runtime, &files, Graph::VisionEncoder, options)?;
         let word_embedding = read_npy(&hailo_dir(dir).join("word_embedding.npy"))?;
         let d = files.model.text_config.d_model;
-        let bad = |path: &str, reason: String| ModelError::Load {
+        let bad = |path: &str, reason: String| ModelError::File {
             path: hailo_dir(dir).join(path),
             reason,
         };

@@ -21,6 +21,10 @@ use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor};
 
 use super::decoder::OnnxDecoder;
+use super::error::OnnxError;
+use super::graph_cache::GraphSource;
+use super::session::{self, SessionOptions};
+use super::signature::Graph;
 use super::tensors::{
     check_shape, float_tensor, float16_inputs, ort_err, run_embed, run_options, run_vision,
 };
@@ -29,12 +33,10 @@ use crate::engine::backend_choice::BackendKind;
 use crate::engine::config::ModelFiles;
 use crate::engine::error::{EngineError, missing};
 use crate::engine::generate;
-use crate::engine::graph_cache::GraphSource;
 use crate::engine::interrupt::Interrupt;
-use crate::engine::model_dir::{self, ModelError, SessionOptions};
+use crate::engine::model_error::ModelError;
 use crate::engine::output::{Timings, ms};
 use crate::engine::preprocess;
-use crate::engine::signature::Graph;
 use crate::engine::task::Task;
 use crate::engine::vision_cache::{Features, image_key};
 
@@ -215,16 +217,16 @@ fn open_sessions(
     files: &ModelFiles,
     options: &SessionOptions,
 ) -> Result<Opened, ModelError> {
-    let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
+    let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
     let mut kinds = Vec::new();
     let mut sources = Vec::new();
     let mut open = |g| -> Result<Session, ModelError> {
-        let (s, source) = model_dir::open_graph_from(&runtime, files, g, options)?;
+        let (s, source) = session::open_graph_from(&runtime, files, g, options)?;
         sources.push((g, source));
         if g != Graph::EmbedTokens {
             kinds.push((
                 g,
-                float16_inputs(&s, model_dir::graph_path(dir, g, &options.variant))?,
+                float16_inputs(&s, session::graph_path(dir, g, &options.variant))?,
             ));
         }
         Ok(s)
@@ -248,10 +250,10 @@ fn open_sessions(
     sources.sort_by_key(|k| rank(&k.0));
     let float16 = kinds.first().is_some_and(|k| k.1);
     if let Some((g, _)) = kinds.iter().find(|k| k.1 != float16) {
-        return Err(ModelError::Load {
-            path: model_dir::graph_path(dir, *g, &options.variant),
+        return Err(ModelError::Onnx(OnnxError::Load {
+            path: session::graph_path(dir, *g, &options.variant),
             reason: "its float inputs differ in precision from the vision encoder's".into(),
-        });
+        }));
     }
     Ok(Opened {
         sessions,

@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
+use super::signature::cache_names;
 use super::tensors::{
     float_tensor, float_values, float_values_into, gather_rows, ort_err, run_embed,
 };
@@ -16,7 +17,6 @@ use crate::engine::config::ModelFiles;
 use crate::engine::error::{EngineError, missing};
 use crate::engine::generate::StepModel;
 use crate::engine::interrupt::Interrupt;
-use crate::engine::signature::cache_names;
 
 /// The merged decoder driven step by step, its cache fed back without copies
 /// (reordered along the batch only when beams change parents). The cache is

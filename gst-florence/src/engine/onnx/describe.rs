@@ -3,10 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
+use super::session::{SessionOptions, graph_path, open_graph};
+use super::signature::{self, Graph, Port};
 use crate::engine::layout::Layout;
-use crate::engine::model_dir::{ModelError, SessionOptions, VARIANTS, graph_path, open_graph};
+use crate::engine::model_error::{ModelError, VARIANTS};
 use crate::engine::model_files::model_files;
-use crate::engine::signature::{self, Graph, Port};
 
 /// The signature of every graph present in a model directory, for display.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -59,7 +60,7 @@ pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignatu
         return Err(ModelError::UnknownVariant(options.variant.clone()));
     }
     let files = model_files(dir)?;
-    let runtime = crate::engine::runtime::runtime(options.ort_library.as_deref())?;
+    let runtime = crate::engine::onnx::runtime::runtime(options.ort_library.as_deref())?;
     let mut graphs: Vec<Graph> = match Layout::of(dir) {
         Layout::OnnxCommunity => Graph::ONNX_COMMUNITY.to_vec(),
         // Its only ONNX graph; the text networks are HEFs.

@@ -4,15 +4,27 @@
 //!   [`crate::engine::backend::Backend`];
 //! - [`decoder`]: the merged decoder as a step model for the generation loops;
 //! - [`tensors`]: values and runs shared with the Hailo split's ONNX parts;
-//! - [`describe`]: every graph of a directory, validated, for `florenced signature`.
-//!
-//! Session opening, the optimised-graph cache and the runtime library are
-//! [`crate::engine::model_dir`], [`crate::engine::graph_cache`] and
-//! [`crate::engine::runtime`].
+//! - [`describe`]: every graph of a directory, validated, for `florenced signature`;
+//! - [`session`]: one graph opened as a validated session, with its
+//!   [`session::SessionOptions`] and threads;
+//! - [`graph_cache`]: optimised graphs saved once and mapped at later loads;
+//! - [`runtime`]: finding and loading the ONNX Runtime library, with
+//!   [`shared_arena`] (one allocator for every session) and
+//!   [`execution_provider`] (the CPU or another provider the library offers);
+//! - [`signature`]: the graphs' expected inputs and outputs;
+//! - [`error`]: why a graph cannot be opened.
 
 pub mod backend;
 pub mod decoder;
 pub mod describe;
+pub mod error;
+pub mod execution_provider;
+pub mod graph_cache;
+pub mod runtime;
+pub mod session;
+pub mod shared_arena;
+pub mod signature;
 pub mod tensors;
 
 pub use backend::OnnxBackend;
+pub use error::OnnxError;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
+use super::error::OnnxError;
 use crate::engine::error::{EngineError, missing};
 use crate::engine::interrupt::{DeadlineTimer, Interrupt};
-use crate::engine::model_dir::ModelError;
+use crate::engine::model_error::ModelError;
 use crate::engine::vision_cache::Features;
 
 pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
@@ -43,10 +44,10 @@ pub(crate) fn float16_inputs(session: &Session, path: PathBuf) -> Result<bool, M
     });
     let first = kinds.next().unwrap_or(false);
     if kinds.any(|k| k != first) {
-        return Err(ModelError::Load {
+        return Err(ModelError::Onnx(OnnxError::Load {
             path,
             reason: "mixes float16 and float32 inputs".into(),
-        });
+        }));
     }
     Ok(first)
 }

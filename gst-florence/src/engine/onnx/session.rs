@@ -1,91 +1,19 @@
-//! Opening a model directory: config files, tokenizer and validated ONNX sessions.
+//! Opening one graph of a model directory as a validated ONNX Runtime
+//! session: the session options, threads, the optimised-graph cache and the
+//! signature check.
 
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 
-use super::config::{ConfigError, ModelFiles};
+use super::error::OnnxError;
 use super::execution_provider::{self, ExecutionProvider};
 use super::graph_cache::{self, GraphSource};
-use super::layout::Layout;
-use super::runtime::{Runtime, RuntimeError};
-use super::signature::{self, Dims, Graph, GraphSpec, Mismatch};
-
-/// Quantized or half-precision variants of the onnx-community export, by file suffix,
-/// and `_qdq` (tools/export: a statically quantised int8 vision encoder with
-/// dynamically quantised text graphs).
-pub const VARIANTS: [&str; 9] = [
-    "",
-    "_fp16",
-    "_int8",
-    "_uint8",
-    "_quantized",
-    "_q4",
-    "_q4f16",
-    "_bnb4",
-    "_qdq",
-];
-
-#[derive(Debug, thiserror::Error)]
-pub enum ModelError {
-    #[error("model directory {0} does not exist or is not a directory")]
-    NoDirectory(PathBuf),
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    #[error(transparent)]
-    Runtime(#[from] RuntimeError),
-    #[error("unknown model variant {0:?}; expected one of {list}", list = VARIANTS.iter().map(|v| if v.is_empty() { "\"\" (fp32)".to_owned() } else { format!("{v:?}") }).collect::<Vec<_>>().join(", "))]
-    UnknownVariant(String),
-    #[error("{path}: missing (the {graph:?} graph of a Florence-2 model directory)")]
-    MissingGraph { path: PathBuf, graph: Graph },
-    #[error("{path}: ONNX Runtime cannot load it{}: {reason}", load_hint(.reason))]
-    Load { path: PathBuf, reason: String },
-    #[error("{path}: wrong signature for the {graph:?} graph:\n{}", list(.problems))]
-    Signature {
-        path: PathBuf,
-        graph: Graph,
-        problems: Vec<Mismatch>,
-    },
-    #[error("{path}: missing tokenizer ({reason})")]
-    MissingTokenizer { path: PathBuf, reason: String },
-    #[error("{path}: cannot be read as a tokenizer: {reason}")]
-    Tokenizer { path: PathBuf, reason: String },
-    #[error(
-        "the ONNX Runtime library {library} has no {requested}; it offers {}",
-        .available.join(", ")
-    )]
-    ExecutionProviderMissing {
-        requested: String,
-        library: PathBuf,
-        available: Vec<String>,
-    },
-    #[error("ONNX Runtime ({library}) cannot use the {requested}: {reason}")]
-    ExecutionProvider {
-        requested: String,
-        library: PathBuf,
-        reason: String,
-    },
-    /// The backend chosen cannot run this model here (no device, wrong layout, ...).
-    #[error("{context}: {cause}")]
-    Backend { context: String, cause: String },
-    #[error(
-        "image size {size} is not supported: use 384 or 768 (this model's own, from preprocessor_config.json, is {native})"
-    )]
-    ImageSize { size: u32, native: u32 },
-}
-
-/// The input resolutions the engine runs: 768 (Florence-2's) and 384 (the Hailo
-/// design's: 145 image tokens instead of 577, a quarter of the vision work).
-pub const IMAGE_SIZES: [u32; 2] = [384, 768];
-
-fn list(problems: &[Mismatch]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("  - {p}"))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
+use super::runtime::Runtime;
+use super::signature::{self, Dims, Graph, GraphSpec};
+use crate::engine::config::ModelFiles;
+use crate::engine::layout::Layout;
 
 /// How to open the graphs.
 #[derive(Debug, Clone)]
@@ -99,7 +27,7 @@ pub struct SessionOptions {
     /// Let idle intra-op threads spin for work (ONNX Runtime's default): slightly
     /// faster inference, but it burns the CPU time a live video pipeline needs.
     pub spin: bool,
-    /// Square input resolution in pixels ([`IMAGE_SIZES`]); `None`: the model's own
+    /// Square input resolution in pixels ([`crate::engine::model_error::IMAGE_SIZES`]); `None`: the model's own
     /// (preprocessor_config.json).
     pub image_size: Option<u32>,
     /// Keep the last image's vision features for the next request on the same
@@ -211,16 +139,6 @@ fn ort_log(level: ort::logging::LogLevel, category: &str, id: &str, location: &s
     }
 }
 
-/// A parse failure means a damaged or foreign file; other load errors (a type
-/// error in the graph, an unsupported operator) speak for themselves.
-fn load_hint(reason: &str) -> &'static str {
-    if reason.to_ascii_lowercase().contains("protobuf") {
-        " (truncated or not an ONNX model?)"
-    } else {
-        ""
-    }
-}
-
 /// A session builder with the engine's settings, at optimisation `level`.
 fn builder(
     runtime: &Runtime,
@@ -273,13 +191,13 @@ fn builder(
 }
 
 /// `Ok` when the loaded library offers `provider` (the CPU it always does).
-fn check_provider(runtime: &Runtime, provider: &ExecutionProvider) -> Result<(), ModelError> {
+fn check_provider(runtime: &Runtime, provider: &ExecutionProvider) -> Result<(), OnnxError> {
     if provider.is_cpu() {
         return Ok(());
     }
     let requested = format!("execution provider {provider} ({})", provider.name());
     let available =
-        execution_provider::available().map_err(|reason| ModelError::ExecutionProvider {
+        execution_provider::available().map_err(|reason| OnnxError::ExecutionProvider {
             requested: requested.clone(),
             library: runtime.library.clone(),
             reason,
@@ -287,7 +205,7 @@ fn check_provider(runtime: &Runtime, provider: &ExecutionProvider) -> Result<(),
     if available.iter().any(|p| p == provider.name()) {
         return Ok(());
     }
-    Err(ModelError::ExecutionProviderMissing {
+    Err(OnnxError::ExecutionProviderMissing {
         requested,
         library: runtime.library.clone(),
         available,
@@ -301,8 +219,8 @@ fn open_session(
     runtime: &Runtime,
     path: &Path,
     options: &SessionOptions,
-) -> Result<(Session, GraphSource), ModelError> {
-    let load = |e: ort::Error| ModelError::Load {
+) -> Result<(Session, GraphSource), OnnxError> {
+    let load = |e: ort::Error| OnnxError::Load {
         path: path.to_path_buf(),
         reason: e.to_string(),
     };
@@ -413,7 +331,7 @@ pub fn open_graph(
     files: &ModelFiles,
     graph: Graph,
     options: &SessionOptions,
-) -> Result<Session, ModelError> {
+) -> Result<Session, OnnxError> {
     open_graph_from(runtime, files, graph, options).map(|(s, _)| s)
 }
 
@@ -423,17 +341,17 @@ pub fn open_graph_from(
     files: &ModelFiles,
     graph: Graph,
     options: &SessionOptions,
-) -> Result<(Session, GraphSource), ModelError> {
+) -> Result<(Session, GraphSource), OnnxError> {
     let path = graph_path(&files.dir, graph, &options.variant);
     if !path.is_file() {
-        return Err(ModelError::MissingGraph { path, graph });
+        return Err(OnnxError::MissingGraph { path, graph });
     }
     let (session, source) = open_session(runtime, &path, options)?;
     let spec = GraphSpec::new(graph, &files.dims());
     let (inputs, outputs) = signature::ports(&session);
     let problems = signature::check(&spec, &inputs, &outputs);
     if !problems.is_empty() {
-        return Err(ModelError::Signature {
+        return Err(OnnxError::Signature {
             path,
             graph,
             problems,
