@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod config;
+pub mod drawings;
 pub mod gst_log;
 pub mod http;
 pub mod lifecycle;

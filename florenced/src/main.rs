@@ -9,6 +9,7 @@
 //! florenced pull florence-2-base-ft                       # download a model into the Hugging Face cache
 //! ```
 
+use florenced::drawings::Drawings;
 use florenced::{bench, config, lifecycle, logging, pull, serve};
 
 use std::path::PathBuf;
@@ -222,42 +223,50 @@ impl ModelArgs {
     }
 }
 
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Task token or name: '<CAPTION>', od, ocr_with_region, vqa, ...
+    #[arg(long, default_value = "<CAPTION>")]
+    task: String,
+    /// Text input (phrase, category, the question for vqa, or a region task's
+    /// region in Florence-2's notation: '<loc_52><loc_332><loc_932><loc_774>').
+    #[arg(long)]
+    text: Option<String>,
+    /// Region input for region tasks: x1,y1,x2,y2 in image pixels.
+    #[arg(long, value_parser = gstflorence::engine::task::parse_region, allow_hyphen_values = true)]
+    region: Option<[f64; 4]>,
+    /// Maximum new tokens (default from generation_config.json, else 1024).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
+    #[arg(long)]
+    min_new_tokens: Option<usize>,
+    /// Beams (default from generation_config.json: 3 for Florence-2).
+    #[arg(long)]
+    num_beams: Option<usize>,
+    /// > 0 samples at this temperature.
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print per-stage timings and token ids too.
+    #[arg(long)]
+    verbose: bool,
+    /// Also write each image with its result drawn on it (regions with
+    /// their labels, text along the bottom) as DIR/<image name>.png;
+    /// each line then names its file under "drawn".
+    #[arg(long, value_name = "DIR")]
+    draw: Option<PathBuf>,
+    /// Image files.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run one Florence-2 task on image files and print the results as JSON lines.
-    Run {
-        #[command(flatten)]
-        model: ModelArgs,
-        /// Task token or name: '<CAPTION>', od, ocr_with_region, vqa, ...
-        #[arg(long, default_value = "<CAPTION>")]
-        task: String,
-        /// Text input (phrase, category, the question for vqa, or a region task's
-        /// region in Florence-2's notation: '<loc_52><loc_332><loc_932><loc_774>').
-        #[arg(long)]
-        text: Option<String>,
-        /// Region input for region tasks: x1,y1,x2,y2 in image pixels.
-        #[arg(long, value_parser = gstflorence::engine::task::parse_region, allow_hyphen_values = true)]
-        region: Option<[f64; 4]>,
-        /// Maximum new tokens (default from generation_config.json, else 1024).
-        #[arg(long)]
-        max_new_tokens: Option<usize>,
-        #[arg(long)]
-        min_new_tokens: Option<usize>,
-        /// Beams (default from generation_config.json: 3 for Florence-2).
-        #[arg(long)]
-        num_beams: Option<usize>,
-        /// > 0 samples at this temperature.
-        #[arg(long)]
-        temperature: Option<f32>,
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print per-stage timings and token ids too.
-        #[arg(long)]
-        verbose: bool,
-        /// Image files.
-        #[arg(required = true)]
-        images: Vec<PathBuf>,
-    },
+    Run(Box<RunArgs>),
     /// Load the model once, then answer JSON requests from stdin with timings (scripts/bench.sh).
     Bench {
         #[command(flatten)]
@@ -297,19 +306,21 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open model directory {}", dir.display()))?;
             println!("{}", serde_json::to_string_pretty(&graphs)?);
         }
-        Command::Run {
-            model,
-            task,
-            text,
-            region,
-            max_new_tokens,
-            min_new_tokens,
-            num_beams,
-            temperature,
-            seed,
-            verbose,
-            images,
-        } => {
+        Command::Run(args) => {
+            let RunArgs {
+                model,
+                task,
+                text,
+                region,
+                max_new_tokens,
+                min_new_tokens,
+                num_beams,
+                temperature,
+                seed,
+                verbose,
+                draw,
+                images,
+            } = *args;
             let task: Task = task.parse()?;
             let dir = model.dir()?;
             let florence = Florence::load(&dir, model.load_options())
@@ -326,6 +337,7 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                     ..GenerationOptions::default()
                 },
             };
+            let mut drawings = draw.map(Drawings::new).transpose()?;
             for path in images {
                 let image = image_io::read(&path, &ImageLimits::default())
                     .with_context(|| format!("cannot read image {}", path.display()))?;
@@ -346,6 +358,10 @@ fn one_shot(command: Command) -> anyhow::Result<()> {
                     line["raw_text"] = out.raw_text.clone().into();
                     line["ids"] = serde_json::to_value(&out.ids)?;
                     line["timings"] = serde_json::to_value(&out.timings)?;
+                }
+                if let Some(drawings) = &mut drawings {
+                    let file = drawings.write(&path, &image, &out.result)?;
+                    line["drawn"] = file.display().to_string().into();
                 }
                 println!("{line}");
             }

@@ -5,6 +5,7 @@
 //! [`protocol`] names the fields of the requests and results it exchanges
 //! with applications (florenced among them).
 
+pub mod draw;
 pub mod engine;
 pub mod florencecaption;
 pub mod protocol;
