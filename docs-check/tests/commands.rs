@@ -198,6 +198,16 @@ const RUN: &[(&str, &str, &str)] = &[
         "fn camera_example_draws_live_captions_with_textoverlay",
     ),
     (
+        "pipelines/camera-detections.sh",
+        "gst-florence/tests/pipelines.rs",
+        "fn camera_example_draws_live_detections",
+    ),
+    (
+        "pipelines/file-annotated.sh holiday.mp4 holiday-annotated.webm",
+        "gst-florence/tests/pipelines.rs",
+        "fn file_example_writes_the_video_with_its_detections_drawn",
+    ),
+    (
         "pipelines/file-to-srt.sh holiday.mp4 holiday.srt",
         "gst-florence/tests/pipelines.rs",
         "fn file_example_writes_an_srt_with_the_engines_captions",

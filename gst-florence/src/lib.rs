@@ -1,17 +1,20 @@
 //! Florence-2 vision-language inference for GStreamer.
 //!
 //! The [`engine`] module runs Florence-2 on ONNX Runtime and has no GStreamer
-//! types in its API; the plugin registers the `florencecaption` element;
+//! types in its API; the plugin registers the `florencecaption` element and
+//! `florenceoverlay`, which draws its results ([`draw`]);
 //! [`protocol`] names the fields of the requests and results it exchanges
 //! with applications (florenced among them).
 
 pub mod draw;
 pub mod engine;
 pub mod florencecaption;
+pub mod florenceoverlay;
 pub mod protocol;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
-    florencecaption::register(plugin)
+    florencecaption::register(plugin)?;
+    florenceoverlay::register(plugin)
 }
 
 gst::plugin_define!(

@@ -273,3 +273,119 @@ fn readme_element_pipeline_runs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("florence-caption"), "no caption: {stdout}");
 }
+
+/// Frames of `path` (RGB, `w` x `h`) as gst-launch decodes them, the first `n`.
+fn decoded_frames(path: &Path, dir: &Path, w: u32, h: u32, n: usize) -> Vec<RgbImage> {
+    std::fs::create_dir_all(dir).unwrap();
+    gst_launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! video/x-raw,format=RGB ! identity eos-after={} ! multifilesink location={}/%d.rgb",
+        path.display(),
+        // identity ends the stream in place of its eos-after'th buffer.
+        n + 1,
+        dir.display()
+    ));
+    (0..n)
+        .map(|i| read_rgb(&dir.join(format!("{i}.rgb")), w, h))
+        .collect()
+}
+
+fn pixel(image: &RgbImage, x: u32, y: u32) -> [i32; 3] {
+    let i = ((y * image.width + x) * 3) as usize;
+    [0, 1, 2].map(|c| i32::from(image.data[i + c]))
+}
+
+fn difference(a: [i32; 3], b: [i32; 3]) -> i32 {
+    (0..3).map(|c| (a[c] - b[c]).abs()).sum()
+}
+
+#[test]
+fn file_example_writes_the_video_with_its_detections_drawn() {
+    let scratch = tmp("annotated");
+    let dir = scratch.path();
+    // Five seconds of the scene fixture, as a camera recording would hold it.
+    let video = dir.join("in.avi");
+    gst_launch(&format!(
+        "filesrc location={} ! pngdec ! videoconvert ! imagefreeze num-buffers=5 ! video/x-raw,framerate=1/1 ! videoconvert ! jpegenc quality=95 ! avimux ! filesink location={}",
+        root()
+            .join("tests/fixtures/images/scene_640x480.png")
+            .display(),
+        video.display()
+    ));
+    let out = dir.join("out.webm");
+    succeed(script("file-annotated.sh").arg(&video).arg(&out));
+    let input = decoded_frames(&video, &dir.join("in"), 640, 480, 1).remove(0);
+    let drawn = decoded_frames(&out, &dir.join("out"), 640, 480, 3);
+    // The engine's detections on the same decoded frame, as the element runs them.
+    let result = tiny_engine()
+        .run(&input, &Request::new(Task::Od))
+        .unwrap()
+        .result;
+    let gstflorence::engine::postprocess::TaskResult::Boxes { bboxes, .. } = result else {
+        panic!("not boxes: {result:?}");
+    };
+    let [x1, y1, x2, y2] = bboxes[0].map(|v| v.round() as u32);
+    let (mid_x, mid_y) = ((x1 + x2) / 2, (y1 + y2) / 2);
+    // VP8 is lossy: the outline stands out, the rest stays close to the input.
+    for (i, frame) in drawn.iter().enumerate() {
+        for (x, y) in [(x1, mid_y), (x2, mid_y), (mid_x, y2)] {
+            let d = difference(pixel(frame, x, y), pixel(&input, x, y));
+            assert!(d > 90, "frame {i}: no outline at ({x}, {y}): {d}");
+        }
+        for (x, y) in [(mid_x, mid_y), (620, 460)] {
+            let d = difference(pixel(frame, x, y), pixel(&input, x, y));
+            assert!(d < 40, "frame {i}: drawn off the box at ({x}, {y}): {d}");
+        }
+    }
+
+    let bad = script("file-annotated.sh")
+        .arg("/nonexistent.mp4")
+        .arg(dir.join("x.webm"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent.mp4"));
+}
+
+#[test]
+fn camera_example_draws_live_detections() {
+    let scratch = tmp("detections");
+    let frames = scratch.path();
+    let picture = root().join("tests/fixtures/images/scene_640x480.png");
+    let out = succeed(
+        script("camera-detections.sh")
+            .env(
+                "FLORENCE_SOURCE",
+                format!(
+                    "filesrc location={} ! pngdec ! imagefreeze num-buffers=60 is-live=true ! video/x-raw,framerate=30/1",
+                    picture.display()
+                ),
+            )
+            .env("FLORENCE_INTERVAL", "0")
+            .env(
+                "FLORENCE_SINK",
+                format!(
+                    "video/x-raw,format=RGB ! multifilesink location={}/%d.rgb",
+                    frames.display()
+                ),
+            ),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("florence-caption"),
+        "no result messages: {stdout}"
+    );
+    let read = |i: usize| read_rgb(&frames.join(format!("{i}.rgb")), 640, 480);
+    assert!(
+        frames.join("59.rgb").is_file(),
+        "not all 60 frames came out"
+    );
+    // The first frame leaves before any result: the picture as it is; once a
+    // result is in, every later frame carries its drawing.
+    let first = read(0);
+    let drawn: Vec<bool> = (0..60).map(|i| read(i).data != first.data).collect();
+    let since = drawn
+        .iter()
+        .position(|&d| d)
+        .expect("no frame shows a detection");
+    assert!(drawn[since..].iter().all(|&d| d), "{drawn:?}");
+}

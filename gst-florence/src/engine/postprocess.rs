@@ -39,6 +39,35 @@ pub enum TaskResult {
 }
 
 impl TaskResult {
+    /// Scales every coordinate (x, y, x, y, ... in each box, quad and
+    /// polygon) by (`sx`, `sy`): the result for the same frame at another size.
+    pub fn scale(&mut self, sx: f64, sy: f64) {
+        let points = |xy: &mut [f64]| {
+            for (i, v) in xy.iter_mut().enumerate() {
+                *v *= if i % 2 == 0 { sx } else { sy };
+            }
+        };
+        let polygons = |polygons: &mut Vec<Vec<Vec<f64>>>| {
+            for p in polygons.iter_mut().flatten() {
+                points(p);
+            }
+        };
+        match self {
+            TaskResult::Text(_) => {}
+            TaskResult::Boxes { bboxes, .. } => bboxes.iter_mut().for_each(|b| points(b)),
+            TaskResult::Quads { quad_boxes, .. } => quad_boxes.iter_mut().for_each(|q| points(q)),
+            TaskResult::Polygons { polygons: p, .. } => polygons(p),
+            TaskResult::BoxesOrPolygons {
+                bboxes,
+                polygons: p,
+                ..
+            } => {
+                bboxes.iter_mut().for_each(|b| points(b));
+                polygons(p);
+            }
+        }
+    }
+
     /// The plain text of a result (captions, OCR, answers), or the labels joined.
     pub fn text(&self) -> String {
         match self {

@@ -20,7 +20,6 @@ use gst::glib;
 use gst::glib::translate::{FromGlib, IntoGlib, ToGlibPtr};
 
 use super::META_NAME;
-use crate::engine::postprocess::TaskResult;
 use crate::protocol::{ResultField, task_result};
 
 /// Registers the result meta (once per process).
@@ -134,37 +133,8 @@ pub(super) fn scale(s: &mut gst::Structure, sx: f64, sy: f64) {
     else {
         return;
     };
-    scale_result(&mut result, sx, sy);
+    result.scale(sx, sy);
     s.set(ResultField::Result.name(), task_result::encode(&result));
-}
-
-/// Scales every coordinate of `result` (x, y, x, y, ... in each box, quad
-/// and polygon).
-fn scale_result(result: &mut TaskResult, sx: f64, sy: f64) {
-    let points = |xy: &mut [f64]| {
-        for (i, v) in xy.iter_mut().enumerate() {
-            *v *= if i % 2 == 0 { sx } else { sy };
-        }
-    };
-    let polygons = |polygons: &mut Vec<Vec<Vec<f64>>>| {
-        for p in polygons.iter_mut().flatten() {
-            points(p);
-        }
-    };
-    match result {
-        TaskResult::Text(_) => {}
-        TaskResult::Boxes { bboxes, .. } => bboxes.iter_mut().for_each(|b| points(b)),
-        TaskResult::Quads { quad_boxes, .. } => quad_boxes.iter_mut().for_each(|q| points(q)),
-        TaskResult::Polygons { polygons: p, .. } => polygons(p),
-        TaskResult::BoxesOrPolygons {
-            bboxes,
-            polygons: p,
-            ..
-        } => {
-            bboxes.iter_mut().for_each(|b| points(b));
-            polygons(p);
-        }
-    }
 }
 
 #[cfg(test)]
