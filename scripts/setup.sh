@@ -11,8 +11,9 @@
 #    Debian's package into .tools/bin/ without installing it (Debian 12 has it
 #    in prometheus, whose installation would start a Prometheus server; Debian
 #    13 in promtool); any 2.x from 2.42 (Debian 12) on is accepted (13 has 2.53).
-#  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client)
-#    into .test-venv/ (scripts/setup-python-tools.sh).
+#  - the pinned Python tools of the HTTP tests (schemathesis, openapi-python-client,
+#    Playwright for the page's browser test over Debian's chromium) into
+#    .test-venv/ (scripts/setup-python-tools.sh).
 #  - cargo-deb (pinned, `cargo install --locked`), which scripts/build-deb.sh uses
 #    to make the Debian package.
 #  - mdbook (pinned, `cargo install --locked`), which builds the book in docs/
@@ -74,6 +75,9 @@ APT_PACKAGES=(
   strace
   # florenced/tests/readme_rest.rs runs the README's curl commands.
   curl
+  # florenced/tests/page.rs drives the service's page in a real browser
+  # (Playwright, in .test-venv, over Debian's Chromium).
+  chromium
 )
 
 log() { printf 'setup: %s\n' "$*"; }

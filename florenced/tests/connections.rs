@@ -410,7 +410,7 @@ fn pages_on_other_sites_cannot_use_the_api() {
         request(d.addr, "POST", "/v1/caption", &h, caption.as_bytes())
     };
     // DNS rebinding: a foreign Host is not answered, on any route.
-    for path in ["/health", "/metrics", "/v1/caption"] {
+    for path in ["/", "/health", "/metrics", "/v1/caption"] {
         let r = raw_request(
             d.addr,
             &format!("GET {path} HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n"),

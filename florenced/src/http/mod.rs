@@ -12,6 +12,7 @@ pub mod header_lines;
 pub mod inference;
 pub mod observe;
 pub mod openapi;
+pub mod page;
 pub mod peer;
 pub mod rate_limit;
 pub mod request;

@@ -41,6 +41,7 @@ use crate::http::state::AppState;
         crate::http::service::metrics,
         serve_document,
         crate::http::docs::docs_page,
+        crate::http::page::page,
     ),
     components(schemas(schema::Error, ErrorCode)),
     modifiers(&SecuritySchemes),

@@ -10,7 +10,7 @@ use axum::routing::{get, post};
 
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
-use crate::http::{browser, docs, header_lines, inference, observe, openapi, service};
+use crate::http::{browser, docs, header_lines, inference, observe, openapi, page, service};
 
 /// The routes behind their middleware; `listening` is the bound address (the
 /// Host check depends on whether it is loopback).
@@ -29,6 +29,7 @@ pub fn router(st: Arc<AppState>, listening: SocketAddr) -> Router {
         .route("/metrics", get(service::metrics))
         .route("/openapi.json", get(openapi::serve_document))
         .merge(docs::router())
+        .merge(page::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::disable())
