@@ -6,7 +6,7 @@
 //! [`florence`] (one user's handle: prompts, decoding parameters, its
 //! vision-feature cache, post-processing),
 //! [`request`], [`output`], [`error`] / [`failure`], [`interrupt`], [`task`]
-//! (the task table), [`generate`] (greedy, beams, sampling), [`config`],
+//! (the task table), [`turns`] (fair turns on a shared graph), [`generate`] (greedy, beams, sampling), [`config`],
 //! [`preprocess`], [`postprocess`], [`vision_cache`].
 //!
 //! The seam: [`backend`] (the trait a backend implements) and
@@ -45,6 +45,7 @@ pub mod runtime;
 pub mod shared_arena;
 pub mod signature;
 pub mod task;
+pub mod turns;
 pub mod vision_cache;
 
 pub use backend::DeviceState;

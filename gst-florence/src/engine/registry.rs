@@ -173,6 +173,8 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     /// Handles using it now.
     pub users: usize,
+    /// Requests running on it now, from all its users.
+    pub in_flight: usize,
 }
 
 /// The models loaded through the registry that still have users.
@@ -189,6 +191,7 @@ pub fn loaded() -> Vec<LoadedModel> {
                 id: model.id,
                 dir: model.files.dir.clone(),
                 users,
+                in_flight: model.in_flight(),
             })
         })
         .collect()
