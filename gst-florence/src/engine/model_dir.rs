@@ -90,14 +90,18 @@ fn list(problems: &[Mismatch]) -> String {
 /// How to open the graphs.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Intra-op threads per session; 0 lets ONNX Runtime decide.
+    /// 0: the graphs run on the process's one intra-op pool
+    /// ([`crate::engine::runtime::pool_threads`], shared by every model and
+    /// stream); N: each graph gets a pool of N threads of its own, outside
+    /// that budget.
     pub intra_threads: usize,
     /// File suffix of the variant to load (`""`, `"_quantized"`, `"_fp16"`, ...).
     pub variant: String,
     /// Explicit path of libonnxruntime.so, tried before the other places.
     pub ort_library: Option<PathBuf>,
-    /// Let idle intra-op threads spin for work (ONNX Runtime's default): slightly
-    /// faster inference, but it burns the CPU time a live video pipeline needs.
+    /// Let idle intra-op threads of a graph's own pool spin for work (ONNX
+    /// Runtime's default): slightly faster inference, but it burns the CPU
+    /// time a live video pipeline needs. The process pool never spins.
     pub spin: bool,
     /// Square input resolution in pixels ([`IMAGE_SIZES`]); `None`: the model's own
     /// (preprocessor_config.json).
@@ -116,7 +120,7 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
-            intra_threads: default_threads(),
+            intra_threads: 0,
             variant: String::new(),
             ort_library: None,
             spin: true,
@@ -236,8 +240,11 @@ fn builder(
         .map_err(ort::Error::<()>::from)?
         .with_logger(std::sync::Arc::new(ort_log))
         .map_err(ort::Error::<()>::from)?;
-    if options.intra_threads > 0 {
+    let own_pool = options.intra_threads > 0;
+    if own_pool {
         builder = builder
+            .with_independent_thread_pool()
+            .map_err(ort::Error::<()>::from)?
             .with_intra_threads(usable_threads(options.intra_threads))
             .map_err(ort::Error::<()>::from)?;
     }
@@ -250,7 +257,7 @@ fn builder(
     builder = builder
         .with_memory_pattern(false)
         .map_err(ort::Error::<()>::from)?;
-    if !options.spin {
+    if own_pool && !options.spin {
         builder = builder
             .with_intra_op_spinning(false)
             .map_err(ort::Error::<()>::from)?;

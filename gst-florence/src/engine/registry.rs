@@ -71,7 +71,8 @@ impl Key {
             intra_threads: *intra_threads,
             variant: variant.clone(),
             ort_library: ort_library.clone(),
-            spin: *spin,
+            // The process pool never spins: on it, `spin` changes nothing.
+            spin: *spin && *intra_threads > 0,
             image_size: *image_size,
             graph_cache: graph_cache.clone(),
             execution_provider: execution_provider.clone(),
