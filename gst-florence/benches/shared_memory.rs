@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use gstflorence::engine::cpus::default_threads;
 use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::model_dir::default_threads;
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{Florence, Request, SessionOptions};
 

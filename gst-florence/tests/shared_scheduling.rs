@@ -55,24 +55,28 @@ fn in_flight(dir: &Path) -> usize {
         .sum()
 }
 
+/// The ids each request gets on a model of its own, alone.
+fn solo_ids(dir: &Path, img: &RgbImage, requests: &[&Request]) -> Vec<Vec<u32>> {
+    let solo = Florence::load(dir, options()).unwrap();
+    requests
+        .iter()
+        .map(|r| solo.run(img, r).unwrap().ids)
+        .collect()
+}
+
 #[test]
 fn a_long_answer_does_not_hold_up_short_ones_on_another_user_and_ids_stay_solo() {
     let scratch = Scratch::new("sched-fair");
     let dir = scratch.model("m");
     let img = scene();
-    let solo = Florence::load(&dir, options()).unwrap();
     let long_req = long(1000);
-    let want_long = solo.run(&img, &long_req).unwrap().ids;
     let captions = [Request::new(Task::Caption), {
         let mut beams = Request::new(Task::Od);
         beams.options.num_beams = Some(3);
         beams
     }];
-    let want_short: Vec<Vec<u32>> = captions
-        .iter()
-        .map(|r| solo.run(&img, r).unwrap().ids)
-        .collect();
-    drop(solo);
+    let mut want_short = solo_ids(&dir, &img, &[&long_req, &captions[0], &captions[1]]);
+    let want_long = want_short.remove(0);
 
     let (a, _) = Florence::shared(&dir, options()).unwrap();
     let (b, _) = Florence::shared(&dir, options()).unwrap();
@@ -129,10 +133,8 @@ fn a_cancel_reaches_a_request_on_a_busy_shared_model_and_the_others_go_on() {
     let scratch = Scratch::new("sched-cancel");
     let dir = scratch.model("m");
     let img = scene();
-    let solo = Florence::load(&dir, options()).unwrap();
     let req = long(400);
-    let want = solo.run(&img, &req).unwrap().ids;
-    drop(solo);
+    let want = solo_ids(&dir, &img, &[&req]).remove(0);
 
     let users: Vec<Florence> = (0..3)
         .map(|_| Florence::shared(&dir, options()).unwrap().0)

@@ -12,7 +12,7 @@
 //! The seam: [`backend`] (the trait a backend implements) and
 //! [`backend_choice`] (the backends' names); [`load`] decides which backends
 //! a model loads on. The backends: [`onnx`] (ONNX Runtime, with
-//! [`model_dir`], [`graph_cache`], [`runtime`], [`execution_provider`], [`shared_arena`],
+//! [`model_dir`], [`graph_cache`], [`runtime`], [`cpus`], [`execution_provider`], [`shared_arena`],
 //! [`signature`]) and [`hailo`] (the Hailo split). A new backend is a folder
 //! beside them implementing [`backend::Backend`], a name in
 //! [`backend_choice`] and a branch in [`load`].
@@ -20,6 +20,7 @@
 pub mod backend;
 pub mod backend_choice;
 pub mod config;
+pub mod cpus;
 pub mod error;
 pub mod execution_provider;
 pub mod failure;

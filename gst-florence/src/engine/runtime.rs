@@ -243,7 +243,7 @@ pub fn planted_by_nobody_else(_path: &Path) -> bool {
 /// cores (docs: performance, "Many streams on one model"): one pool of 2
 /// served 1, 2 and 4 streams faster than every graph's own 2 threads.
 pub fn pool_threads() -> usize {
-    super::model_dir::default_threads()
+    super::cpus::default_threads()
 }
 
 /// The global intra-op pool: idle threads do not spin, since streams share
