@@ -28,9 +28,9 @@ fn scene() -> RgbImage {
     .unwrap()
 }
 
+/// The default threads (the process pool), as element instances have them.
 fn options() -> SessionOptions {
     SessionOptions {
-        intra_threads: 1,
         // Every request runs its vision encoder: more turns to take.
         vision_cache: false,
         ..SessionOptions::default()
