@@ -200,7 +200,8 @@ pub struct Config {
     pub hailo: Hailo,
     /// libonnxruntime.so; unset: ORT_DYLIB_PATH, the project folder, the system path.
     pub ort_library: Option<PathBuf>,
-    /// ONNX Runtime intra-op threads per graph; 0 = physical cores.
+    /// ONNX Runtime threads: 0 = the process's one pool (one thread per
+    /// physical core, shared by every pipeline); N = each graph its own N.
     pub threads: u32,
     /// The ONNX backend's execution provider (`cpu`, `cuda`, ... or ONNX
     /// Runtime's own name); any but cpu must be in the loaded library.

@@ -60,7 +60,7 @@ struct ServeArgs {
     /// auto, onnx or hailo.
     #[arg(long)]
     backend: Option<String>,
-    /// ONNX Runtime intra-op threads per graph (0: physical cores).
+    /// ONNX Runtime threads per graph (0: the process's one pool, one thread per physical core).
     #[arg(long)]
     threads: Option<u32>,
     /// ONNX Runtime execution provider: cpu (default), cuda, openvino, ...
@@ -174,7 +174,7 @@ struct ModelArgs {
     /// Path of libonnxruntime.so (else ORT_DYLIB_PATH, the project folder, the system).
     #[arg(long, env = "FLORENCED_ORT_LIBRARY")]
     ort_library: Option<PathBuf>,
-    /// Intra-op threads per graph (default: physical cores).
+    /// Threads per graph of their own (default: the process's one pool, one thread per physical core).
     #[arg(long, env = "FLORENCED_THREADS")]
     threads: Option<usize>,
     /// Input resolution: 768 or 384 (a quarter of the vision work; default: the model's own).

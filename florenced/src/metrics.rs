@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use gstflorence::engine::registry;
 use metrics::{
     Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
     with_local_recorder,
@@ -31,12 +32,17 @@ const REQUESTS: &str = "florenced_requests_total";
 const HTTP_REQUESTS: &str = "florenced_http_requests_total";
 const REQUEST_DURATION: &str = "florenced_request_duration_seconds";
 const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
+const MODEL_WAIT: &str = "florenced_model_queue_wait_seconds";
+const MODEL_IN_FLIGHT: &str = "florenced_model_requests_in_flight";
 const QUEUE_DEPTH: &str = "florenced_queue_depth";
 const RUNNING: &str = "florenced_inferences_running";
 const BODY_BYTES: &str = "florenced_body_bytes_in_flight";
 const UPTIME: &str = "florenced_uptime_seconds";
 const RELOADS: &str = "florenced_config_reloads_total";
 const LAST_RELOAD_OK: &str = "florenced_config_last_reload_successful";
+
+/// `model_id` and `model_dir` of one loaded model.
+type ModelLabels = Vec<(&'static str, String)>;
 
 /// Prometheus' default buckets (seconds).
 const DEFAULT_BUCKETS: [f64; 11] = [
@@ -84,6 +90,8 @@ pub struct Metrics {
     prometheus: PrometheusHandle,
     process: metrics_process::Collector,
     counts: Mutex<Counts>,
+    /// The label sets of MODEL_IN_FLIGHT reported so far.
+    models_seen: Mutex<Vec<ModelLabels>>,
     retention: Duration,
     started: Instant,
 }
@@ -118,7 +126,7 @@ impl Metrics {
     /// `timeout_s` is the request timeout: the latency histograms reach past it.
     pub fn new(retention: Duration, timeout_s: f64) -> Metrics {
         let bounds = buckets(timeout_s);
-        let recorder = [REQUEST_DURATION, INFERENCE_DURATION]
+        let recorder = [REQUEST_DURATION, INFERENCE_DURATION, MODEL_WAIT]
             .into_iter()
             .fold(PrometheusBuilder::new(), |b, name| {
                 b.set_buckets_for_metric(Matcher::Full(name.into()), &bounds)
@@ -145,6 +153,15 @@ impl Metrics {
                 Unit::Seconds,
                 "Model time per served inference request."
             );
+            describe_histogram!(
+                MODEL_WAIT,
+                Unit::Seconds,
+                "Of the model time per served inference request, the time it queued for turns on a model shared with other requests."
+            );
+            describe_gauge!(
+                MODEL_IN_FLIGHT,
+                "Requests running on each loaded model (by model_id, with its model_dir), queued for its graphs included."
+            );
             describe_gauge!(QUEUE_DEPTH, "Requests waiting for the model.");
             describe_gauge!(RUNNING, "Requests being run by the model.");
             describe_gauge!(
@@ -166,6 +183,7 @@ impl Metrics {
             recorder,
             process,
             counts: Mutex::new(Counts::default()),
+            models_seen: Mutex::new(Vec::new()),
             retention,
             started: Instant::now(),
         }
@@ -175,13 +193,16 @@ impl Metrics {
         self.started.elapsed()
     }
 
-    /// Records one finished request; `inference_ms` for those that ran the model.
+    /// Records one finished request; `inference_ms` (and of it
+    /// `model_wait_ms`, queued for turns on the shared model) for those that
+    /// ran the model.
     pub fn record(
         &self,
         endpoint: &str,
         status: u16,
         duration: Duration,
         inference_ms: Option<f64>,
+        model_wait_ms: Option<f64>,
     ) {
         let inference_request = is_inference_endpoint(endpoint);
         with_local_recorder(&self.recorder, || {
@@ -197,6 +218,9 @@ impl Metrics {
                 .record(duration.as_secs_f64());
             if let Some(ms) = inference_ms {
                 histogram!(INFERENCE_DURATION).record(ms / 1e3);
+            }
+            if let Some(ms) = model_wait_ms {
+                histogram!(MODEL_WAIT).record(ms / 1e3);
             }
         });
         // Folds the samples into the buckets now: unscraped, they would pile up.
@@ -272,6 +296,26 @@ impl Metrics {
         })
     }
 
+    /// Requests in flight per loaded model, from the engine's registry (the
+    /// models every pipeline shares). A model gone since the last scrape
+    /// reads 0 rather than its last value.
+    fn model_gauges(&self) {
+        let mut seen = self.models_seen.lock();
+        for labels in seen.iter() {
+            gauge!(MODEL_IN_FLIGHT, labels.as_slice()).set(0.0);
+        }
+        for m in registry::loaded() {
+            let labels = vec![
+                ("model_id", m.id.to_string()),
+                ("model_dir", m.dir.display().to_string()),
+            ];
+            gauge!(MODEL_IN_FLIGHT, labels.as_slice()).set(m.in_flight as f64);
+            if !seen.contains(&labels) {
+                seen.push(labels);
+            }
+        }
+    }
+
     /// Prometheus text exposition format 0.0.4.
     pub fn prometheus(&self, g: &Gauges) -> String {
         with_local_recorder(&self.recorder, || {
@@ -279,6 +323,7 @@ impl Metrics {
             gauge!(RUNNING).set(g.running as f64);
             gauge!(BODY_BYTES).set(g.body_bytes as f64);
             gauge!(UPTIME).set(self.started.elapsed().as_secs_f64());
+            self.model_gauges();
             self.process.collect();
         });
         self.prometheus.render()
@@ -321,10 +366,22 @@ mod tests {
     #[test]
     fn counts_and_window() {
         let m = Metrics::new(Duration::from_secs(3600), 60.0);
-        m.record("/v1/caption", 200, Duration::from_millis(30), Some(20.0));
-        m.record("/v1/caption", 200, Duration::from_millis(50), Some(40.0));
-        m.record("/v1/vqa", 422, Duration::from_millis(1), None);
-        m.record("/health", 200, Duration::from_millis(1), None);
+        m.record(
+            "/v1/caption",
+            200,
+            Duration::from_millis(30),
+            Some(20.0),
+            Some(0.0),
+        );
+        m.record(
+            "/v1/caption",
+            200,
+            Duration::from_millis(50),
+            Some(40.0),
+            Some(20.0),
+        );
+        m.record("/v1/vqa", 422, Duration::from_millis(1), None, None);
+        m.record("/health", 200, Duration::from_millis(1), None, None);
         let j = m.json(&gauges());
         assert_eq!(j["requests_total"], 3);
         assert_eq!(j["requests_succeeded"], 2);
@@ -337,6 +394,8 @@ mod tests {
         assert!(p.contains("florenced_http_requests_total{endpoint=\"/health\",status=\"200\"} 1"));
         assert!(p.contains("florenced_inference_duration_seconds_count 2"));
         assert!(p.contains("florenced_inference_duration_seconds_bucket{le=\"0.025\"} 1"));
+        assert!(p.contains("florenced_model_queue_wait_seconds_count 2"));
+        assert!(p.contains("florenced_model_queue_wait_seconds_bucket{le=\"0.005\"} 1"));
         assert!(p.contains("process_start_time_seconds "));
         assert!(
             p.contains("florenced_config_last_reload_successful 1"),
@@ -354,7 +413,7 @@ mod tests {
     #[test]
     fn a_request_slower_than_30_s_gets_a_finite_bucket() {
         let m = Metrics::new(Duration::from_secs(3600), 60.0);
-        m.record("/v1/caption", 504, Duration::from_secs(45), None);
+        m.record("/v1/caption", 504, Duration::from_secs(45), None, None);
         let p = m.prometheus(&gauges());
         let bucket = |le: &str| {
             p.lines()

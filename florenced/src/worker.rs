@@ -41,6 +41,9 @@ pub struct Answer {
     pub token_count: u64,
     pub inference_ms: f64,
     pub queue_ms: f64,
+    /// Of `inference_ms`, queued for turns on the model shared with the
+    /// other pipelines (`max_concurrent_requests` above 1).
+    pub model_wait_ms: f64,
     pub image_size: [u32; 2],
     /// The image's vision features were reused from the previous task on it.
     pub vision_cached: bool,
@@ -819,6 +822,7 @@ impl InferencePipeline {
                     token_count: r.token_count,
                     inference_ms: r.inference_ms,
                     queue_ms: 0.0,
+                    model_wait_ms: r.queue_wait_ms,
                     image_size: r.image_size,
                     vision_cached: r.vision_cached,
                 }),

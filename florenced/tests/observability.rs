@@ -247,3 +247,58 @@ fn text_logs_into_a_pipe_have_no_colour_codes() {
         "colour codes in a pipe: {seen:?}"
     );
 }
+
+#[test]
+fn concurrent_requests_share_one_model_and_metrics_show_them_in_flight_and_queued() {
+    let d = Spawn::new()
+        .set("max_concurrent_requests=2")
+        .set("max_tokens=1000")
+        .ready();
+    let png = fixture_png("pattern_200x300");
+    // Long answers (1000 greedy tokens), so both are in flight at once.
+    let body = json!({
+        "image": b64(&png), "task": "<MORE_DETAILED_CAPTION>",
+        "max_length": 1000, "min_length": 1000, "num_beams": 1,
+    })
+    .to_string();
+    let clients: Vec<_> = (0..2)
+        .map(|_| post_caption_async(d.addr, body.clone()))
+        .collect();
+    let in_flight = |p: &str| -> Vec<(String, f64)> {
+        samples(p)
+            .into_iter()
+            .filter(|(n, _, _)| n == "florenced_model_requests_in_flight")
+            .map(|(_, l, v)| (l, v))
+            .collect()
+    };
+    // max_concurrent_requests = 2: two requests in flight on one model.
+    let start = Instant::now();
+    loop {
+        let p = d.get("/metrics?format=prometheus").text();
+        let models = in_flight(&p);
+        if models.iter().any(|m| m.1 == 2.0) {
+            assert_eq!(models.len(), 1, "one model for both pipelines: {models:?}");
+            assert!(models[0].0.contains("model_dir=\""), "{models:?}");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "never two requests in flight: {models:?}"
+        );
+        std::thread::yield_now();
+    }
+    for c in clients {
+        let r = c.join().unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let p = d.get("/metrics?format=prometheus").text();
+    assert_eq!(promtool_findings(&p), "", "promtool on:\n{p}");
+    let models = in_flight(&p);
+    assert!(models.iter().all(|m| m.1 == 0.0), "{models:?}");
+    let s = samples(&p);
+    let count = s
+        .iter()
+        .find(|(n, _, _)| n == "florenced_model_queue_wait_seconds_count")
+        .map(|x| x.2);
+    assert_eq!(count, Some(2.0), "{p}");
+}

@@ -303,6 +303,7 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     }
 
     let inference_ms: f64 = answers.iter().map(|a| a.inference_ms).sum();
+    let model_wait_ms: f64 = answers.iter().map(|a| a.model_wait_ms).sum();
     let queue_ms = answers.first().map_or(0.0, |a| a.queue_ms);
     let image_size = answers.first().map_or([0, 0], |a| a.image_size);
     let caption_length = answers.iter().map(|a| a.text.chars().count()).sum();
@@ -330,6 +331,7 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     timing_headers(&mut resp, queue_ms, inference_ms);
     resp.extensions_mut().insert(Served {
         inference_ms: Some(inference_ms),
+        model_wait_ms: Some(model_wait_ms),
         image_bytes: Some(n_bytes),
         caption_length: Some(caption_length),
     });
@@ -488,6 +490,7 @@ async fn infer(
     timing_headers(&mut resp, answer.queue_ms, answer.inference_ms);
     resp.extensions_mut().insert(Served {
         inference_ms: Some(answer.inference_ms),
+        model_wait_ms: Some(answer.model_wait_ms),
         image_bytes: Some(n_bytes),
         caption_length: Some(answer.text.chars().count()),
     });

@@ -20,6 +20,8 @@ pub struct RequestId(pub String);
 #[derive(Debug, Clone, Default)]
 pub struct Served {
     pub inference_ms: Option<f64>,
+    /// Of `inference_ms`, queued for turns on the shared model.
+    pub model_wait_ms: Option<f64>,
     pub image_bytes: Option<usize>,
     pub caption_length: Option<usize>,
 }
@@ -94,8 +96,13 @@ pub async fn observe(
         .unwrap_or_default();
     let error = resp.extensions().get::<ApiError>().map(|e| e.code.as_str());
     let elapsed = start.elapsed();
-    st.metrics
-        .record(&endpoint, status, elapsed, served.inference_ms);
+    st.metrics.record(
+        &endpoint,
+        status,
+        elapsed,
+        served.inference_ms,
+        served.model_wait_ms,
+    );
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }

@@ -332,6 +332,7 @@ impl Florence {
         interrupt: &Interrupt,
     ) -> Result<Output, EngineError> {
         interrupt.check()?;
+        let _in_flight = self.model.start_request();
         let t0 = Instant::now();
         let params = self.decode_params(&req.options)?;
         let prompt = self.prompt_ids(req.task, &req.input, image.width, image.height)?;

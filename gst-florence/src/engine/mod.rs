@@ -6,7 +6,7 @@
 //! [`florence`] (one user's handle: prompts, decoding parameters, its
 //! vision-feature cache, post-processing),
 //! [`request`], [`output`], [`error`] / [`failure`], [`interrupt`], [`task`]
-//! (the task table), [`generate`] (greedy, beams, sampling), [`config`],
+//! (the task table), [`turns`] (fair turns on a shared graph), [`generate`] (greedy, beams, sampling), [`config`],
 //! [`preprocess`], [`postprocess`], [`vision_cache`].
 //!
 //! The seam: [`backend`] (the trait a backend implements) and
@@ -21,6 +21,7 @@
 pub mod backend;
 pub mod backend_choice;
 pub mod config;
+pub mod cpus;
 pub mod error;
 pub mod failure;
 pub mod florence;
@@ -41,6 +42,7 @@ pub mod preprocess;
 pub mod registry;
 pub mod request;
 pub mod task;
+pub mod turns;
 pub mod vision_cache;
 
 pub use backend::DeviceState;

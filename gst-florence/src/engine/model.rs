@@ -7,7 +7,7 @@
 //! One [`Model`] per key and process is [`super::registry`]'s job.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::backend::Backend;
 use super::config::ModelFiles;
@@ -37,6 +37,17 @@ pub struct Model {
     /// what its runtime or device cannot share.
     pub(super) backends: Vec<Box<dyn Backend>>,
     pub(super) backend_reason: String,
+    /// Requests of all its users running now (queued for a graph included).
+    in_flight: AtomicUsize,
+}
+
+/// One request counted in [`Model::in_flight`] until dropped.
+pub(super) struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for Model {
@@ -123,12 +134,24 @@ impl Model {
             variant: options.variant.clone(),
             backends: chosen.backends,
             backend_reason: chosen.reason,
+            in_flight: AtomicUsize::new(0),
         })
     }
 
     /// The process-unique id of this loaded model.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Requests running on this model now, from all its users.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Counts a request in [`Model::in_flight`] while the guard lives.
+    pub(super) fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.in_flight)
     }
 
     pub fn files(&self) -> &ModelFiles {

@@ -24,6 +24,9 @@ pub struct Timings {
     pub decode_ms: f64,
     pub postprocess_ms: f64,
     pub total_ms: f64,
+    /// Of the above, the time this request queued for its turn on a graph
+    /// behind other users of a shared model (0 when alone).
+    pub queue_wait_ms: f64,
 }
 
 /// Milliseconds rounded to 1/100.

@@ -72,7 +72,8 @@ impl Key {
             intra_threads: *intra_threads,
             variant: variant.clone(),
             ort_library: ort_library.clone(),
-            spin: *spin,
+            // The process pool never spins: on it, `spin` changes nothing.
+            spin: *spin && *intra_threads > 0,
             image_size: *image_size,
             graph_cache: graph_cache.clone(),
             execution_provider: execution_provider.clone(),
@@ -174,6 +175,8 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     /// Handles using it now.
     pub users: usize,
+    /// Requests running on it now, from all its users.
+    pub in_flight: usize,
 }
 
 /// The models loaded through the registry that still have users.
@@ -190,6 +193,7 @@ pub fn loaded() -> Vec<LoadedModel> {
                 id: model.id,
                 dir: model.files.dir.clone(),
                 users,
+                in_flight: model.in_flight(),
             })
         })
         .collect()

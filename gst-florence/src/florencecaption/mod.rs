@@ -15,7 +15,7 @@
 //! `FlorenceCaptionMeta` (read it from C or Python with
 //! `gst_buffer_get_custom_meta(buf, "FlorenceCaptionMeta")`) and posted on the
 //! bus as an element message named `florence-caption`, both with the fields
-//! `task`, `text`, `result` (JSON), `inference-time-ms`, `model`, `frame-pts`,
+//! `task`, `text`, `result` (JSON), `inference-time-ms`, `queue-wait-ms`, `model`, `frame-pts`,
 //! `fresh`, `age-ms`, `token-count`, `image-width`, `image-height`,
 //! `vision-cached`, `request` (what was asked) and `element`; the meta also
 //! has `results` (every instance's result by element name). Every name and

@@ -21,7 +21,7 @@ use super::imp::{CAT, FlorenceCaption, State};
 use super::ort_log::routed;
 use super::settings::{HailoProps, Settings};
 use super::{Backend, Mode};
-use crate::engine::onnx::session::usable_threads;
+use crate::engine::cpus::usable_threads;
 use crate::engine::{
     BackendKind, ExecutionProvider, Florence, LoadOptions, Request, SessionOptions,
 };

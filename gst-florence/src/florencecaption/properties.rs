@@ -90,7 +90,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecUInt::builder("threads")
             .nick("Threads")
-            .blurb("ONNX Runtime intra-op threads per graph; 0 = physical cores; more than the CPUs the process may use is capped at that number, with a warning")
+            .blurb("ONNX Runtime threads: 0 = the process's one thread pool (one thread per physical core, shared by every graph, model and stream); N = each of this model's graphs gets N threads of its own, outside that budget (more than the CPUs the process may use is capped at that number, with a warning)")
             .maximum(256)
             .default_value(d.threads)
             .mutable_ready()

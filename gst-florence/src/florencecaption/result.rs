@@ -20,6 +20,8 @@ pub(super) struct Caption {
     pub(super) text: String,
     pub(super) result: TaskResult,
     pub(super) inference_ms: f64,
+    /// Of `inference_ms`, queued behind other users of a shared model.
+    pub(super) queue_wait_ms: f64,
     pub(super) token_count: u64,
     pub(super) image_size: [u32; 2],
     /// The vision features came from the previous analysis of the same frame.
@@ -44,6 +46,7 @@ impl Caption {
             text: out.result.text(),
             result: out.result.clone(),
             inference_ms: out.timings.total_ms,
+            queue_wait_ms: out.timings.queue_wait_ms,
             token_count: out.token_count as u64,
             image_size: out.image_size,
             vision_cached: out.timings.vision_cached,
@@ -62,6 +65,7 @@ impl Caption {
             text: self.text.clone(),
             result: self.result.clone(),
             inference_ms: self.inference_ms,
+            queue_wait_ms: self.queue_wait_ms,
             model: model.to_owned(),
             frame_pts: self.frame_pts.map(gst::ClockTime::nseconds),
             fresh,

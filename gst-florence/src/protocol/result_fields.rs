@@ -51,11 +51,14 @@ pub enum ResultField {
     Error,
     /// string: one of [`ErrorKind`].
     ErrorKind,
+    /// double: of `inference-time-ms`, the time the request queued for its
+    /// turn on a model shared with other streams.
+    QueueWaitMs,
 }
 
 impl ResultField {
     /// Every field, in florence.h's order.
-    pub const ALL: [ResultField; 18] = [
+    pub const ALL: [ResultField; 19] = [
         ResultField::Task,
         ResultField::Text,
         ResultField::Result,
@@ -74,6 +77,7 @@ impl ResultField {
         ResultField::RequestId,
         ResultField::Error,
         ResultField::ErrorKind,
+        ResultField::QueueWaitMs,
     ];
 
     /// The field's name in the structure.
@@ -97,6 +101,7 @@ impl ResultField {
             ResultField::RequestId => "request-id",
             ResultField::Error => "error",
             ResultField::ErrorKind => "error-kind",
+            ResultField::QueueWaitMs => "queue-wait-ms",
         }
     }
 
@@ -120,6 +125,8 @@ pub struct CaptionResult {
     pub text: String,
     pub result: TaskResult,
     pub inference_ms: f64,
+    /// Of `inference_ms`, queued behind other users of a shared model.
+    pub queue_wait_ms: f64,
     pub model: String,
     /// Nanoseconds; `None` when the frame had no PTS.
     pub frame_pts: Option<u64>,
@@ -194,6 +201,7 @@ impl CaptionResult {
                 task_result::encode(&self.result),
             )
             .field(ResultField::InferenceTimeMs.name(), self.inference_ms)
+            .field(ResultField::QueueWaitMs.name(), self.queue_wait_ms)
             .field(ResultField::Model.name(), &self.model)
             .field(
                 ResultField::FramePts.name(),
@@ -226,6 +234,7 @@ impl CaptionResult {
             text: get(s, ResultField::Text, "a string")?,
             result: task_result::decode(&json)?,
             inference_ms: get(s, ResultField::InferenceTimeMs, "a double")?,
+            queue_wait_ms: get(s, ResultField::QueueWaitMs, "a double")?,
             model: get(s, ResultField::Model, "a string")?,
             frame_pts: (frame_pts != u64::MAX).then_some(frame_pts),
             fresh: get(s, ResultField::Fresh, "a boolean")?,
@@ -289,6 +298,7 @@ mod tests {
                 labels: vec!["car".into()],
             },
             inference_ms: 12.5,
+            queue_wait_ms: 1.5,
             model: "tiny".into(),
             frame_pts: Some(40_000_000),
             fresh: true,

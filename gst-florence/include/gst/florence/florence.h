@@ -44,6 +44,7 @@
 #define FLORENCE_FIELD_REQUEST_ID "request-id"       /* string: the request's id (per-buffer requests) */
 #define FLORENCE_FIELD_ERROR "error"                 /* string: why a per-buffer request gave no result */
 #define FLORENCE_FIELD_ERROR_KIND "error-kind"       /* string: one of the FLORENCE_ERROR_* */
+#define FLORENCE_FIELD_QUEUE_WAIT_MS "queue-wait-ms" /* double: of inference-time-ms, queued behind other streams on a shared model */
 
 #define FLORENCE_ERROR_INVALID_REQUEST "invalid-request"
 #define FLORENCE_ERROR_INFERENCE_FAILED "inference-failed"

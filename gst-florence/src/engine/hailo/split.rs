@@ -232,7 +232,7 @@ impl<G: SplitNetworks> HailoSplit<G> {
             self.image_size,
             self.image_size,
         );
-        let (run_options, _timer) = run_options(interrupt)?;
+        let (run_options, _timer) = run_options(interrupt, Vec::new())?;
         let mut embeds = run_vision(&mut self.vision, pixels, shape, false, &run_options)
             .map_err(|e| interrupt.explain(e))?
             .data;

@@ -6,16 +6,17 @@
 //! with one copy of the weights. Requests run at the same time, each with its
 //! own activations, key/value cache and run options (its interrupt), but one
 //! graph runs one call at a time: `ort` 2.0.0-rc.15's `Session::run` takes
-//! `&mut self` because some execution providers' allocators are not thread
-//! safe, so each graph sits behind its own mutex, taken for one run only. Two
-//! streams therefore overlap across graphs (one's vision encoder while the
-//! other decodes) and interleave decoder steps token by token, rather than
-//! one request holding the whole model until it ends.
+//! `&mut self` (and has no `&self` run) because some execution providers'
+//! allocators are not thread safe, so each graph is taken in
+//! [`Turns`](crate::engine::turns), first come first served, for one run
+//! only. Two streams therefore overlap across graphs (one's vision encoder
+//! while the other decodes) and alternate decoder steps token by token,
+//! rather than one request holding the whole model until it ends or one
+//! stream's steps starving another's.
 
-use parking_lot::Mutex;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor};
@@ -38,14 +39,25 @@ use crate::engine::model_error::ModelError;
 use crate::engine::output::{Timings, ms};
 use crate::engine::preprocess;
 use crate::engine::task::Task;
+use crate::engine::turns::{Gate, Turns};
 use crate::engine::vision_cache::{Features, image_key};
 
-/// The four graphs, each locked for one run at a time.
+/// The four graphs, each taken in turn for one run at a time.
 struct Sessions {
-    vision: Mutex<Session>,
-    embed: Mutex<Session>,
-    encoder: Mutex<Session>,
-    decoder: Mutex<Session>,
+    vision: Turns<Session>,
+    embed: Turns<Session>,
+    encoder: Turns<Session>,
+    decoder: Turns<Session>,
+}
+
+impl Sessions {
+    /// What a cancel wakes: the queues a request may be waiting in.
+    fn queues(&self) -> Vec<Arc<Gate>> {
+        [&self.vision, &self.embed, &self.encoder, &self.decoder]
+            .into_iter()
+            .map(Turns::waker)
+            .collect()
+    }
 }
 
 /// The ONNX graphs of a model directory, opened.
@@ -78,15 +90,20 @@ impl OnnxBackend {
         })
     }
 
-    /// Embeds the prompt, concatenates it after the image features and runs the text encoder.
+    /// Embeds the prompt, concatenates it after the image features and runs
+    /// the text encoder; adds the time it queued for the graphs to `waited`.
     fn encode(
         &self,
         features: &Features,
         prompt: &[u32],
-        run_options: &RunOptions,
+        (run_options, interrupt): (&RunOptions, &Interrupt),
+        waited: &mut Duration,
     ) -> Result<(DynValue, usize), EngineError> {
         let ids: Vec<i64> = prompt.iter().map(|&i| i as i64).collect();
-        let embeds = run_embed(&mut self.sessions.embed.lock(), &ids, 1)?;
+        let mut embed = self.sessions.embed.take(interrupt)?;
+        *waited += embed.waited;
+        let embeds = run_embed(&mut embed, &ids, 1)?;
+        drop(embed);
         let d = features.dim;
         let total = features.tokens + prompt.len();
         let mut joined = Vec::with_capacity(total * d);
@@ -95,7 +112,8 @@ impl OnnxBackend {
         let input = float_tensor("encoder", vec![1, total, d], joined, self.float16)?;
         let mask =
             Tensor::from_array(([1usize, total], vec![1i64; total])).map_err(ort_err("encoder"))?;
-        let mut encoder = self.sessions.encoder.lock();
+        let mut encoder = self.sessions.encoder.take(interrupt)?;
+        *waited += encoder.waited;
         let mut out = encoder
             .run_with_options(
                 ort::inputs! {"attention_mask" => mask, "inputs_embeds" => input},
@@ -139,7 +157,8 @@ impl Backend for OnnxBackend {
             preprocess_ms: ms(t0.elapsed()),
             ..Timings::default()
         };
-        let (run_options, _timer) = run_options(interrupt)?;
+        let (run_options, _timer) = run_options(interrupt, self.sessions.queues())?;
+        let mut waited = Duration::ZERO;
 
         interrupt.check()?;
         let t = Instant::now();
@@ -152,15 +171,11 @@ impl Backend for OnnxBackend {
                 let (pixels, shape) = pixels
                     .take()
                     .unwrap_or_else(|| preprocess::pixel_values(image, &self.files.preprocessor));
+                let mut vision = self.sessions.vision.take(interrupt)?;
+                waited += vision.waited;
                 Arc::new(
-                    run_vision(
-                        &mut self.sessions.vision.lock(),
-                        pixels,
-                        shape,
-                        self.float16,
-                        &run_options,
-                    )
-                    .map_err(|e| interrupt.explain(e))?,
+                    run_vision(&mut vision, pixels, shape, self.float16, &run_options)
+                        .map_err(|e| interrupt.explain(e))?,
                 )
             }
         };
@@ -168,7 +183,12 @@ impl Backend for OnnxBackend {
 
         interrupt.check()?;
         let t = Instant::now();
-        let encoded = self.encode(&features, job.prompt, &run_options);
+        let encoded = self.encode(
+            &features,
+            job.prompt,
+            (&run_options, interrupt),
+            &mut waited,
+        );
         job.vision.put(key, features);
         let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
         timings.encoder_ms = ms(t.elapsed());
@@ -186,6 +206,7 @@ impl Backend for OnnxBackend {
         let decoded = generate::decode(&mut step, job.params)?;
         let first = step.first_step.unwrap_or_default();
         let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
+        waited += step.waited;
         drop(step);
         let decode_time = t.elapsed();
         timings.decode_ms = ms(decode_time);
@@ -195,6 +216,7 @@ impl Backend for OnnxBackend {
             timings.per_token_ms = ms((decode_time.saturating_sub(first)) / (steps as u32 - 1));
             timings.per_token_runtime_ms = ms(later_runs / (steps as u32 - 1));
         }
+        timings.queue_wait_ms = ms(waited);
         Ok(Generated { decoded, timings })
     }
 
@@ -239,10 +261,10 @@ fn open_sessions(
     let embed = open(Graph::EmbedTokens)?;
     let vision = open(Graph::VisionEncoder)?;
     let sessions = Sessions {
-        vision: Mutex::new(vision),
-        embed: Mutex::new(embed),
-        encoder: Mutex::new(encoder),
-        decoder: Mutex::new(decoder),
+        vision: Turns::new(vision),
+        embed: Turns::new(embed),
+        encoder: Turns::new(encoder),
+        decoder: Turns::new(decoder),
     };
     // Reported in the usual order: vision encoder, embedding, encoder, decoder.
     let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);

@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use ort::session::{Session, SessionInputValue};
 use ort::value::{DynValue, Tensor};
 
@@ -17,14 +15,16 @@ use crate::engine::config::ModelFiles;
 use crate::engine::error::{EngineError, missing};
 use crate::engine::generate::StepModel;
 use crate::engine::interrupt::Interrupt;
+use crate::engine::turns::Turns;
 
 /// The merged decoder driven step by step, its cache fed back without copies
 /// (reordered along the batch only when beams change parents). The cache is
-/// this request's; the graphs are locked for one run at a time, so requests
-/// of other users on the same model interleave their steps with this one's.
+/// this request's; the graphs are taken in turn for one run at a time, so
+/// requests of other users on the same model alternate their steps with this
+/// one's.
 pub(super) struct OnnxDecoder<'a> {
-    embed: &'a Mutex<Session>,
-    decoder: &'a Mutex<Session>,
+    embed: &'a Turns<Session>,
+    decoder: &'a Turns<Session>,
     hidden: DynValue,
     enc_len: usize,
     d_model: usize,
@@ -44,6 +44,8 @@ pub(super) struct OnnxDecoder<'a> {
     /// Time spent inside ONNX Runtime runs, all steps, and in the first step's.
     pub(super) runtime: Duration,
     pub(super) first_step_runtime: Duration,
+    /// Time spent queueing for the graphs behind other users' runs.
+    pub(super) waited: Duration,
     /// Checked before every step.
     interrupt: &'a Interrupt,
     past_names: Vec<[String; 4]>,
@@ -52,8 +54,8 @@ pub(super) struct OnnxDecoder<'a> {
 
 impl<'a> OnnxDecoder<'a> {
     pub(super) fn new(
-        embed: &'a Mutex<Session>,
-        decoder: &'a Mutex<Session>,
+        embed: &'a Turns<Session>,
+        decoder: &'a Turns<Session>,
         hidden: DynValue,
         enc_len: usize,
         files: &ModelFiles,
@@ -80,6 +82,7 @@ impl<'a> OnnxDecoder<'a> {
             first_step: None,
             runtime: Duration::ZERO,
             first_step_runtime: Duration::ZERO,
+            waited: Duration::ZERO,
             interrupt,
             past_names: (0..layers)
                 .map(|i| cache_names("past_key_values", i))
@@ -131,9 +134,12 @@ impl StepModel for OnnxDecoder<'_> {
             self.reorder(p)?;
         }
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
+        let mut embed = self.embed.take(self.interrupt)?;
+        self.waited += embed.waited;
         let run_start = Instant::now();
-        let embeds = run_embed(&mut self.embed.lock(), &ids, n)?;
+        let embeds = run_embed(&mut embed, &ids, n)?;
         let mut in_runtime = run_start.elapsed();
+        drop(embed);
         let embeds = float_tensor("decoder", vec![n, 1, self.d_model], embeds, self.float16)?;
         if self.encoder_batch.as_ref().is_none_or(|(b, _, _)| *b != n) {
             let (states, mask) = self.encoder_inputs(n)?;
@@ -177,8 +183,9 @@ impl StepModel for OnnxDecoder<'_> {
                 inputs.push((Cow::Borrowed(name.as_str()), v.into()));
             }
         }
+        let mut decoder = self.decoder.take(self.interrupt)?;
+        self.waited += decoder.waited;
         let run_start = Instant::now();
-        let mut decoder = self.decoder.lock();
         let mut out = decoder.run(inputs).map_err(ort_err("decoder"))?;
         in_runtime += run_start.elapsed();
         self.runtime += in_runtime;

@@ -18,14 +18,18 @@ use crate::engine::layout::Layout;
 /// How to open the graphs.
 #[derive(Debug, Clone)]
 pub struct SessionOptions {
-    /// Intra-op threads per session; 0 lets ONNX Runtime decide.
+    /// 0: the graphs run on the process's one intra-op pool
+    /// ([`crate::engine::runtime::pool_threads`], shared by every model and
+    /// stream); N: each graph gets a pool of N threads of its own, outside
+    /// that budget.
     pub intra_threads: usize,
     /// File suffix of the variant to load (`""`, `"_quantized"`, `"_fp16"`, ...).
     pub variant: String,
     /// Explicit path of libonnxruntime.so, tried before the other places.
     pub ort_library: Option<PathBuf>,
-    /// Let idle intra-op threads spin for work (ONNX Runtime's default): slightly
-    /// faster inference, but it burns the CPU time a live video pipeline needs.
+    /// Let idle intra-op threads of a graph's own pool spin for work (ONNX
+    /// Runtime's default): slightly faster inference, but it burns the CPU
+    /// time a live video pipeline needs. The process pool never spins.
     pub spin: bool,
     /// Square input resolution in pixels ([`crate::engine::model_error::IMAGE_SIZES`]); `None`: the model's own
     /// (preprocessor_config.json).
@@ -44,7 +48,7 @@ pub struct SessionOptions {
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
-            intra_threads: default_threads(),
+            intra_threads: 0,
             variant: String::new(),
             ort_library: None,
             spin: true,
@@ -54,42 +58,6 @@ impl Default for SessionOptions {
             execution_provider: ExecutionProvider::cpu(),
         }
     }
-}
-
-/// Physical cores: ONNX Runtime's compute kernels gain nothing from SMT siblings.
-/// The intra-op threads a session gets for `requested`: at most the CPUs this
-/// process may run on. More threads than CPUs only take turns on them, and
-/// with spinning workers that is a collapse, not a slowdown (threads=32 on 2
-/// cores: 948 ms per frame against 52; threads=256: about 10 s).
-pub fn usable_threads(requested: usize) -> usize {
-    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
-    requested.min(logical)
-}
-
-pub fn default_threads() -> usize {
-    let logical = std::thread::available_parallelism().map_or(1, |n| n.get());
-    physical_cores().unwrap_or(logical).clamp(1, logical)
-}
-
-fn physical_cores() -> Option<usize> {
-    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mut cores = std::collections::HashSet::new();
-    let mut package = 0u32;
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once(':') else {
-            continue;
-        };
-        match key.trim() {
-            "physical id" => package = value.trim().parse().unwrap_or(0),
-            "core id" => {
-                if let Ok(core) = value.trim().parse::<u32>() {
-                    cores.insert((package, core));
-                }
-            }
-            _ => {}
-        }
-    }
-    (!cores.is_empty()).then_some(cores.len())
 }
 
 /// The path of a graph's file in `dir`.
@@ -154,9 +122,12 @@ fn builder(
         .map_err(ort::Error::<()>::from)?
         .with_logger(std::sync::Arc::new(ort_log))
         .map_err(ort::Error::<()>::from)?;
-    if options.intra_threads > 0 {
+    let own_pool = options.intra_threads > 0;
+    if own_pool {
         builder = builder
-            .with_intra_threads(usable_threads(options.intra_threads))
+            .with_independent_thread_pool()
+            .map_err(ort::Error::<()>::from)?
+            .with_intra_threads(crate::engine::cpus::usable_threads(options.intra_threads))
             .map_err(ort::Error::<()>::from)?;
     }
     // ONNX Runtime's memory pattern plans one block for all of a run's
@@ -168,7 +139,7 @@ fn builder(
     builder = builder
         .with_memory_pattern(false)
         .map_err(ort::Error::<()>::from)?;
-    if !options.spin {
+    if own_pool && !options.spin {
         builder = builder
             .with_intra_op_spinning(false)
             .map_err(ort::Error::<()>::from)?;

@@ -12,6 +12,7 @@ use super::error::OnnxError;
 use crate::engine::error::{EngineError, missing};
 use crate::engine::interrupt::{DeadlineTimer, Interrupt};
 use crate::engine::model_error::ModelError;
+use crate::engine::turns::Gate;
 use crate::engine::vision_cache::Features;
 
 pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
@@ -22,14 +23,19 @@ pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError
 }
 
 /// Run options for one request's ONNX Runtime calls, terminated by a cancel
-/// of `interrupt` or its deadline (while the returned timer lives).
+/// of `interrupt` or its deadline (while the returned timer lives), which
+/// also wakes the request where it queues for a graph (`queues`).
 pub(crate) fn run_options(
     interrupt: &Interrupt,
+    queues: Vec<Arc<Gate>>,
 ) -> Result<(Arc<RunOptions>, Option<DeadlineTimer>), EngineError> {
     let options = Arc::new(RunOptions::new().map_err(ort_err("run options"))?);
     let terminated = options.clone();
     let timer = interrupt.on_stop(Arc::new(move || {
         let _ = terminated.terminate();
+        for queue in &queues {
+            queue.wake();
+        }
     }));
     Ok((options, timer))
 }

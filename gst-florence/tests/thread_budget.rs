@@ -1,0 +1,44 @@
+//! One thread budget per process: graphs opened with `threads` 0 run on ONNX
+//! Runtime's global pool, so loading more models adds no threads, while
+//! `threads` N still gives each graph its own pool. One test in its own
+//! binary: it counts the process's threads, which other tests would change.
+
+mod common;
+
+use std::path::Path;
+
+use gstflorence::engine::{Florence, SessionOptions};
+
+use common::scratch::Scratch;
+
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task").unwrap().count()
+}
+
+fn load(dir: &Path, intra_threads: usize) -> Florence {
+    Florence::load(
+        dir,
+        SessionOptions {
+            intra_threads,
+            graph_cache: None,
+            ..SessionOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+#[test]
+fn models_on_the_process_pool_add_no_threads_and_own_pools_do() {
+    let scratch = Scratch::new("thread-budget");
+    let dirs: Vec<_> = (0..3).map(|i| scratch.model(&format!("m{i}"))).collect();
+    // The first load starts ONNX Runtime and its pool.
+    let first = load(&dirs[0], 0);
+    let before = threads();
+    let more: Vec<Florence> = dirs[1..].iter().map(|d| load(d, 0)).collect();
+    assert_eq!(threads(), before, "models on the pool started threads");
+    // Two threads per graph of its own: one worker beside the caller, for
+    // each of the four graphs.
+    let own = load(&dirs[0], 2);
+    assert_eq!(threads(), before + 4, "a model with threads=2 per graph");
+    drop((first, more, own));
+}
