@@ -54,43 +54,10 @@ fn detections_are_outlined_where_the_result_puts_them() {
     assert_eq!(drawn.dimensions(), input.dimensions());
     assert_eq!(drawn, png(files[1]));
 
-    let boxes = lines[0]["result"]["bboxes"].as_array().unwrap();
-    assert!(!boxes.is_empty(), "{}", lines[0]);
-    let b: Vec<u32> = boxes[0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap().round() as u32)
-        .collect();
-    let (x1, y1, x2, y2) = (b[0], b[1], b[2], b[3]);
-    let (mid_x, mid_y) = ((x1 + x2) / 2, (y1 + y2) / 2);
-    // On the outline: the box's colour, the same on every edge.
-    let edges = [(x1, mid_y), (x2, mid_y), (mid_x, y2)];
-    for (x, y) in edges {
-        assert_ne!(
-            drawn.get_pixel(x, y),
-            input.get_pixel(x, y),
-            "edge ({x}, {y})"
-        );
-        assert_eq!(
-            drawn.get_pixel(x, y),
-            drawn.get_pixel(x1, mid_y),
-            "edge ({x}, {y})"
-        );
-    }
-    // Off the outline (and away from the label at the top-left corner): the input.
-    let off = [
-        (mid_x, mid_y),
-        (x2 + 20, y2 + 20),
-        (input.width() - 1, input.height() - 1),
-    ];
-    for (x, y) in off {
-        assert_eq!(
-            drawn.get_pixel(x, y),
-            input.get_pixel(x, y),
-            "off ({x}, {y})"
-        );
-    }
+    let b = common::drawn::first_box(&lines[0]["result"]["bboxes"]);
+    common::drawn::assert_outlined(&input, &drawn, b);
+    let [x1, y1, _, y2] = b;
+    let mid_y = (y1 + y2) / 2;
     // The label's tag: the outline's colour at the box's top-left corner.
     assert_eq!(drawn.get_pixel(x1 + 1, y1 + 1), drawn.get_pixel(x1, mid_y));
 }

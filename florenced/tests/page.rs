@@ -57,40 +57,10 @@ fn the_page_draws_the_answers_regions_on_the_picture() {
     let shot = scratch.path().join("od.png");
     let seen = drive(&d, "od", "", "sesame", &shot);
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
-    let boxes = seen["answer"]["result"]["<OD>"]["bboxes"]
-        .as_array()
-        .expect("boxes");
-    let b: Vec<u32> = boxes[0]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_f64().unwrap().round() as u32)
-        .collect();
     let input = image::open(root().join(IMAGE)).unwrap().to_rgb8();
     let drawn = image::open(&shot).unwrap().to_rgb8();
-    assert_eq!(
-        drawn.dimensions(),
-        input.dimensions(),
-        "the picture at its own size"
-    );
-    let (x1, y1, x2, y2) = (b[0], b[1], b[2], b[3]);
-    let (mid_x, mid_y) = ((x1 + x2) / 2, (y1 + y2) / 2);
-    let edge = *drawn.get_pixel(x1, mid_y);
-    for (x, y) in [(x1, mid_y), (x2, mid_y), (mid_x, y2)] {
-        assert_ne!(
-            *drawn.get_pixel(x, y),
-            *input.get_pixel(x, y),
-            "outline at ({x}, {y})"
-        );
-        assert_eq!(*drawn.get_pixel(x, y), edge, "outline at ({x}, {y})");
-    }
-    for (x, y) in [(mid_x, mid_y), (x2 + 20, y2 + 20)] {
-        assert_eq!(
-            *drawn.get_pixel(x, y),
-            *input.get_pixel(x, y),
-            "off the box ({x}, {y})"
-        );
-    }
+    let b = common::drawn::first_box(&seen["answer"]["result"]["<OD>"]["bboxes"]);
+    common::drawn::assert_outlined(&input, &drawn, b);
 
     // A caption shows as text, nothing drawn over the picture.
     let shot = scratch.path().join("caption.png");

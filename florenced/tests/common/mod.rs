@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 pub use florence_test_support::{
     built, fixture_png, model_copies, process, root, scratch, tiny_model_dir as model_dir,
 };
+pub mod drawn;
 pub mod notify;
 
 /// The tiny model on one ONNX Runtime thread, as the daemon's tests expect its answers.
