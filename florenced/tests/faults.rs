@@ -89,7 +89,11 @@ fn killed_while_saving_the_graph_cache_it_starts_again_with_nothing_partial() {
         let _ = std::fs::remove_dir_all(&cache);
         let mut d = daemon().start();
         let start = Instant::now();
-        while !cache_contents(&cache).1.iter().any(|p| p.join("lock").exists()) {
+        while !cache_contents(&cache)
+            .1
+            .iter()
+            .any(|p| p.join("lock").exists())
+        {
             assert!(start.elapsed() < HANG_GUARD, "no cache entry was written");
             std::thread::yield_now();
         }
