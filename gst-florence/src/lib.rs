@@ -3,8 +3,10 @@
 //! The [`engine`] module runs Florence-2 on ONNX Runtime and has no GStreamer
 //! types in its API; the plugin registers the `florencecaption` element;
 //! [`protocol`] names the fields of the requests and results it exchanges
-//! with applications (florenced among them).
+//! with applications (florenced among them); [`analytics`] reaches
+//! GStreamer's analytics relation meta at run time (1.24 and newer).
 
+pub mod analytics;
 pub mod engine;
 pub mod florencecaption;
 pub mod protocol;

@@ -346,3 +346,113 @@ fn videoscale_scales_the_region_metas() {
         assert!(n > 0, "{element}: the tiny model found no region: {result}");
     }
 }
+
+/// The analytics library where the running GStreamer has it; `None` (with
+/// the reason printed) on GStreamer before 1.24, where the element attaches
+/// region metas only. From 1.24 on the library must be usable.
+fn analytics_or_skip(test: &str) -> Option<&'static gstflorence::analytics::Analytics> {
+    match gstflorence::analytics::analytics() {
+        Ok(a) => Some(a),
+        Err(reason) => {
+            let (major, minor, ..) = gst::version();
+            assert!(
+                (major, minor) < gstflorence::analytics::SINCE,
+                "GStreamer {}: {reason}",
+                gst::version_string()
+            );
+            assert!(reason.contains("older than 1.24"), "{reason}");
+            println!("{test}: skipped: {reason}");
+            None
+        }
+    }
+}
+
+#[test]
+fn analytics_meta_has_every_region_as_an_object_detection() {
+    init();
+    let Some(analytics) =
+        analytics_or_skip("analytics_meta_has_every_region_as_an_object_detection")
+    else {
+        return;
+    };
+    let img = scene();
+    let mut h = gst_check::Harness::new_parse(&format!(
+        "florencecaption name=det model-dir={} mode=every-frame threads=1",
+        common::tiny_model_arg()
+    ));
+    h.set_src_caps_str(&format!(
+        "video/x-raw,format=RGB,width={},height={},framerate=30/1",
+        img.width, img.height
+    ));
+    for (token, mut fields) in region_tasks() {
+        fields.push(("task", token.to_send_value()));
+        h.push(buffer(&img, &fields)).unwrap();
+        let out = h.pull().unwrap();
+        let result: Value = serde_json::from_str(&field(&out, "result").unwrap()).unwrap();
+        // The region metas are the result's (checked as above) ...
+        let n = check_regions(&out, &result, token, "det", (1.0, 1.0), 0.5);
+        assert!(n > 0, "{token}: {result}");
+        // ... and the object detections are the region metas.
+        let detections = analytics.detections(&out);
+        let regions: Vec<_> = rois(&out)
+            .into_iter()
+            .map(|r| {
+                let (x, y, w, h) = r.rect;
+                (r.roi_type, (x as i32, y as i32, w as i32, h as i32))
+            })
+            .collect();
+        let found: Vec<_> = detections
+            .iter()
+            .map(|d| (d.label.clone(), d.rect))
+            .collect();
+        assert_eq!(found, regions, "{token}");
+        assert!(
+            detections.iter().all(|d| d.confidence == 1.0),
+            "{detections:?}"
+        );
+    }
+}
+
+#[test]
+fn objectdetectionoverlay_draws_the_boxes() {
+    init();
+    if analytics_or_skip("objectdetectionoverlay_draws_the_boxes").is_none() {
+        return;
+    }
+    // The same frame with and without the stock overlay after the element.
+    let frame = |overlay: &str| {
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers=1 pattern=smpte ! video/x-raw,format=RGB,width=320,height=240 ! \
+             florencecaption mode=every-frame model-dir={} threads=1 num-beams=1 task=od ! \
+             videoconvert ! {overlay} videoconvert ! video/x-raw,format=RGB ! appsink name=out sync=false",
+            common::tiny_model_arg()
+        ))
+        .unwrap();
+        let sink: gst_app::AppSink = common::child(&pipeline, "out");
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let sample = sink.pull_sample().expect("a frame");
+        pipeline.set_state(gst::State::Null).unwrap();
+        let buf = sample.buffer_owned().unwrap();
+        let rect = rois(&buf).first().expect("a detected box").rect;
+        let pixels = buf.map_readable().unwrap().to_vec();
+        (rect, pixels)
+    };
+    let (rect, plain) = frame("");
+    let (same, drawn) = frame("objectdetectionoverlay ! ");
+    assert_eq!(rect, same);
+    let (x, y, w, h) = rect;
+    let stride = 320 * 3;
+    let changed = |px: u32, py: u32| {
+        let at = py as usize * stride + px as usize * 3;
+        plain[at..at + 3] != drawn[at..at + 3]
+    };
+    // The outline: most pixels of the box's left and bottom edges changed.
+    let left = (y..y + h).filter(|&py| changed(x, py)).count();
+    let bottom = (x..x + w)
+        .filter(|&px| changed(px, (y + h).min(239)))
+        .count();
+    assert!(
+        left * 2 > h as usize && bottom * 2 > w as usize,
+        "box {rect:?}: {left} of {h} left-edge and {bottom} of {w} bottom-edge pixels drawn"
+    );
+}

@@ -2,9 +2,15 @@
 //! `GstVideoRegionOfInterestMeta` per box, quad box or polygon group, so
 //! applications and elements that read ROI metas get Florence-2's detections
 //! without this project's header. Their parameters are the protocol's
-//! [`RegionParams`].
+//! [`RegionParams`]. On GStreamer 1.24 and newer the same regions also go
+//! into the buffer's `GstAnalyticsRelationMeta` as object detections
+//! ([`crate::analytics`]), for `objectdetectionoverlay` and other analytics
+//! consumers.
 
 use gst_video::VideoRegionOfInterestMeta;
+
+use super::imp::CAT;
+use crate::analytics::{Detection, analytics};
 
 use crate::engine::postprocess::TaskResult;
 use crate::engine::region::Region;
@@ -61,6 +67,7 @@ pub(super) fn attach_regions(
     // Ids are unique on the buffer (several instances may add regions), so
     // bindings can fetch each with gst_buffer_get_video_region_of_interest_meta_id.
     let first_id = buf.iter_meta::<VideoRegionOfInterestMeta>().count();
+    let mut detections = Vec::new();
     for (n, region) in result.regions().iter().enumerate() {
         let placed = place(region, analysed, frame);
         let roi_type = if region.label.is_empty() {
@@ -68,6 +75,13 @@ pub(super) fn attach_regions(
         } else {
             region.label
         };
+        let (x, y, w, h) = placed.rect;
+        detections.push(Detection {
+            label: roi_type.to_owned(),
+            rect: (x as i32, y as i32, w as i32, h as i32),
+            // Florence-2 gives no confidence: its regions are all it found.
+            confidence: 1.0,
+        });
         let mut meta = VideoRegionOfInterestMeta::add(buf, roi_type, placed.rect);
         meta.set_id(i32::try_from(first_id + n).unwrap_or(i32::MAX));
         meta.add_param(
@@ -81,6 +95,23 @@ pub(super) fn attach_regions(
             }
             .encode(),
         );
+    }
+    add_detections(buf, &detections);
+}
+
+/// The regions as the analytics meta's object detections, where the running
+/// GStreamer has it (why not is logged once per process).
+fn add_detections(buf: &mut gst::BufferRef, detections: &[Detection]) {
+    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
+    match analytics() {
+        Ok(a) => {
+            if !a.add_detections(buf, detections) {
+                gst::warning!(CAT, "the analytics meta refused a detection");
+            }
+        }
+        Err(reason) => UNAVAILABLE.call_once(|| {
+            gst::info!(CAT, "regions as region metas only: {reason}");
+        }),
     }
 }
 
