@@ -222,18 +222,29 @@ fn check_regions(
     want.len()
 }
 
-#[test]
-fn every_region_task_gives_region_metas_matching_its_result() {
-    init();
-    let img = scene();
+/// RGB caps for frames of `img`.
+fn caps(img: &RgbImage) -> String {
+    format!(
+        "video/x-raw,format=RGB,width={},height={},framerate=30/1",
+        img.width, img.height
+    )
+}
+
+/// florencecaption `det` in every-frame mode, for frames of `img`'s size.
+fn every_frame_harness(img: &RgbImage) -> gst_check::Harness {
     let mut h = gst_check::Harness::new_parse(&format!(
         "florencecaption name=det model-dir={} mode=every-frame threads=1",
         common::tiny_model_arg()
     ));
-    h.set_src_caps_str(&format!(
-        "video/x-raw,format=RGB,width={},height={},framerate=30/1",
-        img.width, img.height
-    ));
+    h.set_src_caps_str(&caps(img));
+    h
+}
+
+#[test]
+fn every_region_task_gives_region_metas_matching_its_result() {
+    init();
+    let img = scene();
+    let mut h = every_frame_harness(&img);
     let mut total = 0;
     for (token, mut fields) in region_tasks() {
         fields.push(("task", token.to_send_value()));
@@ -282,10 +293,7 @@ fn live_mode_buffers_carry_the_latest_results_regions() {
     });
     element.set_bus(Some(&bus));
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
-    h.set_src_caps_str(&format!(
-        "video/x-raw,format=RGB,width={},height={},framerate=30/1",
-        img.width, img.height
-    ));
+    h.set_src_caps_str(&caps(&img));
     let first = h.push_and_pull(buffer(&img, &[])).unwrap();
     assert!(rois(&first).is_empty(), "no result yet");
     posted_rx.recv().unwrap();
@@ -376,14 +384,7 @@ fn analytics_meta_has_every_region_as_an_object_detection() {
         return;
     };
     let img = scene();
-    let mut h = gst_check::Harness::new_parse(&format!(
-        "florencecaption name=det model-dir={} mode=every-frame threads=1",
-        common::tiny_model_arg()
-    ));
-    h.set_src_caps_str(&format!(
-        "video/x-raw,format=RGB,width={},height={},framerate=30/1",
-        img.width, img.height
-    ));
+    let mut h = every_frame_harness(&img);
     for (token, mut fields) in region_tasks() {
         fields.push(("task", token.to_send_value()));
         h.push(buffer(&img, &fields)).unwrap();
@@ -455,4 +456,31 @@ fn objectdetectionoverlay_draws_the_boxes() {
         left * 2 > h as usize && bottom * 2 > w as usize,
         "box {rect:?}: {left} of {h} left-edge and {bottom} of {w} bottom-edge pixels drawn"
     );
+}
+
+#[test]
+fn ids_count_on_from_an_upstream_detectors_regions() {
+    init();
+    let img = scene();
+    let mut h = every_frame_harness(&img);
+    let mut buf = buffer(
+        &img,
+        &[
+            ("task", "<OD>".to_send_value()),
+            ("num-beams", 1u32.to_send_value()),
+        ],
+    );
+    {
+        let mut face = VideoRegionOfInterestMeta::add(buf.get_mut().unwrap(), "face", (1, 2, 3, 4));
+        face.set_id(7);
+    }
+    h.push(buf).unwrap();
+    let out = h.pull().unwrap();
+    let all: Vec<(String, i32)> = out
+        .iter_meta::<VideoRegionOfInterestMeta>()
+        .map(|m| (m.roi_type().to_owned(), m.id()))
+        .collect();
+    assert_eq!(all.len(), 2, "{all:?}");
+    assert_eq!(all[0], ("face".to_owned(), 7));
+    assert_eq!(all[1].1, 8, "{all:?}");
 }

@@ -64,9 +64,16 @@ pub(super) fn attach_regions(
     analysed: [u32; 2],
     frame: [u32; 2],
 ) {
-    // Ids are unique on the buffer (several instances may add regions), so
-    // bindings can fetch each with gst_buffer_get_video_region_of_interest_meta_id.
-    let first_id = buf.iter_meta::<VideoRegionOfInterestMeta>().count();
+    // Ids are unique on the buffer (several instances, or an upstream
+    // detector, may add regions) and count on from those already there (0 on
+    // a buffer without), so bindings can fetch each with
+    // gst_buffer_get_video_region_of_interest_meta_id.
+    let first_id = buf
+        .iter_meta::<VideoRegionOfInterestMeta>()
+        .map(|m| i64::from(m.id()) + 1)
+        .max()
+        .unwrap_or(0)
+        .max(0) as usize;
     let mut detections = Vec::new();
     for (n, region) in result.regions().iter().enumerate() {
         let placed = place(region, analysed, frame);
