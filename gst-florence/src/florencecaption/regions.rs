@@ -2,15 +2,14 @@
 //! `GstVideoRegionOfInterestMeta` per box, quad box or polygon group, so
 //! applications and elements that read ROI metas get Florence-2's detections
 //! without this project's header. Their parameters are the protocol's
-//! [`RegionParams`]. On GStreamer 1.24 and newer the same regions also go
-//! into the buffer's `GstAnalyticsRelationMeta` as object detections
-//! ([`crate::analytics`]), for `objectdetectionoverlay` and other analytics
-//! consumers.
+//! [`RegionParams`]. The same regions come back as object detections, which
+//! `result` adds to the buffer's `GstAnalyticsRelationMeta` on GStreamer
+//! 1.24 and newer ([`crate::analytics`]), for `objectdetectionoverlay` and
+//! other analytics consumers.
 
 use gst_video::VideoRegionOfInterestMeta;
 
-use super::imp::CAT;
-use crate::analytics::{Detection, analytics};
+use crate::analytics::Detection;
 
 use crate::engine::postprocess::TaskResult;
 use crate::engine::region::Region;
@@ -55,7 +54,8 @@ pub(super) fn place(region: &Region, analysed: [u32; 2], frame: [u32; 2]) -> Pla
 }
 
 /// Attaches every region of `result` (from an image of `analysed` size) to
-/// `buf` (a frame of `frame` size) as a region meta.
+/// `buf` (a frame of `frame` size) as a region meta; returns them as object
+/// detections, for the analytics meta.
 pub(super) fn attach_regions(
     buf: &mut gst::BufferRef,
     element: &str,
@@ -63,7 +63,7 @@ pub(super) fn attach_regions(
     result: &TaskResult,
     analysed: [u32; 2],
     frame: [u32; 2],
-) {
+) -> Vec<Detection> {
     // Ids are unique on the buffer (several instances, or an upstream
     // detector, may add regions) and count on from those already there (0 on
     // a buffer without), so bindings can fetch each with
@@ -103,23 +103,7 @@ pub(super) fn attach_regions(
             .encode(),
         );
     }
-    add_detections(buf, &detections);
-}
-
-/// The regions as the analytics meta's object detections, where the running
-/// GStreamer has it (why not is logged once per process).
-fn add_detections(buf: &mut gst::BufferRef, detections: &[Detection]) {
-    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
-    match analytics() {
-        Ok(a) => {
-            if !a.add_detections(buf, detections) {
-                gst::warning!(CAT, "the analytics meta refused a detection");
-            }
-        }
-        Err(reason) => UNAVAILABLE.call_once(|| {
-            gst::info!(CAT, "regions as region metas only: {reason}");
-        }),
-    }
+    detections
 }
 
 /// Gives the region metas a scaler made on `dest` the params of their

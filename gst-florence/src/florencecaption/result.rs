@@ -1,5 +1,6 @@
-//! Results as buffer metas (`FlorenceCaptionMeta`, and region metas for their
-//! regions) and bus messages (`florence-caption`).
+//! Results as buffer metas (`FlorenceCaptionMeta`, region metas for their
+//! regions and, on GStreamer 1.24 and newer, analytics object detections)
+//! and bus messages (`florence-caption`).
 
 use std::time::Instant;
 
@@ -9,6 +10,7 @@ use gst::subclass::prelude::*;
 use super::imp::{CAT, FlorenceCaption};
 use super::regions::attach_regions;
 use super::{MESSAGE_NAME, META_NAME};
+use crate::analytics::{Detection, analytics};
 use crate::engine::postprocess::TaskResult;
 use crate::engine::{Output, Request};
 use crate::protocol::{
@@ -89,8 +91,25 @@ pub(super) fn attach_caption(
     fresh: bool,
     frame: [u32; 2],
 ) {
-    attach_regions(buf, element, &cap.task, &cap.result, cap.image_size, frame);
+    let detections = attach_regions(buf, element, &cap.task, &cap.result, cap.image_size, frame);
+    add_detections(buf, &detections);
     attach(buf, element, cap.structure(META_NAME, model, fresh));
+}
+
+/// The regions as the analytics meta's object detections, where the running
+/// GStreamer has it (why not is logged once per process).
+fn add_detections(buf: &mut gst::BufferRef, detections: &[Detection]) {
+    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
+    match analytics() {
+        Ok(a) => {
+            if !a.add_detections(buf, detections) {
+                gst::warning!(CAT, "the analytics meta refused a detection");
+            }
+        }
+        Err(reason) => UNAVAILABLE.call_once(|| {
+            gst::info!(CAT, "regions as region metas only: {reason}");
+        }),
+    }
 }
 
 /// Adds `element`'s result to `buf`'s `FlorenceCaptionMeta`.
