@@ -281,17 +281,9 @@ fn live_mode_buffers_carry_the_latest_results_regions() {
     // The worker posts each result after making it the latest: its message
     // says the next buffer carries it.
     let (posted_tx, posted_rx) = std::sync::mpsc::channel::<()>();
-    let bus = gst::Bus::new();
-    bus.set_sync_handler(move |_, msg| {
-        if msg
-            .structure()
-            .is_some_and(|s| s.name() == gstflorence::florencecaption::MESSAGE_NAME)
-        {
-            let _ = posted_tx.send(());
-        }
-        gst::BusSyncReply::Drop
+    common::on_each_result(&element, move || {
+        let _ = posted_tx.send(());
     });
-    element.set_bus(Some(&bus));
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_src_caps_str(&caps(&img));
     let first = h.push_and_pull(buffer(&img, &[])).unwrap();
