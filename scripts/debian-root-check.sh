@@ -60,7 +60,7 @@ HOST_RUSTUP_HOME="${RUSTUP_HOME:-$HOME/.rustup}"
 HOST_CARGO_BIN="${CARGO_HOME:-$HOME/.cargo}/bin"
 # Inside the root.
 CHECKOUT=/root/florence
-GST_TESTS=(pipelines element element_inputs element_meta element_settings element_stream python_example)
+GST_TESTS=(pipelines element element_inputs element_meta element_regions element_settings element_stream python_example)
 FLORENCED_TESTS=(cli http inputs observability requests)
 
 # The start, shared with the part that runs in the mount namespace.

@@ -217,6 +217,12 @@ const RUN: &[(&str, &str, &str)] = &[
         "gst-florence/tests/python_example.rs",
         "fn python_pad_probe_reads_the_meta",
     ),
+    // The test runs it with the debug build's plugin.
+    (
+        "GST_PLUGIN_PATH=$PWD/target/release /usr/bin/python3 gst-florence/tests/support/region_metas.py tests/fixtures/tiny-florence2 tests/fixtures/images/scene_640x480.png",
+        "gst-florence/tests/python_example.rs",
+        "fn python_reads_every_region_task_as_region_metas",
+    ),
 ];
 
 /// (command, why no test runs it).

@@ -4,8 +4,10 @@
 //! types in its API; the plugin registers the `florencecaption` element and
 //! `florenceoverlay`, which draws its results ([`draw`]);
 //! [`protocol`] names the fields of the requests and results it exchanges
-//! with applications (florenced among them).
+//! with applications (florenced among them); [`analytics`] reaches
+//! GStreamer's analytics relation meta at run time (1.24 and newer).
 
+pub mod analytics;
 pub mod draw;
 pub mod engine;
 pub mod florencecaption;

@@ -154,18 +154,10 @@ fn live_mode_never_holds_buffers_back() {
     let (posted_tx, posted_rx) = std::sync::mpsc::channel::<()>();
     let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
     let release_rx = std::sync::Mutex::new(release_rx);
-    let bus = gst::Bus::new();
-    bus.set_sync_handler(move |_, msg| {
-        if msg
-            .structure()
-            .is_some_and(|s| s.name() == gstflorence::florencecaption::MESSAGE_NAME)
-        {
-            let _ = posted_tx.send(());
-            let _ = release_rx.lock().unwrap().recv();
-        }
-        gst::BusSyncReply::Drop
+    common::on_each_result(&element, move || {
+        let _ = posted_tx.send(());
+        let _ = release_rx.lock().unwrap().recv();
     });
-    element.set_bus(Some(&bus));
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_src_caps_str(&caps_for(&img));
     let skipped = || element.property::<u64>("frames-skipped");

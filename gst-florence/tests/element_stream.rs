@@ -382,14 +382,9 @@ fn live_mode_ignores_qos_for_analysis() {
     let mut h = gst_check::Harness::with_element(&element, Some("sink"), Some("src"));
     h.set_src_caps_str("video/x-raw,format=RGB,width=64,height=48,framerate=10/1");
     let (posted_tx, posted_rx) = channel::<()>();
-    let bus = gst::Bus::new();
-    bus.set_sync_handler(move |_, msg| {
-        if msg.structure().is_some_and(|s| s.name() == MESSAGE_NAME) {
-            let _ = posted_tx.send(());
-        }
-        gst::BusSyncReply::Drop
+    common::on_each_result(&element, move || {
+        let _ = posted_tx.send(());
     });
-    element.set_bus(Some(&bus));
     h.push_and_pull(frame(0, false)).unwrap();
     posted_rx.recv_timeout(GUARD).expect("a first result");
     // Everything up to 10 s is late for the sink.

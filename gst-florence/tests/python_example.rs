@@ -1,5 +1,6 @@
 //! pipelines/caption_probe.py, the hailo-rpi5-style Python app, reads FlorenceCaptionMeta
-//! in a pad probe through Debian's python3-gi and the built plugin.
+//! in a pad probe through Debian's python3-gi and the built plugin; the region metas
+//! read with GstVideo.
 
 mod common;
 
@@ -79,5 +80,24 @@ fn python_gives_buffers_their_own_requests() {
         String::from_utf8_lossy(&out.stdout).contains("11 requests, 0 failures"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn python_reads_every_region_task_as_region_metas() {
+    // Stock PyGObject's GstVideo: each region's rectangle, type and
+    // florence/region params agree with the buffer's own result, every task.
+    let out = succeed(&mut python(
+        "gst-florence/tests/support/region_metas.py",
+        &[
+            "tests/fixtures/tiny-florence2",
+            "tests/fixtures/images/scene_640x480.png",
+        ],
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("8 tasks, 8 regions, 0 mismatches"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

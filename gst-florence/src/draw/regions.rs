@@ -1,6 +1,7 @@
-//! The outlines a task result holds, in picture pixels, with their labels:
-//! boxes as rectangles, OCR quads as four corners, segmentation polygons as
-//! they are.
+//! The outlines a task result holds, in picture pixels, with their labels,
+//! from the engine's walk through its regions ([`TaskResult::regions`]):
+//! boxes as rectangles, OCR quads as their four corners, each ring of a
+//! segmentation polygon group as its own outline.
 
 use crate::engine::postprocess::TaskResult;
 
@@ -12,24 +13,6 @@ pub struct Region {
 }
 
 impl Region {
-    fn rect(b: &[f64; 4], label: &str) -> Region {
-        let [x1, y1, x2, y2] = b.map(|v| v as f32);
-        Region {
-            points: vec![(x1, y1), (x2, y1), (x2, y2), (x1, y2)],
-            label: label.to_owned(),
-        }
-    }
-
-    fn from_flat(coords: &[f64], label: &str) -> Region {
-        Region {
-            points: coords
-                .chunks_exact(2)
-                .map(|p| (p[0] as f32, p[1] as f32))
-                .collect(),
-            label: label.to_owned(),
-        }
-    }
-
     /// Where the label goes: the outline's top-left corner (its smallest x
     /// and y), so labels of boxes sit on their top edge.
     pub fn label_anchor(&self) -> (f32, f32) {
@@ -47,54 +30,30 @@ impl Region {
     }
 }
 
-fn label(labels: &[String], i: usize) -> &str {
-    labels.get(i).map_or("", String::as_str)
-}
-
 /// Every outline of `result`, in the result's order; none for a text result.
 pub fn of(result: &TaskResult) -> Vec<Region> {
-    let boxes = |bboxes: &[[f64; 4]], labels: &[String]| {
-        bboxes
-            .iter()
-            .enumerate()
-            .map(|(i, b)| Region::rect(b, label(labels, i)))
-            .collect::<Vec<_>>()
-    };
-    // Each label has one or more polygons, each a flat x, y list.
-    let polygons = |polygons: &[Vec<Vec<f64>>], labels: &[String]| {
-        polygons
-            .iter()
-            .enumerate()
-            .flat_map(|(i, parts)| {
-                parts
-                    .iter()
-                    .map(move |p| Region::from_flat(p, label(labels, i)))
-            })
-            .collect::<Vec<_>>()
-    };
-    match result {
-        TaskResult::Text(_) => Vec::new(),
-        TaskResult::Boxes { bboxes, labels } => boxes(bboxes, labels),
-        TaskResult::Quads { quad_boxes, labels } => quad_boxes
-            .iter()
-            .enumerate()
-            .map(|(i, q)| Region::from_flat(q, label(labels, i)))
-            .collect(),
-        TaskResult::Polygons {
-            polygons: p,
-            labels,
-        } => polygons(p, labels),
-        TaskResult::BoxesOrPolygons {
-            bboxes,
-            bboxes_labels,
-            polygons: p,
-            polygons_labels,
-        } => {
-            let mut all = boxes(bboxes, bboxes_labels);
-            all.extend(polygons(p, polygons_labels));
-            all
+    let mut outlines = Vec::new();
+    for region in result.regions() {
+        let label = region.label.to_owned();
+        if region.rings.is_empty() {
+            let [x1, y1, x2, y2] = region.bounds.map(|v| v as f32);
+            outlines.push(Region {
+                points: vec![(x1, y1), (x2, y1), (x2, y2), (x1, y2)],
+                label,
+            });
+            continue;
+        }
+        for ring in region.rings {
+            outlines.push(Region {
+                points: ring
+                    .chunks_exact(2)
+                    .map(|p| (p[0] as f32, p[1] as f32))
+                    .collect(),
+                label: label.clone(),
+            });
         }
     }
+    outlines
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ pub mod onnx;
 pub mod output;
 pub mod postprocess;
 pub mod preprocess;
+pub mod region;
 pub mod registry;
 pub mod request;
 pub mod task;

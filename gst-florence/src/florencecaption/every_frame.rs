@@ -8,11 +8,10 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
-use super::META_NAME;
 use super::frame::frame_to_rgb;
 use super::imp::{CAT, FlorenceCaption, State};
 use super::request::buffer_request;
-use super::result::{Caption, attach, error_fields};
+use super::result::{Caption, attach, attach_caption, error_fields};
 use super::settings::Settings;
 use super::worker::Shared;
 use crate::engine::preprocess::RgbImage;
@@ -111,10 +110,13 @@ impl FlorenceCaption {
                 let mut cap = Caption::from_output(&out, &req, pts, job.serial);
                 cap.request_id = request_id;
                 self.publish(&cap, &job.model, buf.duration());
-                attach(
+                attach_caption(
                     buf,
                     &self.obj().name(),
-                    cap.structure(META_NAME, &job.model, true),
+                    &cap,
+                    &job.model,
+                    true,
+                    [job.image.width, job.image.height],
                 );
             }
             Err((kind, message)) => {

@@ -19,17 +19,17 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use super::Mode;
 use super::frame::Converter;
 use super::latency::{LatencyEstimate, Output};
 use super::model::{Model, check_settings};
 use super::properties;
 use super::qos::Qos;
 use super::request::{add_request, has_request};
-use super::result::attach;
+use super::result::attach_caption;
 use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
 use super::worker::{Job, Shared};
-use super::{META_NAME, Mode};
 use crate::engine::{Florence, Request};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -389,10 +389,13 @@ impl BaseTransformImpl for FlorenceCaption {
                 if let Some(cap) = latest {
                     let fresh = cap.serial != state.last_attached;
                     state.last_attached = cap.serial;
-                    attach(
+                    attach_caption(
                         buf,
                         &self.obj().name(),
-                        cap.structure(META_NAME, &state.model_name, fresh),
+                        &cap,
+                        &state.model_name,
+                        fresh,
+                        [info.width(), info.height()],
                     );
                 }
             }

@@ -13,6 +13,9 @@
 //! `textoverlay`) keep it. The `florence-caption` bus message always has the
 //! analysed frame's coordinates.
 //!
+//! A scale also gives the region metas back the params GStreamer's own
+//! transform drops (`regions::restore_params`).
+//!
 //! gstreamer-rs' `CustomMeta::register_with_transform` does not pass the
 //! transform's data (the in and out video info of a scale), hence the FFI.
 
@@ -20,6 +23,7 @@ use gst::glib;
 use gst::glib::translate::{FromGlib, IntoGlib, ToGlibPtr};
 
 use super::META_NAME;
+use super::regions::restore_params;
 use crate::protocol::{ResultField, task_result};
 
 /// Registers the result meta (once per process).
@@ -45,7 +49,7 @@ pub(super) fn register() {
 unsafe extern "C" fn transform(
     dest: *mut gst::ffi::GstBuffer,
     meta: *mut gst::ffi::GstCustomMeta,
-    _src: *mut gst::ffi::GstBuffer,
+    src: *mut gst::ffi::GstBuffer,
     type_: glib::ffi::GQuark,
     data: glib::ffi::gpointer,
     _user_data: glib::ffi::gpointer,
@@ -89,6 +93,8 @@ unsafe extern "C" fn transform(
             f64::from(out_w) / f64::from(in_w),
             f64::from(out_h) / f64::from(in_h),
         );
+        // SAFETY: the source buffer is valid for the transform's duration.
+        restore_params(dest, unsafe { gst::BufferRef::from_ptr(src) });
     } else if kind != glib::Quark::from_str("gst-copy") {
         return glib::ffi::GFALSE;
     }

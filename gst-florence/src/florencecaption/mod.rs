@@ -21,7 +21,9 @@
 //! has `results` (every instance's result by element name). Every name and
 //! field, with its type, is in the C header `include/gst/florence/florence.h`
 //! (installed as `<gst/florence/florence.h>`). Scaling elements scale the
-//! meta's coordinates (see `meta_transform.rs`).
+//! meta's coordinates (see `meta_transform.rs`). Each region of a result
+//! (boxes, quad boxes, polygon groups) is also attached as a standard
+//! `GstVideoRegionOfInterestMeta` (see `regions.rs`).
 //!
 //! In `mode=every-frame` an input buffer may carry its own request as a
 //! `FlorenceRequestMeta` (its fields: [`crate::protocol::RequestField`]);
@@ -50,6 +52,7 @@ mod model;
 mod ort_log;
 mod properties;
 mod qos;
+mod regions;
 mod request;
 mod result;
 mod settings;

@@ -1,4 +1,6 @@
-//! Results as buffer metas (`FlorenceCaptionMeta`) and bus messages (`florence-caption`).
+//! Results as buffer metas (`FlorenceCaptionMeta`, region metas for their
+//! regions and, on GStreamer 1.24 and newer, analytics object detections)
+//! and bus messages (`florence-caption`).
 
 use std::time::Instant;
 
@@ -6,7 +8,9 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::imp::{CAT, FlorenceCaption};
+use super::regions::attach_regions;
 use super::{MESSAGE_NAME, META_NAME};
+use crate::analytics::{Detection, analytics};
 use crate::engine::postprocess::TaskResult;
 use crate::engine::{Output, Request};
 use crate::protocol::{
@@ -81,6 +85,37 @@ impl Caption {
     }
 }
 
+/// Attaches `element`'s result `cap` to `buf`, a frame of `frame` size: its
+/// fields to the `FlorenceCaptionMeta` ([`attach`]), its regions as region metas.
+pub(super) fn attach_caption(
+    buf: &mut gst::BufferRef,
+    element: &str,
+    cap: &Caption,
+    model: &str,
+    fresh: bool,
+    frame: [u32; 2],
+) {
+    let detections = attach_regions(buf, element, &cap.task, &cap.result, cap.image_size, frame);
+    add_detections(buf, &detections);
+    attach(buf, element, cap.structure(META_NAME, model, fresh));
+}
+
+/// The regions as the analytics meta's object detections, where the running
+/// GStreamer has it (why not is logged once per process).
+fn add_detections(buf: &mut gst::BufferRef, detections: &[Detection]) {
+    static UNAVAILABLE: std::sync::Once = std::sync::Once::new();
+    match analytics() {
+        Ok(a) => {
+            if !a.add_detections(buf, detections) {
+                gst::warning!(CAT, "the analytics meta refused a detection");
+            }
+        }
+        Err(reason) => UNAVAILABLE.call_once(|| {
+            gst::info!(CAT, "regions as region metas only: {reason}");
+        }),
+    }
+}
+
 /// Adds `element`'s result to `buf`'s `FlorenceCaptionMeta`.
 ///
 /// A buffer has one such meta: the first instance on its way (upstream-most)
@@ -88,30 +123,37 @@ impl Caption {
 /// meta's `results` structure, under its element name, so an application
 /// reads any instance's result as `results.<name>` (a GstCustomMeta can be
 /// fetched by name only once per buffer).
+///
+/// The meta is added again on every call, so it is the buffer's newest:
+/// transforms run in the order metas were added, and its scale transform
+/// must come after the region metas' (`regions::restore_params`).
 pub(super) fn attach(buf: &mut gst::BufferRef, element: &str, mut own: gst::Structure) {
     own.set(ResultField::Element.name(), element);
-    let mut meta = match gst::meta::CustomMeta::from_mut_buffer(buf, META_NAME) {
-        Ok(meta) => meta,
-        Err(_) => match gst::meta::CustomMeta::add(buf, META_NAME) {
-            Ok(mut meta) => {
-                let dst = meta.mut_structure();
-                for (name, value) in own.iter() {
-                    dst.set_value(name, value.clone());
-                }
-                meta
-            }
-            Err(e) => {
-                gst::warning!(CAT, "cannot add {META_NAME}: {e}");
+    let mut fields = match gst::meta::CustomMeta::from_mut_buffer(buf, META_NAME) {
+        Ok(meta) => {
+            let fields = meta.structure().to_owned();
+            if let Err(e) = meta.remove() {
+                gst::warning!(CAT, "cannot replace {META_NAME}: {e}");
                 return;
             }
-        },
+            fields
+        }
+        Err(_) => own.clone(),
     };
-    let s = meta.mut_structure();
-    let mut results = s
+    let mut results = fields
         .get::<gst::Structure>(ResultField::Results.name())
         .unwrap_or_else(|_| gst::Structure::new_empty(RESULTS_NAME));
     results.set(element, own);
-    s.set(ResultField::Results.name(), results);
+    fields.set(ResultField::Results.name(), results);
+    match gst::meta::CustomMeta::add(buf, META_NAME) {
+        Ok(mut meta) => {
+            let dst = meta.mut_structure();
+            for (name, value) in fields.iter() {
+                dst.set_value(name, value.clone());
+            }
+        }
+        Err(e) => gst::warning!(CAT, "cannot add {META_NAME}: {e}"),
+    }
 }
 
 /// The meta fields of a request that produced no result.

@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::{
-    ErrorKind, MESSAGE_NAME, META_NAME, MODEL_MESSAGE_NAME, ModelField, REQUEST_META_NAME,
-    RequestField, ResultField,
+    ErrorKind, MESSAGE_NAME, META_NAME, MODEL_MESSAGE_NAME, ModelField, REGION_PARAMS_NAME,
+    REQUEST_META_NAME, RegionField, RequestField, ResultField,
 };
 
 const HEADER: &str = include_str!("../../include/gst/florence/florence.h");
@@ -42,6 +42,9 @@ fn module_defines() -> BTreeSet<(String, String)> {
             f.name().to_owned(),
         ));
     }
+    for f in RegionField::ALL {
+        all.insert((macro_name("FLORENCE_REGION", f.name()), f.name().to_owned()));
+    }
     for k in ErrorKind::ALL {
         all.insert((macro_name("FLORENCE_ERROR", k.name()), k.name().to_owned()));
     }
@@ -55,6 +58,7 @@ fn module_defines() -> BTreeSet<(String, String)> {
         ("FLORENCE_CAPTION_META", META_NAME),
         ("FLORENCE_CAPTION_MESSAGE", MESSAGE_NAME),
         ("FLORENCE_REQUEST_META", REQUEST_META_NAME),
+        ("FLORENCE_REGION_PARAMS", REGION_PARAMS_NAME),
     ] {
         all.insert((m.to_owned(), name.to_owned()));
     }

@@ -10,6 +10,8 @@
 //!   validation of a per-buffer request;
 //! - [`result_fields`]: [`ResultField`] and the typed result
 //!   ([`CaptionResult`], [`Failure`], [`ElementAnswer`]);
+//! - [`region_fields`]: [`RegionField`] and [`RegionParams`], the
+//!   parameters of the region metas (one per box, quad or polygon group);
 //! - [`task_result`]: the `result` field (the post-processed result as JSON,
 //!   what C applications read);
 //! - [`error_kind`]: [`ErrorKind`], the one error type a request's failure
@@ -24,6 +26,7 @@
 pub mod error_kind;
 pub mod model_message;
 pub mod names;
+pub mod region_fields;
 pub mod request_fields;
 pub mod result_fields;
 pub mod task_result;
@@ -35,5 +38,6 @@ mod c_header_tests;
 pub use error_kind::ErrorKind;
 pub use model_message::{MODEL_MESSAGE_NAME, ModelField, ModelInUse};
 pub use names::{ASKED_NAME, MESSAGE_NAME, META_NAME, REQUEST_META_NAME, RESULTS_NAME};
+pub use region_fields::{REGION_PARAMS_NAME, RegionField, RegionParams};
 pub use request_fields::{BufferRequest, InvalidRequest, RequestField, RequestParams};
 pub use result_fields::{CaptionResult, DecodeError, ElementAnswer, Failure, ResultField};

@@ -105,3 +105,22 @@ pub fn meta_field(buf: &gst::BufferRef, name: &str) -> Option<String> {
         gst::meta::CustomMeta::from_buffer(buf, gstflorence::florencecaption::META_NAME).ok()?;
     meta.structure().get::<String>(name).ok()
 }
+
+/// Gives `element` a bus of its own whose sync handler calls `on_result` on
+/// the worker's (or streaming) thread for every `florence-caption` message it
+/// posts, before the message is dropped: results become events a test waits
+/// for (and, by blocking in `on_result`, holds the worker with).
+pub fn on_each_result(element: &gst::Element, on_result: impl Fn() + Send + Sync + 'static) {
+    use gst::prelude::*;
+    let bus = gst::Bus::new();
+    bus.set_sync_handler(move |_, msg| {
+        if msg
+            .structure()
+            .is_some_and(|s| s.name() == gstflorence::florencecaption::MESSAGE_NAME)
+        {
+            on_result();
+        }
+        gst::BusSyncReply::Drop
+    });
+    element.set_bus(Some(&bus));
+}

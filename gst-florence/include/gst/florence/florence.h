@@ -81,4 +81,19 @@
 #define FLORENCE_REQUEST_SEED "seed"
 #define FLORENCE_REQUEST_DEADLINE_US "deadline-us"   /* g_get_monotonic_time() value: stop there (timed-out) */
 
+/* Region metas: each box, quad box or polygon group of a result leaves
+ * florencecaption as a GstVideoRegionOfInterestMeta (roi_type: the label, or
+ * the task token when the region has none; the rectangle in the buffer's
+ * pixels, scaled by GStreamer's scalers; id: unique on the buffer) whose params
+ * hold one structure of this name. Outline points are fractions of the
+ * meta's rectangle: x = rect.x + px * rect.w, y = rect.y + py * rect.h. */
+#define FLORENCE_REGION_PARAMS "florence/region"
+#define FLORENCE_REGION_TASK "task"                  /* string: task token, e.g. "<OD>" */
+#define FLORENCE_REGION_LABEL "label"                /* string: label, phrase or OCR text ("": none) */
+#define FLORENCE_REGION_ELEMENT "element"            /* string: the florencecaption instance's name */
+#define FLORENCE_REGION_SHAPE "shape"                /* string: "box", "quad" or "polygon" */
+#define FLORENCE_REGION_INDEX "index"                /* guint: position in the result's bboxes, quad_boxes or polygons */
+#define FLORENCE_REGION_POINTS "points"              /* GstValueArray of double: x, y, ... of every ring (quads, polygons) */
+#define FLORENCE_REGION_POINT_COUNTS "point-counts"  /* GstValueArray of guint: points in each ring */
+
 #endif /* GST_FLORENCE_H */
