@@ -10,8 +10,7 @@ use gst_base::subclass::prelude::*;
 use parking_lot::Mutex;
 
 use super::composition;
-use crate::engine::postprocess::TaskResult;
-use crate::protocol::{CaptionResult, META_NAME, ResultField};
+use crate::protocol::{META_NAME, ResultField, task_result};
 
 pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -40,15 +39,24 @@ const FORMATS: [gst_video::VideoFormat; 15] = [
     gst_video::VideoFormat::Bgr,
 ];
 
+/// A result as the meta carries it.
+#[derive(Debug, PartialEq)]
+struct Drawn {
+    /// `result`: the task result's JSON.
+    json: String,
+    /// The frame size its coordinates are in.
+    size: [u32; 2],
+}
+
 #[derive(Default)]
 struct State {
     info: Option<gst_video::VideoInfo>,
     /// Downstream renders overlay composition metas itself; `None` until
     /// asked for the current caps.
     attach: Option<bool>,
-    /// What the current drawing shows (the result and its frame size), so an
-    /// unchanged result is not drawn again.
-    drawn: Option<(TaskResult, [u32; 2])>,
+    /// What the current drawing shows, so an unchanged result is not drawn
+    /// again.
+    drawn: Option<Drawn>,
     composition: Option<gst_video::VideoOverlayComposition>,
     blend_failed: bool,
 }
@@ -87,24 +95,34 @@ impl FlorenceOverlay {
         attach
     }
 
-    /// The result on `buf` from the chosen instance, if any.
-    fn result_on(&self, buf: &gst::BufferRef) -> Option<CaptionResult> {
+    /// The chosen instance's result on `buf`, as it is there: the result's
+    /// JSON and the frame size its coordinates are in. Compared with the
+    /// drawn one on every buffer, so nothing is decoded until it changes.
+    fn result_on(&self, buf: &gst::BufferRef) -> Option<Drawn> {
         let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).ok()?;
         let top = meta.structure();
-        let source = self.source.lock().clone();
-        let decoded = if source.is_empty() {
-            CaptionResult::decode(top)
+        let source = self.source.lock();
+        let nested;
+        let s = if source.is_empty() {
+            top
         } else {
-            let one = top
+            nested = top
                 .get::<gst::Structure>(ResultField::Results.name())
                 .ok()?
                 .get::<gst::Structure>(source.as_str())
                 .ok()?;
-            CaptionResult::decode(&one)
+            &nested
         };
         // A failed per-buffer request carries an error, not a result: the
         // last drawing stays.
-        decoded.ok()
+        let field = |f: ResultField| s.get::<u32>(f.name()).ok();
+        Some(Drawn {
+            json: s.get::<String>(ResultField::Result.name()).ok()?,
+            size: [
+                field(ResultField::ImageWidth)?,
+                field(ResultField::ImageHeight)?,
+            ],
+        })
     }
 }
 
@@ -223,12 +241,14 @@ impl BaseTransformImpl for FlorenceOverlay {
         let Some(info) = state.info.clone() else {
             return Err(gst::FlowError::NotNegotiated);
         };
-        if let Some(r) = result {
-            let key = (r.result, r.image_size);
-            if state.drawn.as_ref() != Some(&key) {
-                state.composition = composition::of(&key.0, key.1, info.width(), info.height());
-                state.drawn = Some(key);
-            }
+        if let Some(r) = result
+            && state.drawn.as_ref() != Some(&r)
+        {
+            // One the protocol cannot read (another writer's meta) is not drawn.
+            state.composition = task_result::decode(&r.json)
+                .ok()
+                .and_then(|t| composition::of(&t, r.size, info.width(), info.height()));
+            state.drawn = Some(r);
         }
         let Some(composition) = state.composition.clone() else {
             return Ok(gst::FlowSuccess::Ok);
