@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
+use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use parking_lot::Mutex;
 
@@ -78,11 +79,7 @@ impl FlorenceOverlay {
             return false;
         };
         let mut query = gst::query::Allocation::new(Some(&caps), false);
-        let answered = self
-            .obj()
-            .src_pads()
-            .first()
-            .is_some_and(|p| p.peer_query(&mut query));
+        let answered = self.obj().src_pad().peer_query(&mut query);
         let attach = answered
             && query
                 .find_allocation_meta::<gst_video::VideoOverlayCompositionMeta>()
