@@ -31,6 +31,20 @@ fn faults_file() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hailo-faults-{}", std::process::id()))
 }
 
+/// The stand-in's trace of device calls (one line per open, load and run).
+fn trace_file() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("hailo-trace-{}", std::process::id()))
+}
+
+/// Network runs the stand-in has done in this process so far.
+fn device_runs() -> usize {
+    std::fs::read_to_string(trace_file())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("run "))
+        .count()
+}
+
 /// Serialises the tests of this binary (they share the stand-in's faults file)
 /// and points the stand-in at that file with no faults in it.
 fn exclusive() -> MutexGuard<'static, ()> {
@@ -40,7 +54,10 @@ fn exclusive() -> MutexGuard<'static, ()> {
     ENV.get_or_init(|| {
         // SAFETY: set once, before any test of this binary loads the stand-in
         // (every test takes this lock first), so nothing reads it concurrently.
-        unsafe { std::env::set_var(FAULTS_ENV, faults_file()) };
+        unsafe {
+            std::env::set_var(FAULTS_ENV, faults_file());
+            std::env::set_var("FLORENCE_HAILO_STANDIN_TRACE", trace_file());
+        }
     });
     set_faults("");
     guard
@@ -719,4 +736,64 @@ fn real_device_runs_the_split() {
     let tokens = split.caption(&img).unwrap();
     println!("tokens: {tokens:?}");
     assert!(!tokens.is_empty() && tokens.len() <= 32);
+}
+
+#[test]
+fn a_caption_queued_for_the_device_leaves_at_its_deadline_not_after_the_one_ahead() {
+    use gstflorence::engine::task::Task;
+    use gstflorence::engine::{Florence, Interrupt, Interruption, Request, registry};
+    use std::time::Instant;
+    let _g = exclusive();
+    let (img, want) = first_case();
+    let (a, _a_key) = Florence::shared(&model_dir(), on_standin()).unwrap();
+    let (b, _b_key) = Florence::shared(&model_dir(), on_standin()).unwrap();
+    assert_eq!(a.model_id(), b.model_id(), "one model, one device");
+    // Every network run takes 150 ms: a caption holds the device for seconds.
+    set_faults("run_ms=150\n");
+    let in_flight = || {
+        registry::loaded()
+            .iter()
+            .find(|m| m.id == a.model_id())
+            .map_or(0, |m| m.in_flight)
+    };
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let (first, a, img) = (done.clone(), &a, &img);
+        s.spawn(move || {
+            let r = a.run(img, &Request::new(Task::Caption));
+            first.send(("a", r)).unwrap();
+        });
+        let guard = Instant::now() + Duration::from_secs(60);
+        while in_flight() == 0 {
+            assert!(Instant::now() < guard, "the first caption never started");
+            std::thread::yield_now();
+        }
+        let b = &b;
+        s.spawn(move || {
+            let deadline = Interrupt::with_deadline(Instant::now() + Duration::from_millis(300));
+            let r = b.run_with(img, &Request::new(Task::Caption), &deadline);
+            done.send(("b", r)).unwrap();
+        });
+        // The second leaves at its deadline, while the first still captions
+        // (with a plain lock it waited for the whole first caption, so the
+        // device ran nothing after it left).
+        let (who, r) = finished.recv().unwrap();
+        let runs_when_b_left = device_runs();
+        assert_eq!(who, "b");
+        assert!(
+            matches!(
+                r,
+                Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
+            ),
+            "{r:?}"
+        );
+        let (who, r) = finished.recv().unwrap();
+        assert_eq!(who, "a");
+        let out = r.unwrap();
+        assert_eq!(out.ids[1..], want[..], "the first caption is untouched");
+        assert!(
+            device_runs() > runs_when_b_left,
+            "the first caption ran on the device after the second left"
+        );
+    });
 }

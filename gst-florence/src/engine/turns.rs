@@ -14,6 +14,7 @@
 //! waiters through [`Turns::waker`], which the request's stop hook calls.
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -120,20 +121,56 @@ impl<T> Turns<T> {
         self.gate.queue.lock().waiting()
     }
 
+    /// The turn now if nobody holds it or waits for it (a housekeeping task
+    /// that must not delay users, such as releasing an idle device).
+    pub(crate) fn try_take(&self) -> Option<Turn<'_, T>> {
+        let gate = &*self.gate;
+        let mut queue = gate.queue.lock();
+        if queue.serving != queue.next {
+            return None;
+        }
+        queue.next += 1;
+        drop(queue);
+        Some(Turn {
+            value: self.value.lock(),
+            gate,
+            waited: Duration::ZERO,
+        })
+    }
+
     /// Waits for this caller's turn, or leaves the queue when `interrupt`
     /// is cancelled or past its deadline.
     pub(crate) fn take(&self, interrupt: &Interrupt) -> Result<Turn<'_, T>, EngineError> {
+        self.queue_for(|| interrupt.check(), interrupt.deadline())
+    }
+
+    /// Waits for this caller's turn however long it takes (device set-up
+    /// and release, which no request's cancel concerns).
+    pub(crate) fn take_uninterrupted(&self) -> Turn<'_, T> {
+        match self.queue_for(|| Ok::<(), Infallible>(()), None) {
+            Ok(turn) => turn,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Queues for a ticket; leaves (abandoning it) when `leave` says so,
+    /// checked on every wake-up and at `deadline`.
+    fn queue_for<E>(
+        &self,
+        leave: impl Fn() -> Result<(), E>,
+        deadline: Option<Instant>,
+    ) -> Result<Turn<'_, T>, E> {
         let asked = Instant::now();
         let gate = &*self.gate;
         let mut queue = gate.queue.lock();
         let ticket = queue.next;
         queue.next += 1;
         while queue.serving != ticket {
-            if let Err(e) = interrupt.check() {
+            if let Err(e) = leave() {
                 queue.abandoned.insert(ticket);
                 return Err(e);
             }
-            match interrupt.deadline() {
+            match deadline {
                 Some(deadline) => {
                     gate.turn.wait_until(&mut queue, deadline);
                 }
@@ -218,6 +255,26 @@ mod tests {
         behind.join().unwrap();
         assert_eq!(*turns.value.lock(), vec!["behind"]);
         assert_eq!(turns.waiting(), 0);
+    }
+
+    #[test]
+    fn try_take_gives_the_turn_only_when_nobody_holds_or_waits_for_it() {
+        let turns = Arc::new(Turns::new(0u32));
+        let mut free = turns.try_take().expect("nobody holds it");
+        *free += 1;
+        assert!(turns.try_take().is_none(), "held");
+        drop(free);
+        let held = turns.take(&Interrupt::new()).unwrap();
+        let waiter = {
+            let t = turns.clone();
+            std::thread::spawn(move || *t.take(&Interrupt::new()).unwrap() += 10)
+        };
+        until_waiting(&turns, 2);
+        drop(held);
+        waiter.join().unwrap();
+        assert_eq!(turns.waiting(), 0);
+        assert_eq!(*turns.try_take().expect("free again"), 11);
+        assert_eq!(turns.waiting(), 0, "try_take's turn was handed back");
     }
 
     #[test]

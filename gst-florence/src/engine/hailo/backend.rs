@@ -7,6 +7,10 @@
 //! only with plain argmax up to the window's end (generate.rs' logits
 //! processors, beams and sampling would change them).
 //!
+//! Users of a shared model take the split in fair turns ([`Turns`]), one
+//! caption per turn, first come first served; a waiting caption leaves the
+//! queue on its cancel or deadline rather than waiting for the device.
+//!
 //! The device is opened by the first caption (a service can start while
 //! hailo-ollama holds the chip), reopened after it was lost, and released
 //! after `idle_release` without captions so other processes can take turns.
@@ -30,9 +34,10 @@ use crate::engine::layout::{DECODER_HEF, ENCODER_HEF};
 use crate::engine::onnx::session::SessionOptions;
 use crate::engine::output::{Timings, ms};
 use crate::engine::task::Task;
+use crate::engine::turns::Turns;
 
 struct Inner {
-    split: Mutex<HailoSplit<HailoNetworks>>,
+    split: Turns<HailoSplit<HailoNetworks>>,
     state: AtomicU8,
     last_used: Mutex<Instant>,
 }
@@ -83,7 +88,7 @@ impl HailoBackend {
         let split = HailoSplit::open_hailo(dir, options, bridge, settings)?;
         let source = split_source(&split);
         let inner = Arc::new(Inner {
-            split: Mutex::new(split),
+            split: Turns::new(split),
             state: AtomicU8::new(0),
             last_used: Mutex::new(Instant::now()),
         });
@@ -97,7 +102,7 @@ impl HailoBackend {
 
     /// Opens the device and loads both HEFs now (start-up checks, `auto`).
     pub fn open_device(&self) -> Result<(), HailoError> {
-        let mut split = self.inner.split.lock();
+        let mut split = self.inner.split.take_uninterrupted();
         let r = split.networks_mut().open();
         self.set_state(match &r {
             Ok(()) => DeviceState::Connected,
@@ -110,7 +115,7 @@ impl HailoBackend {
 
     /// Lets the chip go now; the next caption reopens it.
     pub fn release(&self) {
-        let mut split = self.inner.split.lock();
+        let mut split = self.inner.split.take_uninterrupted();
         split.networks_mut().release();
         self.set_state(DeviceState::Released);
     }
@@ -143,7 +148,12 @@ impl Backend for HailoBackend {
     /// 32-token window (beam and sampling settings do not apply).
     fn generate(&self, job: Job<'_>, interrupt: &Interrupt) -> Result<Generated, EngineError> {
         let t0 = Instant::now();
-        let mut split = self.inner.split.lock();
+        // A cancel wakes this caption out of the queue; the split's own
+        // runs replace the hook once it has the turn.
+        let gate = self.inner.split.waker();
+        let _timer = interrupt.on_stop(Arc::new(move || gate.wake()));
+        let mut split = self.inner.split.take(interrupt)?;
+        let waited = split.waited;
         let generated = split.caption_with(job.image, interrupt);
         let start = split.start_token();
         let open = split.networks_mut().is_open();
@@ -167,7 +177,8 @@ impl Backend for HailoBackend {
                 score: None,
             },
             timings: Timings {
-                decode_ms: ms(t0.elapsed()),
+                decode_ms: ms(t0.elapsed().saturating_sub(waited)),
+                queue_wait_ms: ms(waited),
                 ..Timings::default()
             },
         })
@@ -202,8 +213,8 @@ fn spawn_reaper(inner: Weak<Inner>, idle: Duration) -> mpsc::Sender<()> {
                     continue;
                 }
                 wait = idle;
-                // A caption in progress holds the lock; it refreshes last_used.
-                if let Some(mut split) = inner.split.try_lock()
+                // A caption holding or waiting for the turn refreshes last_used.
+                if let Some(mut split) = inner.split.try_take()
                     && split.networks_mut().is_open()
                 {
                     split.networks_mut().release();
