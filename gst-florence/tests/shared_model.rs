@@ -15,7 +15,7 @@ use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{Florence, Request, SessionOptions};
-use gstflorence::florencecaption::MODEL_MESSAGE_NAME as MODEL_MESSAGE;
+use gstflorence::florencecaption::{META_NAME, MODEL_MESSAGE_NAME as MODEL_MESSAGE};
 
 use common::{child, init_element as init, scratch::Scratch};
 
@@ -114,17 +114,34 @@ fn two_instances_behind_a_tee_share_one_model_and_each_gives_its_results_alone()
         src.push_buffer(buf).unwrap();
     }
     src.end_of_stream().unwrap();
+    let mut cached: Vec<Vec<bool>> = Vec::new();
     let got: Vec<Vec<String>> = sinks
         .iter()
         .map(|s| {
-            (0..frames.len())
+            let mut vision_cached = Vec::new();
+            let results = (0..frames.len())
                 .map(|_| {
                     let sample = s.pull_sample().expect("a result per frame");
-                    field(sample.buffer().unwrap(), "result").expect("a result")
+                    let buf = sample.buffer().unwrap();
+                    let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).unwrap();
+                    vision_cached.push(meta.structure().get::<bool>("vision-cached").unwrap());
+                    field(buf, "result").expect("a result")
                 })
-                .collect()
+                .collect();
+            cached.push(vision_cached);
+            results
         })
         .collect();
+    // Each frame went through the vision encoder once: whichever instance
+    // came second took the first one's features.
+    for i in 0..frames.len() {
+        assert!(
+            cached[0][i] != cached[1][i],
+            "frame {i}: vision-cached {} and {}",
+            cached[0][i],
+            cached[1][i]
+        );
+    }
 
     // One model, loaded by one instance and shared by the other; the
     // registry says so too.

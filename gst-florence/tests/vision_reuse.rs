@@ -5,6 +5,7 @@
 use gstflorence::engine::Request;
 use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
+use gstflorence::engine::shared_vision::RECENT_IMAGES;
 use gstflorence::engine::task::Task;
 
 mod common;
@@ -33,7 +34,7 @@ fn tasks_on_the_same_image_reuse_its_vision_features() {
         assert!(!fresh.timings.vision_cached);
         assert_eq!(out.ids, fresh.ids, "{task}");
     }
-    // Another image is encoded; so is the first again afterwards (only the last is kept).
+    // Another image is encoded; the first stays among the model's recent ones.
     let out = shared.run(&other, &Request::new(Task::Caption)).unwrap();
     assert!(!out.timings.vision_cached);
     let mut changed = scene.clone();
@@ -44,7 +45,69 @@ fn tasks_on_the_same_image_reuse_its_vision_features() {
         "one changed byte is another image"
     );
     let out = shared.run(&scene, &Request::new(Task::Caption)).unwrap();
-    assert!(!out.timings.vision_cached);
+    assert!(out.timings.vision_cached, "among the recent images");
+    // After RECENT_IMAGES other images it is encoded again.
+    for i in 0..RECENT_IMAGES {
+        let mut another = other.clone();
+        another.data[i] ^= 1;
+        let out = shared.run(&another, &Request::new(Task::Caption)).unwrap();
+        assert!(!out.timings.vision_cached);
+    }
+    let out = shared.run(&scene, &Request::new(Task::Caption)).unwrap();
+    assert!(!out.timings.vision_cached, "no longer kept");
+}
+
+#[test]
+fn users_of_one_model_share_an_image_encoded_by_another_user() {
+    use gstflorence::engine::{Florence, SessionOptions};
+    let options = SessionOptions {
+        intra_threads: 1,
+        ..SessionOptions::default()
+    };
+    let dir = common::tiny_model_dir();
+    let (first, _first_key) = Florence::shared(&dir, options.clone()).unwrap();
+    let (second, _second_key) = Florence::shared(&dir, options.clone()).unwrap();
+    assert_eq!(first.model_id(), second.model_id());
+    let scene = image("scene_640x480");
+    let caption = first.run(&scene, &Request::new(Task::Caption)).unwrap();
+    assert!(!caption.timings.vision_cached);
+    // The second user's first request on that image encodes nothing.
+    let od = second.run(&scene, &Request::new(Task::Od)).unwrap();
+    assert!(od.timings.vision_cached);
+    let fresh = common::tiny_engine()
+        .run(&scene, &Request::new(Task::Od))
+        .unwrap();
+    assert_eq!(od.ids, fresh.ids);
+    // Users that ask at the same time: one encodes, the other waits for it.
+    let gray = image("gray_320x240");
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| first.run(&gray, &Request::new(Task::Caption)).unwrap());
+        let b = s.spawn(|| second.run(&gray, &Request::new(Task::Ocr)).unwrap());
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(
+        a.timings.vision_cached != b.timings.vision_cached,
+        "exactly one encoded the image: {} {}",
+        a.timings.vision_cached,
+        b.timings.vision_cached
+    );
+    let solo = common::tiny_engine();
+    assert_eq!(
+        a.ids,
+        solo.run(&gray, &Request::new(Task::Caption)).unwrap().ids
+    );
+    assert_eq!(
+        b.ids,
+        solo.run(&gray, &Request::new(Task::Ocr)).unwrap().ids
+    );
+    // A model loaded by another user alone shares nothing with them.
+    let own = Florence::load(&dir, options).unwrap();
+    assert!(
+        !own.run(&gray, &Request::new(Task::Caption))
+            .unwrap()
+            .timings
+            .vision_cached
+    );
 }
 
 #[test]

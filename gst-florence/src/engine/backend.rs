@@ -9,6 +9,8 @@
 //! `<CAPTION>` on a Hailo NPU). Which ones a model loads with, and why, is
 //! decided once, in [`super::load`].
 
+use std::sync::Arc;
+
 use super::backend_choice::BackendKind;
 use super::error::EngineError;
 use super::generate::{DecodeParams, Decoded};
@@ -17,6 +19,7 @@ use super::onnx::graph_cache::GraphSource;
 use super::onnx::signature::Graph;
 use super::output::Timings;
 use super::preprocess::RgbImage;
+use super::shared_vision::SharedVision;
 use super::task::Task;
 use super::vision_cache::VisionCache;
 
@@ -55,6 +58,9 @@ pub struct Job<'a> {
     /// The last image's features; a backend that encodes images at the
     /// model's size reads and fills it.
     pub vision: &'a VisionCache,
+    /// The model's recent and in-flight image features, shared by its users
+    /// (used when `vision` is enabled).
+    pub shared_vision: &'a Arc<SharedVision>,
 }
 
 /// A backend's answer: the decoder sequence and the stages it timed.

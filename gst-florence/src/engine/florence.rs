@@ -350,6 +350,7 @@ impl Florence {
             prompt: &prompt,
             params: &params,
             vision: &self.vision,
+            shared_vision: &self.model.shared_vision,
         };
         let Generated {
             decoded,

@@ -15,6 +15,12 @@ use super::error::{EngineError, Interruption};
 /// Stops the call in progress (a backend's terminate).
 pub type StopHook = Arc<dyn Fn() + Send + Sync>;
 
+/// Something a request may wait on (a queue for a graph, another user's
+/// encode of the same image) that its cancel must wake so it can leave.
+pub trait Wake: Send + Sync {
+    fn wake(&self);
+}
+
 /// A run's stop condition, shared by every clone of it.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {

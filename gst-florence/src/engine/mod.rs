@@ -7,7 +7,8 @@
 //! vision-feature cache, post-processing),
 //! [`request`], [`output`], [`error`] / [`failure`], [`interrupt`], [`task`]
 //! (the task table), [`turns`] (fair turns on a shared graph), [`generate`] (greedy, beams, sampling), [`config`],
-//! [`preprocess`], [`postprocess`], [`vision_cache`].
+//! [`preprocess`], [`postprocess`], [`vision_cache`] (a user's last image),
+//! [`shared_vision`] (images every user of a model shares).
 //!
 //! The seam: [`backend`] (the trait a backend implements) and
 //! [`backend_choice`] (the backends' names); [`load`] decides which backends
@@ -42,6 +43,7 @@ pub mod preprocess;
 pub mod region;
 pub mod registry;
 pub mod request;
+pub mod shared_vision;
 pub mod task;
 pub mod turns;
 pub mod vision_cache;

@@ -7,6 +7,7 @@
 //! One [`Model`] per key and process is [`super::registry`]'s job.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use super::backend::Backend;
@@ -16,6 +17,7 @@ use super::load::{self, LoadOptions};
 use super::model_error::{IMAGE_SIZES, ModelError, VARIANTS};
 use super::model_files::model_files;
 use super::postprocess::{BUILT_IN_CONFIG, PostProcessor};
+use super::shared_vision::SharedVision;
 
 /// VQA prompt when the model directory does not configure one (florence.json).
 pub const DEFAULT_VQA_TEMPLATE: &str = "<VQA>{question}";
@@ -37,6 +39,8 @@ pub struct Model {
     /// what its runtime or device cannot share.
     pub(super) backends: Vec<Box<dyn Backend>>,
     pub(super) backend_reason: String,
+    /// Image features its users share (recent and being encoded).
+    pub(super) shared_vision: Arc<SharedVision>,
     /// Requests of all its users running now (queued for a graph included).
     in_flight: AtomicUsize,
 }
@@ -134,6 +138,7 @@ impl Model {
             variant: options.variant.clone(),
             backends: chosen.backends,
             backend_reason: chosen.reason,
+            shared_vision: Arc::default(),
             in_flight: AtomicUsize::new(0),
         })
     }

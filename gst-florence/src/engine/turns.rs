@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::error::EngineError;
-use super::interrupt::Interrupt;
+use super::interrupt::{Interrupt, Wake};
 
 /// The queue: tickets handed out and the one being served.
 #[derive(Debug, Default)]
@@ -56,11 +56,11 @@ pub(crate) struct Gate {
     turn: Condvar,
 }
 
-impl Gate {
+impl Wake for Gate {
     /// Wakes every waiter to check its interrupt. Taking the queue's lock
     /// first means a waiter is either before its check (and sees the cancel)
     /// or already waiting (and gets the notification).
-    pub(crate) fn wake(&self) {
+    fn wake(&self) {
         let _queue = self.queue.lock();
         self.turn.notify_all();
     }

@@ -40,6 +40,12 @@ impl VisionCache {
         }
     }
 
+    /// Whether features are reused at all (off for benchmarks, which need
+    /// every run to encode its image).
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// The features of the image with `key`, if they are the kept ones.
     pub fn get(&self, key: u128) -> Option<Arc<Features>> {
         let last = self.last.lock();

@@ -29,7 +29,7 @@ use crate::engine::backend::{Backend, DeviceState, Generated, Job};
 use crate::engine::backend_choice::BackendKind;
 use crate::engine::error::EngineError;
 use crate::engine::generate::Decoded;
-use crate::engine::interrupt::Interrupt;
+use crate::engine::interrupt::{Interrupt, Wake};
 use crate::engine::layout::{DECODER_HEF, ENCODER_HEF};
 use crate::engine::onnx::session::SessionOptions;
 use crate::engine::output::{Timings, ms};

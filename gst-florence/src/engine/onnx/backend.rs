@@ -34,12 +34,13 @@ use crate::engine::backend_choice::BackendKind;
 use crate::engine::config::ModelFiles;
 use crate::engine::error::{EngineError, missing};
 use crate::engine::generate;
-use crate::engine::interrupt::Interrupt;
+use crate::engine::interrupt::{Interrupt, Wake};
 use crate::engine::model_error::ModelError;
 use crate::engine::output::{Timings, ms};
 use crate::engine::preprocess;
+use crate::engine::shared_vision::{Claim, Encoding, SharedVision};
 use crate::engine::task::Task;
-use crate::engine::turns::{Gate, Turns};
+use crate::engine::turns::Turns;
 use crate::engine::vision_cache::{Features, image_key};
 
 /// The four graphs, each taken in turn for one run at a time.
@@ -52,10 +53,10 @@ struct Sessions {
 
 impl Sessions {
     /// What a cancel wakes: the queues a request may be waiting in.
-    fn queues(&self) -> Vec<Arc<Gate>> {
+    fn queues(&self) -> Vec<Arc<dyn Wake>> {
         [&self.vision, &self.embed, &self.encoder, &self.decoder]
             .into_iter()
-            .map(Turns::waker)
+            .map(|t| t.waker() as Arc<dyn Wake>)
             .collect()
     }
 }
@@ -133,6 +134,37 @@ impl OnnxBackend {
     }
 }
 
+impl OnnxBackend {
+    /// What a cancel of a request must wake: the queues for the graphs, and
+    /// the wait for another user's encode of its image.
+    fn wakers(&self, shared_vision: &Arc<SharedVision>) -> Vec<Arc<dyn Wake>> {
+        let mut wakers: Vec<Arc<dyn Wake>> = self.sessions.queues();
+        wakers.push(shared_vision.clone());
+        wakers
+    }
+
+    /// Features of the job's image that this user or another user of the
+    /// model already has (waiting while another encodes it); otherwise
+    /// `None` and, when features are shared, this user's promise to encode it.
+    fn reuse_features<'j>(
+        &self,
+        job: &Job<'j>,
+        key: u128,
+        interrupt: &Interrupt,
+    ) -> Result<(Option<Arc<Features>>, Option<Encoding<'j>>), EngineError> {
+        if !job.vision.enabled() {
+            return Ok((None, None));
+        }
+        if let Some(features) = job.vision.get(key) {
+            return Ok((Some(features), None));
+        }
+        Ok(match job.shared_vision.claim(key, interrupt)? {
+            Claim::Ready(features) => (Some(features), None),
+            Claim::Encode(encoding) => (None, Some(encoding)),
+        })
+    }
+}
+
 impl Backend for OnnxBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Onnx
@@ -146,40 +178,42 @@ impl Backend for OnnxBackend {
         let t0 = Instant::now();
         let image = job.image;
         let key = image_key(image);
-        // Preprocess before taking a graph's lock (another run may hold it),
-        // unless the features are kept.
-        let mut pixels = job
-            .vision
-            .get(key)
-            .is_none()
-            .then(|| preprocess::pixel_values(image, &self.files.preprocessor));
-        let mut timings = Timings {
-            preprocess_ms: ms(t0.elapsed()),
-            ..Timings::default()
-        };
-        let (run_options, _timer) = run_options(interrupt, self.sessions.queues())?;
+        let mut timings = Timings::default();
+        let hashed = t0.elapsed();
+        let (run_options, _timer) = run_options(interrupt, self.wakers(job.shared_vision))?;
         let mut waited = Duration::ZERO;
 
         interrupt.check()?;
         let t = Instant::now();
-        let features = match job.vision.get(key) {
+        let (reused, encoding) = self.reuse_features(&job, key, interrupt)?;
+        let features = match reused {
             Some(features) => {
+                // Waiting for another user's encode of this image counts as queueing.
                 timings.vision_cached = true;
+                timings.preprocess_ms = ms(hashed);
+                timings.vision_ms = ms(t.elapsed());
+                waited += t.elapsed();
                 features
             }
             None => {
-                let (pixels, shape) = pixels
-                    .take()
-                    .unwrap_or_else(|| preprocess::pixel_values(image, &self.files.preprocessor));
+                // Preprocess before queueing for the graph (another run may hold it).
+                let (pixels, shape) = preprocess::pixel_values(image, &self.files.preprocessor);
+                timings.preprocess_ms = ms(hashed + t.elapsed());
+                let t = Instant::now();
                 let mut vision = self.sessions.vision.take(interrupt)?;
                 waited += vision.waited;
-                Arc::new(
+                let features = Arc::new(
                     run_vision(&mut vision, pixels, shape, self.float16, &run_options)
                         .map_err(|e| interrupt.explain(e))?,
-                )
+                );
+                drop(vision);
+                timings.vision_ms = ms(t.elapsed());
+                if let Some(encoding) = encoding {
+                    encoding.finish(features.clone());
+                }
+                features
             }
         };
-        timings.vision_ms = ms(t.elapsed());
 
         interrupt.check()?;
         let t = Instant::now();

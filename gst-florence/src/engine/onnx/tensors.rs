@@ -10,9 +10,8 @@ use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use super::error::OnnxError;
 use crate::engine::error::{EngineError, missing};
-use crate::engine::interrupt::{DeadlineTimer, Interrupt};
+use crate::engine::interrupt::{DeadlineTimer, Interrupt, Wake};
 use crate::engine::model_error::ModelError;
-use crate::engine::turns::Gate;
 use crate::engine::vision_cache::Features;
 
 pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError {
@@ -24,10 +23,11 @@ pub(crate) fn ort_err(stage: &'static str) -> impl Fn(ort::Error) -> EngineError
 
 /// Run options for one request's ONNX Runtime calls, terminated by a cancel
 /// of `interrupt` or its deadline (while the returned timer lives), which
-/// also wakes the request where it queues for a graph (`queues`).
+/// also wakes the request where it waits (`queues`: for a graph, for another
+/// user's encode of its image).
 pub(crate) fn run_options(
     interrupt: &Interrupt,
-    queues: Vec<Arc<Gate>>,
+    queues: Vec<Arc<dyn Wake>>,
 ) -> Result<(Arc<RunOptions>, Option<DeadlineTimer>), EngineError> {
     let options = Arc::new(RunOptions::new().map_err(ort_err("run options"))?);
     let terminated = options.clone();
