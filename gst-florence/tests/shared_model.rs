@@ -134,13 +134,8 @@ fn two_instances_behind_a_tee_share_one_model_and_each_gives_its_results_alone()
         .collect();
     // Each frame went through the vision encoder once: whichever instance
     // came second took the first one's features.
-    for i in 0..frames.len() {
-        assert!(
-            cached[0][i] != cached[1][i],
-            "frame {i}: vision-cached {} and {}",
-            cached[0][i],
-            cached[1][i]
-        );
+    for (i, (a, b)) in cached[0].iter().zip(&cached[1]).enumerate() {
+        assert!(a != b, "frame {i}: vision-cached {a} and {b}");
     }
 
     // One model, loaded by one instance and shared by the other; the
