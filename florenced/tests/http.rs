@@ -1008,3 +1008,39 @@ fn warm_up_runs_before_ready_and_a_model_that_cannot_run_fails_start_up() {
         "{err}"
     );
 }
+
+#[test]
+fn two_workers_on_one_model_encode_an_image_once_for_both_requests() {
+    // One client's <CAPTION> and <OD> of one image, sent at once, land on
+    // the two pipelines; they share the model, so the image's vision
+    // features are computed once: the other request waits for them (or
+    // finds them among the model's recent images).
+    let d = Spawn::new().set("max_concurrent_requests=2").ready();
+    d.wait_log("user(s) in this process", 2);
+    let png = fixture_png("scene_640x480");
+    let body = |task: &str| json!({"image": b64(&png), "tasks": [{"task": task}]});
+    let (caption, od) = std::thread::scope(|s| {
+        let caption = s.spawn(|| d.post_json("/v1/analyze", &body("caption")));
+        let od = s.spawn(|| d.post_json("/v1/analyze", &body("od")));
+        (caption.join().unwrap(), od.join().unwrap())
+    });
+    let cached: Vec<bool> = [&caption, &od]
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["results"][0]["vision_cached"].as_bool().unwrap()
+        })
+        .collect();
+    assert!(cached[0] != cached[1], "vision_cached: {cached:?}");
+    // The answers are each task's own.
+    let e = tiny_engine();
+    let want = expected(&e, &png, Task::Od, None, 100);
+    assert_eq!(
+        od.json()["results"][0]["result"]["<OD>"],
+        serde_json::to_value(&want.result).unwrap()
+    );
+    assert_eq!(
+        caption.json()["results"][0]["text"],
+        expected(&e, &png, Task::Caption, None, 100).result.text()
+    );
+}

@@ -446,7 +446,9 @@ pub struct AnalyzeResult {
     pub token_count: u64,
     /// Milliseconds of model time for this task.
     pub inference_time_ms: u64,
-    /// Whether this task reused the image's vision features (every task after the first).
+    /// Whether this task reused the image's vision features (every task after
+    /// the first; also a task whose image another request on this model had
+    /// just encoded or was encoding).
     pub vision_cached: bool,
 }
 
