@@ -34,6 +34,7 @@ const REQUEST_DURATION: &str = "florenced_request_duration_seconds";
 const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
 const MODEL_WAIT: &str = "florenced_model_queue_wait_seconds";
 const MODEL_IN_FLIGHT: &str = "florenced_model_requests_in_flight";
+const VISION: &str = "florenced_vision_features_total";
 const QUEUE_DEPTH: &str = "florenced_queue_depth";
 const RUNNING: &str = "florenced_inferences_running";
 const BODY_BYTES: &str = "florenced_body_bytes_in_flight";
@@ -162,6 +163,10 @@ impl Metrics {
                 MODEL_IN_FLIGHT,
                 "Requests running on each loaded model (by model_id, with its model_dir), queued for its graphs included."
             );
+            describe_counter!(
+                VISION,
+                "Image features of served tasks by source: encoded (a vision encoder pass) or reused (the same image's features, kept from an earlier task or shared by another request on the model)."
+            );
             describe_gauge!(QUEUE_DEPTH, "Requests waiting for the model.");
             describe_gauge!(RUNNING, "Requests being run by the model.");
             describe_gauge!(
@@ -237,6 +242,18 @@ impl Metrics {
             c.window.push_back((Instant::now(), ms));
             self.prune(&mut c);
         }
+    }
+
+    /// The served tasks of one request: how many encoded their image and
+    /// how many reused features.
+    pub fn record_vision(&self, encoded: u64, reused: u64) {
+        if encoded + reused == 0 {
+            return;
+        }
+        with_local_recorder(&self.recorder, || {
+            counter!(VISION, "source" => "encoded").increment(encoded);
+            counter!(VISION, "source" => "reused").increment(reused);
+        });
     }
 
     /// One reload (SIGHUP) finished.

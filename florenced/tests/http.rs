@@ -1032,6 +1032,15 @@ fn two_workers_on_one_model_encode_an_image_once_for_both_requests() {
         })
         .collect();
     assert!(cached[0] != cached[1], "vision_cached: {cached:?}");
+    let p = d.get("/metrics?format=prometheus").text();
+    for source in ["encoded", "reused"] {
+        assert!(
+            p.contains(&format!(
+                "florenced_vision_features_total{{source=\"{source}\"}} 1\n"
+            )),
+            "{p}"
+        );
+    }
     // The answers are each task's own.
     let e = tiny_engine();
     let want = expected(&e, &png, Task::Od, None, 100);

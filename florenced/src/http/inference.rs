@@ -307,6 +307,8 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
     let queue_ms = answers.first().map_or(0.0, |a| a.queue_ms);
     let image_size = answers.first().map_or([0, 0], |a| a.image_size);
     let caption_length = answers.iter().map(|a| a.text.chars().count()).sum();
+    let vision_reused = answers.iter().filter(|a| a.vision_cached).count() as u64;
+    let vision_encoded = answers.len() as u64 - vision_reused;
     let results = answers
         .into_iter()
         .map(|a| AnalyzeResult {
@@ -334,6 +336,8 @@ async fn analyze_tasks(st: &Arc<AppState>, req: Request) -> Result<Response, Api
         model_wait_ms: Some(model_wait_ms),
         image_bytes: Some(n_bytes),
         caption_length: Some(caption_length),
+        vision_encoded,
+        vision_reused,
     });
     Ok(resp)
 }
@@ -493,6 +497,8 @@ async fn infer(
         model_wait_ms: Some(answer.model_wait_ms),
         image_bytes: Some(n_bytes),
         caption_length: Some(answer.text.chars().count()),
+        vision_encoded: u64::from(!answer.vision_cached),
+        vision_reused: u64::from(answer.vision_cached),
     });
     Ok(resp)
 }

@@ -24,6 +24,9 @@ pub struct Served {
     pub model_wait_ms: Option<f64>,
     pub image_bytes: Option<usize>,
     pub caption_length: Option<usize>,
+    /// Tasks that ran the vision encoder, and tasks that reused features.
+    pub vision_encoded: u64,
+    pub vision_reused: u64,
 }
 
 /// Constant-time comparison, so the key cannot be guessed byte by byte from timings.
@@ -103,6 +106,8 @@ pub async fn observe(
         served.inference_ms,
         served.model_wait_ms,
     );
+    st.metrics
+        .record_vision(served.vision_encoded, served.vision_reused);
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
