@@ -149,6 +149,14 @@ mod tests {
         }
     }
 
+    /// The claim of an image nobody has: this caller encodes it.
+    fn encode(shared: &SharedVision, key: u128) -> Encoding<'_> {
+        match shared.claim(key, &Interrupt::new()) {
+            Ok(Claim::Encode(e)) => e,
+            _ => panic!("image {key} should be new"),
+        }
+    }
+
     fn ready(claim: Claim<'_>) -> Arc<Features> {
         match claim {
             Claim::Ready(f) => f,
@@ -159,9 +167,7 @@ mod tests {
     #[test]
     fn a_user_waits_for_the_encode_in_flight_and_gets_its_features() {
         let shared = SharedVision::default();
-        let Ok(Claim::Encode(encoding)) = shared.claim(1, &Interrupt::new()) else {
-            panic!("the first user encodes");
-        };
+        let encoding = encode(&shared, 1);
         std::thread::scope(|s| {
             let waiter = s.spawn(|| ready(shared.claim(1, &Interrupt::new()).unwrap()));
             until_waiting(&shared, 1);
@@ -179,9 +185,7 @@ mod tests {
     #[test]
     fn an_encode_given_up_passes_to_a_waiter() {
         let shared = SharedVision::default();
-        let Ok(Claim::Encode(encoding)) = shared.claim(1, &Interrupt::new()) else {
-            panic!("the first user encodes");
-        };
+        let encoding = encode(&shared, 1);
         std::thread::scope(|s| {
             let waiter = s.spawn(|| match shared.claim(1, &Interrupt::new()).unwrap() {
                 Claim::Encode(e) => e.finish(features(2.0)),
@@ -200,9 +204,7 @@ mod tests {
     #[test]
     fn a_cancelled_or_expired_waiter_leaves_while_the_encode_goes_on() {
         let shared = SharedVision::default();
-        let Ok(Claim::Encode(encoding)) = shared.claim(1, &Interrupt::new()) else {
-            panic!("the first user encodes");
-        };
+        let encoding = encode(&shared, 1);
         let cancel = Interrupt::new();
         std::thread::scope(|s| {
             let waiter = s.spawn(|| shared.claim(1, &cancel).map(|_| ()));
@@ -231,17 +233,11 @@ mod tests {
     fn it_keeps_the_most_recently_used_images() {
         let shared = SharedVision::default();
         for key in 0..RECENT_IMAGES as u128 {
-            let Ok(Claim::Encode(e)) = shared.claim(key, &Interrupt::new()) else {
-                panic!("new image");
-            };
-            e.finish(features(key as f32));
+            encode(&shared, key).finish(features(key as f32));
         }
         // Using image 0 makes it the most recent: image 1 goes first.
         ready(shared.claim(0, &Interrupt::new()).unwrap());
-        let Ok(Claim::Encode(e)) = shared.claim(99, &Interrupt::new()) else {
-            panic!("new image");
-        };
-        e.finish(features(99.0));
+        encode(&shared, 99).finish(features(99.0));
         assert_eq!(shared.kept(), RECENT_IMAGES);
         ready(shared.claim(0, &Interrupt::new()).unwrap());
         assert!(matches!(
