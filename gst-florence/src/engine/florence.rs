@@ -159,9 +159,13 @@ impl Florence {
     }
 
     /// Drops the kept vision features ([`super::onnx::session::SessionOptions::vision_cache`]), so the
-    /// next run encodes its image again even if it is the same one.
+    /// next run encodes its image again even if it is the same one: this
+    /// user's, and the recent images the model keeps for all its users
+    /// (theirs then encode their next image again too; encodes in flight
+    /// are still waited for).
     pub fn forget_vision(&self) {
         self.vision.clear();
+        self.model.shared_vision.clear();
     }
 
     /// Where each ONNX graph was loaded from (the optimised-graph cache or the model file).
