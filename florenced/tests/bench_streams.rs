@@ -40,7 +40,7 @@ fn streams_bench_quick_mode_prints_every_workload_against_its_baseline() {
     // Every analysis had its fixed length and encoded its own frame or image.
     assert!(
         report.contains(
-            "- check: 0 analyses of another length; 0 timed analyses reused vision features"
+            "- check: 0 analyses of another length; 0 timed element analyses reused vision features"
         ),
         "{report}"
     );

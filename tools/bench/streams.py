@@ -112,7 +112,7 @@ def main() -> int:
           "the last; latency: the element's `inference-time-ms` (turns on a shared model included), an HTTP "
           "request's round trip; `vs N processes`: analyses/s of 1 process over N processes")
     print(f"- check: {len(wrong)} analyses of another length"
-          + (f" (first: {wrong[0]})" if wrong else "") + f"; {cached} timed analyses reused vision features")
+          + (f" (first: {wrong[0]})" if wrong else "") + f"; {cached} timed element analyses reused vision features (their messages say)")
     print(f"- target: {streams_report.memory_target(results, labels)}")
     print(f"- target: {streams_report.concurrency_target(results.get('detailed'))}")
     print(f"- target: {streams_report.single_stream_target(results, labels)}")
