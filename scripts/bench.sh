@@ -3,7 +3,8 @@
 # loop over the same graphs, in one run, interleaved, on this machine; prints
 # markdown tables (tools/bench/bench.py does the timing).
 #
-#   bash scripts/bench.sh                 # base-sized random model, 5 rounds, 2 threads
+#   bash scripts/bench.sh                 # base-sized random model, 5 rounds, the engine's default
+#                                         # threads (its process pool; the peers as many threads)
 #   bash scripts/bench.sh --rounds 3 --threads 4 --variants fp32,_quantized --image-sizes 768
 #   bash scripts/bench.sh --model-dir DIR # another model directory (no transformers peer
 #                                         # unless --checkpoint DIR gives its PyTorch weights)

@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! <- {"ready": true, "load_ms": 812.4, "peak_rss_kb": 1234567, "version": "florenced 0.1.0",
-//!     "backend": "onnx-cpu", "backend_reason": "backend=auto chose ONNX Runtime: ..."}
+//!     "backend": "onnx-cpu", "backend_reason": "backend=auto chose ONNX Runtime: ...",
+//!     "threads": 2, "thread_pool": "process"}
 //! -> {"image": "a.png", "task": "<CAPTION>", "max_new_tokens": 20, "min_new_tokens": 20, "num_beams": 1}
 //! <- {"ids": [2, 0, ...], "token_count": 20, "timings": {...}, "peak_rss_kb": 2345678}
 //! ```
@@ -51,6 +52,14 @@ pub fn serve(dir: &Path, mut options: LoadOptions) -> anyhow::Result<()> {
     // The engine keeps the last image's features as florenced does; `answer`
     // forgets them before every request that does not ask to reuse them.
     options.session.vision_cache = true;
+    // What `--threads` came to: the process pool's threads (0, the default)
+    // or each graph's own; the driver gives its peers as many.
+    let threads = options.session.effective_threads();
+    let thread_pool = if options.session.intra_threads == 0 {
+        "process"
+    } else {
+        "per graph"
+    };
     let t = Instant::now();
     let florence = Florence::load(dir, options)
         .with_context(|| format!("cannot load model directory {}", dir.display()))?;
@@ -64,6 +73,8 @@ pub fn serve(dir: &Path, mut options: LoadOptions) -> anyhow::Result<()> {
         "backend": florence.caption_backend().name(),
         "backend_reason": florence.backend_reason(),
         "execution_provider": florence.execution_provider().name(),
+        "threads": threads,
+        "thread_pool": thread_pool,
     });
     writeln!(out, "{ready}")?;
     out.flush()?;

@@ -53,6 +53,9 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     assert_eq!(lines[0]["ready"], true);
     assert!(lines[0]["load_ms"].as_f64().unwrap() > 0.0);
     assert!(lines[0]["peak_rss_kb"].as_u64().unwrap() > 0);
+    // `--threads 1`: each graph's own pool of one thread, as the driver reports it.
+    assert_eq!(lines[0]["threads"], 1, "{}", lines[0]);
+    assert_eq!(lines[0]["thread_pool"], "per graph", "{}", lines[0]);
     // Where captions run and why, from the engine's one load call.
     assert_eq!(lines[0]["backend"], "onnx-cpu", "{}", lines[0]);
     assert!(
@@ -92,6 +95,24 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
 }
 
 #[test]
+fn bench_subcommand_takes_threads_0_as_the_process_pool() {
+    let out = succeed(
+        Command::new(env!("CARGO_BIN_EXE_florenced"))
+            .args(["bench", "--threads", "0", "--model-dir"])
+            .arg(model_dir())
+            .env("FLORENCE_HAILORT_LIBRARY", "/nonexistent/libhailort.so")
+            .stdin(Stdio::null()),
+    );
+    let ready: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+    assert_eq!(ready["thread_pool"], "process", "{ready}");
+    let cpus = std::thread::available_parallelism().unwrap().get() as u64;
+    let threads = ready["threads"].as_u64().unwrap();
+    assert!((1..=cpus).contains(&threads), "{ready}");
+}
+
+#[test]
 fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_ratios() {
     let scratch = Scratch::new("bench-test");
     let (logs, cache) = (scratch.path().join("logs"), scratch.path().join("cache"));
@@ -106,6 +127,10 @@ fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_rat
             .arg(&logs),
     );
     let table = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        table.contains("engine: 1 threads per graph (--threads 1); peers (onnxruntime loop, transformers): 1 threads"),
+        "{table}"
+    );
     // The variants asked for were written (and checked) in a copy of the tiny model, no others.
     let onnx = cache.join("tiny-florence2/onnx");
     for graph in [

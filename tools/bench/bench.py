@@ -1,6 +1,8 @@
 """The benchmark driver behind scripts/bench.sh: the engine (`florenced bench`),
 a plain onnxruntime-Python loop over the same graphs and transformers, timed in
-one run, interleaved (A B C A B C ...), on the same image and thread count;
+one run, interleaved (A B C A B C ...), on the same image and thread count
+(the engine's default, its process pool, unless --threads is given: the peers
+get as many threads as the engine's runs use);
 prints markdown tables on stdout, progress on stderr.
 
 Before any ratio is printed the onnxruntime loop is checked against
@@ -104,13 +106,25 @@ def size_args(model_dir: str, config: Config) -> list[str]:
 
 
 def engine_argv(a, model_dir: str, config: Config) -> list[str]:
-    return [a.florenced, "bench", "--model-dir", model_dir, "--variant", config.variant, "--threads",
-            str(a.threads), *size_args(model_dir, config)]
+    threads = [] if a.threads is None else ["--threads", str(a.threads)]
+    return [a.florenced, "bench", "--model-dir", model_dir, "--variant", config.variant, *threads,
+            *size_args(model_dir, config)]
 
 
 def ort_argv(a, model_dir: str, config: Config) -> list[str]:
     return [a.ort_python, os.path.join(HERE, "ort_peer.py"), "--model-dir", model_dir, "--variant", config.variant,
-            "--threads", str(a.threads), *size_args(model_dir, config)]
+            "--threads", str(a.peer_threads), *size_args(model_dir, config)]
+
+
+def engine_threads(a, log_dir: str) -> tuple[int, str]:
+    """The intra-op threads the engine's runs get with these options and what
+    pool they are (`process`, `per graph`), as `florenced bench` reports them
+    (the engine is the one place that decides its default); on the tiny model,
+    which loads in a moment."""
+    tiny = tiny_dir(a)
+    w = System(ENGINE, Config("", native_size(tiny)), engine_argv(a, tiny, Config("", native_size(tiny))), log_dir)
+    w.close()
+    return w.ready["threads"], w.ready["thread_pool"]
 
 
 def fixture_requests(fixtures: str, images: list[str] | None) -> list[tuple[str, dict, dict]]:
@@ -278,7 +292,9 @@ def main() -> int:
     ap.add_argument("--tiny-model", help="the tiny model with its variants, for their agreement on the fixture "
                                          "cases [the fixtures' own]")
     ap.add_argument("--image", required=True)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int,
+                    help="intra-op threads per graph for every system [the engine's default, its process pool of "
+                         "one thread per physical core; the peers as many]")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--variants", default=DEFAULT_VARIANTS,
                     help=f"comma-separated file suffixes, fp32 for none; absent ones are skipped [{DEFAULT_VARIANTS}]")
@@ -310,6 +326,8 @@ def main() -> int:
     variant_cases = [c for c in CASES if c.id in a.variant_cases.split(",")]
     image = os.path.abspath(a.image)
 
+    a.peer_threads, a.thread_pool = engine_threads(a, log_dir)
+    log(f"engine: {a.peer_threads} threads ({a.thread_pool} pool); peers: {a.peer_threads} threads")
     tiny_check, tiny_agreement = tiny_checks(a, log_dir, wanted)
 
     # Memory allows a few loaded models at a time, not one per configuration: the
@@ -325,7 +343,7 @@ def main() -> int:
         if a.checkpoint:
             anchors.append(System(HF, reference, [a.hf_python, os.path.join(HERE, "hf_peer.py"), "--checkpoint",
                                                   a.checkpoint, "--model-dir", a.model_dir, "--threads",
-                                                  str(a.threads)], log_dir))
+                                                  str(a.peer_threads)], log_dir))
         all_systems += anchors
         for config in configs:
             group = [System(ENGINE, config, engine_argv(a, a.model_dir, config), log_dir)] if config != reference \
@@ -415,7 +433,13 @@ def main() -> int:
     except OSError:
         pass
     print(f"## Benchmark, {datetime.date.today().isoformat()}\n")
-    print(f"- CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); threads per system: {a.threads}")
+    if a.thread_pool == "process":
+        engine_pool = (f"its process pool of {a.peer_threads} threads "
+                       f"({'--threads 0' if a.threads is not None else 'the default'})")
+    else:
+        engine_pool = f"{a.peer_threads} threads per graph (--threads {a.threads})"
+    print(f"- CPU: {cpu_model()} ({os.cpu_count()} logical CPUs); engine: {engine_pool}; peers (onnxruntime "
+          f"loop, transformers): {a.peer_threads} threads")
     print(f"- model: {a.model_dir} ({florence.get('source', 'unknown source')}); image {os.path.basename(image)}")
     print(f"- {a.rounds} interleaved rounds per group; every case generates exactly its token count "
           "(min = max new tokens)"

@@ -45,6 +45,18 @@ pub struct SessionOptions {
     pub execution_provider: ExecutionProvider,
 }
 
+impl SessionOptions {
+    /// The intra-op threads a run of these graphs gets: the process pool's
+    /// for `intra_threads` 0, else that many, at most the CPUs this process
+    /// may use (what a benchmark reports beside its figures).
+    pub fn effective_threads(&self) -> usize {
+        match self.intra_threads {
+            0 => super::runtime::pool_threads(),
+            n => crate::engine::cpus::usable_threads(n),
+        }
+    }
+}
+
 impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
