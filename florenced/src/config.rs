@@ -213,7 +213,8 @@ pub struct Config {
     pub limits: Limits,
     /// Requests waiting beyond the running ones; more get 503 overloaded.
     pub queue_depth: usize,
-    /// Inferences running at once (each one loads its own copy of the model).
+    /// Inferences running at once, each on its own pipeline, all on one
+    /// shared copy of the model (its weights loaded once).
     pub max_concurrent_requests: usize,
     pub request_timeout_s: f64,
     /// How long SIGTERM waits for in-flight and queued requests.
