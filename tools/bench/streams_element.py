@@ -40,8 +40,12 @@ class ElementError(RuntimeError):
 def branch(i: int, model_dir: str, mode: str, tokens: int, frames: int) -> str:
     """One camera: a source, its florencecaption instance and a sink. Live: an
     endless live source, stopped by the driver; every-frame: `frames` frames."""
-    src = "videotestsrc is-live=true pattern=ball" if mode == "live" else \
-        f"videotestsrc num-buffers={frames} pattern=ball"
+    # A ball of its own colour per camera: identical frames from two sources
+    # would share one vision pass (the model's shared features), which two
+    # real cameras' frames never do.
+    ball = f"pattern=ball foreground-color=0xff{(255 - 23 * i) % 256:02x}{(37 * i) % 256:02x}{(90 + 61 * i) % 256:02x}"
+    src = f"videotestsrc is-live=true {ball}" if mode == "live" else \
+        f"videotestsrc num-buffers={frames} {ball}"
     sink = "fakesink" if mode == "live" else "fakesink sync=false"
     return (f'{src} ! {CAPS} ! florencecaption name=s{i} model-dir="{model_dir}" mode={mode} task=caption '
             f"max-new-tokens={tokens} min-new-tokens={tokens} num-beams=1 ! {sink}")
