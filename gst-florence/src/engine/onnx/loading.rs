@@ -62,17 +62,29 @@ pub(crate) fn open_graphs(
         }
     };
     std::thread::scope(|scope| {
+        let mut loaders = Vec::new();
         for _ in 1..workers.clamp(1, graphs.len().max(1)) {
             // A thread that cannot start leaves its share to the others.
-            if let Err(e) = std::thread::Builder::new()
+            match std::thread::Builder::new()
                 .name("florence-load".into())
                 .spawn_scoped(scope, work)
             {
-                tracing::warn!("cannot start a graph loading thread ({e}); loading on fewer");
-                break;
+                Ok(loader) => loaders.push(loader),
+                Err(e) => {
+                    tracing::warn!("cannot start a graph loading thread ({e}); loading on fewer");
+                    break;
+                }
             }
         }
         work();
+        // Joined, not only waited for as the scope would: the threads have
+        // ended when the model is returned (the scope's own wait ends when
+        // their work does, before the threads themselves exit).
+        for loader in loaders {
+            if let Err(panic) = loader.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
     });
     let mut opened = Vec::with_capacity(graphs.len());
     for (&graph, outcome) in graphs.iter().zip(outcomes) {
