@@ -11,8 +11,26 @@ use gstflorence::engine::{Florence, SessionOptions};
 
 use common::scratch::Scratch;
 
+/// The process's threads that are not exiting: the graph loaders end with
+/// each load, and one that has ended may still be listed for a moment, with
+/// the kernel's PF_EXITING flag (field 9 of its `stat`).
 fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task").unwrap().count()
+    const PF_EXITING: u64 = 0x4;
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter(|task| {
+            let stat = std::fs::read_to_string(task.as_ref().unwrap().path().join("stat"));
+            // Gone between the listing and the read: not running either.
+            let Ok(stat) = stat else { return false };
+            let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+            let flags: u64 = after_name
+                .split_whitespace()
+                .nth(6)
+                .and_then(|f| f.parse().ok())
+                .unwrap_or(0);
+            flags & PF_EXITING == 0
+        })
+        .count()
 }
 
 fn load(dir: &Path, intra_threads: usize) -> Florence {

@@ -24,6 +24,7 @@ use ort::value::{DynValue, Tensor};
 use super::decoder::OnnxDecoder;
 use super::error::OnnxError;
 use super::graph_cache::GraphSource;
+use super::loading;
 use super::session::{self, SessionOptions};
 use super::signature::Graph;
 use super::tensors::{
@@ -267,33 +268,45 @@ struct Opened {
     sources: Vec<(Graph, GraphSource)>,
 }
 
-/// Opens the four ONNX graphs of an onnx-community directory.
+/// Opens the four ONNX graphs of an onnx-community directory, side by side
+/// ([`loading`]).
 fn open_sessions(
     dir: &Path,
     files: &ModelFiles,
     options: &SessionOptions,
 ) -> Result<Opened, ModelError> {
     let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
+    // The decoder first: loading a graph briefly needs more memory than it
+    // keeps (most for the merged decoder), and it is the longest to load, so
+    // the others load beside it.
+    let order = [
+        Graph::DecoderMerged,
+        Graph::Encoder,
+        Graph::EmbedTokens,
+        Graph::VisionEncoder,
+    ];
+    let opened = loading::open_graphs(&runtime, files, &order, options, loading::loaders())?;
     let mut kinds = Vec::new();
     let mut sources = Vec::new();
-    let mut open = |g| -> Result<Session, ModelError> {
-        let (s, source) = session::open_graph_from(&runtime, files, g, options)?;
-        sources.push((g, source));
-        if g != Graph::EmbedTokens {
+    let mut sessions = Vec::new();
+    for o in opened {
+        sources.push((o.graph, o.source));
+        if o.graph != Graph::EmbedTokens {
             kinds.push((
-                g,
-                float16_inputs(&s, session::graph_path(dir, g, &options.variant))?,
+                o.graph,
+                float16_inputs(
+                    &o.session,
+                    session::graph_path(dir, o.graph, &options.variant),
+                )?,
             ));
         }
-        Ok(s)
-    };
-    // The decoder first: loading a graph briefly needs more memory than it
-    // keeps (most for the merged decoder), and that peak is lowest while
-    // nothing else is resident.
-    let decoder = open(Graph::DecoderMerged)?;
-    let encoder = open(Graph::Encoder)?;
-    let embed = open(Graph::EmbedTokens)?;
-    let vision = open(Graph::VisionEncoder)?;
+        sessions.push(o.session);
+    }
+    let [decoder, encoder, embed, vision]: [Session; 4] =
+        sessions.try_into().map_err(|_| OnnxError::Load {
+            path: dir.to_path_buf(),
+            reason: "not every graph was opened".into(),
+        })?;
     let sessions = Sessions {
         vision: Turns::new(vision),
         embed: Turns::new(embed),

@@ -5,6 +5,7 @@
 //! - [`decoder`]: the merged decoder as a step model for the generation loops;
 //! - [`tensors`]: values and runs shared with the Hailo split's ONNX parts;
 //! - [`describe`]: every graph of a directory, validated, for `florenced signature`;
+//! - [`loading`]: a model's graphs opened side by side;
 //! - [`session`]: one graph opened as a validated session, with its
 //!   [`session::SessionOptions`] and threads;
 //! - [`graph_cache`]: optimised graphs saved once and mapped at later loads;
@@ -20,6 +21,7 @@ pub mod describe;
 pub mod error;
 pub mod execution_provider;
 pub mod graph_cache;
+pub(crate) mod loading;
 pub mod runtime;
 pub mod session;
 pub mod shared_arena;
