@@ -158,10 +158,12 @@ impl Florence {
             .parse(task.parse_kind(), raw_text, width, height)
     }
 
-    /// Drops the kept vision features ([`super::onnx::session::SessionOptions::vision_cache`]), so the
-    /// next run encodes its image again even if it is the same one.
+    /// Drops the kept vision features ([`super::onnx::session::SessionOptions::vision_cache`]),
+    /// this handle's and the model's shared ones, so the next run encodes its
+    /// image again even if it is the same one.
     pub fn forget_vision(&self) {
         self.vision.clear();
+        self.model.shared_vision.forget_recent();
     }
 
     /// Where each ONNX graph was loaded from (the optimised-graph cache or the model file).

@@ -107,6 +107,12 @@ impl SharedVision {
         }
     }
 
+    /// Drops the kept images' features (not the ones being encoded, which
+    /// their waiters need): the next claim of any image encodes it again.
+    pub fn forget_recent(&self) {
+        self.state.lock().recent.clear();
+    }
+
     /// Images kept now.
     #[cfg(test)]
     fn kept(&self) -> usize {
@@ -225,6 +231,21 @@ mod tests {
             ready(shared.claim(1, &Interrupt::new()).unwrap()).data,
             [3.0; 4]
         );
+    }
+
+    #[test]
+    fn forgotten_images_are_encoded_again() {
+        let shared = SharedVision::default();
+        let Ok(Claim::Encode(e)) = shared.claim(1, &Interrupt::new()) else {
+            panic!("new image");
+        };
+        e.finish(features(1.0));
+        shared.forget_recent();
+        assert_eq!(shared.kept(), 0);
+        assert!(matches!(
+            shared.claim(1, &Interrupt::new()),
+            Ok(Claim::Encode(_))
+        ));
     }
 
     #[test]
