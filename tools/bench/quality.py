@@ -21,6 +21,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
+import bench
 import quality_scenes
 from bench import native_size, present
 from quality_tasks import ACCURACY_TASKS, BOX_TASKS, TEXT_TASKS, Tally, add
@@ -38,17 +39,13 @@ def log(msg: str) -> None:
 
 
 @dataclass(frozen=True)
-class Config:
-    """A precision variant (file suffix, "" for float32) at an input size, or the Hailo split."""
-    variant: str
-    size: int
+class Config(bench.Config):
+    """The benchmark's configuration (variant at an input size), or the Hailo split."""
     backend: str = "onnx"
 
     @property
     def label(self) -> str:
-        if self.backend == HAILO:
-            return f"Hailo split (stand-in) {self.size}"
-        return f"{self.variant or 'fp32'} {self.size}"
+        return f"Hailo split (stand-in) {self.size}" if self.backend == HAILO else super().label
 
 
 def worker(a, config: Config, log_dir: str) -> Worker:
