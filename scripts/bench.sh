@@ -9,6 +9,15 @@
 #   bash scripts/bench.sh --model-dir DIR # another model directory (no transformers peer
 #                                         # unless --checkpoint DIR gives its PyTorch weights)
 #   bash scripts/bench.sh --quick         # smoke test: tiny model, 1 round, no transformers
+#   bash scripts/bench.sh --quality       # the quality table instead: every variant of the tiny
+#                                         # model at 384 and 768, and the Hailo split over the
+#                                         # stand-in, scored on 48 held-out generated scenes
+#   bash scripts/bench.sh --quality --quick  # its smoke test: 3 scenes, fp32 and _int8 at 384
+#
+# --quality (tools/bench/quality.py) takes --scenes N, --seed S, --threads,
+# --image-sizes, --variants and --log-dir; the Hailo row needs the stand-in
+# library (FLORENCE_HAILO_STANDIN, else libflorence_hailo_standin.so beside
+# florenced, which the release build here makes).
 #
 # The first full run installs the exporter's environment (torch + transformers,
 # several GB from PyPI, minutes) and generates a Florence-2-base-shaped model with
@@ -30,17 +39,19 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${FLORENCE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/bench}"
 ORT_VENV="${FLORENCE_BENCH_VENV:-$ROOT/.venv-bench}"
 
-quick=0 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
-variants="fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4"
-pass=()
+quick=0 quality=0 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
+variants="fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4" variants_given=0
+pass=() quality_pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
+    --quality) quality=1 ;;
+    --scenes|--seed) quality_pass+=("$1" "$2"); shift ;;
     --rounds) rounds="$2"; shift ;;
     --model-dir) model_dir="$2"; shift ;;
     --checkpoint) checkpoint="$2"; shift ;;
     --no-transformers) transformers=0 ;;
-    --variants) variants="$2"; shift ;;
+    --variants) variants="$2"; variants_given=1; shift ;;
     --threads|--image|--image-sizes|--cases|--variant-cases|--log-dir|--ballast-gib) pass+=("$1" "$2"); shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -50,13 +61,17 @@ done
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
 
+if [ "$quality" = 1 ] && [ "$quick" = 1 ] && [ "$variants_given" = 0 ]; then
+  variants="fp32,_int8"
+fi
+
 bash "$ROOT/tools/bench/make_venv.sh" "$ORT_VENV" "$ROOT/tools/bench/requirements-ort.txt"
 
 if [ -n "${FLORENCED_BIN:-}" ]; then
   florenced="$FLORENCED_BIN"
 else
   log "building florenced (release)"
-  (cd "$ROOT" && cargo build --release --locked -p florenced >&2)
+  (cd "$ROOT" && cargo build --release --locked -p florenced -p florence-hailo-standin >&2)
   florenced="$ROOT/target/release/florenced"
 fi
 
@@ -84,6 +99,18 @@ for f in "$tiny_src"/*.json "$tiny_src"/onnx/{vision_encoder,embed_tokens,encode
   fi
 done
 add_variants "$tiny"
+
+if [ "$quality" = 1 ]; then
+  args=(--florenced "$florenced" --model-dir "$tiny" --hailo-model-dir "$tiny_src" --variants "$variants")
+  standin="${FLORENCE_HAILO_STANDIN:-$(dirname "$florenced")/libflorence_hailo_standin.so}"
+  if [ -f "$standin" ]; then
+    args+=(--hailo-standin "$standin")
+  else
+    log "no Hailo stand-in at $standin: no Hailo row"
+  fi
+  [ "$quick" = 1 ] && args+=(--scenes 3 --image-sizes 384)
+  exec "$ORT_VENV/bin/python" "$ROOT/tools/bench/quality.py" "${args[@]}" "${quality_pass[@]}" "${pass[@]}"
+fi
 
 if [ "$quick" = 1 ]; then
   model_dir="${model_dir:-$tiny}"

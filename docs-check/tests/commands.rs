@@ -36,6 +36,11 @@ const RUN: &[(&str, &str, &str)] = &[
     ),
     ("bash scripts/test.sh", ".ci/run", "bash scripts/test.sh"),
     (
+        "bash scripts/bench.sh --quality --quick",
+        "florenced/tests/quality.rs",
+        "\"scripts/bench.sh\", \"--quality\", \"--quick\"",
+    ),
+    (
         "bash scripts/setup.sh --aarch64",
         ".ci/run",
         "bash scripts/setup.sh --aarch64",

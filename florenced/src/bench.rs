@@ -11,8 +11,13 @@
 //!     "backend": "onnx-cpu", "backend_reason": "backend=auto chose ONNX Runtime: ...",
 //!     "threads": 2, "thread_pool": "process"}
 //! -> {"image": "a.png", "task": "<CAPTION>", "max_new_tokens": 20, "min_new_tokens": 20, "num_beams": 1}
-//! <- {"ids": [2, 0, ...], "token_count": 20, "timings": {...}, "peak_rss_kb": 2345678}
+//! <- {"ids": [2, 0, ...], "text": "</s><s>A red ...", "result": "A red ...", "token_count": 20,
+//!     "timings": {...}, "peak_rss_kb": 2345678}
 //! ```
+//!
+//! `text` is the decoded generation and `result` its post-processed form (as
+//! `florenced run` prints it): the quality table (tools/bench/quality.py)
+//! scores `result` against the scene's ground truth.
 //!
 //! Optional request keys: `text`, `region` ([x1, y1, x2, y2]), `reuse_vision`
 //! (true: a second task on the previous request's image, whose vision features
@@ -125,6 +130,8 @@ fn answer(
     let out = florence.run(&images[&req.image], &request)?;
     Ok(json!({
         "ids": out.ids,
+        "text": out.raw_text,
+        "result": out.result,
         "token_count": out.token_count,
         "timings": out.timings,
         "peak_rss_kb": status_kb("VmHWM"),

@@ -68,6 +68,18 @@ fn bench_subcommand_answers_each_stdin_request_with_ids_and_timings() {
     // min = max new tokens: exactly 20 generated after the start token.
     assert_eq!(lines[1]["token_count"], 20);
     assert_eq!(lines[1]["ids"].as_array().unwrap().len(), 21);
+    // The decoded text and its post-processed result, as `florenced run` gives them.
+    assert!(
+        lines[1]["text"].as_str().unwrap().starts_with("</s><s>"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        !lines[1]["result"].as_str().unwrap().is_empty(),
+        "{}",
+        lines[1]
+    );
+    assert!(lines[3]["result"]["bboxes"].is_array(), "{}", lines[3]);
     let t = &lines[1]["timings"];
     for stage in [
         "preprocess_ms",

@@ -5,7 +5,8 @@ The worker loads its model once and announces `{"ready": true, "load_ms": ...,
 "peak_rss_kb": ...}`; then each stdin line is a request (`image`, `task`,
 optional `text`, `region`, `prompt_ids`, `max_new_tokens`, `min_new_tokens`,
 `num_beams`) answered by one stdout line (`ids`, `token_count`, `timings` in
-ms, `peak_rss_kb`) or `{"error": ...}`.
+ms, `peak_rss_kb`; the engine adds the decoded `text` and its post-processed
+`result`, which the quality table scores) or `{"error": ...}`.
 """
 
 from __future__ import annotations

@@ -244,7 +244,12 @@ def task_sample(rng: random.Random, s: Scene, task: str) -> tuple[str, str] | No
     sample = _task_sample(rng, s, task)
     if sample is None:
         return None
-    return tuple(re.sub(r"\b([Aa]) (orange)", r"\1n \2", part) for part in sample)
+    return tuple(articles(part) for part in sample)
+
+
+def articles(text: str) -> str:
+    """"a orange" made "an orange", in every prompt and target."""
+    return re.sub(r"\b([Aa]) (orange)", r"\1n \2", text)
 
 
 def _task_sample(rng: random.Random, s: Scene, task: str) -> tuple[str, str] | None:

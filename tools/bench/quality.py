@@ -1,0 +1,177 @@
+"""The quality table behind `scripts/bench.sh --quality`: every configuration of
+the tiny model (precision variant x input size, and the Hailo split over the
+stand-in) answers every task on held-out generated scenes (quality_scenes.py),
+and each task's answers are scored against the scenes' ground truth
+(quality_tasks.py). Prints markdown tables on stdout (fp32 at the model's own
+size is the reference; every other row shows its difference), progress on
+stderr.
+
+The engine runs as `florenced bench` (one worker per configuration, greedy
+decoding); its post-processed `result` is what is scored. Each scene's first
+request pays for the vision pass, the others reuse its features, as
+florenced's /v1/analyze does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import bench
+import quality_scenes
+from bench import native_size, present
+from quality_tasks import ACCURACY_TASKS, BOX_TASKS, TEXT_TASKS, Tally, add
+from workers import Worker
+
+DEFAULT_VARIANTS = "fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4"
+MAX_NEW_TOKENS = 160
+HAILO = "hailo"
+# The HailoRT major the stand-in plays (the engine's bridge file name for it).
+HAILO_BRIDGE = "libflorence_hailo_hailort5.so"
+
+
+def log(msg: str) -> None:
+    print(f"quality: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Config(bench.Config):
+    """The benchmark's configuration (variant at an input size), or the Hailo split."""
+    backend: str = "onnx"
+
+    @property
+    def label(self) -> str:
+        return f"Hailo split (stand-in) {self.size}" if self.backend == HAILO else super().label
+
+
+def worker(a, config: Config, log_dir: str) -> Worker:
+    model = a.model_dir
+    argv = [a.florenced, "bench", "--threads", str(a.threads), "--variant", config.variant]
+    env = {}
+    if config.backend == HAILO:
+        # The stand-in plays libhailort and the bridge; the split lives in the fixture model.
+        bridges = os.path.join(log_dir, "hailo-bridges")
+        os.makedirs(bridges, exist_ok=True)
+        link = os.path.join(bridges, HAILO_BRIDGE)
+        if not os.path.lexists(link):
+            os.symlink(os.path.abspath(a.hailo_standin), link)
+        env = {"FLORENCE_HAILORT_LIBRARY": os.path.abspath(a.hailo_standin), "FLORENCE_HAILO_BRIDGE_DIR": bridges}
+        model = a.hailo_model_dir
+        argv += ["--backend", "hailo"]
+    else:
+        argv += ["--backend", "onnx"]
+    if config.size != native_size(model):
+        argv += ["--image-size", str(config.size)]
+    log(f"starting {config.label}")
+    w = Worker(config.label, argv + ["--model-dir", model], log_dir, env)
+    if config.backend == HAILO and w.ready.get("backend") != HAILO:
+        w.close()
+        raise SystemExit(f"quality: {config.label} runs captions on {w.ready.get('backend')}, not the split: "
+                         f"{w.ready.get('backend_reason')}")
+    return w
+
+
+def answers(w: Worker, probes: list[quality_scenes.Probe]) -> dict[str, Tally]:
+    tallies: dict[str, Tally] = {}
+    last_image = None
+    for p in probes:
+        out = w.ask(p.request(MAX_NEW_TOKENS, reuse_vision=p.image == last_image))
+        last_image = p.image
+        add(tallies.setdefault(p.task, Tally()), p, out["result"])
+    return tallies
+
+
+def cell(value: float | None, ref: float | None, reference: bool) -> str:
+    if value is None:
+        return "-"
+    if reference or ref is None:
+        return f"{value:.1f}"
+    return f"{value:.1f} ({value - ref:+.1f})"
+
+
+def table(title: str, tasks: list[str], rows: list[tuple[Config, dict[str, Tally]]]) -> str:
+    heads = [(t, col) for t in tasks for col in Tally().columns(t)]
+    ref = {(t, col): v for t in tasks for col, v in rows[0][1].get(t, Tally()).columns(t).items()}
+    lines = [f"### {title}", "",
+             "| configuration | " + " | ".join(f"`{t}` {col}" for t, col in heads) + " |",
+             "|---|" + "---:|" * len(heads)]
+    for i, (config, tallies) in enumerate(rows):
+        cells = []
+        for t, col in heads:
+            tally = tallies.get(t)
+            cells.append(cell(tally.columns(t)[col], ref[(t, col)], i == 0) if tally else "-")
+        lines.append(f"| {config.label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--florenced", required=True, help="the florenced binary")
+    ap.add_argument("--model-dir", required=True, help="the tiny model with its precision variants")
+    ap.add_argument("--variants", default=DEFAULT_VARIANTS,
+                    help=f"comma-separated file suffixes, fp32 for none; absent ones are skipped [{DEFAULT_VARIANTS}]")
+    ap.add_argument("--image-sizes", default="384,768", help="input sizes; the model's own is the reference [384,768]")
+    ap.add_argument("--scenes", type=int, default=48, help="held-out scenes [48]")
+    ap.add_argument("--seed", type=int, default=quality_scenes.HELD_OUT_SEED,
+                    help=f"their seed [{quality_scenes.HELD_OUT_SEED}: see quality_scenes.py]")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--hailo-standin", help="libflorence_hailo_standin.so: adds the Hailo split's row (<CAPTION>)")
+    ap.add_argument("--hailo-model-dir", help="a model directory with the split (hailo/) [--model-dir]")
+    ap.add_argument("--log-dir", help="workers' stderr logs and the scenes [a new temporary directory]")
+    a = ap.parse_args()
+    a.hailo_model_dir = a.hailo_model_dir or a.model_dir
+
+    log_dir = a.log_dir or tempfile.mkdtemp(prefix="florence-quality-")
+    scenes_dir = os.path.join(log_dir, "scenes")
+    os.makedirs(scenes_dir, exist_ok=True)
+    probes = quality_scenes.probes(a.scenes, scenes_dir, a.seed)
+    log(f"{a.scenes} scenes, {len(probes)} requests per configuration; scenes and logs in {log_dir}")
+
+    native = native_size(a.model_dir)
+    sizes = list(dict.fromkeys([native] + [int(s) for s in a.image_sizes.split(",") if s.strip()]))
+    variants = ["" if v.strip() in ("fp32", "") else v.strip() for v in a.variants.split(",")]
+    wanted = [Config(v, s) for v in dict.fromkeys([""] + variants) for s in sizes]
+    configs = [c for c in wanted if present(a.model_dir, c.variant)]
+    absent = sorted({c.variant for c in wanted if c not in configs})
+    if a.hailo_standin:
+        configs.append(Config("", native_size(a.hailo_model_dir), HAILO))
+
+    rows = []
+    for config in configs:
+        # The split runs only <CAPTION> (florence.rs: backend_for); other tasks would run on ONNX Runtime.
+        mine = [p for p in probes if p.task == "<CAPTION>"] if config.backend == HAILO else probes
+        w = worker(a, config, log_dir)
+        try:
+            rows.append((config, answers(w, mine)))
+        finally:
+            w.close()
+        log(f"{config.label} done")
+
+    counts = {}
+    for p in probes:
+        counts[p.task] = counts.get(p.task, 0) + 1
+    print(f"## Quality, {datetime.date.today().isoformat()}\n")
+    print(f"- model: {a.model_dir}; {a.scenes} held-out generated scenes (seed {a.seed}), greedy decoding, "
+          f"at most {MAX_NEW_TOKENS} new tokens")
+    print("- answers per task: " + ", ".join(f"`{t}` {n}" for t, n in counts.items()))
+    print(f"- configurations: {', '.join(c.label for c in configs)}"
+          + (f"; variants absent: {', '.join(absent)}" if absent else ""))
+    print("- percentages; boxes: precision P and recall R at IoU 0.5 (label equal where the task has labels; "
+          "quads as their bounding boxes); text: exact match and character error rate (CER, lower is better); "
+          "region tasks and VQA: right answers; segmentation: mask IoU >= 0.5. "
+          f"{configs[0].label} is the reference, other rows show (difference)")
+    print()
+    print(table("Boxes", list(BOX_TASKS), rows))
+    print()
+    print(table("Text", TEXT_TASKS, rows))
+    print()
+    print(table("Regions, answers and masks", ACCURACY_TASKS, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
