@@ -85,13 +85,7 @@ impl Interrupt {
     /// a deadline, from a timer thread when it passes (until the returned
     /// guard is dropped).
     pub fn on_stop(&self, stop: StopHook) -> Option<DeadlineTimer> {
-        {
-            let mut slot = self.inner.stop.lock();
-            if self.is_cancelled() {
-                stop();
-            }
-            *slot = Some(stop.clone());
-        }
+        self.on_cancel(stop.clone());
         let deadline = self.deadline?;
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
@@ -104,6 +98,17 @@ impl Interrupt {
             })
             .ok()?;
         Some(DeadlineTimer { _stop: tx })
+    }
+
+    /// Makes `stop` what a cancel calls from now on (replacing the previous
+    /// call's), and calls it at once when the run is cancelled already; no
+    /// timer: for a wait that watches the deadline itself (a queue's).
+    pub fn on_cancel(&self, stop: StopHook) {
+        let mut slot = self.inner.stop.lock();
+        if self.is_cancelled() {
+            stop();
+        }
+        *slot = Some(stop);
     }
 
     /// A runtime failure caused by a cancel or the deadline is that.

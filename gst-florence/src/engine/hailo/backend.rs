@@ -148,10 +148,11 @@ impl Backend for HailoBackend {
     /// 32-token window (beam and sampling settings do not apply).
     fn generate(&self, job: Job<'_>, interrupt: &Interrupt) -> Result<Generated, EngineError> {
         let t0 = Instant::now();
-        // A cancel wakes this caption out of the queue; the split's own
-        // runs replace the hook once it has the turn.
+        // A cancel wakes this caption out of the queue (which watches the
+        // deadline itself); the split's own runs replace the hook once it
+        // has the turn.
         let gate = self.inner.split.waker();
-        let _timer = interrupt.on_stop(Arc::new(move || gate.wake()));
+        interrupt.on_cancel(Arc::new(move || gate.wake()));
         let mut split = self.inner.split.take(interrupt)?;
         let waited = split.waited;
         let generated = split.caption_with(job.image, interrupt);
@@ -213,7 +214,8 @@ fn spawn_reaper(inner: Weak<Inner>, idle: Duration) -> mpsc::Sender<()> {
                     continue;
                 }
                 wait = idle;
-                // A caption holding or waiting for the turn refreshes last_used.
+                // A caption holding or waiting for the turn keeps the device:
+                // try_take gives way to it.
                 if let Some(mut split) = inner.split.try_take()
                     && split.networks_mut().is_open()
                 {

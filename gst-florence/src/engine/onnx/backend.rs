@@ -133,9 +133,7 @@ impl OnnxBackend {
         )?;
         Ok((hidden, total))
     }
-}
 
-impl OnnxBackend {
     /// What a cancel of a request must wake: the queues for the graphs, and
     /// the wait for another user's encode of its image.
     fn wakers(&self, shared_vision: &Arc<SharedVision>) -> Vec<Arc<dyn Wake>> {
