@@ -693,6 +693,43 @@ fn a_passed_deadline_or_a_cancel_stops_the_caption_before_the_device_runs() {
 }
 
 #[test]
+fn a_deadline_passing_during_a_device_run_is_the_requests_not_the_devices() {
+    use gstflorence::engine::task::Task;
+    use gstflorence::engine::{DeviceState, Interrupt, Interruption, Request};
+    use std::time::Instant;
+    let _g = exclusive();
+    let (img, want) = first_case();
+    let florence = florence_with_standin();
+    let opens = || {
+        std::fs::read_to_string(trace_file())
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("open "))
+            .count()
+    };
+    let opened = opens();
+    // The first device run (600 ms) outlasts the request's 300 ms: the run
+    // finishes (HailoRT would not let go of it sooner), then the deadline
+    // ends the caption as the request's own (a run cut short by it used to
+    // be a device timeout: device-error, the device closed and reopened).
+    set_faults("run_ms=600\n");
+    let late = Interrupt::with_deadline(Instant::now() + Duration::from_millis(300));
+    let r = florence.run_with(&img, &Request::new(Task::Caption), &late);
+    assert!(
+        matches!(
+            r,
+            Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
+        ),
+        "{r:?}"
+    );
+    assert_eq!(florence.device_state(), Some(DeviceState::Connected));
+    set_faults("");
+    let out = florence.run(&img, &Request::new(Task::Caption)).unwrap();
+    assert_eq!(out.ids[1..], want[..]);
+    assert_eq!(opens(), opened, "the device was not reopened");
+}
+
+#[test]
 fn an_idle_device_is_released_and_reopened_by_the_next_caption() {
     use gstflorence::engine::DeviceState;
     let _g = exclusive();
@@ -741,7 +778,7 @@ fn real_device_runs_the_split() {
 #[test]
 fn a_caption_queued_for_the_device_leaves_at_its_deadline_not_after_the_one_ahead() {
     use gstflorence::engine::task::Task;
-    use gstflorence::engine::{Florence, Interrupt, Interruption, Request, registry};
+    use gstflorence::engine::{Florence, Interrupt, Interruption, Request};
     use std::time::Instant;
     let _g = exclusive();
     let (img, want) = first_case();
@@ -750,12 +787,7 @@ fn a_caption_queued_for_the_device_leaves_at_its_deadline_not_after_the_one_ahea
     assert_eq!(a.model_id(), b.model_id(), "one model, one device");
     // Every network run takes 150 ms: a caption holds the device for seconds.
     set_faults("run_ms=150\n");
-    let in_flight = || {
-        registry::loaded()
-            .iter()
-            .find(|m| m.id == a.model_id())
-            .map_or(0, |m| m.in_flight)
-    };
+    let runs_before = device_runs();
     let (done, finished) = std::sync::mpsc::channel();
     std::thread::scope(|s| {
         let (first, a, img) = (done.clone(), &a, &img);
@@ -763,10 +795,15 @@ fn a_caption_queued_for_the_device_leaves_at_its_deadline_not_after_the_one_ahea
             let r = a.run(img, &Request::new(Task::Caption));
             first.send(("a", r)).unwrap();
         });
+        // The first holds the device once its first network run starts (the
+        // stand-in traces it); before that the second could queue first.
         let guard = Instant::now() + Duration::from_secs(60);
-        while in_flight() == 0 {
-            assert!(Instant::now() < guard, "the first caption never started");
-            std::thread::yield_now();
+        while device_runs() == runs_before {
+            assert!(
+                Instant::now() < guard,
+                "the first caption never reached the device"
+            );
+            std::thread::sleep(Duration::from_millis(2));
         }
         let b = &b;
         s.spawn(move || {

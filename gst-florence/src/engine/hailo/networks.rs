@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::bridge::{Bridge, Device, Model, StreamInfo};
 use super::bridge_search::BRIDGE_DIR_ENV;
@@ -104,7 +104,6 @@ pub struct HailoNetworks {
     decoder_hef: PathBuf,
     shapes: SplitShapes,
     opened: Option<Opened>,
-    deadline: Option<Instant>,
 }
 
 impl HailoNetworks {
@@ -123,7 +122,6 @@ impl HailoNetworks {
             decoder_hef,
             shapes,
             opened: None,
-            deadline: None,
         }
     }
 
@@ -180,15 +178,12 @@ impl HailoNetworks {
         out_len: usize,
     ) -> Result<Vec<f32>, HailoError> {
         self.open()?;
-        // The request's deadline bounds the run too (at least 1 ms: 0 is no wait).
-        let timeout = match self.deadline {
-            Some(d) => self
-                .settings
-                .run_timeout
-                .min(d.saturating_duration_since(Instant::now()))
-                .max(Duration::from_millis(1)),
-            None => self.settings.run_timeout,
-        };
+        // Only a stuck device bounds a run, not the request's deadline: a run
+        // returns when its job is done anyway (HailoRT's job waits for it
+        // before letting go of the buffers), so a deadline cut would only turn
+        // a late request into a device error and a reopen. The split checks
+        // the deadline between runs, one device pass apart.
+        let timeout = self.settings.run_timeout;
         let Some(opened) = self.opened.as_mut() else {
             return Err(HailoError::NotOpen);
         };
@@ -269,10 +264,6 @@ fn check_streams(
 }
 
 impl SplitNetworks for HailoNetworks {
-    fn set_deadline(&mut self, deadline: Option<Instant>) {
-        self.deadline = deadline;
-    }
-
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError> {
         let s = self.shapes;
         self.open()?;

@@ -215,15 +215,13 @@ impl<G: SplitNetworks> HailoSplit<G> {
     }
 
     /// [`HailoSplit::caption`] that stops between network runs when
-    /// `interrupt` is cancelled or its deadline passes (which also bounds
-    /// each run).
+    /// `interrupt` is cancelled or its deadline passes.
     pub fn caption_with(
         &mut self,
         image: &RgbImage,
         interrupt: &Interrupt,
     ) -> Result<Vec<u32>, EngineError> {
         interrupt.check()?;
-        self.graphs.set_deadline(interrupt.deadline());
         let t = &self.files.model.text_config;
         let (eos, start, d) = (t.eos_token_id, t.decoder_start_token_id, t.d_model);
         let (pixels, shape) = preprocess::pixel_values_at(

@@ -2,8 +2,6 @@
 //! Runtime implementation over the exporter's stand-ins (`hailo/*.onnx`);
 //! HailoRT's over the HEFs is [`super::networks::HailoNetworks`].
 
-use std::time::Instant;
-
 use ort::session::Session;
 use ort::value::Tensor;
 
@@ -17,9 +15,6 @@ pub trait SplitNetworks {
     fn text_encoder(&mut self, embeds: &[f32]) -> Result<Vec<f32>, EngineError>;
     /// Encoder states [1, 1, N, D] and a [1, 1, W, D] window -> logits [1, W, V].
     fn decoder(&mut self, states: &[f32], window: &[f32]) -> Result<Vec<f32>, EngineError>;
-    /// The request's deadline, which bounds each following run (if the
-    /// networks can be bounded).
-    fn set_deadline(&mut self, _deadline: Option<Instant>) {}
 }
 
 /// The exporter's ONNX stand-ins for the HEFs.
