@@ -8,16 +8,24 @@
 #   bash scripts/bench.sh --rounds 3 --threads 4 --variants fp32,_quantized --image-sizes 768
 #   bash scripts/bench.sh --model-dir DIR # another model directory (no transformers peer
 #                                         # unless --checkpoint DIR gives its PyTorch weights)
-#   bash scripts/bench.sh --quick         # smoke test: tiny model, 1 round, no transformers
-#   bash scripts/bench.sh --quality       # the quality table instead: every variant of the tiny
+#   bash scripts/bench.sh --quick         # smoke test: tiny model, 1 round, no transformers, a
+#                                         # quality part of 3 scenes at 384
+#   bash scripts/bench.sh --no-quality    # the timed groups only: no quality part
+#   bash scripts/bench.sh --quality       # the quality table alone: every variant of the tiny
 #                                         # model at 384 and 768, and the Hailo split over the
 #                                         # stand-in, scored on 48 held-out generated scenes
 #   bash scripts/bench.sh --quality --quick  # its smoke test: 3 scenes, fp32 and _int8 at 384
 #
-# --quality (tools/bench/quality.py) takes --scenes N, --seed S, --threads,
-# --image-sizes, --variants and --log-dir; the Hailo row needs the stand-in
-# library (FLORENCE_HAILO_STANDIN, else libflorence_hailo_standin.so beside
-# florenced, which the release build here makes).
+# After the timed groups a run measures `florenced run`'s cold start (process
+# start to its JSON line, graph cache in place) and then, unless --no-quality,
+# scores the same variants of the tiny model (tools/bench/quality.py; --scenes N
+# and --seed S apply to it) and prints the quality table after the speed
+# tables, with one `target:` line per target of issues #10 and #21 the run can
+# measure, met or not, or why not measured. --quality alone takes --scenes N,
+# --seed S, --threads, --image-sizes, --variants and --log-dir; the Hailo row
+# needs the stand-in library (FLORENCE_HAILO_STANDIN, else
+# libflorence_hailo_standin.so beside florenced, which the release build here
+# makes).
 #
 # The first full run installs the exporter's environment (torch + transformers,
 # several GB from PyPI, minutes) and generates a Florence-2-base-shaped model with
@@ -39,13 +47,14 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CACHE="${FLORENCE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/bench}"
 ORT_VENV="${FLORENCE_BENCH_VENV:-$ROOT/.venv-bench}"
 
-quick=0 quality=0 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
+quick=0 quality=0 quality_part=1 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
 variants="fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4" variants_given=0
 pass=() quality_pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=1 ;;
     --quality) quality=1 ;;
+    --no-quality) quality_part=0 ;;
     --scenes|--seed) quality_pass+=("$1" "$2"); shift ;;
     --rounds) rounds="$2"; shift ;;
     --model-dir) model_dir="$2"; shift ;;
@@ -100,14 +109,17 @@ for f in "$tiny_src"/*.json "$tiny_src"/onnx/{vision_encoder,embed_tokens,encode
 done
 add_variants "$tiny"
 
+# The quality table's Hailo row: the split over the stand-in, when it is built.
+hailo_args=(--hailo-model-dir "$tiny_src")
+standin="${FLORENCE_HAILO_STANDIN:-$(dirname "$florenced")/libflorence_hailo_standin.so}"
+if [ -f "$standin" ]; then
+  hailo_args+=(--hailo-standin "$standin")
+elif [ "$quality" = 1 ] || [ "$quality_part" = 1 ]; then
+  log "no Hailo stand-in at $standin: no Hailo row"
+fi
+
 if [ "$quality" = 1 ]; then
-  args=(--florenced "$florenced" --model-dir "$tiny" --hailo-model-dir "$tiny_src" --variants "$variants")
-  standin="${FLORENCE_HAILO_STANDIN:-$(dirname "$florenced")/libflorence_hailo_standin.so}"
-  if [ -f "$standin" ]; then
-    args+=(--hailo-standin "$standin")
-  else
-    log "no Hailo stand-in at $standin: no Hailo row"
-  fi
+  args=(--florenced "$florenced" --model-dir "$tiny" --variants "$variants" "${hailo_args[@]}")
   [ "$quick" = 1 ] && args+=(--scenes 3 --image-sizes 384)
   exec "$ORT_VENV/bin/python" "$ROOT/tools/bench/quality.py" "${args[@]}" "${quality_pass[@]}" "${pass[@]}"
 fi
@@ -164,4 +176,9 @@ if [ "$quick" = 1 ]; then
   # sources are among them because their conversion to RGB is easy to get wrong.
   args+=(--fixture-images scene_640x480,rgba_256x256,gray_320x240 --ballast-gib 1)
 fi
-exec "$ORT_VENV/bin/python" "$ROOT/tools/bench/bench.py" "${args[@]}" "${pass[@]}"
+if [ "$quality_part" = 1 ]; then
+  args+=(--quality-model-dir "$tiny" "${hailo_args[@]}")
+  # The quick part: 3 scenes at the tiny model's own size (seconds, not minutes).
+  [ "$quick" = 1 ] && args+=(--scenes 3 --quality-image-sizes 384)
+fi
+exec "$ORT_VENV/bin/python" "$ROOT/tools/bench/bench.py" "${args[@]}" "${quality_pass[@]}" "${pass[@]}"

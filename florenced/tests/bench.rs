@@ -1,6 +1,7 @@
 //! The benchmark: `florenced bench` speaks the workers' JSON-lines protocol, and
 //! `scripts/bench.sh --quick` (engine and onnxruntime-Python loop on the tiny
-//! model, no transformers) runs to its tables so the script cannot rot.
+//! model, no transformers, `florenced run`'s cold start, a quality part of 3
+//! scenes) runs to its tables and target lines so the script cannot rot.
 
 mod common;
 
@@ -132,6 +133,10 @@ fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_rat
         Command::new("bash")
             .current_dir(root())
             .env("FLORENCED_BIN", env!("CARGO_BIN_EXE_florenced"))
+            .env(
+                "FLORENCE_HAILO_STANDIN",
+                common::built("libflorence_hailo_standin.so"),
+            )
             // An empty cache: the script writes the tiny model's variants itself.
             .env("FLORENCE_BENCH_CACHE", &cache)
             .args(["scripts/bench.sh", "--quick", "--threads", "1"])
@@ -210,6 +215,135 @@ fn bench_script_quick_mode_writes_variants_checks_the_python_peer_and_prints_rat
         assert!(cells[9].contains("/1 identical"), "{row}");
         assert!(cells[10].contains("/48 identical"), "{row}");
     }
+    issue21_targets_have_their_figures_and_verdicts(&table);
+    // The quality table follows the speed tables: the same variants of the tiny
+    // model at its own size, and the Hailo split over the stand-in.
+    let quality = table
+        .find("\n## Quality, ")
+        .unwrap_or_else(|| panic!("no quality part in\n{table}"));
+    assert!(
+        quality
+            > table
+                .find("| configuration | engine `<CAPTION>` greedy")
+                .unwrap(),
+        "{table}"
+    );
+    let quality = &table[quality..];
+    assert!(
+        quality.contains("3 held-out generated scenes (seed 2026)"),
+        "{quality}"
+    );
+    assert!(
+        quality.contains("| configuration | `<CAPTION>` exact | `<CAPTION>` CER |"),
+        "{quality}"
+    );
+    for row in [
+        "| fp32 384 | ",
+        "| _quantized 384 | ",
+        "| _qdq 384 | ",
+        "| _q4 384 | ",
+        "| Hailo split (stand-in) 384 | ",
+    ] {
+        assert_eq!(
+            quality.lines().filter(|l| l.starts_with(row)).count(),
+            3,
+            "{row} in\n{quality}"
+        );
+    }
+}
+
+/// A target's part that ends in a figure and its verdict ("... 0.92x (met)"):
+/// the figure, and whether it says met.
+fn ratio_and_verdict(part: &str) -> (f64, bool) {
+    let (rest, met) = if let Some(rest) = part.strip_suffix(" (met)") {
+        (rest, true)
+    } else if let Some(rest) = part.strip_suffix(" (not met)") {
+        (rest, false)
+    } else {
+        panic!("no verdict at the end of {part:?}")
+    };
+    let figure = rest.rsplit(' ').next().unwrap();
+    let ratio = figure
+        .strip_suffix('x')
+        .and_then(|f| f.parse().ok())
+        .unwrap_or_else(|| panic!("no ratio before the verdict in {part:?}"));
+    (ratio, met)
+}
+
+/// Issue #21's four target lines of a `--quick --threads 1` run: the figures it
+/// can measure with verdicts that agree with them, and what it cannot, said so.
+fn issue21_targets_have_their_figures_and_verdicts(table: &str) {
+    let target = |item: &str| -> &str {
+        let head = format!("- target: #21 item {item}, ");
+        table
+            .lines()
+            .find(|l| l.starts_with(&head))
+            .unwrap_or_else(|| panic!("no {head:?} in\n{table}"))
+    };
+    // Item 2: the fastest 8-bit vision at 768 against fp32's, then that variant's
+    // quality from the quality part.
+    let vision = target("2");
+    let (speed, quality) = vision
+        .split_once("; quality ")
+        .unwrap_or_else(|| panic!("{vision}"));
+    assert!(
+        speed.contains(" 768 ") && speed.contains(" ms against fp32 768 "),
+        "{vision}"
+    );
+    let (ratio, met) = ratio_and_verdict(speed);
+    assert_eq!(met, ratio <= 0.5, "{vision}");
+    assert!(
+        [
+            "_quantized 384 against fp32 384",
+            "_qdq 384 against fp32 384"
+        ]
+        .iter()
+        .any(|row| quality.starts_with(row)),
+        "{vision}"
+    );
+    assert!(
+        quality.ends_with("(met)") || quality.ends_with("(not met)"),
+        "{vision}"
+    );
+    // Item 3: the figure at the run's 1 thread, which the target does not ask for.
+    assert!(
+        target("3").contains("fp32 384 `<CAPTION>` greedy at 1 threads: ")
+            && target("3").ends_with(
+                "x (not measured in this run: the target asks 2 and 4 threads, this run has 1)"
+            ),
+        "{}",
+        target("3")
+    );
+    // Item 4: no transformers, and 1 thread is not 8 or 16.
+    assert!(
+        target("4").ends_with("(not measurable on 1 threads: the target asks 8 and 16)"),
+        "{}",
+        target("4")
+    );
+    // Item 5: `florenced run` from process start to its JSON line against the warm engine.
+    let cold = target("5");
+    assert!(
+        cold.contains("fp32 384 `<CAPTION>` greedy ")
+            && cold.contains(" ms against the engine's warm median "),
+        "{cold}"
+    );
+    let (ratio, met) = ratio_and_verdict(cold);
+    // Loading is part of it: the cold run cannot beat the warm one.
+    assert!(ratio > 1.0, "{cold}");
+    assert_eq!(met, ratio <= 1.5, "{cold}");
+}
+
+#[test]
+fn issue21_target_lines_unit_tests_pass() {
+    let python = root().join(".venv-bench/bin/python");
+    let out = succeed(
+        Command::new(&python)
+            .current_dir(root())
+            .args(["-m", "unittest", "discover", "-s", "tools/bench", "-p"])
+            .arg("test_issue21_targets.py"),
+    );
+    let report = String::from_utf8_lossy(&out.stderr);
+    assert!(report.contains("\nOK"), "{report}");
 }
 
 #[test]

@@ -2,8 +2,10 @@
 a plain onnxruntime-Python loop over the same graphs and transformers, timed in
 one run, interleaved (A B C A B C ...), on the same image and thread count
 (the engine's default, its process pool, unless --threads is given: the peers
-get as many threads as the engine's runs use);
-prints markdown tables on stdout, progress on stderr.
+get as many threads as the engine's runs use); then `florenced run`'s cold
+start, and, with --quality-model-dir, the quality table (quality.py) of that
+model's configurations; prints markdown tables on stdout, with one `target:`
+line per target of issues #10 and #21 the run measures, progress on stderr.
 
 Before any ratio is printed the onnxruntime loop is checked against
 transformers: on the tiny model's recorded references (every fixture case) and,
@@ -20,11 +22,14 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 
+import issue21_targets
+import quality
 import report
 from agreement import Agreement, Check
-from ort_loop import graph_files
+from configs import Config, native_size, present
 from workers import Worker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -66,25 +71,6 @@ ENGINE, ORT, HF = "engine", "onnxruntime-Python loop", "transformers"
 
 def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-@dataclass(frozen=True)
-class Config:
-    """A precision variant (graph file suffix, "" for float32) at an input size."""
-    variant: str
-    size: int
-
-    @property
-    def label(self) -> str:
-        return f"{self.variant or 'fp32'} {self.size}"
-
-
-def native_size(model_dir: str) -> int:
-    return json.load(open(os.path.join(model_dir, "preprocessor_config.json")))["size"]["height"]
-
-
-def present(model_dir: str, variant: str) -> bool:
-    return all(os.path.isfile(p) for p in graph_files(model_dir, variant))
 
 
 class System(Worker):
@@ -235,7 +221,64 @@ def run_group(systems: list[System], cases: list[Case], image: str, rounds: int,
         log(f"{label}: round {r + 1}/{rounds} done")
 
 
+def cold_start_ms(a, config: Config, case: Case, image: str, log_dir: str) -> float:
+    """`florenced run --verbose` on one image, as a user starts it: from process start
+    to its JSON line, in ms. The graph cache is in place: a first, untimed run of the
+    same command writes it, into a directory of this run's own (so no other run's
+    entries are measured)."""
+    threads = [] if a.threads is None else ["--threads", str(a.threads)]
+    argv = [a.florenced, "run", "--verbose", "--model-dir", a.model_dir, "--variant", config.variant, *threads,
+            *size_args(a.model_dir, config), "--task", case.task, "--max-new-tokens", str(case.tokens),
+            "--min-new-tokens", str(case.tokens), "--num-beams", str(case.beams), image]
+    env = {**os.environ, "FLORENCE_GRAPH_CACHE": os.path.join(log_dir, "cold-start-graph-cache")}
+    with open(os.path.join(log_dir, "cold-start.log"), "w") as err:
+        for timed in (False, True):
+            t = time.perf_counter()
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+            line = proc.stdout.readline()
+            ms = (time.perf_counter() - t) * 1e3
+            proc.stdout.read()
+            if proc.wait() != 0 or not line:
+                raise RuntimeError(f"bench: {' '.join(argv)} failed ({proc.returncode}); see {err.name}")
+            out = json.loads(line)
+            if out["token_count"] != case.tokens:
+                raise RuntimeError(f"bench: the cold-start run generated {out['token_count']} tokens, not {case.tokens}")
+            log(f"cold start ({'timed' if timed else 'writing the graph cache'}): {ms:.0f} ms to the JSON line")
+    return ms
+
+
 EIGHT_BIT = ("_quantized", "_int8", "_uint8", "_qdq")
+
+
+def issue21_lines(a, main_label, engine_key, hf_key, runs, med, configs, cold_ms, quality_run) -> list[str]:
+    """Issue #21's targets, each with its figure from this run (issue21_targets.py)."""
+    greedy = "caption-greedy"
+    size = issue21_targets.VISION_SIZE
+    fp32 = Config("", size)
+    # fp32's vision at 768 in the same run: the reference engine when 768 is the model's own size, else fp32 768's.
+    fp32_key = engine_key if fp32.label == main_label else f"{ENGINE} {fp32.label}"
+    fp32_vision = report.stage_medians(runs(fp32.label, greedy, fp32_key)).get("vision_ms")
+    best = None
+    for c in configs:
+        if c.variant in EIGHT_BIT and c.size == size:
+            v = report.stage_medians(runs(c.label, greedy, f"{ENGINE} {c.label}")).get("vision_ms")
+            if v is not None and (best is None or v < best[1]):
+                best = (c.variant, v)
+    price: issue21_targets.QualityLoss | str = "no quality run (--no-quality)"
+    if best and quality_run:
+        ref = quality_run.rows[0][0]
+        loss = quality_run.worst_loss(best[0], ref.size)
+        price = issue21_targets.QualityLoss(f"{best[0]} {ref.size}", ref.label, *loss) if loss \
+            else f"no figures of {best[0]} {ref.size} to compare in the quality run"
+    this = med(main_label, greedy, engine_key)
+    loop = med(main_label, greedy, f"{ORT} {main_label}")
+    hf = med(main_label, greedy, hf_key)
+    return [
+        issue21_targets.integer_vision(fp32_vision, best, price),
+        issue21_targets.against_loop(main_label, a.peer_threads, loop / this if loop and this else None),
+        issue21_targets.against_transformers(main_label, a.peer_threads, hf / this if hf and this else None),
+        issue21_targets.cold_start(main_label, cold_ms, this),
+    ]
 
 
 def target_lines(main_label, engine_key, hf_key, runs, med, configs, native, engine) -> list[str]:
@@ -307,6 +350,13 @@ def main() -> int:
     ap.add_argument("--ballast-gib", type=int, default=3,
                     help="GiB of memory touched before the timed workers start and held until the end (see Ballast); "
                          "0: none [3]")
+    ap.add_argument("--quality-model-dir", help="score this model's configurations (the tiny model's) after the "
+                                                "timed groups and print the quality table too [no quality part]")
+    ap.add_argument("--quality-image-sizes", default="384,768", help="the quality part's input sizes [384,768]")
+    ap.add_argument("--scenes", type=int, default=48, help="the quality part's held-out scenes [48]")
+    ap.add_argument("--seed", type=int, help="their seed [quality.py's]")
+    ap.add_argument("--hailo-standin", help="libflorence_hailo_standin.so: the quality part's Hailo split row")
+    ap.add_argument("--hailo-model-dir", help="a model directory with the split [--quality-model-dir]")
     a = ap.parse_args()
 
     log_dir = a.log_dir or tempfile.mkdtemp(prefix="florence-bench-")
@@ -325,6 +375,7 @@ def main() -> int:
     cases = [c for c in CASES if c.id in a.cases.split(",")]
     variant_cases = [c for c in CASES if c.id in a.variant_cases.split(",")]
     image = os.path.abspath(a.image)
+    greedy_case = next((c for c in cases if c.id == "caption-greedy"), None)
 
     a.peer_threads, a.thread_pool = engine_threads(a, log_dir)
     log(f"engine: {a.peer_threads} threads ({a.thread_pool} pool); peers: {a.peer_threads} threads")
@@ -356,11 +407,25 @@ def main() -> int:
             finally:
                 for s in group:
                     s.close()
+        # Cold start after the timed groups, with no other model loaded (the ballast still held, as for them).
+        for s in anchors:
+            s.close()
+        cold_ms = cold_start_ms(a, reference, greedy_case, image, log_dir) if greedy_case else None
     finally:
         for s in anchors:
             s.close()
         if ballast:
             ballast.close()
+
+    quality_run = None
+    if a.quality_model_dir:
+        settings = quality.Settings(a.florenced, a.quality_model_dir, variants=a.variants,
+                                    image_sizes=a.quality_image_sizes, scenes=a.scenes, threads=a.peer_threads,
+                                    hailo_standin=a.hailo_standin, hailo_model_dir=a.hailo_model_dir,
+                                    log_dir=os.path.join(log_dir, "quality"))
+        if a.seed is not None:
+            settings.seed = a.seed
+        quality_run = quality.measure(settings)
 
     # Is the onnxruntime loop right on this model too? (Same ids as transformers greedy.)
     checks = [tiny_check]
@@ -464,6 +529,8 @@ def main() -> int:
     if ratios:
         for line in target_lines(main_label, engine_key, hf_key, runs, med, configs, native, anchors[0]):
             print(f"- target: {line}")
+        for line in issue21_lines(a, main_label, engine_key, hf_key, runs, med, configs, cold_ms, quality_run):
+            print(f"- target: {line}")
     if not ratios:
         print("\n**The onnxruntime-Python loop does not reproduce transformers: ratios withheld.**")
     print()
@@ -472,6 +539,9 @@ def main() -> int:
     print(report.workers_table(all_systems))
     print()
     print(report.configs_table(config_rows, main_label))
+    if quality_run:
+        print()
+        print(quality_run.markdown())
     return 0 if ratios else 1
 
 

@@ -19,12 +19,12 @@ import datetime
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import bench
+import configs
 import quality_scenes
-from bench import native_size, present
-from quality_tasks import ACCURACY_TASKS, BOX_TASKS, TEXT_TASKS, Tally, add
+from configs import native_size, present
+from quality_tasks import ACCURACY_TASKS, BOX_TASKS, TEXT_TASKS, Tally, add, worst_loss
 from workers import Worker
 
 DEFAULT_VARIANTS = "fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4"
@@ -39,7 +39,7 @@ def log(msg: str) -> None:
 
 
 @dataclass(frozen=True)
-class Config(bench.Config):
+class Config(configs.Config):
     """The benchmark's configuration (variant at an input size), or the Hailo split."""
     backend: str = "onnx"
 
@@ -48,9 +48,9 @@ class Config(bench.Config):
         return f"Hailo split (stand-in) {self.size}" if self.backend == HAILO else super().label
 
 
-def worker(a, config: Config, log_dir: str) -> Worker:
-    model = a.model_dir
-    argv = [a.florenced, "bench", "--threads", str(a.threads), "--variant", config.variant]
+def worker(s: Settings, config: Config, log_dir: str) -> Worker:
+    model = s.model_dir
+    argv = [s.florenced, "bench", "--threads", str(s.threads), "--variant", config.variant]
     env = {}
     if config.backend == HAILO:
         # The stand-in plays libhailort and the bridge; the split lives in the fixture model.
@@ -58,9 +58,9 @@ def worker(a, config: Config, log_dir: str) -> Worker:
         os.makedirs(bridges, exist_ok=True)
         link = os.path.join(bridges, HAILO_BRIDGE)
         if not os.path.lexists(link):
-            os.symlink(os.path.abspath(a.hailo_standin), link)
-        env = {"FLORENCE_HAILORT_LIBRARY": os.path.abspath(a.hailo_standin), "FLORENCE_HAILO_BRIDGE_DIR": bridges}
-        model = a.hailo_model_dir
+            os.symlink(os.path.abspath(s.hailo_standin), link)
+        env = {"FLORENCE_HAILORT_LIBRARY": os.path.abspath(s.hailo_standin), "FLORENCE_HAILO_BRIDGE_DIR": bridges}
+        model = s.hailo_model_dir
         argv += ["--backend", "hailo"]
     else:
         argv += ["--backend", "onnx"]
@@ -108,6 +108,88 @@ def table(title: str, tasks: list[str], rows: list[tuple[Config, dict[str, Tally
     return "\n".join(lines)
 
 
+@dataclass
+class Settings:
+    """What a quality run scores: `scripts/bench.sh --quality` sets these from its
+    command line, the benchmark (bench.py) from its own."""
+    florenced: str
+    model_dir: str
+    variants: str = DEFAULT_VARIANTS
+    image_sizes: str = "384,768"
+    scenes: int = 48
+    seed: int = quality_scenes.HELD_OUT_SEED
+    threads: int = 2
+    hailo_standin: str | None = None
+    hailo_model_dir: str | None = None
+    log_dir: str | None = None
+
+
+@dataclass
+class Run:
+    """One quality run: each configuration's tallies per task; rows[0] is the reference."""
+    settings: Settings
+    absent: list[str]
+    counts: dict[str, int]
+    rows: list[tuple[Config, dict[str, Tally]]] = field(default_factory=list)
+
+    def worst_loss(self, variant: str, size: int) -> tuple[str, float] | None:
+        """Where `variant` at `size` (ONNX Runtime) falls furthest behind the reference
+        row (quality_tasks.worst_loss); None when that configuration was not scored."""
+        mine = next((t for c, t in self.rows if (c.variant, c.size, c.backend) == (variant, size, "onnx")), None)
+        return None if mine is None else worst_loss(self.rows[0][1], mine)
+
+    def markdown(self) -> str:
+        s = self.settings
+        lines = [f"## Quality, {datetime.date.today().isoformat()}", "",
+                 (f"- model: {s.model_dir}; {s.scenes} held-out generated scenes (seed {s.seed}), greedy decoding, "
+                  f"at most {MAX_NEW_TOKENS} new tokens"),
+                 "- answers per task: " + ", ".join(f"`{t}` {n}" for t, n in self.counts.items()),
+                 f"- configurations: {', '.join(c.label for c, _ in self.rows)}"
+                 + (f"; variants absent: {', '.join(self.absent)}" if self.absent else ""),
+                 ("- percentages; boxes: precision P and recall R at IoU 0.5 (label equal where the task has labels; "
+                  "quads as their bounding boxes); text: exact match and character error rate (CER, lower is better); "
+                  "region tasks and VQA: right answers; segmentation: mask IoU >= 0.5. "
+                  f"{self.rows[0][0].label} is the reference, other rows show (difference)"), "",
+                 table("Boxes", list(BOX_TASKS), self.rows), "",
+                 table("Text", TEXT_TASKS, self.rows), "",
+                 table("Regions, answers and masks", ACCURACY_TASKS, self.rows)]
+        return "\n".join(lines)
+
+
+def measure(s: Settings) -> Run:
+    """Every configuration's answers on the held-out scenes, scored."""
+    s.hailo_model_dir = s.hailo_model_dir or s.model_dir
+    log_dir = s.log_dir or tempfile.mkdtemp(prefix="florence-quality-")
+    scenes_dir = os.path.join(log_dir, "scenes")
+    os.makedirs(scenes_dir, exist_ok=True)
+    probes = quality_scenes.probes(s.scenes, scenes_dir, s.seed)
+    log(f"{s.scenes} scenes, {len(probes)} requests per configuration; scenes and logs in {log_dir}")
+
+    native = native_size(s.model_dir)
+    sizes = list(dict.fromkeys([native] + [int(x) for x in s.image_sizes.split(",") if x.strip()]))
+    variants = ["" if v.strip() in ("fp32", "") else v.strip() for v in s.variants.split(",")]
+    wanted = [Config(v, size) for v in dict.fromkeys([""] + variants) for size in sizes]
+    scored = [c for c in wanted if present(s.model_dir, c.variant)]
+    absent = sorted({c.variant for c in wanted if c not in scored})
+    if s.hailo_standin:
+        scored.append(Config("", native_size(s.hailo_model_dir), HAILO))
+
+    counts: dict[str, int] = {}
+    for p in probes:
+        counts[p.task] = counts.get(p.task, 0) + 1
+    run = Run(s, absent, counts)
+    for config in scored:
+        # The split runs only <CAPTION> (florence.rs: backend_for); other tasks would run on ONNX Runtime.
+        mine = [p for p in probes if p.task == "<CAPTION>"] if config.backend == HAILO else probes
+        w = worker(s, config, log_dir)
+        try:
+            run.rows.append((config, answers(w, mine)))
+        finally:
+            w.close()
+        log(f"{config.label} done")
+    return run
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--florenced", required=True, help="the florenced binary")
@@ -122,54 +204,7 @@ def main() -> int:
     ap.add_argument("--hailo-standin", help="libflorence_hailo_standin.so: adds the Hailo split's row (<CAPTION>)")
     ap.add_argument("--hailo-model-dir", help="a model directory with the split (hailo/) [--model-dir]")
     ap.add_argument("--log-dir", help="workers' stderr logs and the scenes [a new temporary directory]")
-    a = ap.parse_args()
-    a.hailo_model_dir = a.hailo_model_dir or a.model_dir
-
-    log_dir = a.log_dir or tempfile.mkdtemp(prefix="florence-quality-")
-    scenes_dir = os.path.join(log_dir, "scenes")
-    os.makedirs(scenes_dir, exist_ok=True)
-    probes = quality_scenes.probes(a.scenes, scenes_dir, a.seed)
-    log(f"{a.scenes} scenes, {len(probes)} requests per configuration; scenes and logs in {log_dir}")
-
-    native = native_size(a.model_dir)
-    sizes = list(dict.fromkeys([native] + [int(s) for s in a.image_sizes.split(",") if s.strip()]))
-    variants = ["" if v.strip() in ("fp32", "") else v.strip() for v in a.variants.split(",")]
-    wanted = [Config(v, s) for v in dict.fromkeys([""] + variants) for s in sizes]
-    configs = [c for c in wanted if present(a.model_dir, c.variant)]
-    absent = sorted({c.variant for c in wanted if c not in configs})
-    if a.hailo_standin:
-        configs.append(Config("", native_size(a.hailo_model_dir), HAILO))
-
-    rows = []
-    for config in configs:
-        # The split runs only <CAPTION> (florence.rs: backend_for); other tasks would run on ONNX Runtime.
-        mine = [p for p in probes if p.task == "<CAPTION>"] if config.backend == HAILO else probes
-        w = worker(a, config, log_dir)
-        try:
-            rows.append((config, answers(w, mine)))
-        finally:
-            w.close()
-        log(f"{config.label} done")
-
-    counts = {}
-    for p in probes:
-        counts[p.task] = counts.get(p.task, 0) + 1
-    print(f"## Quality, {datetime.date.today().isoformat()}\n")
-    print(f"- model: {a.model_dir}; {a.scenes} held-out generated scenes (seed {a.seed}), greedy decoding, "
-          f"at most {MAX_NEW_TOKENS} new tokens")
-    print("- answers per task: " + ", ".join(f"`{t}` {n}" for t, n in counts.items()))
-    print(f"- configurations: {', '.join(c.label for c in configs)}"
-          + (f"; variants absent: {', '.join(absent)}" if absent else ""))
-    print("- percentages; boxes: precision P and recall R at IoU 0.5 (label equal where the task has labels; "
-          "quads as their bounding boxes); text: exact match and character error rate (CER, lower is better); "
-          "region tasks and VQA: right answers; segmentation: mask IoU >= 0.5. "
-          f"{configs[0].label} is the reference, other rows show (difference)")
-    print()
-    print(table("Boxes", list(BOX_TASKS), rows))
-    print()
-    print(table("Text", TEXT_TASKS, rows))
-    print()
-    print(table("Regions, answers and masks", ACCURACY_TASKS, rows))
+    print(measure(Settings(**vars(ap.parse_args()))).markdown())
     return 0
 
 

@@ -43,6 +43,28 @@ class Tally:
         return {"acc": pct(self.hits, self.answers)}
 
 
+# Columns in which a higher figure is worse (in the others higher is better).
+LOWER_IS_BETTER = ("CER",)
+
+
+def worst_loss(reference: dict[str, Tally], tallies: dict[str, Tally]) -> tuple[str, float] | None:
+    """The column (as "`task` column") in which `tallies` fall furthest behind
+    `reference`, and by how many points (negative: ahead in every column); None
+    when no column has a figure on both sides."""
+    worst = None
+    for task, tally in tallies.items():
+        if task not in reference:
+            continue
+        base = reference[task].columns(task)
+        for col, value in tally.columns(task).items():
+            if value is None or base[col] is None:
+                continue
+            loss = value - base[col] if col in LOWER_IS_BETTER else base[col] - value
+            if worst is None or loss > worst[1]:
+                worst = (f"`{task}` {col}", loss)
+    return worst
+
+
 def truth_boxes(p: Probe) -> list[tuple]:
     s = p.scene
     if p.task == "<OD>":

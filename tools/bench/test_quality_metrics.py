@@ -14,7 +14,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from quality_metrics import boxes_of, edit_distance, iou, mask, mask_iou, matched  # noqa: E402
 from quality_scenes import Probe, synthetic  # noqa: E402
-from quality_tasks import Tally, add  # noqa: E402
+from quality_tasks import Tally, add, worst_loss  # noqa: E402
 
 
 def scene() -> synthetic.Scene:
@@ -85,6 +85,19 @@ class Tasks(unittest.TestCase):
         add(t, probe("<REGION_TO_SEGMENTATION>", "", subject=circle), right)
         add(t, probe("<REGION_TO_SEGMENTATION>", "", subject=circle), wrong)
         self.assertEqual(t.columns("<REGION_TO_SEGMENTATION>"), {"acc": 50.0})
+
+    def test_worst_loss_counts_a_higher_cer_and_a_lower_accuracy_as_losses(self):
+        ref = {"<CAPTION>": Tally(answers=4, hits=2, edits=10, target_chars=100),
+               "<VQA>": Tally(answers=4, hits=2)}
+        # CER 10 -> 13 (3 points lost), exact 50 -> 50, VQA 50 -> 25 (25 points lost).
+        got = {"<CAPTION>": Tally(answers=4, hits=2, edits=13, target_chars=100), "<VQA>": Tally(answers=4, hits=1)}
+        self.assertEqual(worst_loss(ref, got), ("`<VQA>` acc", 25.0))
+        # A lower CER is a gain, not a loss: the worst column is then the unchanged one.
+        better = {"<CAPTION>": Tally(answers=4, hits=2, edits=5, target_chars=100)}
+        self.assertEqual(worst_loss(ref, better), ("`<CAPTION>` exact", 0.0))
+        # Columns with nothing to count on either side are not compared.
+        self.assertIsNone(worst_loss(ref, {"<OD>": Tally()}))
+        self.assertIsNone(worst_loss({"<OD>": Tally()}, {"<OD>": Tally(predicted=2, truth=2, hits=1)}))
 
     def test_held_out_scenes_pose_every_task_with_its_subject(self):
         import tempfile
