@@ -36,6 +36,11 @@ const RUN: &[(&str, &str, &str)] = &[
     ),
     ("bash scripts/test.sh", ".ci/run", "bash scripts/test.sh"),
     (
+        ".venv-bench/bin/python tools/bench/op_profile.py --model-dir ~/.cache/florence/bench/base-random --threads 1,2",
+        "florenced/tests/op_profile.rs",
+        "\"op_profile.py\"",
+    ),
+    (
         "bash scripts/bench.sh --quality --quick",
         "florenced/tests/quality.rs",
         "\"scripts/bench.sh\", \"--quality\", \"--quick\"",

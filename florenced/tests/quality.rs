@@ -7,21 +7,8 @@ mod common;
 use std::process::Command;
 
 use common::process::succeed;
-use common::root;
 use common::scratch::Scratch;
-
-/// The benchmark's venv (made by tools/bench/make_venv.sh; a no-op when it is there).
-fn bench_python() -> std::path::PathBuf {
-    let venv = root().join(".venv-bench");
-    succeed(
-        Command::new("bash")
-            .current_dir(root())
-            .arg("tools/bench/make_venv.sh")
-            .arg(&venv)
-            .arg("tools/bench/requirements-ort.txt"),
-    );
-    venv.join("bin/python")
-}
+use common::{bench_python, root};
 
 #[test]
 fn quality_scoring_unit_tests_pass() {

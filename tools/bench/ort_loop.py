@@ -44,8 +44,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
 
 
 class OrtFlorence:
-    def __init__(self, model_dir: str, variant: str = "", threads: int = 2, image_size: int | None = None):
+    def __init__(self, model_dir: str, variant: str = "", threads: int = 2, image_size: int | None = None,
+                 profile_prefix: str | None = None):
         so = ort.SessionOptions()
+        if profile_prefix:  # op_profile.py: ONNX Runtime's per-node profile, one file per graph
+            so.enable_profiling = True
+            so.profile_file_prefix = profile_prefix
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -69,6 +73,9 @@ class OrtFlorence:
                            for s in (self.vision, self.embed, self.encoder, self.decoder)}
         self.dec_inputs = [i.name for i in self.decoder.get_inputs()]
         self.dec_outputs = [o.name for o in self.decoder.get_outputs()]
+
+    def sessions(self) -> dict:
+        return {"vision": self.vision, "embed": self.embed, "encoder": self.encoder, "decoder": self.decoder}
 
     def _feed(self, sess, feed: dict) -> dict:
         types = self.float_type[sess]

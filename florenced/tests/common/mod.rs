@@ -17,6 +17,20 @@ pub use florence_test_support::{
 pub mod drawn;
 pub mod notify;
 
+/// The benchmark's Python (its venv made by tools/bench/make_venv.sh, which
+/// scripts/setup.sh runs; a no-op when the venv is there).
+pub fn bench_python() -> PathBuf {
+    let venv = root().join(".venv-bench");
+    process::succeed(
+        Command::new("bash")
+            .current_dir(root())
+            .arg("tools/bench/make_venv.sh")
+            .arg(&venv)
+            .arg("tools/bench/requirements-ort.txt"),
+    );
+    venv.join("bin/python")
+}
+
 /// The tiny model on one ONNX Runtime thread, as the daemon's tests expect its answers.
 pub fn tiny_engine() -> gstflorence::engine::Florence {
     gstflorence::engine::Florence::load(
