@@ -14,6 +14,7 @@ EOS): the `florence-caption` bus message carries it, with the same fields.
 import argparse
 import json
 import sys
+import threading
 
 import gi
 
@@ -21,12 +22,23 @@ gi.require_version("Gst", "1.0")
 from gi.repository import GLib, Gst  # noqa: E402
 
 
+# The pad probe runs on the streaming thread and the bus watch on the main loop's:
+# a frame's meta and its message can arrive at the same time.
+SEEN_LOCK = threading.Lock()
+
+
 def report(s, via, seen):
     """Prints a result (meta or message structure) the first time its frame is seen."""
     frame_pts = s.get_value("frame-pts")
-    if frame_pts in seen:
-        return
-    seen[frame_pts] = {
+    with SEEN_LOCK:
+        if frame_pts in seen:
+            return
+        seen[frame_pts] = record(s, frame_pts, via)
+        print(json.dumps(seen[frame_pts]), flush=True)
+
+
+def record(s, frame_pts, via):
+    return {
         "frame_pts": frame_pts,
         "via": via,
         "task": s.get_string("task"),
@@ -34,7 +46,6 @@ def report(s, via, seen):
         "result": json.loads(s.get_string("result")),
         "inference_time_ms": s.get_value("inference-time-ms"),
     }
-    print(json.dumps(seen[frame_pts]), flush=True)
 
 
 def on_buffer(pad, info, seen):
