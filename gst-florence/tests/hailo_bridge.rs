@@ -37,12 +37,17 @@ fn trace_file() -> PathBuf {
 }
 
 /// Network runs the stand-in has done in this process so far.
-fn device_runs() -> usize {
+/// The stand-in's traced calls that start with `call` (e.g. "run ", "open ").
+fn traced(call: &str) -> usize {
     std::fs::read_to_string(trace_file())
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.starts_with("run "))
+        .filter(|l| l.starts_with(call))
         .count()
+}
+
+fn device_runs() -> usize {
+    traced("run ")
 }
 
 /// Serialises the tests of this binary (they share the stand-in's faults file)
@@ -700,13 +705,7 @@ fn a_deadline_passing_during_a_device_run_is_the_requests_not_the_devices() {
     let _g = exclusive();
     let (img, want) = first_case();
     let florence = florence_with_standin();
-    let opens = || {
-        std::fs::read_to_string(trace_file())
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| l.starts_with("open "))
-            .count()
-    };
+    let opens = || traced("open ");
     let opened = opens();
     // The first device run (600 ms) outlasts the request's 300 ms: the run
     // finishes (HailoRT would not let go of it sooner), then the deadline

@@ -283,9 +283,6 @@ def issue21_lines(a, main_label, engine_key, hf_key, runs, med, configs, cold_ms
 
 def target_lines(main_label, engine_key, hf_key, runs, med, configs, native, engine) -> list[str]:
     """Issue #10's targets for the reference configuration, each with its figure from this run."""
-    def verdict(ok: bool) -> str:
-        return "met" if ok else "not met"
-
     lines = []
     greedy = "caption-greedy"
     this = med(main_label, greedy, engine_key)
@@ -293,25 +290,25 @@ def target_lines(main_label, engine_key, hf_key, runs, med, configs, native, eng
     hf = med(main_label, greedy, hf_key)
     if this and loop:
         lines.append(f"{main_label} `<CAPTION>` greedy at least 1.2x faster than the onnxruntime loop: "
-                     f"{loop / this:.2f}x ({verdict(loop / this >= 1.2)})")
+                     f"{loop / this:.2f}x {report.verdict(loop / this >= 1.2)}")
     if this and hf:
         lines.append(f"{main_label} `<CAPTION>` greedy at least 1.6x faster than transformers: "
-                     f"{hf / this:.2f}x ({verdict(hf / this >= 1.6)})")
+                     f"{hf / this:.2f}x {report.verdict(hf / this >= 1.6)}")
     per_token = report.stage_medians(runs(main_label, greedy, engine_key)).get("per_token_ms")
     if per_token:
-        lines.append(f"{main_label} decoder at most 15 ms per token: {per_token:.1f} ms ({verdict(per_token <= 15)})")
+        lines.append(f"{main_label} decoder at most 15 ms per token: {per_token:.1f} ms {report.verdict(per_token <= 15)}")
     quantised = []
     for c in configs:
         if c.variant in EIGHT_BIT and c.size == native:
             t = report.stage_medians(runs(c.label, greedy, f"{ENGINE} {c.label}")).get("per_token_ms")
             if t:
-                quantised.append(f"{c.variant} {t:.1f} ms ({verdict(t <= 10)})")
+                quantised.append(f"{c.variant} {t:.1f} ms {report.verdict(t <= 10)}")
     if quantised:
         lines.append(f"8-bit decoder at most 10 ms per token: {', '.join(quantised)}")
     if engine.peak_rss_kb:
         gb = engine.peak_rss_kb * 1024 / 1e9
         lines.append(f"peak RSS of the loaded {main_label} engine (after every case) at most 1.3 GB: {gb:.2f} GB "
-                     f"({verdict(gb <= 1.3)})")
+                     f"{report.verdict(gb <= 1.3)}")
     second = runs(main_label, "caption-second-task", engine_key)
     if second and this:
         st = report.stage_medians(second)
@@ -319,7 +316,7 @@ def target_lines(main_label, engine_key, hf_key, runs, med, configs, native, eng
         lines.append(f"a second task on the same image costs no vision pass: `<CAPTION>` after `<OD>` "
                      f"{report.fmt_ms(med(main_label, 'caption-second-task', engine_key))} ms (vision "
                      f"{report.fmt_ms(st.get('vision_ms'))} ms, features reused in {reused}/{len(second)} runs) "
-                     f"against {report.fmt_ms(this)} ms with its own vision pass ({verdict(reused == len(second))})")
+                     f"against {report.fmt_ms(this)} ms with its own vision pass {report.verdict(reused == len(second))}")
     return lines
 
 

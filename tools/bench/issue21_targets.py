@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from report import fmt_ms
+from report import fmt_ms, verdict
 
 # The thread counts each target asks for.
 LOOP_THREADS = (2, 4)
@@ -19,10 +19,6 @@ MAX_QUALITY_LOSS = 2.0  # points, on every task's every column
 MIN_LOOP_RATIO = 1.15
 MIN_TRANSFORMERS_RATIO = 1.0
 MAX_COLD_RATIO = 1.5
-
-
-def verdict(ok: bool) -> str:
-    return "(met)" if ok else "(not met)"
 
 
 def not_measured(why: str) -> str:

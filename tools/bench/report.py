@@ -13,6 +13,11 @@ def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
 
+def verdict(ok: bool) -> str:
+    """A target line's verdict, in its brackets."""
+    return "(met)" if ok else "(not met)"
+
+
 def fmt_ms(x: float | None) -> str:
     if x is None:
         return "-"
