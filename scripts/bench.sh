@@ -48,7 +48,7 @@ CACHE="${FLORENCE_BENCH_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/florence/bench}"
 ORT_VENV="${FLORENCE_BENCH_VENV:-$ROOT/.venv-bench}"
 
 quick=0 quality=0 quality_part=1 rounds="" model_dir="" checkpoint="" transformers=1 generate=0
-variants="fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4" variants_given=0
+variants="" variants_given=0
 pass=() quality_pass=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -70,11 +70,13 @@ done
 
 log() { printf 'bench.sh: %s\n' "$*" >&2; }
 
-if [ "$quality" = 1 ] && [ "$quick" = 1 ] && [ "$variants_given" = 0 ]; then
-  variants="fp32,_int8"
-fi
-
 bash "$ROOT/tools/bench/make_venv.sh" "$ORT_VENV" "$ROOT/tools/bench/requirements-ort.txt"
+
+if [ "$variants_given" = 0 ] && [ "$quality" = 1 ] && [ "$quick" = 1 ]; then
+  variants="fp32,_int8"
+elif [ "$variants_given" = 0 ]; then  # every variant the exporter writes (one list, in configs.py)
+  variants="$(cd "$ROOT/tools/bench" && "$ORT_VENV/bin/python" -c 'import configs; print(configs.DEFAULT_VARIANTS)')"
+fi
 
 if [ -n "${FLORENCED_BIN:-}" ]; then
   florenced="$FLORENCED_BIN"

@@ -9,6 +9,12 @@ from dataclasses import dataclass
 
 from ort_loop import graph_files
 
+# Every precision variant the exporter writes (tools/export/florence_export/variants.py),
+# by file suffix, fp32 for none: what the benchmark and the quality table take by default.
+DEFAULT_VARIANTS = "fp32,_fp16,_quantized,_int8,_uint8,_qdq,_int8mm,_q4,_q4f16,_bnb4"
+# The 8-bit ones, which issue 21's integer-vision target compares with fp32.
+EIGHT_BIT = ("_quantized", "_int8", "_uint8", "_qdq", "_int8mm")
+
 
 @dataclass(frozen=True)
 class Config:

@@ -41,8 +41,9 @@ class QualityLoss:
 
 
 def integer_vision(fp32_vision_ms: float | None, best: tuple[str, float] | None, quality: QualityLoss | str) -> str:
-    """Item 2. `best`: the 8-bit variant with the shortest vision median at 768 and
-    that median; `fp32_vision_ms`: fp32's vision median at 768 in the same run;
+    """Item 2. `best`: the 8-bit variant whose vision median at 768 is the smallest
+    share of fp32's, and that median; `fp32_vision_ms`: fp32's vision median at 768
+    in the same run (in the same group when fp32 768 is the reference);
     `quality`: that variant's loss in the quality run, or why there is none."""
     head = (f"#21 item 2, integer vision: the best 8-bit variant's vision at {VISION_SIZE} at most "
             f"{MAX_VISION_RATIO}x fp32's in the same run, and its quality within {MAX_QUALITY_LOSS:.0f} points of "

@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 
 import configs
 import quality_scenes
-from configs import native_size, present
+from configs import DEFAULT_VARIANTS, native_size, present
 from quality_tasks import ACCURACY_TASKS, BOX_TASKS, TEXT_TASKS, Tally, add, worst_loss
 from workers import Worker
 
-DEFAULT_VARIANTS = "fp32,_fp16,_quantized,_int8,_uint8,_qdq,_q4,_q4f16,_bnb4"
 MAX_NEW_TOKENS = 160
 HAILO = "hailo"
 # The HailoRT major the stand-in plays (the engine's bridge file name for it).

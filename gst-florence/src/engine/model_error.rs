@@ -10,9 +10,10 @@ use super::onnx::OnnxError;
 use super::onnx::runtime::RuntimeError;
 
 /// Quantized or half-precision variants of the onnx-community export, by file suffix,
-/// and `_qdq` (tools/export: a statically quantised int8 vision encoder with
+/// and this project's `_qdq` and `_int8mm` (tools/export: an int8 vision encoder,
+/// statically quantised or with its matrix products quantised at run time, with
 /// dynamically quantised text graphs).
-pub const VARIANTS: [&str; 9] = [
+pub const VARIANTS: [&str; 10] = [
     "",
     "_fp16",
     "_int8",
@@ -22,6 +23,7 @@ pub const VARIANTS: [&str; 9] = [
     "_q4f16",
     "_bnb4",
     "_qdq",
+    "_int8mm",
 ];
 
 /// The input resolutions the engine runs: 768 (Florence-2's) and 384 (the Hailo

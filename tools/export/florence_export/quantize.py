@@ -11,6 +11,14 @@ quantisation tools the way onnx-community's files are made (transformers.js
 - `_q4`: MatMul weights in 4 bits, blocks of 32, symmetric (`MatMulNBits`);
   `_q4f16`: the same, then float16; `_bnb4`: MatMul weights in NF4, blocks of
   64 (`MatMulBnb4`).
+- `_int8mm`'s vision encoder: dynamic quantisation of the matrix products
+  with constant weights only (signed, per tensor), convolutions left in float,
+  after graph_rewrites.squeeze_before_transpose. ONNX Runtime fuses each into
+  DynamicQuantizeMatMul (VNNI / AMX on x86, SDOT on Arm); ConvInteger, which
+  `_int8` gets for the convolutions, has no such kernel and took 37 % of
+  `_int8`'s vision time. Measured (base-sized, 768, 1 and 2 threads) 0.49x and
+  0.52x fp32's vision time against 0.70x and 0.88x for `_qdq`'s static graph,
+  with cosine 0.9997 against 0.9961.
 - static QDQ (`_qdq`'s vision encoder): Conv/MatMul/Gemm with per-channel
   int8 weights and uint8 activations whose ranges are calibrated (min-max) on
   real images, in the QDQ format ONNX Runtime fuses into integer kernels (VNNI
@@ -20,6 +28,7 @@ quantisation tools the way onnx-community's files are made (transformers.js
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import onnx
@@ -44,6 +53,25 @@ def dynamic(src: str, dst: str, weights: str) -> None:
     quantize_dynamic(src, dst, per_channel=False, reduce_range=False,
                      weight_type=QuantType.QUInt8 if weights == "uint8" else QuantType.QInt8,
                      extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
+
+
+def dynamic_matmul(src: str, dst: str) -> None:
+    """Matrix products with constant weights in int8 (per tensor), after graph_rewrites' two
+    rewrites (which leave the float graph's numbers as they are)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from .graph_rewrites import conv_residual_channels_last, squeeze_before_transpose
+
+    model = onnx.load(src)
+    squeeze_before_transpose(model)
+    conv_residual_channels_last(model)
+    rewritten = f"{dst}.rewritten.onnx"
+    onnx.save(model, rewritten)
+    try:
+        quantize_dynamic(rewritten, dst, op_types_to_quantize=["MatMul"], per_channel=False, reduce_range=False,
+                         weight_type=QuantType.QInt8, extra_options={"MatMulConstBOnly": True})
+    finally:
+        os.remove(rewritten)
 
 
 def q4(src: str) -> onnx.ModelProto:

@@ -1,8 +1,10 @@
 """Precision variants of an exported model directory, named as onnx-community
 names them (`onnx/<graph><suffix>.onnx`): `_fp16`, `_quantized`, `_int8`,
 `_uint8`, `_q4`, `_q4f16`, `_bnb4` (quantize.py says how each is made), and
-`_qdq`, this project's: a statically quantised int8 vision encoder with the
-text graphs in the form that measured fastest on a CPU (TEXT_FOR_QDQ).
+this project's two, each an int8 vision encoder of its own with the text
+graphs in the form that measured fastest on a CPU (TEXT_FOR_OWN_VISION):
+`_int8mm` (its matrix products in int8, quantised at run time: the fastest
+and closest to float32) and `_qdq` (statically quantised, QDQ).
 
 `_fp16`: every float tensor, inputs and outputs included, in float16 (what
 the onnx-community fp16 files take), converted with onnxconverter-common.
@@ -54,16 +56,17 @@ BOUNDS = {
     "int8": Bounds(cosine=0.95, token_agreement=0.75),
     "uint8": Bounds(cosine=0.95, token_agreement=0.75),
     "qdq": Bounds(cosine=0.95, token_agreement=0.75),
+    "int8mm": Bounds(cosine=0.95, token_agreement=0.75),
     "q4": Bounds(cosine=0.9, token_agreement=0.6),
     "q4f16": Bounds(cosine=0.9, token_agreement=0.6),
     "bnb4": Bounds(cosine=0.9, token_agreement=0.6),
 }
 SUFFIX = {name: f"_{name}" for name in BOUNDS}
-# `_qdq`'s text graphs: those that measured fastest on a Florence-2-base-shaped
-# model (docs/src/performance.md): dynamic int8, a quarter of the weights to read per decoder
-# token (the decoder is memory-bound) and integer matmuls in the encoder; the
-# embedding table in 8 bits too (a gather: no cost, a quarter of the memory).
-TEXT_FOR_QDQ = {"embed_tokens": "int8", "encoder_model": "int8", "decoder_model_merged": "int8"}
+# The text graphs of `_qdq` and `_int8mm`: those that measured fastest on a
+# Florence-2-base-shaped model (docs/src/performance.md): dynamic int8, a quarter of the weights to
+# read per decoder token (the decoder is memory-bound) and integer matmuls in the
+# encoder; the embedding table in 8 bits too (a gather: no cost, a quarter of the memory).
+TEXT_FOR_OWN_VISION = {"embed_tokens": "int8", "encoder_model": "int8", "decoder_model_merged": "int8"}
 CALIBRATION_IMAGES = 8
 CHECK_IMAGES = 4
 
@@ -108,8 +111,10 @@ def _write_graph(name: str, graph: str, src: str, dst: str, calibration) -> None
         onnx.save(quantize.bnb4(src), dst)
     elif name == "qdq" and graph == "vision_encoder":
         quantize.static_qdq(src, dst, calibration())
-    elif name == "qdq":
-        text = TEXT_FOR_QDQ[graph]
+    elif name == "int8mm" and graph == "vision_encoder":
+        quantize.dynamic_matmul(src, dst)
+    elif name in ("qdq", "int8mm"):
+        text = TEXT_FOR_OWN_VISION[graph]
         done = os.path.join(os.path.dirname(src), f"{graph}_{text}.onnx")
         if not text:
             shutil.copyfile(src, dst)
