@@ -111,7 +111,11 @@ fn a_damaged_entry_is_rebuilt() {
     let f = load(&tiny_model_dir(), Some(cache.clone()));
     let mut want = [GraphSource::Cached; GRAPHS];
     want[0] = GraphSource::Saved;
-    assert_eq!(sources(&f), want, "only the vision encoder's entry saved again");
+    assert_eq!(
+        sources(&f),
+        want,
+        "only the vision encoder's entry saved again"
+    );
     assert_eq!(ids(&f), ids(&load(&tiny_model_dir(), None)));
     drop(f);
     let again = load(&tiny_model_dir(), Some(cache.clone()));
@@ -145,5 +149,9 @@ fn entries_of_a_deleted_model_go_at_the_next_save() {
 
     drop(load(&tiny_model_dir(), Some(cache.clone())));
     let left = entries(&cache);
-    assert_eq!(left.len(), GRAPHS, "only the live model's entries: {left:?}");
+    assert_eq!(
+        left.len(),
+        GRAPHS,
+        "only the live model's entries: {left:?}"
+    );
 }

@@ -7,9 +7,10 @@
 //! decoder keys and values padded to the run's window W with
 //! `self_attention_mask` 0 on the padding, and its request's cross-attention
 //! keys and values padded to the run's E with `encoder_attention_mask` 0 on
-//! the padding. The graph puts the step's own key first and the padding last,
-//! so a row's numbers do not depend on W, E or its neighbours: the exporter
-//! checks that bit for bit, and the engine's tests check that a request's ids
+//! the padding (W and E: one slot more than the run's longest row needs,
+//! see [`padded`]). The graph puts the step's own key first and the padding
+//! last, so a row's numbers do not depend on W, E or its neighbours: the
+//! exporter checks that bit for bit, and the engine's tests check that a request's ids
 //! are the same alone and in any batch. A request alone runs through the
 //! same graph (a batch of its own hypotheses), so "alone" and "batched" are
 //! one code path.
@@ -33,13 +34,16 @@ use crate::engine::generate::{Decoded, Search, StepModel};
 use crate::engine::interrupt::Interrupt;
 use crate::engine::turns::Turns;
 
-/// Past lengths are padded up to a multiple of this (the run's window W).
-const WINDOW_STEP: usize = 16;
-/// Encoder lengths are padded up to a multiple of this (the run's E).
-const ENCODER_STEP: usize = 32;
-
-fn padded(n: usize, step: usize) -> usize {
-    n.div_ceil(step).max(1) * step
+/// The window and encoder length of a run whose longest row needs `n`: one
+/// masked slot more. A row's numbers are then the same at every padding
+/// (the exporter checks it bit for bit, and measured it over 129 encoder
+/// lengths on the tiny and base-shaped models), while a run without any
+/// padding gives different last bits for some lengths (ONNX Runtime's
+/// kernels take another path for a row without a masked tail): so the
+/// longest row of a batch, and a request alone, are padded too. Nothing is
+/// rounded up further: on the CPU a larger padding is only more work.
+fn padded(n: usize) -> usize {
+    n + 1
 }
 
 /// The two graphs, each taken in turn for one run at a time.
@@ -229,10 +233,7 @@ impl<'a> Stepper<'a> {
             .iter()
             .map(|p| (p.sequence.id, p.tokens.len()))
             .collect();
-        let enc = padded(
-            parts.iter().map(|p| p.sequence.enc_len).max().unwrap_or(0),
-            ENCODER_STEP,
-        );
+        let enc = padded(parts.iter().map(|p| p.sequence.enc_len).max().unwrap_or(0));
         if self
             .cross
             .as_ref()
@@ -297,7 +298,7 @@ impl<'a> Stepper<'a> {
         self.cross_for(parts)?;
         let rows: usize = parts.iter().map(|p| p.tokens.len()).sum();
         let hyps = || parts.iter().flat_map(|p| p.sequence.hyps.iter());
-        let window = padded(hyps().map(|h| h.len).max().unwrap_or(0), WINDOW_STEP);
+        let window = padded(hyps().map(|h| h.len).max().unwrap_or(0));
 
         let ids: Vec<i64> = parts
             .iter()
@@ -542,19 +543,5 @@ impl StepModel for BatchedDecoder<'_> {
 
     fn vocab(&self) -> usize {
         self.stepper.vocab()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::padded;
-
-    #[test]
-    fn paddings_are_whole_steps_and_never_empty() {
-        assert_eq!(padded(0, 16), 16);
-        assert_eq!(padded(1, 16), 16);
-        assert_eq!(padded(16, 16), 16);
-        assert_eq!(padded(17, 16), 32);
-        assert_eq!(padded(590, 32), 608);
     }
 }
