@@ -45,22 +45,30 @@ use crate::engine::task::Task;
 use crate::engine::turns::Turns;
 use crate::engine::vision_cache::{Features, image_key};
 
-/// The four graphs, each taken in turn for one run at a time, and the
-/// batchable decoder's two when the directory has them.
+/// The graphs, each taken in turn for one run at a time.
 struct Sessions {
     vision: Turns<Session>,
     embed: Turns<Session>,
     encoder: Turns<Session>,
-    decoder: Turns<Session>,
-    batched: Option<BatchedGraphs>,
+    decoder: DecoderGraphs,
+}
+
+/// The decoder: the batchable decoder's two graphs when the directory has
+/// them (their weights are bytes of the merged decoder's file, which is then
+/// not opened: one copy of the decoder's weights in memory), else the merged
+/// decoder.
+enum DecoderGraphs {
+    Merged(Turns<Session>),
+    Batched(BatchedGraphs),
 }
 
 impl Sessions {
     /// What a cancel wakes: the queues a request may be waiting in.
     fn queues(&self) -> Vec<Arc<dyn Wake>> {
-        let mut queues = vec![&self.vision, &self.embed, &self.encoder, &self.decoder];
-        if let Some(b) = &self.batched {
-            queues.extend([&b.cross, &b.step]);
+        let mut queues = vec![&self.vision, &self.embed, &self.encoder];
+        match &self.decoder {
+            DecoderGraphs::Merged(decoder) => queues.push(decoder),
+            DecoderGraphs::Batched(b) => queues.extend([&b.cross, &b.step]),
         }
         queues
             .into_iter()
@@ -102,7 +110,9 @@ impl OnnxBackend {
     /// An empty batch of requests that decode together, when the model
     /// directory has the batchable decoder ([`super::batched`]).
     pub fn batch<K>(&self) -> Option<Batch<'_, K>> {
-        let graphs = self.sessions.batched.as_ref()?;
+        let DecoderGraphs::Batched(graphs) = &self.sessions.decoder else {
+            return None;
+        };
         let shape = Shape::of(&self.files);
         Some(Batch::new(Stepper::new(
             &self.sessions.embed,
@@ -115,11 +125,9 @@ impl OnnxBackend {
     /// Runs a job's vision and text encoders and the cross keys and values:
     /// the request, ready to join a [`Batch`].
     pub fn admit(&self, job: &Job<'_>, interrupt: &Interrupt) -> Result<Admitted, EngineError> {
-        let graphs = self
-            .sessions
-            .batched
-            .as_ref()
-            .ok_or_else(|| missing("decoder", Graph::DecoderBatched.stem()))?;
+        let DecoderGraphs::Batched(graphs) = &self.sessions.decoder else {
+            return Err(missing("decoder", Graph::DecoderBatched.stem()));
+        };
         let (run_options, _timer) = run_options(interrupt, self.wakers(job.shared_vision))?;
         let mut timings = Timings::default();
         let mut waited = Duration::ZERO;
@@ -276,8 +284,8 @@ impl Backend for OnnxBackend {
             self.encode_job(&job, (&run_options, interrupt), &mut timings, &mut waited)?;
 
         let t = Instant::now();
-        let (decoded, first, later_runs) = match &self.sessions.batched {
-            Some(graphs) => {
+        let (decoded, first, later_runs) = match &self.sessions.decoder {
+            DecoderGraphs::Batched(graphs) => {
                 let shape = Shape::of(&self.files);
                 let (sequence, cross_waited) =
                     Sequence::new(graphs, &hidden, shape, self.float16, interrupt)?;
@@ -289,10 +297,10 @@ impl Backend for OnnxBackend {
                 let later_runs = step.stepper.runtime.saturating_sub(step.first_step_runtime);
                 (decoded, step.first_step.unwrap_or_default(), later_runs)
             }
-            None => {
+            DecoderGraphs::Merged(decoder) => {
                 let mut step = OnnxDecoder::new(
                     &self.sessions.embed,
-                    &self.sessions.decoder,
+                    decoder,
                     hidden,
                     enc_len,
                     &self.files,
@@ -339,24 +347,26 @@ fn open_sessions(
 ) -> Result<Opened, ModelError> {
     let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
     // The decoder first: loading a graph briefly needs more memory than it
-    // keeps (most for the merged decoder), and it is the longest to load, so
+    // keeps (most for the decoder), and it is the longest to load, so
     // the others load beside it.
-    let mut order = vec![
-        Graph::DecoderMerged,
-        Graph::Encoder,
-        Graph::EmbedTokens,
-        Graph::VisionEncoder,
-    ];
     let batched = Graph::BATCHED
         .iter()
         .all(|&g| session::graph_path(dir, g, &options.variant).is_file());
-    if batched {
-        order.extend(Graph::BATCHED);
-    }
-    let opened = loading::open_graphs(&runtime, files, &order, options, loading::loaders())?;
+    let decoder: &[Graph] = if batched {
+        &[Graph::DecoderBatched, Graph::DecoderCrossKeyValues]
+    } else {
+        &[Graph::DecoderMerged]
+    };
+    let order: Vec<Graph> = decoder
+        .iter()
+        .copied()
+        .chain([Graph::Encoder, Graph::EmbedTokens, Graph::VisionEncoder])
+        .collect();
+    let opened = loading::open_graphs(&runtime, files, &order, options, loading::loaders())
+        .map_err(|e| weights_elsewhere(e, dir, options))?;
     let mut kinds = Vec::new();
     let mut sources = Vec::new();
-    let mut sessions = Vec::new();
+    let mut by_graph = std::collections::HashMap::new();
     for o in opened {
         sources.push((o.graph, o.source));
         if !matches!(o.graph, Graph::EmbedTokens | Graph::DecoderCrossKeyValues) {
@@ -368,29 +378,31 @@ fn open_sessions(
                 )?,
             ));
         }
-        sessions.push(o.session);
+        by_graph.insert(o.graph, o.session);
     }
     let not_opened = || OnnxError::Load {
         path: dir.to_path_buf(),
         reason: "not every graph was opened".into(),
     };
-    let batched = if batched {
-        let (step, cross) = sessions.pop().zip(sessions.pop()).ok_or_else(not_opened)?;
-        Some(BatchedGraphs {
-            cross: Turns::new(cross),
-            step: Turns::new(step),
+    let mut take = |graph: Graph| {
+        by_graph
+            .remove(&graph)
+            .map(Turns::new)
+            .ok_or_else(not_opened)
+    };
+    let decoder = if batched {
+        DecoderGraphs::Batched(BatchedGraphs {
+            step: take(Graph::DecoderBatched)?,
+            cross: take(Graph::DecoderCrossKeyValues)?,
         })
     } else {
-        None
+        DecoderGraphs::Merged(take(Graph::DecoderMerged)?)
     };
-    let [decoder, encoder, embed, vision]: [Session; 4] =
-        sessions.try_into().map_err(|_| not_opened())?;
     let sessions = Sessions {
-        vision: Turns::new(vision),
-        embed: Turns::new(embed),
-        encoder: Turns::new(encoder),
-        decoder: Turns::new(decoder),
-        batched,
+        vision: take(Graph::VisionEncoder)?,
+        embed: take(Graph::EmbedTokens)?,
+        encoder: take(Graph::Encoder)?,
+        decoder,
     };
     // Reported in the usual order: vision encoder, embedding, encoder, decoder.
     let rank = |g: &Graph| {
@@ -413,4 +425,25 @@ fn open_sessions(
         float16,
         sources,
     })
+}
+
+/// A graph whose weights are another graph's file (the batchable decoder's
+/// read the merged decoder's) says so when it does not load: a damaged merged
+/// decoder fails them.
+fn weights_elsewhere(e: OnnxError, dir: &Path, options: &SessionOptions) -> OnnxError {
+    let OnnxError::Load { path, reason } = e else {
+        return e;
+    };
+    let weights = Graph::BATCHED
+        .iter()
+        .find(|&&g| session::graph_path(dir, g, &options.variant) == path)
+        .and_then(|g| g.weights_from());
+    let reason = match weights {
+        Some(w) => format!(
+            "{reason} (its weights are read from {})",
+            session::graph_path(dir, w, &options.variant).display()
+        ),
+        None => reason,
+    };
+    OnnxError::Load { path, reason }
 }

@@ -94,6 +94,15 @@ impl Graph {
         }
     }
 
+    /// The graph whose file holds this graph's weights (as ONNX external
+    /// data), if another's: the batchable decoder's read the merged decoder's.
+    pub fn weights_from(self) -> Option<Graph> {
+        match self {
+            Graph::DecoderBatched | Graph::DecoderCrossKeyValues => Some(Graph::DecoderMerged),
+            _ => None,
+        }
+    }
+
     pub fn subdir(self) -> &'static str {
         match self {
             Graph::HailoTextEncoder | Graph::HailoDecoder => "hailo",
