@@ -289,13 +289,16 @@ impl Backend for OnnxBackend {
                 let shape = Shape::of(&self.files);
                 let (sequence, cross_waited) =
                     Sequence::new(graphs, &hidden, shape, self.float16, interrupt)?;
+                // The cross keys and values belong to the first token, as in
+                // the merged decoder's first step.
+                let cross = t.elapsed();
                 waited += cross_waited;
                 let stepper = Stepper::new(&self.sessions.embed, graphs, shape, self.float16);
                 let mut step = BatchedDecoder::new(stepper, sequence, interrupt);
                 let decoded = generate::decode(&mut step, job.params)?;
                 waited += step.stepper.waited;
                 let later_runs = step.stepper.runtime.saturating_sub(step.first_step_runtime);
-                (decoded, step.first_step.unwrap_or_default(), later_runs)
+                (decoded, cross + step.first_step.unwrap_or_default(), later_runs)
             }
             DecoderGraphs::Merged(decoder) => {
                 let mut step = OnnxDecoder::new(
