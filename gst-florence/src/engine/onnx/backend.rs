@@ -298,7 +298,11 @@ impl Backend for OnnxBackend {
                 let decoded = generate::decode(&mut step, job.params)?;
                 waited += step.stepper.waited;
                 let later_runs = step.stepper.runtime.saturating_sub(step.first_step_runtime);
-                (decoded, cross + step.first_step.unwrap_or_default(), later_runs)
+                (
+                    decoded,
+                    cross + step.first_step.unwrap_or_default(),
+                    later_runs,
+                )
             }
             DecoderGraphs::Merged(decoder) => {
                 let mut step = OnnxDecoder::new(
