@@ -166,6 +166,34 @@ fn truncated_graph_is_a_load_error() {
     assert!(err.to_string().contains("decoder_model_merged.onnx"));
 }
 
+/// The batchable decoder reads its weights from the merged decoder's file
+/// (and the merged decoder is then not opened): a damaged merged decoder
+/// fails the load all the same, and the error names it.
+#[test]
+fn a_truncated_merged_decoder_fails_the_batchable_decoder_naming_it() {
+    let (_scratch, dir) = scratch_copy("truncated-weights");
+    let path = dir.join("onnx/decoder_model_merged.onnx");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 3]).unwrap();
+    let err = gstflorence::engine::Florence::load(
+        &dir,
+        SessionOptions {
+            graph_cache: None,
+            ..options()
+        },
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&err, ModelError::Onnx(OnnxError::Load { path, .. }) if path.ends_with("onnx/decoder_model_batched.onnx")),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("its weights are read from")
+            && err.to_string().contains("decoder_model_merged.onnx"),
+        "{err}"
+    );
+}
+
 #[test]
 fn renamed_input_is_a_signature_error() {
     let (_scratch, dir) = scratch_copy("renamed");

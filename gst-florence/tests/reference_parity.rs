@@ -7,13 +7,14 @@ use std::sync::OnceLock;
 use gstflorence::engine::SessionOptions;
 use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::onnx::graph_cache::GraphSource;
+use gstflorence::engine::onnx::signature::Graph;
 use gstflorence::engine::preprocess;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{Florence, GenerationOptions, Request};
 use serde_json::Value;
 
 mod common;
-use common::same;
+use common::{model_copies, same};
 
 fn fixtures() -> PathBuf {
     std::env::var_os("FLORENCE_FIXTURES")
@@ -30,26 +31,53 @@ fn references() -> &'static Value {
 }
 
 /// The model as loaded by default: its graphs optimised once into a graph
-/// cache (here a fresh one) and mapped from there.
+/// cache (here a fresh one) and mapped from there; it decodes through the
+/// batchable decoder (the tiny model has it).
 fn model() -> &'static Florence {
     static MODEL: OnceLock<Florence> = OnceLock::new();
     MODEL.get_or_init(|| {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity-graph-cache");
         let _ = std::fs::remove_dir_all(&cache);
-        load(Some(cache))
+        let m = load(&model_dir(), Some(cache));
+        assert!(
+            m.graph_sources()
+                .iter()
+                .any(|(g, _)| *g == Graph::DecoderBatched),
+            "{:?}",
+            m.graph_sources()
+        );
+        m
     })
 }
 
-/// The model optimised at load, without a graph cache.
+/// The model optimised at load, without a graph cache, in a directory without
+/// the batchable decoder: it decodes through onnx-community's merged decoder.
 fn model_without_graph_cache() -> &'static Florence {
     static MODEL: OnceLock<Florence> = OnceLock::new();
-    MODEL.get_or_init(|| load(None))
+    MODEL.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("parity-merged-decoder");
+        let _ = std::fs::remove_dir_all(&dir);
+        model_copies::link_tree(&model_dir(), &dir);
+        for g in Graph::BATCHED {
+            std::fs::remove_file(dir.join("onnx").join(format!("{}.onnx", g.stem()))).unwrap();
+        }
+        let m = load(&dir, None);
+        assert!(
+            m.graph_sources()
+                .iter()
+                .all(|(g, _)| !Graph::BATCHED.contains(g))
+        );
+        m
+    })
 }
 
-fn load(graph_cache: Option<PathBuf>) -> Florence {
-    let dir = fixtures().join(references()["model_dir"].as_str().unwrap());
+fn model_dir() -> PathBuf {
+    fixtures().join(references()["model_dir"].as_str().unwrap())
+}
+
+fn load(dir: &Path, graph_cache: Option<PathBuf>) -> Florence {
     Florence::load(
-        &dir,
+        dir,
         SessionOptions {
             intra_threads: 2,
             graph_cache,
@@ -244,7 +272,7 @@ fn beam_search_matches_transformers() {
 }
 
 #[test]
-fn greedy_generation_matches_transformers_without_graph_cache() {
+fn greedy_generation_matches_transformers_without_graph_cache_through_the_merged_decoder() {
     let m = model_without_graph_cache();
     assert!(
         m.graph_sources()
@@ -255,7 +283,7 @@ fn greedy_generation_matches_transformers_without_graph_cache() {
 }
 
 #[test]
-fn beam_search_matches_transformers_without_graph_cache() {
+fn beam_search_matches_transformers_without_graph_cache_through_the_merged_decoder() {
     check_decoding(model_without_graph_cache(), "beam3", 3);
 }
 

@@ -55,8 +55,15 @@ fn models_on_the_process_pool_add_no_threads_and_own_pools_do() {
     let more: Vec<Florence> = dirs[1..].iter().map(|d| load(d, 0)).collect();
     assert_eq!(threads(), before, "models on the pool started threads");
     // Two threads per graph of its own: one worker beside the caller, for
-    // each of the four graphs.
+    // each of its graphs (five: the tiny model has the batchable decoder's
+    // two instead of the merged decoder).
     let own = load(&dirs[0], 2);
-    assert_eq!(threads(), before + 4, "a model with threads=2 per graph");
+    let graphs = own.graph_sources().len();
+    assert_eq!(graphs, 5);
+    assert_eq!(
+        threads(),
+        before + graphs,
+        "a model with threads=2 per graph"
+    );
     drop((first, more, own));
 }

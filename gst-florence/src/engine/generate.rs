@@ -230,48 +230,130 @@ impl Rng {
 
 /// Runs generation to the end with the reference's stopping rules.
 pub fn decode<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded, M::Error> {
-    if p.num_beams <= 1 {
-        greedy_or_sample(model, p)
-    } else {
-        beam_search(model, p)
+    let mut search = Search::new(p, model.vocab());
+    while !search.done() {
+        let logits = model.step(search.tokens(), search.parents())?;
+        search.advance(logits);
+    }
+    Ok(search.finish())
+}
+
+/// One request's generation as a state machine, advanced one decoder step at
+/// a time by whoever runs the decoder: [`decode`] for a request alone, or a
+/// batched step that feeds several requests' hypotheses in one run (each
+/// request's rows are its own; its logits rows come back in the same order).
+pub enum Search {
+    Greedy(Box<Greedy>),
+    Beams(Box<Beams>),
+}
+
+impl Search {
+    pub fn new(p: &DecodeParams, vocab: usize) -> Self {
+        if p.num_beams <= 1 {
+            Search::Greedy(Box::new(Greedy::new(p, vocab)))
+        } else {
+            Search::Beams(Box::new(Beams::new(p, vocab)))
+        }
+    }
+
+    /// No more steps: [`Search::finish`] has the answer.
+    pub fn done(&self) -> bool {
+        match self {
+            Search::Greedy(g) => g.done,
+            Search::Beams(b) => b.done,
+        }
+    }
+
+    /// The last token of each live hypothesis, to feed the next step.
+    pub fn tokens(&self) -> &[u32] {
+        match self {
+            Search::Greedy(g) => &g.seq[g.seq.len() - 1..],
+            Search::Beams(b) => &b.last,
+        }
+    }
+
+    /// For each hypothesis, the one of the previous step it continues (its
+    /// cache must follow); `None` on the first step.
+    pub fn parents(&self) -> Option<&[usize]> {
+        match self {
+            Search::Greedy(g) => (g.seq.len() > 1).then_some(&[0usize][..]),
+            Search::Beams(b) => b.parents.as_deref(),
+        }
+    }
+
+    /// Takes the step's logits (`tokens().len()` rows of the vocabulary).
+    pub fn advance(&mut self, logits: &[f32]) {
+        match self {
+            Search::Greedy(g) => g.advance(logits),
+            Search::Beams(b) => b.advance(logits),
+        }
+    }
+
+    pub fn finish(self) -> Decoded {
+        match self {
+            Search::Greedy(g) => Decoded {
+                ids: g.seq,
+                margins: g.margins,
+                score: None,
+            },
+            Search::Beams(mut b) => {
+                let (ids, score, _) = b.finished.swap_remove(0);
+                Decoded {
+                    ids,
+                    margins: Vec::new(),
+                    score: Some(score),
+                }
+            }
+        }
     }
 }
 
-fn greedy_or_sample<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded, M::Error> {
-    let max_length = 1 + p.max_new_tokens;
-    let mut seq = vec![p.decoder_start];
-    let mut margins = Vec::new();
-    let mut rng = p.sampling.as_ref().map(|s| Rng::new(s.seed));
-    let mut scores = Vec::new();
-    let vocab = model.vocab();
-    while seq.len() < max_length {
-        let last = [*seq.last().unwrap_or(&p.decoder_start)];
-        let parents = (seq.len() > 1).then_some(&[0usize][..]);
-        let logits = model.step(&last, parents)?;
-        scores.clear();
-        scores.extend_from_slice(&logits[..vocab]);
-        process(&mut scores, &seq, p, max_length);
-        let next = match (&p.sampling, rng.as_mut()) {
-            (Some(s), Some(rng)) => {
-                warp(&mut scores, s, 1);
-                margins.push(margin(&scores));
-                rng.weighted(&softmax(&scores))
-            }
-            _ => {
-                margins.push(margin(&scores));
-                argmax(&scores)
-            }
-        };
-        seq.push(next as u32);
-        if next as u32 == p.eos {
-            break;
+/// Greedy decoding or sampling: one hypothesis.
+pub struct Greedy {
+    p: DecodeParams,
+    vocab: usize,
+    max_length: usize,
+    seq: Vec<u32>,
+    margins: Vec<Option<f32>>,
+    rng: Option<Rng>,
+    scores: Vec<f32>,
+    done: bool,
+}
+
+impl Greedy {
+    fn new(p: &DecodeParams, vocab: usize) -> Self {
+        let max_length = 1 + p.max_new_tokens;
+        Greedy {
+            p: p.clone(),
+            vocab,
+            max_length,
+            seq: vec![p.decoder_start],
+            margins: Vec::new(),
+            rng: p.sampling.as_ref().map(|s| Rng::new(s.seed)),
+            scores: Vec::new(),
+            done: max_length <= 1,
         }
     }
-    Ok(Decoded {
-        ids: seq,
-        margins,
-        score: None,
-    })
+
+    fn advance(&mut self, logits: &[f32]) {
+        let p = &self.p;
+        self.scores.clear();
+        self.scores.extend_from_slice(&logits[..self.vocab]);
+        process(&mut self.scores, &self.seq, p, self.max_length);
+        let next = match (&p.sampling, self.rng.as_mut()) {
+            (Some(s), Some(rng)) => {
+                warp(&mut self.scores, s, 1);
+                self.margins.push(margin(&self.scores));
+                rng.weighted(&softmax(&self.scores))
+            }
+            _ => {
+                self.margins.push(margin(&self.scores));
+                argmax(&self.scores)
+            }
+        };
+        self.seq.push(next as u32);
+        self.done = next as u32 == p.eos || self.seq.len() >= self.max_length;
+    }
 }
 
 #[derive(Clone)]
@@ -338,39 +420,67 @@ fn sample_without_replacement(scores: &[f32], k: usize, rng: &mut Rng) -> Vec<us
 /// continuations over beams x vocabulary, finished candidates among the top
 /// num_beams enter the pool with score / len^length_penalty, the best
 /// num_beams unfinished continue, and the stopping heuristics of `early_stopping`.
-fn beam_search<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded, M::Error> {
-    let nb = p.num_beams;
-    let max_length = 1 + p.max_new_tokens;
-    let keep = 2 * nb; // max(2, 1 + number of eos ids) * num_beams, one eos id
-    let decoder_prompt_len = 1usize;
-    let vocab = model.vocab();
-    let mut running: Vec<Vec<u32>> = vec![vec![p.decoder_start]; nb];
-    let mut running_scores: Vec<f32> = (0..nb).map(|i| if i == 0 { 0.0 } else { -1e9 }).collect();
-    // Finished pool: placeholders with score -1e9, not finished.
-    let mut finished: Vec<(Vec<u32>, f32, bool)> = vec![(vec![p.decoder_start], -1e9, false); nb];
-    let mut heuristic_unsatisfied = true;
-    let mut rng = p.sampling.as_ref().map(|s| Rng::new(s.seed));
-    let mut parents: Option<Vec<usize>> = None;
-    let mut cur_len = 1usize;
-    let mut acc = vec![0f32; nb * vocab];
-    loop {
-        let last: Vec<u32> = running.iter().map(|s| s[s.len() - 1]).collect();
-        let logits = model.step(&last, parents.as_deref())?;
+pub struct Beams {
+    p: DecodeParams,
+    vocab: usize,
+    max_length: usize,
+    running: Vec<Vec<u32>>,
+    running_scores: Vec<f32>,
+    /// Finished pool: placeholders with score -1e9, not finished.
+    finished: Vec<(Vec<u32>, f32, bool)>,
+    heuristic_unsatisfied: bool,
+    rng: Option<Rng>,
+    parents: Option<Vec<usize>>,
+    cur_len: usize,
+    acc: Vec<f32>,
+    /// The last token of each running beam.
+    last: Vec<u32>,
+    done: bool,
+}
+
+impl Beams {
+    fn new(p: &DecodeParams, vocab: usize) -> Self {
+        let nb = p.num_beams;
+        Beams {
+            p: p.clone(),
+            vocab,
+            max_length: 1 + p.max_new_tokens,
+            running: vec![vec![p.decoder_start]; nb],
+            running_scores: (0..nb).map(|i| if i == 0 { 0.0 } else { -1e9 }).collect(),
+            finished: vec![(vec![p.decoder_start], -1e9, false); nb],
+            heuristic_unsatisfied: true,
+            rng: p.sampling.as_ref().map(|s| Rng::new(s.seed)),
+            parents: None,
+            cur_len: 1,
+            acc: vec![0f32; nb * vocab],
+            last: vec![p.decoder_start; nb],
+            done: false,
+        }
+    }
+
+    fn advance(&mut self, logits: &[f32]) {
+        let p = &self.p;
+        let nb = p.num_beams;
+        let vocab = self.vocab;
+        let max_length = self.max_length;
+        let keep = 2 * nb; // max(2, 1 + number of eos ids) * num_beams, one eos id
+        let decoder_prompt_len = 1usize;
         for b in 0..nb {
-            let row = &mut acc[b * vocab..(b + 1) * vocab];
+            let row = &mut self.acc[b * vocab..(b + 1) * vocab];
             row.copy_from_slice(&logits[b * vocab..(b + 1) * vocab]);
             log_softmax(row);
-            process(row, &running[b], p, max_length);
+            process(row, &self.running[b], p, max_length);
             if let Some(s) = &p.sampling {
                 warp(row, s, 2);
             }
             for v in row.iter_mut() {
-                *v += running_scores[b];
+                *v += self.running_scores[b];
             }
         }
-        let chosen: Vec<usize> = match (&p.sampling, rng.as_mut()) {
-            (Some(_), Some(rng)) => sample_without_replacement(&acc, keep, rng),
-            _ => top_k(&acc, keep),
+        let acc = &self.acc;
+        let chosen: Vec<usize> = match (&p.sampling, self.rng.as_mut()) {
+            (Some(_), Some(rng)) => sample_without_replacement(acc, keep, rng),
+            _ => top_k(acc, keep),
         };
         let cands: Vec<Candidate> = chosen
             .iter()
@@ -380,6 +490,7 @@ fn beam_search<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded,
                 token: (i % vocab) as u32,
             })
             .collect();
+        let cur_len = self.cur_len;
         let new_len = cur_len + 1;
         // Stopping criteria per candidate: EOS, or the maximum length reached.
         let hits: Vec<bool> = cands
@@ -396,27 +507,27 @@ fn beam_search<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded,
         let next = top_k(&running_scores_k, nb);
 
         // Finished pool update.
-        let all_full = finished.iter().all(|f| f.2) && p.early_stopping == EarlyStopping::True;
+        let all_full = self.finished.iter().all(|f| f.2) && p.early_stopping == EarlyStopping::True;
         let denom = ((cur_len + 1 - decoder_prompt_len) as f64).powf(p.length_penalty as f64);
-        let mut merged: Vec<(Vec<u32>, f32, bool)> = finished.clone();
+        let mut merged: Vec<(Vec<u32>, f32, bool)> = self.finished.clone();
         for (k, c) in cands.iter().enumerate() {
             let just_finished = hits[k] && k < nb;
             let mut s = (c.score as f64 / denom) as f32;
             if all_full {
                 s += -1e9;
             }
-            if !heuristic_unsatisfied {
+            if !self.heuristic_unsatisfied {
                 s += -1e9;
             }
             if !just_finished {
                 s += -1e9;
             }
-            let mut seq = running[c.beam].clone();
+            let mut seq = self.running[c.beam].clone();
             seq.push(c.token);
             merged.push((seq, s, just_finished));
         }
         let merged_scores: Vec<f32> = merged.iter().map(|m| m.1).collect();
-        finished = top_k(&merged_scores, nb)
+        self.finished = top_k(&merged_scores, nb)
             .into_iter()
             .map(|i| merged[i].clone())
             .collect();
@@ -424,15 +535,17 @@ fn beam_search<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded,
         let new_running: Vec<Vec<u32>> = next
             .iter()
             .map(|&k| {
-                let mut s = running[cands[k].beam].clone();
+                let mut s = self.running[cands[k].beam].clone();
                 s.push(cands[k].token);
                 s
             })
             .collect();
-        running_scores = next.iter().map(|&k| running_scores_k[k]).collect();
-        parents = Some(next.iter().map(|&k| cands[k].beam).collect());
-        running = new_running;
-        cur_len = new_len;
+        self.running_scores = next.iter().map(|&k| running_scores_k[k]).collect();
+        self.parents = Some(next.iter().map(|&k| cands[k].beam).collect());
+        self.running = new_running;
+        self.last = self.running.iter().map(|s| s[s.len() - 1]).collect();
+        self.cur_len = new_len;
+        let cur_len = new_len;
 
         // Early-stop heuristic.
         let hyp_len = if p.early_stopping == EarlyStopping::Never && p.length_penalty > 0.0 {
@@ -441,25 +554,23 @@ fn beam_search<M: StepModel>(model: &mut M, p: &DecodeParams) -> Result<Decoded,
             cur_len - decoder_prompt_len
         };
         let best_possible =
-            (running_scores[0] as f64 / (hyp_len as f64).powf(p.length_penalty as f64)) as f32;
-        let worst_finished = finished.iter().map(|f| f.1).fold(f32::INFINITY, f32::min);
-        let improvable = finished
+            (self.running_scores[0] as f64 / (hyp_len as f64).powf(p.length_penalty as f64)) as f32;
+        let worst_finished = self
+            .finished
+            .iter()
+            .map(|f| f.1)
+            .fold(f32::INFINITY, f32::min);
+        let improvable = self
+            .finished
             .iter()
             .any(|f| best_possible > if f.2 { worst_finished } else { -1e9 });
-        heuristic_unsatisfied &= improvable;
+        self.heuristic_unsatisfied &= improvable;
 
-        let open_beam = !(finished.iter().all(|f| f.2) && p.early_stopping == EarlyStopping::True);
+        let open_beam =
+            !(self.finished.iter().all(|f| f.2) && p.early_stopping == EarlyStopping::True);
         let valid_continuations = !hits.iter().all(|&h| h);
-        if !(heuristic_unsatisfied && open_beam && valid_continuations) {
-            break;
-        }
+        self.done = !(self.heuristic_unsatisfied && open_beam && valid_continuations);
     }
-    let (ids, score, _) = finished.swap_remove(0);
-    Ok(Decoded {
-        ids,
-        margins: Vec::new(),
-        score: Some(score),
-    })
 }
 
 #[cfg(test)]

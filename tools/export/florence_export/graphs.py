@@ -205,3 +205,76 @@ class HailoDecoder(nn.Module):
         enc = encoder_hidden_states[:, 0]
         mask = torch.ones(enc.shape[:2], dtype=torch.int64)
         return self.decoder(mask, enc, inputs_embeds[:, 0])[0]
+
+
+class CrossKeyValues(nn.Module):
+    """encoder_hidden_states [B,E,D] -> per layer the cross-attention key and value
+    [B,H,E,Dh]: what every later step of the batched decoder reads, computed once
+    per request (the merged decoder computes them in its first step)."""
+
+    def __init__(self, model):
+        super().__init__()
+        dec = model.model.language_model.decoder
+        self.layers = dec.layers
+        self.heads = dec.config.decoder_attention_heads
+
+    def forward(self, encoder_hidden_states):
+        out = []
+        for layer in self.layers:
+            ca = layer.encoder_attn
+            out += [_heads(ca.k_proj(encoder_hidden_states), self.heads),
+                    _heads(ca.v_proj(encoder_hidden_states), self.heads)]
+        return tuple(out)
+
+
+class BatchedDecoder(nn.Module):
+    """One decoder step for B rows that may belong to different requests.
+
+    Each row brings its own position (its past length), its past decoder keys and
+    values padded to a common window W with `self_attention_mask` 1 on the valid
+    slots, and its cross-attention keys and values padded to a common E with
+    `encoder_attention_mask` 1 on the valid ones. The step's own key and value come
+    first among the keys, so padding only ever appends masked slots at the end and
+    a row's numbers need not change with W or E. Outputs the logits and, per layer,
+    the step's new decoder key and value [B,H,1,Dh], which the caller writes into
+    its row's window at the row's position.
+
+    Inputs: inputs_embeds [B,1,D], position_ids [B,1] i64, self_attention_mask [B,W] i64,
+    encoder_attention_mask [B,E] i64, then per layer past decoder key, value [B,H,W,Dh]
+    and cross key, value [B,H,E,Dh].
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        dec = model.model.language_model.decoder
+        self.positions = dec.embed_positions
+        self.norm = dec.layernorm_embedding
+        self.layers = dec.layers
+        self.heads = dec.config.decoder_attention_heads
+        self.lm_head = model.lm_head
+
+    def forward(self, inputs_embeds, position_ids, self_attention_mask, encoder_attention_mask, *past):
+        hidden = self.norm(inputs_embeds + self.positions.weight[position_ids + self.positions.offset])
+        dtype = hidden.dtype
+        own = torch.ones_like(self_attention_mask[:, :1])
+        keys_valid = torch.cat([own, self_attention_mask], dim=1)
+        self_mask = (1.0 - keys_valid[:, None, None, :].to(dtype)) * _neg_inf(dtype)
+        cross_mask = (1.0 - encoder_attention_mask[:, None, None, :].to(dtype)) * _neg_inf(dtype)
+        news = []
+        for i, layer in enumerate(self.layers):
+            sa = layer.self_attn
+            q = _heads(sa.q_proj(hidden), self.heads)
+            k_new = _heads(sa.k_proj(hidden), self.heads)
+            v_new = _heads(sa.v_proj(hidden), self.heads)
+            k = torch.cat([k_new, past[4 * i]], dim=2)
+            v = torch.cat([v_new, past[4 * i + 1]], dim=2)
+            hidden = layer.self_attn_layer_norm(hidden + sa.out_proj(_merge(_attend(q, k, v, self_mask, sa.scaling))))
+            ca = layer.encoder_attn
+            cq = _heads(ca.q_proj(hidden), self.heads)
+            hidden = layer.encoder_attn_layer_norm(
+                hidden + ca.out_proj(_merge(_attend(cq, past[4 * i + 2], past[4 * i + 3], cross_mask, ca.scaling)))
+            )
+            ffn = layer.fc2(layer.activation_fn(layer.fc1(hidden)))
+            hidden = layer.final_layer_norm(hidden + ffn)
+            news += [k_new, v_new]
+        return (self.lm_head(hidden), *news)

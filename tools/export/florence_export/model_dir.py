@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
-from . import configs, graphs, hailo_standin, variants
+from . import batched, configs, graphs, hailo_standin, variants
 from .onnx_export import check, export_module, merge_decoders, save, session
 
 # Bounds on the max difference relative to the largest reference magnitude.
@@ -152,6 +152,7 @@ def export_model_dir(model, tokenizer_json: str, tokenizer_config: dict, out: st
     save(merged, os.path.join(onnx_dir, "decoder_model_merged.onnx"))
 
     figures["onnx"] = verify_onnx(model, onnx_dir, image_size, layers, heads, dh, log)
+    figures["batched"] = batched.add(model, onnx_dir, log)
 
     # Config files in the public export's layout, and the tokenizer.
     _dump(configs.model_config(cfg, image_size), os.path.join(out, "config.json"))

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor};
 
+use super::batched::{Admitted, Batch, BatchedDecoder, BatchedGraphs, Sequence, Shape, Stepper};
 use super::decoder::OnnxDecoder;
 use super::error::OnnxError;
 use super::graph_cache::GraphSource;
@@ -44,18 +45,32 @@ use crate::engine::task::Task;
 use crate::engine::turns::Turns;
 use crate::engine::vision_cache::{Features, image_key};
 
-/// The four graphs, each taken in turn for one run at a time.
+/// The graphs, each taken in turn for one run at a time.
 struct Sessions {
     vision: Turns<Session>,
     embed: Turns<Session>,
     encoder: Turns<Session>,
-    decoder: Turns<Session>,
+    decoder: DecoderGraphs,
+}
+
+/// The decoder: the batchable decoder's two graphs when the directory has
+/// them (their weights are bytes of the merged decoder's file, which is then
+/// not opened: one copy of the decoder's weights in memory), else the merged
+/// decoder.
+enum DecoderGraphs {
+    Merged(Turns<Session>),
+    Batched(BatchedGraphs),
 }
 
 impl Sessions {
     /// What a cancel wakes: the queues a request may be waiting in.
     fn queues(&self) -> Vec<Arc<dyn Wake>> {
-        [&self.vision, &self.embed, &self.encoder, &self.decoder]
+        let mut queues = vec![&self.vision, &self.embed, &self.encoder];
+        match &self.decoder {
+            DecoderGraphs::Merged(decoder) => queues.push(decoder),
+            DecoderGraphs::Batched(b) => queues.extend([&b.cross, &b.step]),
+        }
+        queues
             .into_iter()
             .map(|t| t.waker() as Arc<dyn Wake>)
             .collect()
@@ -89,6 +104,40 @@ impl OnnxBackend {
             sessions: o.sessions,
             float16: o.float16,
             sources: o.sources,
+        })
+    }
+
+    /// An empty batch of requests that decode together, when the model
+    /// directory has the batchable decoder ([`super::batched`]).
+    pub fn batch<K>(&self) -> Option<Batch<'_, K>> {
+        let DecoderGraphs::Batched(graphs) = &self.sessions.decoder else {
+            return None;
+        };
+        let shape = Shape::of(&self.files);
+        Some(Batch::new(Stepper::new(
+            &self.sessions.embed,
+            graphs,
+            shape,
+            self.float16,
+        )))
+    }
+
+    /// Runs a job's vision and text encoders and the cross keys and values:
+    /// the request, ready to join a [`Batch`].
+    pub fn admit(&self, job: &Job<'_>, interrupt: &Interrupt) -> Result<Admitted, EngineError> {
+        let DecoderGraphs::Batched(graphs) = &self.sessions.decoder else {
+            return Err(missing("decoder", Graph::DecoderBatched.stem()));
+        };
+        let (run_options, _timer) = run_options(interrupt, self.wakers(job.shared_vision))?;
+        let mut timings = Timings::default();
+        let mut waited = Duration::ZERO;
+        let (hidden, _) =
+            self.encode_job(job, (&run_options, interrupt), &mut timings, &mut waited)?;
+        let shape = Shape::of(&self.files);
+        let (sequence, _) = Sequence::new(graphs, &hidden, shape, self.float16, interrupt)?;
+        Ok(Admitted {
+            sequence,
+            search: generate::Search::new(job.params, self.files.model.text_config.vocab_size),
         })
     }
 
@@ -134,6 +183,60 @@ impl OnnxBackend {
         Ok((hidden, total))
     }
 
+    /// The job's image features (reused, or encoded now) and its prompt
+    /// through the text encoder: the encoder states [1, E, D] and E.
+    fn encode_job(
+        &self,
+        job: &Job<'_>,
+        (run_options, interrupt): (&RunOptions, &Interrupt),
+        timings: &mut Timings,
+        waited: &mut Duration,
+    ) -> Result<(DynValue, usize), EngineError> {
+        let t0 = Instant::now();
+        let image = job.image;
+        let key = image_key(image);
+        let hashed = t0.elapsed();
+        interrupt.check()?;
+        let t = Instant::now();
+        let (reused, encoding) = self.reuse_features(job, key, interrupt)?;
+        let features = match reused {
+            Some(features) => {
+                // Waiting for another user's encode of this image counts as queueing.
+                timings.vision_cached = true;
+                timings.preprocess_ms = ms(hashed);
+                timings.vision_ms = ms(t.elapsed());
+                *waited += t.elapsed();
+                features
+            }
+            None => {
+                // Preprocess before queueing for the graph (another run may hold it).
+                let (pixels, shape) = preprocess::pixel_values(image, &self.files.preprocessor);
+                timings.preprocess_ms = ms(hashed + t.elapsed());
+                let t = Instant::now();
+                let mut vision = self.sessions.vision.take(interrupt)?;
+                *waited += vision.waited;
+                let features = Arc::new(
+                    run_vision(&mut vision, pixels, shape, self.float16, run_options)
+                        .map_err(|e| interrupt.explain(e))?,
+                );
+                drop(vision);
+                timings.vision_ms = ms(t.elapsed());
+                if let Some(encoding) = encoding {
+                    encoding.finish(features.clone());
+                }
+                features
+            }
+        };
+
+        interrupt.check()?;
+        let t = Instant::now();
+        let encoded = self.encode(&features, job.prompt, (run_options, interrupt), waited);
+        job.vision.put(key, features);
+        let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
+        timings.encoder_ms = ms(t.elapsed());
+        Ok((hidden, enc_len))
+    }
+
     /// What a cancel of a request must wake: the queues for the graphs, and
     /// the wait for another user's encode of its image.
     fn wakers(&self, shared_vision: &Arc<SharedVision>) -> Vec<Arc<dyn Wake>> {
@@ -174,73 +277,49 @@ impl Backend for OnnxBackend {
     }
 
     fn generate(&self, job: Job<'_>, interrupt: &Interrupt) -> Result<Generated, EngineError> {
-        let t0 = Instant::now();
-        let image = job.image;
-        let key = image_key(image);
-        let mut timings = Timings::default();
-        let hashed = t0.elapsed();
         let (run_options, _timer) = run_options(interrupt, self.wakers(job.shared_vision))?;
+        let mut timings = Timings::default();
         let mut waited = Duration::ZERO;
+        let (hidden, enc_len) =
+            self.encode_job(&job, (&run_options, interrupt), &mut timings, &mut waited)?;
 
-        interrupt.check()?;
         let t = Instant::now();
-        let (reused, encoding) = self.reuse_features(&job, key, interrupt)?;
-        let features = match reused {
-            Some(features) => {
-                // Waiting for another user's encode of this image counts as queueing.
-                timings.vision_cached = true;
-                timings.preprocess_ms = ms(hashed);
-                timings.vision_ms = ms(t.elapsed());
-                waited += t.elapsed();
-                features
+        let (decoded, first, later_runs) = match &self.sessions.decoder {
+            DecoderGraphs::Batched(graphs) => {
+                let shape = Shape::of(&self.files);
+                let (sequence, cross_waited) =
+                    Sequence::new(graphs, &hidden, shape, self.float16, interrupt)?;
+                // The cross keys and values belong to the first token, as in
+                // the merged decoder's first step.
+                let cross = t.elapsed();
+                waited += cross_waited;
+                let stepper = Stepper::new(&self.sessions.embed, graphs, shape, self.float16);
+                let mut step = BatchedDecoder::new(stepper, sequence, interrupt);
+                let decoded = generate::decode(&mut step, job.params)?;
+                waited += step.stepper.waited;
+                let later_runs = step.stepper.runtime.saturating_sub(step.first_step_runtime);
+                (
+                    decoded,
+                    cross + step.first_step.unwrap_or_default(),
+                    later_runs,
+                )
             }
-            None => {
-                // Preprocess before queueing for the graph (another run may hold it).
-                let (pixels, shape) = preprocess::pixel_values(image, &self.files.preprocessor);
-                timings.preprocess_ms = ms(hashed + t.elapsed());
-                let t = Instant::now();
-                let mut vision = self.sessions.vision.take(interrupt)?;
-                waited += vision.waited;
-                let features = Arc::new(
-                    run_vision(&mut vision, pixels, shape, self.float16, &run_options)
-                        .map_err(|e| interrupt.explain(e))?,
-                );
-                drop(vision);
-                timings.vision_ms = ms(t.elapsed());
-                if let Some(encoding) = encoding {
-                    encoding.finish(features.clone());
-                }
-                features
+            DecoderGraphs::Merged(decoder) => {
+                let mut step = OnnxDecoder::new(
+                    &self.sessions.embed,
+                    decoder,
+                    hidden,
+                    enc_len,
+                    &self.files,
+                    self.float16,
+                    interrupt,
+                )?;
+                let decoded = generate::decode(&mut step, job.params)?;
+                waited += step.waited;
+                let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
+                (decoded, step.first_step.unwrap_or_default(), later_runs)
             }
         };
-
-        interrupt.check()?;
-        let t = Instant::now();
-        let encoded = self.encode(
-            &features,
-            job.prompt,
-            (&run_options, interrupt),
-            &mut waited,
-        );
-        job.vision.put(key, features);
-        let (hidden, enc_len) = encoded.map_err(|e| interrupt.explain(e))?;
-        timings.encoder_ms = ms(t.elapsed());
-
-        let t = Instant::now();
-        let mut step = OnnxDecoder::new(
-            &self.sessions.embed,
-            &self.sessions.decoder,
-            hidden,
-            enc_len,
-            &self.files,
-            self.float16,
-            interrupt,
-        )?;
-        let decoded = generate::decode(&mut step, job.params)?;
-        let first = step.first_step.unwrap_or_default();
-        let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
-        waited += step.waited;
-        drop(step);
         let decode_time = t.elapsed();
         timings.decode_ms = ms(decode_time);
         timings.first_token_ms = ms(first);
@@ -275,21 +354,29 @@ fn open_sessions(
 ) -> Result<Opened, ModelError> {
     let runtime = super::runtime::runtime(options.ort_library.as_deref())?;
     // The decoder first: loading a graph briefly needs more memory than it
-    // keeps (most for the merged decoder), and it is the longest to load, so
+    // keeps (most for the decoder), and it is the longest to load, so
     // the others load beside it.
-    let order = [
-        Graph::DecoderMerged,
-        Graph::Encoder,
-        Graph::EmbedTokens,
-        Graph::VisionEncoder,
-    ];
-    let opened = loading::open_graphs(&runtime, files, &order, options, loading::loaders())?;
+    let batched = Graph::BATCHED
+        .iter()
+        .all(|&g| session::graph_path(dir, g, &options.variant).is_file());
+    let decoder: &[Graph] = if batched {
+        &[Graph::DecoderBatched, Graph::DecoderCrossKeyValues]
+    } else {
+        &[Graph::DecoderMerged]
+    };
+    let order: Vec<Graph> = decoder
+        .iter()
+        .copied()
+        .chain([Graph::Encoder, Graph::EmbedTokens, Graph::VisionEncoder])
+        .collect();
+    let opened = loading::open_graphs(&runtime, files, &order, options, loading::loaders())
+        .map_err(|e| weights_elsewhere(e, dir, options))?;
     let mut kinds = Vec::new();
     let mut sources = Vec::new();
-    let mut sessions = Vec::new();
+    let mut by_graph = std::collections::HashMap::new();
     for o in opened {
         sources.push((o.graph, o.source));
-        if o.graph != Graph::EmbedTokens {
+        if !matches!(o.graph, Graph::EmbedTokens | Graph::DecoderCrossKeyValues) {
             kinds.push((
                 o.graph,
                 float16_inputs(
@@ -298,21 +385,39 @@ fn open_sessions(
                 )?,
             ));
         }
-        sessions.push(o.session);
+        by_graph.insert(o.graph, o.session);
     }
-    let [decoder, encoder, embed, vision]: [Session; 4] =
-        sessions.try_into().map_err(|_| OnnxError::Load {
-            path: dir.to_path_buf(),
-            reason: "not every graph was opened".into(),
-        })?;
+    let not_opened = || OnnxError::Load {
+        path: dir.to_path_buf(),
+        reason: "not every graph was opened".into(),
+    };
+    let mut take = |graph: Graph| {
+        by_graph
+            .remove(&graph)
+            .map(Turns::new)
+            .ok_or_else(not_opened)
+    };
+    let decoder = if batched {
+        DecoderGraphs::Batched(BatchedGraphs {
+            step: take(Graph::DecoderBatched)?,
+            cross: take(Graph::DecoderCrossKeyValues)?,
+        })
+    } else {
+        DecoderGraphs::Merged(take(Graph::DecoderMerged)?)
+    };
     let sessions = Sessions {
-        vision: Turns::new(vision),
-        embed: Turns::new(embed),
-        encoder: Turns::new(encoder),
-        decoder: Turns::new(decoder),
+        vision: take(Graph::VisionEncoder)?,
+        embed: take(Graph::EmbedTokens)?,
+        encoder: take(Graph::Encoder)?,
+        decoder,
     };
     // Reported in the usual order: vision encoder, embedding, encoder, decoder.
-    let rank = |g: &Graph| Graph::ONNX_COMMUNITY.iter().position(|x| x == g);
+    let rank = |g: &Graph| {
+        Graph::ONNX_COMMUNITY
+            .iter()
+            .chain(&Graph::BATCHED)
+            .position(|x| x == g)
+    };
     kinds.sort_by_key(|k| rank(&k.0));
     sources.sort_by_key(|k| rank(&k.0));
     let float16 = kinds.first().is_some_and(|k| k.1);
@@ -327,4 +432,25 @@ fn open_sessions(
         float16,
         sources,
     })
+}
+
+/// A graph whose weights are another graph's file (the batchable decoder's
+/// read the merged decoder's) says so when it does not load: a damaged merged
+/// decoder fails them.
+fn weights_elsewhere(e: OnnxError, dir: &Path, options: &SessionOptions) -> OnnxError {
+    let OnnxError::Load { path, reason } = e else {
+        return e;
+    };
+    let weights = Graph::BATCHED
+        .iter()
+        .find(|&&g| session::graph_path(dir, g, &options.variant) == path)
+        .and_then(|g| g.weights_from());
+    let reason = match weights {
+        Some(w) => format!(
+            "{reason} (its weights are read from {})",
+            session::graph_path(dir, w, &options.variant).display()
+        ),
+        None => reason,
+    };
+    OnnxError::Load { path, reason }
 }

@@ -14,7 +14,9 @@
 //! faster, and every matrix product reading them from the mapping was slower.)
 //!
 //! An entry is keyed by everything that decides what ONNX Runtime writes: the
-//! source file (path, size, modification time, inode), the ONNX Runtime
+//! source file (path, size, modification time, inode) and the files its
+//! external data reads (the batchable decoder's weights are in the merged
+//! decoder's file), the ONNX Runtime
 //! library (path, size, modification time) and the CPU (its model and
 //! instruction-set flags; the NCHWc layouts and packed formats are
 //! CPU-specific). A changed model, library or machine gets a new entry. Entries
@@ -33,7 +35,8 @@ const FORMAT: u32 = 2;
 /// The optimised graph and its weights inside an entry's directory.
 pub(crate) const GRAPH_FILE: &str = "graph.onnx";
 pub(crate) const DATA_FILE: &str = "graph.data";
-/// The identity of the model file an entry was made from, for [`sweep`].
+/// The identities of the model file an entry was made from and of the files
+/// its external data reads, one a line, for [`sweep`].
 const SOURCE_FILE: &str = "source";
 /// In a scratch directory: locked by its loader while it writes.
 const LOCK_FILE: &str = "lock";
@@ -114,19 +117,25 @@ fn file_identity(path: &Path) -> std::io::Result<String> {
     ))
 }
 
-/// The entry directory for `graph` (a model file) under `cache`.
+/// The entry directory for `graph` (a model file) under `cache`; `weights`
+/// are the other files its external data reads (an entry holds their bytes,
+/// so it follows them too).
 pub(crate) fn entry_dir(
     cache: &Path,
     graph: &Path,
+    weights: &[PathBuf],
     ort_library: &Path,
     settings: &str,
 ) -> std::io::Result<PathBuf> {
-    let key = format!(
+    let mut key = format!(
         "{FORMAT}\n{}\n{}\n{}\n{settings}",
         file_identity(graph)?,
         file_identity(ort_library)?,
         cpu_identity()
     );
+    for file in weights {
+        key += &format!("\n{}", file_identity(file)?);
+    }
     let hash = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
     let stem = graph
         .file_stem()
@@ -143,7 +152,11 @@ pub(crate) struct Scratch {
 
 /// A fresh directory next to the entries, to write the entry for `graph` into
 /// before it is renamed into place.
-pub(crate) fn scratch_dir(cache: &Path, graph: &Path) -> std::io::Result<Scratch> {
+pub(crate) fn scratch_dir(
+    cache: &Path,
+    graph: &Path,
+    weights: &[PathBuf],
+) -> std::io::Result<Scratch> {
     std::fs::create_dir_all(cache)?;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -163,7 +176,11 @@ pub(crate) fn scratch_dir(cache: &Path, graph: &Path) -> std::io::Result<Scratch
             }
             Err(_) => None,
         };
-        std::fs::write(dir.join(SOURCE_FILE), file_identity(graph)?)?;
+        let mut sources = vec![file_identity(graph)?];
+        for file in weights {
+            sources.push(file_identity(file)?);
+        }
+        std::fs::write(dir.join(SOURCE_FILE), sources.join("\n"))?;
         Ok(lock)
     };
     match fill() {
@@ -189,8 +206,8 @@ fn abandoned(scratch: &Path) -> bool {
     }
 }
 
-/// Removes the entries whose model file is gone or has changed (a replaced
-/// model, a deleted copy) and scratch directories of loaders that died, so the
+/// Removes the entries whose model file (or a file its weights are read
+/// from) is gone or has changed (a replaced model, a deleted copy) and scratch directories of loaders that died, so the
 /// cache holds only what can still be used.
 pub(crate) fn sweep(cache: &Path) {
     let Ok(dir) = std::fs::read_dir(cache) else {
@@ -208,8 +225,11 @@ pub(crate) fn sweep(cache: &Path) {
         let Ok(source) = std::fs::read_to_string(path.join(SOURCE_FILE)) else {
             continue; // not ours
         };
-        let file = source.split('|').next().unwrap_or_default();
-        if file_identity(Path::new(file)).ok().as_deref() != Some(source.as_str()) {
+        let changed = source.lines().any(|line| {
+            let file = line.split('|').next().unwrap_or_default();
+            file_identity(Path::new(file)).ok().as_deref() != Some(line)
+        });
+        if changed {
             discard(&path);
         }
     }
@@ -254,12 +274,18 @@ mod tests {
         let lib = dir.join("lib.so");
         std::fs::write(&graph, b"one").unwrap();
         std::fs::write(&lib, b"lib").unwrap();
-        let a = entry_dir(dir, &graph, &lib, "").unwrap();
-        assert_eq!(a, entry_dir(dir, &graph, &lib, "").unwrap());
+        let weights = dir.join("w.onnx");
+        std::fs::write(&weights, b"w").unwrap();
+        let a = entry_dir(dir, &graph, &[], &lib, "").unwrap();
+        assert_eq!(a, entry_dir(dir, &graph, &[], &lib, "").unwrap());
         assert!(a.file_name().unwrap().to_string_lossy().starts_with("g-"));
-        assert_ne!(a, entry_dir(dir, &graph, &lib, "other").unwrap());
+        assert_ne!(a, entry_dir(dir, &graph, &[], &lib, "other").unwrap());
+        let b = entry_dir(dir, &graph, std::slice::from_ref(&weights), &lib, "").unwrap();
+        assert_ne!(a, b, "the files its external data reads");
+        std::fs::write(&weights, b"other weights").unwrap();
+        assert_ne!(b, entry_dir(dir, &graph, &[weights], &lib, "").unwrap());
         std::fs::write(&graph, b"longer").unwrap();
-        assert_ne!(a, entry_dir(dir, &graph, &lib, "").unwrap());
+        assert_ne!(a, entry_dir(dir, &graph, &[], &lib, "").unwrap());
     }
 
     #[test]
@@ -272,7 +298,7 @@ mod tests {
         std::fs::write(&graph, b"one").unwrap();
         let entry = cache.join("g-1");
         for _ in 0..2 {
-            let s = scratch_dir(cache, &graph).unwrap();
+            let s = scratch_dir(cache, &graph, &[]).unwrap();
             std::fs::write(s.dir.join(GRAPH_FILE), b"x").unwrap();
             publish(&s.dir, &entry).unwrap();
         }
@@ -290,7 +316,7 @@ mod tests {
         let models = models_scratch.path();
         let graph = models.join("g.onnx");
         std::fs::write(&graph, b"one").unwrap();
-        let live = scratch_dir(cache, &graph).unwrap();
+        let live = scratch_dir(cache, &graph, &[]).unwrap();
         // A loader that died after locking: its lock file, unlocked.
         let dead = cache.join(".partial-1-1");
         std::fs::create_dir(&dead).unwrap();
@@ -322,7 +348,7 @@ mod tests {
         let entry_for = |name: &str| {
             let graph = models.join(name);
             std::fs::write(&graph, b"weights").unwrap();
-            let s = scratch_dir(cache, &graph).unwrap();
+            let s = scratch_dir(cache, &graph, &[]).unwrap();
             let entry = cache.join(name);
             publish(&s.dir, &entry).unwrap();
             (graph, entry)
@@ -330,6 +356,14 @@ mod tests {
         let (_, kept) = entry_for("kept.onnx");
         let (changed, changed_entry) = entry_for("changed.onnx");
         let (deleted, deleted_entry) = entry_for("deleted.onnx");
+        // A graph whose external data another file holds: its entry follows both.
+        let weights = models.join("weights.onnx");
+        std::fs::write(&weights, b"shared weights").unwrap();
+        let reader = models.join("reader.onnx");
+        std::fs::write(&reader, b"graph").unwrap();
+        let s = scratch_dir(cache, &reader, std::slice::from_ref(&weights)).unwrap();
+        let reader_entry = cache.join("reader.onnx");
+        publish(&s.dir, &reader_entry).unwrap();
         std::fs::write(&changed, b"other weights").unwrap();
         std::fs::remove_file(&deleted).unwrap();
         let foreign = cache.join("not-ours");
@@ -337,7 +371,14 @@ mod tests {
         sweep(cache);
         assert!(kept.exists());
         assert!(foreign.exists());
+        assert!(reader_entry.exists(), "its graph and weights unchanged");
         assert!(!changed_entry.exists());
         assert!(!deleted_entry.exists());
+        std::fs::write(&weights, b"other shared weights").unwrap();
+        sweep(cache);
+        assert!(
+            !reader_entry.exists(),
+            "the file holding its weights changed"
+        );
     }
 }

@@ -3,6 +3,8 @@
 //! - [`backend`]: the four onnx-community graphs as the engine's
 //!   [`crate::engine::backend::Backend`];
 //! - [`decoder`]: the merged decoder as a step model for the generation loops;
+//! - [`batched`]: the batchable decoder (this project's exporter's): steps of
+//!   several requests in one run, and a request alone through the same graph;
 //! - [`tensors`]: values and runs shared with the Hailo split's ONNX parts;
 //! - [`describe`]: every graph of a directory, validated, for `florenced signature`;
 //! - [`loading`]: a model's graphs opened side by side;
@@ -16,6 +18,7 @@
 //! - [`error`]: why a graph cannot be opened.
 
 pub mod backend;
+pub mod batched;
 pub mod decoder;
 pub mod describe;
 pub mod error;

@@ -201,6 +201,7 @@ fn check_provider(runtime: &Runtime, provider: &ExecutionProvider) -> Result<(),
 fn open_session(
     runtime: &Runtime,
     path: &Path,
+    weights: &[PathBuf],
     options: &SessionOptions,
 ) -> Result<(Session, GraphSource), OnnxError> {
     let load = |e: ort::Error| OnnxError::Load {
@@ -224,7 +225,7 @@ fn open_session(
     } else {
         provider.name()
     };
-    let entry = match graph_cache::entry_dir(cache, path, &runtime.library, settings) {
+    let entry = match graph_cache::entry_dir(cache, path, weights, &runtime.library, settings) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
@@ -246,7 +247,7 @@ fn open_session(
         }
     }
     graph_cache::sweep(cache);
-    let scratch = match graph_cache::scratch_dir(cache, path) {
+    let scratch = match graph_cache::scratch_dir(cache, path, weights) {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!("graph cache {}: {e}; loading without it", cache.display());
@@ -329,7 +330,12 @@ pub fn open_graph_from(
     if !path.is_file() {
         return Err(OnnxError::MissingGraph { path, graph });
     }
-    let (session, source) = open_session(runtime, &path, options)?;
+    let weights: Vec<PathBuf> = graph
+        .weights_from()
+        .map(|g| graph_path(&files.dir, g, &options.variant))
+        .into_iter()
+        .collect();
+    let (session, source) = open_session(runtime, &path, &weights, options)?;
     let spec = GraphSpec::new(graph, &files.dims());
     let (inputs, outputs) = signature::ports(&session);
     let problems = signature::check(&spec, &inputs, &outputs);

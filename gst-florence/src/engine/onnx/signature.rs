@@ -57,6 +57,11 @@ pub enum Graph {
     EmbedTokens,
     Encoder,
     DecoderMerged,
+    /// This project's exporter's batchable decoder step (optional; used when
+    /// present): rows of different requests at different positions in one run.
+    DecoderBatched,
+    /// Its companion: a request's cross-attention keys and values, once.
+    DecoderCrossKeyValues,
     /// Static-shape stand-in for Hailo's text-encoder HEF.
     HailoTextEncoder,
     /// Static-shape stand-in for Hailo's 32-token-window decoder HEF.
@@ -70,6 +75,9 @@ impl Graph {
         Graph::Encoder,
         Graph::DecoderMerged,
     ];
+    /// The batchable decoder's graphs, loaded beside the four when present
+    /// (`tools/export/florence_export/batched.py` writes them).
+    pub const BATCHED: [Graph; 2] = [Graph::DecoderCrossKeyValues, Graph::DecoderBatched];
     pub const HAILO: [Graph; 2] = [Graph::HailoTextEncoder, Graph::HailoDecoder];
 
     /// File name stem; `onnx/<stem><variant suffix>.onnx` or `hailo/<stem>.onnx`.
@@ -79,8 +87,19 @@ impl Graph {
             Graph::EmbedTokens => "embed_tokens",
             Graph::Encoder => "encoder_model",
             Graph::DecoderMerged => "decoder_model_merged",
+            Graph::DecoderBatched => "decoder_model_batched",
+            Graph::DecoderCrossKeyValues => "decoder_cross_key_values",
             Graph::HailoTextEncoder => "text_encoder",
             Graph::HailoDecoder => "decoder",
+        }
+    }
+
+    /// The graph whose file holds this graph's weights (as ONNX external
+    /// data), if another's: the batchable decoder's read the merged decoder's.
+    pub fn weights_from(self) -> Option<Graph> {
+        match self {
+            Graph::DecoderBatched | Graph::DecoderCrossKeyValues => Some(Graph::DecoderMerged),
+            _ => None,
         }
     }
 
@@ -158,6 +177,32 @@ impl GraphSpec {
                     }
                 }
                 inputs.push(t("use_cache_branch", Bool, 1, &[(0, 1)]));
+                (inputs, outputs)
+            }
+            Graph::DecoderBatched => {
+                let mut inputs = vec![
+                    t("inputs_embeds", Float, 3, &[(1, 1), (2, dm)]),
+                    t("position_ids", I64, 2, &[(1, 1)]),
+                    t("self_attention_mask", I64, 2, &[]),
+                    t("encoder_attention_mask", I64, 2, &[]),
+                ];
+                let mut outputs = vec![t("logits", Float, 3, &[(1, 1), (2, v)])];
+                for layer in 0..d.decoder_layers {
+                    for name in cache_names("past_key_values", layer) {
+                        inputs.push(t(name, Float, 4, &kv));
+                    }
+                    for name in &cache_names("new_key_values", layer)[..2] {
+                        outputs.push(t(name.as_str(), Float, 4, &[kv[0], (2, 1), kv[1]]));
+                    }
+                }
+                (inputs, outputs)
+            }
+            Graph::DecoderCrossKeyValues => {
+                let inputs = vec![t("encoder_hidden_states", Float, 3, &[(2, dm)])];
+                let outputs = (0..d.decoder_layers)
+                    .flat_map(|layer| cache_names("present", layer).into_iter().skip(2))
+                    .map(|name| t(name, Float, 4, &kv))
+                    .collect();
                 (inputs, outputs)
             }
             Graph::HailoTextEncoder => (

@@ -1,0 +1,547 @@
+//! The batchable decoder (`decoder_model_batched.onnx` and
+//! `decoder_cross_key_values.onnx`, written by this project's exporter): one
+//! run advances the hypotheses of several requests by one token each,
+//! whatever their past lengths and prompts.
+//!
+//! Each row of a run brings its own position (its past length), its past
+//! decoder keys and values padded to the run's window W with
+//! `self_attention_mask` 0 on the padding, and its request's cross-attention
+//! keys and values padded to the run's E with `encoder_attention_mask` 0 on
+//! the padding (W and E: one slot more than the run's longest row needs,
+//! see [`padded`]). The graph puts the step's own key first and the padding
+//! last, so a row's numbers do not depend on W, E or its neighbours: the
+//! exporter checks that bit for bit, and the engine's tests check that a request's ids
+//! are the same alone and in any batch. A request alone runs through the
+//! same graph (a batch of its own hypotheses), so "alone" and "batched" are
+//! one code path.
+//!
+//! The caches are the engine's, not ONNX Runtime's: a hypothesis keeps its
+//! past keys and values slot by slot and the run's padded tensors are built
+//! from them at every step; the cross keys and values of a batch are built
+//! once and kept while the batch's members stay the same.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ort::session::Session;
+use ort::value::{DynValue, Tensor};
+
+use super::signature::cache_names;
+use super::tensors::{float_tensor, float_values, float_values_into, ort_err, run_embed};
+use crate::engine::config::ModelFiles;
+use crate::engine::error::{EngineError, missing};
+use crate::engine::generate::{Decoded, Search, StepModel};
+use crate::engine::interrupt::Interrupt;
+use crate::engine::turns::Turns;
+
+/// The window and encoder length of a run whose longest row needs `n`: one
+/// masked slot more. A row's numbers are then the same at every padding
+/// (the exporter checks it bit for bit, and measured it over 129 encoder
+/// lengths on the tiny and base-shaped models), while a run without any
+/// padding gives different last bits for some lengths (ONNX Runtime's
+/// kernels take another path for a row without a masked tail): so the
+/// longest row of a batch, and a request alone, are padded too. Nothing is
+/// rounded up further: on the CPU a larger padding is only more work.
+fn padded(n: usize) -> usize {
+    n + 1
+}
+
+/// The two graphs, each taken in turn for one run at a time.
+pub struct BatchedGraphs {
+    pub(crate) cross: Turns<Session>,
+    pub(crate) step: Turns<Session>,
+}
+
+/// The decoder's sizes, from the model's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    layers: usize,
+    heads: usize,
+    head_dim: usize,
+    d_model: usize,
+    vocab: usize,
+}
+
+impl Shape {
+    pub(crate) fn of(files: &ModelFiles) -> Self {
+        let t = &files.model.text_config;
+        Shape {
+            layers: t.decoder_layers,
+            heads: t.decoder_attention_heads,
+            head_dim: files.model.decoder_head_dim(),
+            d_model: t.d_model,
+            vocab: t.vocab_size,
+        }
+    }
+
+    /// Floats of one slot of one layer's key (or value): every head's vector.
+    fn slot(&self) -> usize {
+        self.heads * self.head_dim
+    }
+}
+
+/// One hypothesis' past decoder keys and values: per layer key then value,
+/// each `len` slots of [heads, head_dim], slot after slot.
+#[derive(Clone)]
+struct Past {
+    kv: Vec<Vec<f32>>,
+    len: usize,
+}
+
+static NEXT_SEQUENCE: AtomicU64 = AtomicU64::new(0);
+
+/// One request decoding through the batched graph: its cross keys and values
+/// and its hypotheses' pasts.
+pub struct Sequence {
+    id: u64,
+    /// Per layer key then value, each [heads, enc_len, head_dim].
+    cross: Vec<Vec<f32>>,
+    enc_len: usize,
+    hyps: Vec<Past>,
+}
+
+impl Sequence {
+    /// Runs the cross-key/value graph on the request's encoder states [1, E, D].
+    pub(crate) fn new(
+        graphs: &BatchedGraphs,
+        hidden: &DynValue,
+        shape: Shape,
+        float16: bool,
+        interrupt: &Interrupt,
+    ) -> Result<(Self, Duration), EngineError> {
+        let (dims, data) = float_values("decoder", hidden)?;
+        let enc_len = dims.get(1).copied().unwrap_or(0) as usize;
+        let states = float_tensor("decoder", vec![1, enc_len, shape.d_model], data, float16)?;
+        let mut session = graphs.cross.take(interrupt)?;
+        let waited = session.waited;
+        let mut out = session
+            .run(ort::inputs! {"encoder_hidden_states" => states})
+            .map_err(ort_err("decoder"))?;
+        let mut cross = Vec::with_capacity(2 * shape.layers);
+        for layer in 0..shape.layers {
+            for name in &cache_names("present", layer)[2..] {
+                let v = out.remove(name).ok_or_else(|| missing("decoder", name))?;
+                let (dims, data) = float_values("decoder", &v)?;
+                if data.len() != shape.slot() * enc_len {
+                    return Err(EngineError::Output {
+                        stage: "decoder",
+                        name: name.clone(),
+                        message: format!(
+                            "shape {dims:?}, expected [1, {}, {enc_len}, {}]",
+                            shape.heads, shape.head_dim
+                        ),
+                    });
+                }
+                cross.push(data);
+            }
+        }
+        Ok((
+            Sequence {
+                id: NEXT_SEQUENCE.fetch_add(1, Ordering::Relaxed),
+                cross,
+                enc_len,
+                hyps: Vec::new(),
+            },
+            waited,
+        ))
+    }
+
+    /// The hypotheses of the next step: `rows` fresh ones on the first step,
+    /// else those of the last step that `parents` names, in its order.
+    fn follow(&mut self, rows: usize, parents: Option<&[usize]>, shape: Shape) {
+        match parents {
+            None => {
+                let empty = Past {
+                    kv: vec![Vec::new(); 2 * shape.layers],
+                    len: 0,
+                };
+                self.hyps = vec![empty; rows];
+            }
+            Some(p) if p.iter().enumerate().all(|(i, &j)| i == j) && p.len() == self.hyps.len() => {
+            }
+            Some(p) => self.hyps = p.iter().map(|&j| self.hyps[j].clone()).collect(),
+        }
+    }
+}
+
+/// One request's part of a batched step: its state, the last token of each
+/// of its hypotheses and their parents (as [`StepModel::step`] takes them).
+pub(crate) struct Part<'a> {
+    pub(crate) sequence: &'a mut Sequence,
+    pub(crate) tokens: &'a [u32],
+    pub(crate) parents: Option<&'a [usize]>,
+}
+
+/// Cross keys and values of a batch, kept while its members stay the same.
+struct CrossBatch {
+    /// (sequence, hypotheses) of each member, in row order, and the padded E.
+    members: Vec<(u64, usize)>,
+    enc: usize,
+    values: Vec<DynValue>,
+    mask: DynValue,
+}
+
+/// Runs batched steps: builds the padded inputs, runs the graph, hands each
+/// row its new key and value.
+pub struct Stepper<'a> {
+    embed: &'a Turns<Session>,
+    graphs: &'a BatchedGraphs,
+    shape: Shape,
+    float16: bool,
+    cross: Option<CrossBatch>,
+    logits: Vec<f32>,
+    past_names: Vec<[String; 4]>,
+    new_names: Vec<[String; 4]>,
+    /// Time inside ONNX Runtime runs, and queueing for the graphs.
+    pub(crate) runtime: Duration,
+    pub(crate) waited: Duration,
+}
+
+impl<'a> Stepper<'a> {
+    pub(crate) fn new(
+        embed: &'a Turns<Session>,
+        graphs: &'a BatchedGraphs,
+        shape: Shape,
+        float16: bool,
+    ) -> Self {
+        Stepper {
+            embed,
+            graphs,
+            shape,
+            float16,
+            cross: None,
+            logits: Vec::new(),
+            past_names: (0..shape.layers)
+                .map(|i| cache_names("past_key_values", i))
+                .collect(),
+            new_names: (0..shape.layers)
+                .map(|i| cache_names("new_key_values", i))
+                .collect(),
+            runtime: Duration::ZERO,
+            waited: Duration::ZERO,
+        }
+    }
+
+    pub(crate) fn vocab(&self) -> usize {
+        self.shape.vocab
+    }
+
+    /// The cross keys and values and encoder mask for these members, built
+    /// when the members changed.
+    fn cross_for(&mut self, parts: &[Part<'_>]) -> Result<(), EngineError> {
+        let members: Vec<(u64, usize)> = parts
+            .iter()
+            .map(|p| (p.sequence.id, p.tokens.len()))
+            .collect();
+        let enc = padded(parts.iter().map(|p| p.sequence.enc_len).max().unwrap_or(0));
+        if self
+            .cross
+            .as_ref()
+            .is_some_and(|c| c.members == members && c.enc == enc)
+        {
+            return Ok(());
+        }
+        let s = self.shape;
+        let rows: usize = members.iter().map(|m| m.1).sum();
+        let mut mask = vec![0i64; rows * enc];
+        let mut values = Vec::with_capacity(2 * s.layers);
+        for j in 0..2 * s.layers {
+            let mut data = vec![0f32; rows * s.heads * enc * s.head_dim];
+            let mut row = 0;
+            for p in parts {
+                let seq = &*p.sequence;
+                let src = &seq.cross[j];
+                for _ in 0..p.tokens.len() {
+                    for h in 0..s.heads {
+                        let from = h * seq.enc_len * s.head_dim;
+                        let to = (row * s.heads + h) * enc * s.head_dim;
+                        let n = seq.enc_len * s.head_dim;
+                        data[to..to + n].copy_from_slice(&src[from..from + n]);
+                    }
+                    if j == 0 {
+                        mask[row * enc..row * enc + seq.enc_len].fill(1);
+                    }
+                    row += 1;
+                }
+            }
+            values.push(float_tensor(
+                "decoder",
+                vec![rows, s.heads, enc, s.head_dim],
+                data,
+                self.float16,
+            )?);
+        }
+        let mask = Tensor::from_array(([rows, enc], mask))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        self.cross = Some(CrossBatch {
+            members,
+            enc,
+            values,
+            mask,
+        });
+        Ok(())
+    }
+
+    /// One decoder step for every hypothesis of every part, in one run.
+    /// Returns the logits, one row of the vocabulary per hypothesis, parts in
+    /// order.
+    pub(crate) fn step(
+        &mut self,
+        parts: &mut [Part<'_>],
+        interrupt: &Interrupt,
+    ) -> Result<&[f32], EngineError> {
+        let s = self.shape;
+        for p in parts.iter_mut() {
+            p.sequence.follow(p.tokens.len(), p.parents, s);
+        }
+        self.cross_for(parts)?;
+        let rows: usize = parts.iter().map(|p| p.tokens.len()).sum();
+        let hyps = || parts.iter().flat_map(|p| p.sequence.hyps.iter());
+        let window = padded(hyps().map(|h| h.len).max().unwrap_or(0));
+
+        let ids: Vec<i64> = parts
+            .iter()
+            .flat_map(|p| p.tokens.iter().map(|&t| t as i64))
+            .collect();
+        let mut embed = self.embed.take(interrupt)?;
+        self.waited += embed.waited;
+        let run_start = Instant::now();
+        let embeds = run_embed(&mut embed, &ids, rows)?;
+        let mut in_runtime = run_start.elapsed();
+        drop(embed);
+        let embeds = float_tensor("decoder", vec![rows, 1, s.d_model], embeds, self.float16)?;
+        let positions: Vec<i64> = hyps().map(|h| h.len as i64).collect();
+        let positions = Tensor::from_array(([rows, 1usize], positions))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        let mut self_mask = vec![0i64; rows * window];
+        for (r, h) in hyps().enumerate() {
+            self_mask[r * window..r * window + h.len].fill(1);
+        }
+        let self_mask = Tensor::from_array(([rows, window], self_mask))
+            .map_err(ort_err("decoder"))?
+            .into_dyn();
+        let mut past = Vec::with_capacity(2 * s.layers);
+        for j in 0..2 * s.layers {
+            let mut data = vec![0f32; rows * s.heads * window * s.head_dim];
+            for (r, h) in hyps().enumerate() {
+                let src = &h.kv[j];
+                for slot in 0..h.len {
+                    for head in 0..s.heads {
+                        let from = (slot * s.heads + head) * s.head_dim;
+                        let to = ((r * s.heads + head) * window + slot) * s.head_dim;
+                        data[to..to + s.head_dim].copy_from_slice(&src[from..from + s.head_dim]);
+                    }
+                }
+            }
+            past.push(float_tensor(
+                "decoder",
+                vec![rows, s.heads, window, s.head_dim],
+                data,
+                self.float16,
+            )?);
+        }
+        let Some(cross) = self.cross.as_ref() else {
+            return Err(missing("decoder", "cross keys and values"));
+        };
+        let mut inputs: Vec<(
+            std::borrow::Cow<'_, str>,
+            ort::session::SessionInputValue<'_>,
+        )> = vec![
+            ("inputs_embeds".into(), (&embeds).into()),
+            ("position_ids".into(), (&positions).into()),
+            ("self_attention_mask".into(), (&self_mask).into()),
+            ("encoder_attention_mask".into(), (&cross.mask).into()),
+        ];
+        for (layer, names) in self.past_names.iter().enumerate() {
+            for (j, name) in names.iter().enumerate() {
+                let v = if j < 2 {
+                    &past[2 * layer + j]
+                } else {
+                    &cross.values[2 * layer + j - 2]
+                };
+                inputs.push((name.as_str().into(), v.into()));
+            }
+        }
+        let mut step = self.graphs.step.take(interrupt)?;
+        self.waited += step.waited;
+        let run_start = Instant::now();
+        let mut out = step.run(inputs).map_err(ort_err("decoder"))?;
+        in_runtime += run_start.elapsed();
+        self.runtime += in_runtime;
+        let logits = out
+            .remove("logits")
+            .ok_or_else(|| missing("decoder", "logits"))?;
+        let mut fresh = Vec::with_capacity(2 * s.layers);
+        let mut data = Vec::new();
+        for names in &self.new_names {
+            for name in &names[..2] {
+                let v = out.remove(name).ok_or_else(|| missing("decoder", name))?;
+                let dims = float_values_into("decoder", &v, &mut data)?;
+                if data.len() != rows * s.slot() {
+                    return Err(EngineError::Output {
+                        stage: "decoder",
+                        name: name.clone(),
+                        message: format!(
+                            "shape {dims:?}, expected [{rows}, {}, 1, {}]",
+                            s.heads, s.head_dim
+                        ),
+                    });
+                }
+                fresh.push(std::mem::take(&mut data));
+            }
+        }
+        drop(out);
+        drop(step);
+        let mut r = 0;
+        for p in parts.iter_mut() {
+            for h in p.sequence.hyps.iter_mut() {
+                for (j, new) in fresh.iter().enumerate() {
+                    h.kv[j].extend_from_slice(&new[r * s.slot()..(r + 1) * s.slot()]);
+                }
+                h.len += 1;
+                r += 1;
+            }
+        }
+        let dims = float_values_into("decoder", &logits, &mut self.logits)?;
+        if self.logits.len() != rows * s.vocab {
+            return Err(EngineError::Output {
+                stage: "decoder",
+                name: "logits".into(),
+                message: format!("shape {dims:?}, expected [{rows}, 1, {}]", s.vocab),
+            });
+        }
+        Ok(&self.logits)
+    }
+}
+
+/// A request encoded and ready to join a [`Batch`]
+/// ([`super::OnnxBackend::admit`]): its cross keys and values and its search.
+pub struct Admitted {
+    pub(crate) sequence: Sequence,
+    pub(crate) search: Search,
+}
+
+/// Requests decoding together (continuous batching): each step advances
+/// every member's hypotheses by one token in one run; requests join and
+/// leave between steps.
+pub struct Batch<'a, K> {
+    stepper: Stepper<'a>,
+    members: Vec<Member<K>>,
+}
+
+struct Member<K> {
+    key: K,
+    sequence: Sequence,
+    search: Search,
+}
+
+impl<'a, K> Batch<'a, K> {
+    pub(crate) fn new(stepper: Stepper<'a>) -> Self {
+        Batch {
+            stepper,
+            members: Vec::new(),
+        }
+    }
+
+    /// Adds a request, from the next step on.
+    pub fn join(&mut self, key: K, request: Admitted) {
+        self.members.push(Member {
+            key,
+            sequence: request.sequence,
+            search: request.search,
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// One step for every member still searching, in one run; returns the
+    /// members whose search ended (with their answers), which leave.
+    pub fn step(&mut self, interrupt: &Interrupt) -> Result<Vec<(K, Decoded)>, EngineError> {
+        let vocab = self.stepper.vocab();
+        let mut parts: Vec<Part<'_>> = self
+            .members
+            .iter_mut()
+            .filter(|m| !m.search.done())
+            .map(|m| Part {
+                sequence: &mut m.sequence,
+                tokens: m.search.tokens(),
+                parents: m.search.parents(),
+            })
+            .collect();
+        if !parts.is_empty() {
+            self.stepper.step(&mut parts, interrupt)?;
+        }
+        drop(parts);
+        let logits = &self.stepper.logits;
+        let mut row = 0;
+        for m in self.members.iter_mut().filter(|m| !m.search.done()) {
+            let n = m.search.tokens().len();
+            m.search.advance(&logits[row * vocab..(row + n) * vocab]);
+            row += n;
+        }
+        let (done, searching) = std::mem::take(&mut self.members)
+            .into_iter()
+            .partition::<Vec<_>, _>(|m| m.search.done());
+        self.members = searching;
+        Ok(done
+            .into_iter()
+            .map(|m| (m.key, m.search.finish()))
+            .collect())
+    }
+}
+
+/// A request alone through the batched graph, as a [`StepModel`] for
+/// [`crate::engine::generate::decode`].
+pub(crate) struct BatchedDecoder<'a> {
+    pub(crate) stepper: Stepper<'a>,
+    sequence: Sequence,
+    interrupt: &'a Interrupt,
+    pub(crate) first_step: Option<Duration>,
+    pub(crate) first_step_runtime: Duration,
+}
+
+impl<'a> BatchedDecoder<'a> {
+    pub(crate) fn new(stepper: Stepper<'a>, sequence: Sequence, interrupt: &'a Interrupt) -> Self {
+        BatchedDecoder {
+            stepper,
+            sequence,
+            interrupt,
+            first_step: None,
+            first_step_runtime: Duration::ZERO,
+        }
+    }
+}
+
+impl StepModel for BatchedDecoder<'_> {
+    type Error = EngineError;
+
+    fn step(&mut self, tokens: &[u32], parents: Option<&[usize]>) -> Result<&[f32], EngineError> {
+        self.interrupt.check()?;
+        let t0 = Instant::now();
+        let first = parents.is_none();
+        let mut parts = [Part {
+            sequence: &mut self.sequence,
+            tokens,
+            parents,
+        }];
+        let runtime = self.stepper.runtime;
+        self.stepper.step(&mut parts, self.interrupt)?;
+        if first {
+            self.first_step = Some(t0.elapsed());
+            self.first_step_runtime = self.stepper.runtime - runtime;
+        }
+        Ok(&self.stepper.logits)
+    }
+
+    fn vocab(&self) -> usize {
+        self.stepper.vocab()
+    }
+}
