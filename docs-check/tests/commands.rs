@@ -40,6 +40,17 @@ const RUN: &[(&str, &str, &str)] = &[
         "florenced/tests/op_profile.rs",
         "\"op_profile.py\"",
     ),
+    // The bench venv (tests' bench_python()), and the variant writer on a copy of the tiny model.
+    (
+        "bash tools/bench/make_venv.sh .venv-bench tools/bench/requirements-ort.txt",
+        "florenced/tests/common/mod.rs",
+        "\"tools/bench/make_venv.sh\"",
+    ),
+    (
+        ".venv-bench/bin/python tools/export/add_variants.py --model-dir ~/florence-2-base-ft --variants int8mm",
+        "florenced/tests/variants.rs",
+        "\"tools/export/add_variants.py\"",
+    ),
     (
         "bash scripts/bench.sh --quality --quick",
         "florenced/tests/quality.rs",
