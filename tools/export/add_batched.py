@@ -24,8 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from florence_export import batched, graphs, merged_weights  # noqa: E402
-from florence_export.model_dir import ONNX_BOUND  # noqa: E402
-from florence_export.onnx_export import check, session  # noqa: E402
+from florence_export.onnx_export import ONNX_BOUND, check, session  # noqa: E402
 
 
 def check_rebuild(model, model_dir: str, log=print) -> float:

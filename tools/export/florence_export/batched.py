@@ -25,7 +25,7 @@ import torch
 from onnx import TensorProto
 
 from . import graphs
-from .onnx_export import check, export_module, save, session
+from .onnx_export import ONNX_BOUND, check, export_module, save, session
 
 BATCHED_DECODER = "decoder_model_batched"
 CROSS_KEY_VALUES = "decoder_cross_key_values"
@@ -249,8 +249,6 @@ def verify(model, onnx_dir: str, bound: float, log=print) -> dict:
 
 def add(model, onnx_dir: str, log=print) -> dict:
     """Writes and checks both graphs beside the merged decoder in `onnx_dir`."""
-    from .model_dir import ONNX_BOUND
-
     log("exporting the batched decoder")
     g = torch.Generator().manual_seed(7)
     export(model, onnx_dir, torch.randn(1, 13, model.config.text_config.d_model, generator=g), log)

@@ -62,21 +62,35 @@ def _squeeze_axes(graph: onnx.GraphProto, producers: dict, node: onnx.NodeProto)
     return list(_attr(node, "axes", [])) or None
 
 
-def squeeze_before_transpose(model: onnx.ModelProto) -> int:
-    """Rewrites every `Transpose(P) -> Split(axis 0) -> Squeeze(axis 0)` of the main
-    graph into `Split(axis P[0]) -> Squeeze(axis P[0]) -> Transpose(P without it)`,
-    in place; returns how many it rewrote."""
-    graph = model.graph
+def _wiring(graph: onnx.GraphProto) -> tuple[dict, dict, set]:
+    """Which node makes each tensor, which nodes read it, and the graph's outputs."""
     producers = {o: n for n in graph.node for o in n.output}
     consumers = defaultdict(list)
     for n in graph.node:
         for i in n.input:
             consumers[i].append(n)
-    graph_outputs = {o.name for o in graph.output}
+    return producers, consumers, {o.name for o in graph.output}
+
+
+def _replace_nodes(graph: onnx.GraphProto, replaced: dict[int, list[onnx.NodeProto]]) -> None:
+    """Each node whose id is in `replaced` gives way to its list (empty: removed), in
+    its place; a replacement reads only what came before the node it replaces, so
+    the order stays topological."""
+    rewritten = [m for n in graph.node for m in replaced.get(id(n), [n])]
+    del graph.node[:]
+    graph.node.extend(rewritten)
+
+
+def squeeze_before_transpose(model: onnx.ModelProto) -> int:
+    """Rewrites every `Transpose(P) -> Split(axis 0) -> Squeeze(axis 0)` of the main
+    graph into `Split(axis P[0]) -> Squeeze(axis P[0]) -> Transpose(P without it)`,
+    in place; returns how many it rewrote."""
+    graph = model.graph
+    producers, consumers, graph_outputs = _wiring(graph)
     axes_as_input = _opset(model) >= 13
-    replaced: dict[int, list[onnx.NodeProto]] = {}  # id(old Split) -> its replacement
-    dropped: set[int] = set()
+    replaced: dict[int, list[onnx.NodeProto]] = {}
     dropped_inputs: set[str] = set()
+    count = 0
     for transpose in graph.node:
         if transpose.op_type != "Transpose" or transpose.output[0] in graph_outputs:
             continue
@@ -109,26 +123,20 @@ def squeeze_before_transpose(model: onnx.ModelProto) -> int:
                          helper.make_node("Squeeze", [part], [squeezed], name=f"{squeeze.name}/moved", axes=[axis]))
             nodes.append(helper.make_node("Transpose", [squeezed], [squeeze.output[0]],
                                           name=f"{squeeze.name}/transpose", perm=rest))
-            dropped.add(id(squeeze))
+            replaced[id(squeeze)] = []
             dropped_inputs.update(squeeze.input[1:])
-        dropped.add(id(transpose))
+        # The new nodes take the Split's place: their input comes before the old
+        # Transpose, their outputs' readers after the old Squeezes.
+        replaced[id(transpose)] = []
         replaced[id(split)] = nodes
-    # The replacement takes the Split's place: its input comes before the old
-    # Transpose and its outputs' users after the old Squeezes, so order holds.
-    rewritten = []
-    for n in graph.node:
-        if id(n) in replaced:
-            rewritten += replaced[id(n)]
-        elif id(n) not in dropped:
-            rewritten.append(n)
-    del graph.node[:]
-    graph.node.extend(rewritten)
+        count += 1
+    _replace_nodes(graph, replaced)
     # The old Squeezes' axes constants, unless something else still reads them.
     read = {i for n in graph.node for i in n.input}
     left = [i for i in graph.initializer if i.name in read or i.name not in dropped_inputs]
     del graph.initializer[:]
     graph.initializer.extend(left)
-    return len(replaced)
+    return count
 
 
 def _permute(graph: onnx.GraphProto, name: str, perm: list[int]) -> str:
@@ -145,12 +153,7 @@ def conv_residual_channels_last(model: onnx.ModelProto) -> int:
     of the channels-first tensors get the same shapes, gathered from channels-last
     ones. Returns how many convolutions it rewrote."""
     graph = model.graph
-    producers = {o: n for n in graph.node for o in n.output}
-    consumers = defaultdict(list)
-    for n in graph.node:
-        for i in n.input:
-            consumers[i].append(n)
-    graph_outputs = {o.name for o in graph.output}
+    producers, consumers, graph_outputs = _wiring(graph)
 
     def only_user(name: str, op: str, perm: list[int] | None = None):
         users = consumers[name]
@@ -226,8 +229,5 @@ def conv_residual_channels_last(model: onnx.ModelProto) -> int:
         ]
         replaced[id(transpose_out)] = []
         count += 1
-    # Each replacement takes its node's place and reads only what came before it.
-    rewritten = [m for n in graph.node for m in replaced.get(id(n), [n])]
-    del graph.node[:]
-    graph.node.extend(rewritten)
+    _replace_nodes(graph, replaced)
     return count

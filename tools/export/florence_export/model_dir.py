@@ -10,11 +10,10 @@ import torch
 from transformers.modeling_outputs import BaseModelOutput
 
 from . import batched, configs, graphs, hailo_standin, variants
-from .onnx_export import check, export_module, merge_decoders, save, session
+from .onnx_export import ONNX_BOUND, check, export_module, merge_decoders, save, session
 
 # Bounds on the max difference relative to the largest reference magnitude.
 WRAPPER_BOUND = 1e-5  # our export modules vs transformers' own forward (same ops, same order: ~1e-7)
-ONNX_BOUND = 2e-5  # ONNX Runtime vs PyTorch (kernels differ: ~1e-6)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
