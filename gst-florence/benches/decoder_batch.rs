@@ -110,7 +110,8 @@ fn together(backend: &OnnxBackend, setup: &Setup, n: usize) -> f64 {
     let mut steps = Vec::new();
     while !batch.is_empty() {
         let t = Instant::now();
-        for (_, decoded) in batch.step(&interrupt).expect("step") {
+        for left in batch.step() {
+            let decoded = left.result.expect("step");
             assert_eq!(decoded.ids.len(), setup.params.max_new_tokens + 1);
         }
         steps.push(t.elapsed().as_secs_f64() * 1e3);

@@ -147,8 +147,8 @@ fn requests_decoded_together_get_the_ids_they_get_alone() {
             joined += 1;
         }
         widest = widest.max(batch.len());
-        for (k, decoded) in batch.step(&interrupt).unwrap() {
-            together[k] = Some(decoded.ids);
+        for left in batch.step() {
+            together[left.key] = Some(left.result.unwrap().ids);
         }
     }
     for (c, got) in cases.iter().zip(&together) {

@@ -86,6 +86,17 @@ pub trait Backend: Send + Sync {
         &[]
     }
 
+    /// Requests decoding now in its decode batch (0 when it has none).
+    fn decoding(&self) -> usize {
+        0
+    }
+
+    /// Decoder runs so far with 1, 2, ... requests together (at index n - 1;
+    /// empty when it does not batch).
+    fn decode_steps(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
     /// Its device's state; `None` without a device.
     fn device_state(&self) -> Option<DeviceState> {
         None

@@ -153,6 +153,27 @@ impl Model {
         self.in_flight.load(Ordering::Relaxed)
     }
 
+    /// Requests decoding now in the model's decode batch
+    /// ([`super::onnx::scheduler`]), from all its users.
+    pub fn decoding(&self) -> usize {
+        self.backends.iter().map(|b| b.decoding()).sum()
+    }
+
+    /// Decoder runs so far with 1, 2, ... requests together (at index n - 1).
+    pub fn decode_steps(&self) -> Vec<u64> {
+        let mut steps: Vec<u64> = Vec::new();
+        for b in &self.backends {
+            let more = b.decode_steps();
+            if steps.len() < more.len() {
+                steps.resize(more.len(), 0);
+            }
+            for (total, n) in steps.iter_mut().zip(more) {
+                *total += n;
+            }
+        }
+        steps
+    }
+
     /// Counts a request in [`Model::in_flight`] while the guard lives.
     pub(super) fn start_request(&self) -> InFlight<'_> {
         self.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -27,6 +27,10 @@ pub struct Timings {
     /// Of the above, the time this request queued for its turn on a graph
     /// behind other users of a shared model (0 when alone).
     pub queue_wait_ms: f64,
+    /// The most requests whose decoder steps ran together in one run with
+    /// this one's (1: it decoded alone; 0: a backend without a decoder of
+    /// its own steps, the Hailo split).
+    pub decode_batch: usize,
 }
 
 /// Milliseconds rounded to 1/100.

@@ -177,6 +177,10 @@ pub struct LoadedModel {
     pub users: usize,
     /// Requests running on it now, from all its users.
     pub in_flight: usize,
+    /// Of those, the ones decoding now in its decode batch.
+    pub decoding: usize,
+    /// Decoder runs so far with 1, 2, ... requests together (at index n - 1).
+    pub decode_steps: Vec<u64>,
 }
 
 /// The models loaded through the registry that still have users.
@@ -194,6 +198,8 @@ pub fn loaded() -> Vec<LoadedModel> {
                 dir: model.files.dir.clone(),
                 users,
                 in_flight: model.in_flight(),
+                decoding: model.decoding(),
+                decode_steps: model.decode_steps(),
             })
         })
         .collect()

@@ -10,9 +10,11 @@
 //! allocators are not thread safe, so each graph is taken in
 //! [`Turns`](crate::engine::turns), first come first served, for one run
 //! only. Two streams therefore overlap across graphs (one's vision encoder
-//! while the other decodes) and alternate decoder steps token by token,
-//! rather than one request holding the whole model until it ends or one
-//! stream's steps starving another's.
+//! while the other decodes) rather than one request holding the whole model
+//! until it ends. With the batchable decoder the decode steps of the
+//! requests in flight run as one batch ([`super::scheduler`]: one run, one
+//! turn, for all of them); with the merged decoder they alternate token by
+//! token, so no stream's steps starve another's.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,11 +23,12 @@ use std::time::{Duration, Instant};
 use ort::session::{RunOptions, Session};
 use ort::value::{DynValue, Tensor};
 
-use super::batched::{Admitted, Batch, BatchedDecoder, BatchedGraphs, Sequence, Shape, Stepper};
+use super::batched::{Admitted, Batch, BatchedGraphs, DecodeStats, Sequence, Shape, Stepper};
 use super::decoder::OnnxDecoder;
 use super::error::OnnxError;
 use super::graph_cache::GraphSource;
 use super::loading;
+use super::scheduler::DecodeScheduler;
 use super::session::{self, SessionOptions};
 use super::signature::Graph;
 use super::tensors::{
@@ -84,6 +87,9 @@ pub struct OnnxBackend {
     /// The graphs take float16 activations (`_fp16` variants).
     float16: bool,
     sources: Vec<(Graph, GraphSource)>,
+    /// With the batchable decoder: the decode steps of the requests in
+    /// flight, run as one batch.
+    scheduler: Arc<DecodeScheduler>,
 }
 
 impl std::fmt::Debug for OnnxBackend {
@@ -104,6 +110,7 @@ impl OnnxBackend {
             sessions: o.sessions,
             float16: o.float16,
             sources: o.sources,
+            scheduler: Arc::default(),
         })
     }
 
@@ -138,6 +145,8 @@ impl OnnxBackend {
         Ok(Admitted {
             sequence,
             search: generate::Search::new(job.params, self.files.model.text_config.vocab_size),
+            interrupt: interrupt.clone(),
+            stats: DecodeStats::default(),
         })
     }
 
@@ -242,6 +251,7 @@ impl OnnxBackend {
     fn wakers(&self, shared_vision: &Arc<SharedVision>) -> Vec<Arc<dyn Wake>> {
         let mut wakers: Vec<Arc<dyn Wake>> = self.sessions.queues();
         wakers.push(shared_vision.clone());
+        wakers.push(self.scheduler.clone());
         wakers
     }
 
@@ -293,16 +303,29 @@ impl Backend for OnnxBackend {
                 // the merged decoder's first step.
                 let cross = t.elapsed();
                 waited += cross_waited;
-                let stepper = Stepper::new(&self.sessions.embed, graphs, shape, self.float16);
-                let mut step = BatchedDecoder::new(stepper, sequence, interrupt);
-                let decoded = generate::decode(&mut step, job.params)?;
-                waited += step.stepper.waited;
-                let later_runs = step.stepper.runtime.saturating_sub(step.first_step_runtime);
-                (
-                    decoded,
-                    cross + step.first_step.unwrap_or_default(),
-                    later_runs,
-                )
+                let request = Admitted {
+                    sequence,
+                    search: generate::Search::new(job.params, shape.vocab()),
+                    interrupt: interrupt.clone(),
+                    stats: DecodeStats::default(),
+                };
+                let left = self.scheduler.decode(request, || {
+                    Batch::new(Stepper::new(
+                        &self.sessions.embed,
+                        graphs,
+                        shape,
+                        self.float16,
+                    ))
+                });
+                let stats = left.stats;
+                let decoded = left.result?;
+                waited += stats.waited;
+                timings.decode_batch = stats.widest;
+                let first = stats
+                    .first_step_done
+                    .map_or(cross, |done| done.saturating_duration_since(t));
+                let later_runs = stats.runtime.saturating_sub(stats.first_step_runtime);
+                (decoded, first, later_runs)
             }
             DecoderGraphs::Merged(decoder) => {
                 let mut step = OnnxDecoder::new(
@@ -316,6 +339,7 @@ impl Backend for OnnxBackend {
                 )?;
                 let decoded = generate::decode(&mut step, job.params)?;
                 waited += step.waited;
+                timings.decode_batch = 1;
                 let later_runs = step.runtime.saturating_sub(step.first_step_runtime);
                 (decoded, step.first_step.unwrap_or_default(), later_runs)
             }
@@ -334,6 +358,14 @@ impl Backend for OnnxBackend {
 
     fn graph_sources(&self) -> &[(Graph, GraphSource)] {
         &self.sources
+    }
+
+    fn decoding(&self) -> usize {
+        self.scheduler.decoding()
+    }
+
+    fn decode_steps(&self) -> Vec<u64> {
+        self.scheduler.steps()
     }
 }
 

@@ -30,7 +30,7 @@ use super::signature::cache_names;
 use super::tensors::{float_tensor, float_values, float_values_into, ort_err, run_embed};
 use crate::engine::config::ModelFiles;
 use crate::engine::error::{EngineError, missing};
-use crate::engine::generate::{Decoded, Search, StepModel};
+use crate::engine::generate::{Decoded, Search};
 use crate::engine::interrupt::Interrupt;
 use crate::engine::turns::Turns;
 
@@ -74,6 +74,10 @@ impl Shape {
         }
     }
 
+    pub(crate) fn vocab(&self) -> usize {
+        self.vocab
+    }
+
     /// Floats of one slot of one layer's key (or value): every head's vector.
     fn slot(&self) -> usize {
         self.heads * self.head_dim
@@ -98,6 +102,9 @@ pub struct Sequence {
     cross: Vec<Vec<f32>>,
     enc_len: usize,
     hyps: Vec<Past>,
+    /// The current step's parents were applied to `hyps` (a step that failed
+    /// after that is tried again, alone, without applying them twice).
+    followed: bool,
 }
 
 impl Sequence {
@@ -141,6 +148,7 @@ impl Sequence {
                 cross,
                 enc_len,
                 hyps: Vec::new(),
+                followed: false,
             },
             waited,
         ))
@@ -149,6 +157,9 @@ impl Sequence {
     /// The hypotheses of the next step: `rows` fresh ones on the first step,
     /// else those of the last step that `parents` names, in its order.
     fn follow(&mut self, rows: usize, parents: Option<&[usize]>, shape: Shape) {
+        if std::mem::replace(&mut self.followed, true) {
+            return;
+        }
         match parents {
             None => {
                 let empty = Past {
@@ -394,6 +405,16 @@ impl<'a> Stepper<'a> {
         }
         drop(out);
         drop(step);
+        // Checked before any row takes its new key and value: a failed step
+        // leaves every hypothesis as it was.
+        let dims = float_values_into("decoder", &logits, &mut self.logits)?;
+        if self.logits.len() != rows * s.vocab {
+            return Err(EngineError::Output {
+                stage: "decoder",
+                name: "logits".into(),
+                message: format!("shape {dims:?}, expected [{rows}, 1, {}]", s.vocab),
+            });
+        }
         let mut r = 0;
         for p in parts.iter_mut() {
             for h in p.sequence.hyps.iter_mut() {
@@ -403,38 +424,60 @@ impl<'a> Stepper<'a> {
                 h.len += 1;
                 r += 1;
             }
-        }
-        let dims = float_values_into("decoder", &logits, &mut self.logits)?;
-        if self.logits.len() != rows * s.vocab {
-            return Err(EngineError::Output {
-                stage: "decoder",
-                name: "logits".into(),
-                message: format!("shape {dims:?}, expected [{rows}, 1, {}]", s.vocab),
-            });
+            p.sequence.followed = false;
         }
         Ok(&self.logits)
     }
 }
 
 /// A request encoded and ready to join a [`Batch`]
-/// ([`super::OnnxBackend::admit`]): its cross keys and values and its search.
+/// ([`super::OnnxBackend::admit`]): its cross keys and values, its search,
+/// its interrupt and what its decoding has cost so far.
 pub struct Admitted {
     pub(crate) sequence: Sequence,
     pub(crate) search: Search,
+    pub(crate) interrupt: Interrupt,
+    pub(crate) stats: DecodeStats,
+}
+
+/// What one request's decoding cost, for its [`crate::engine::Timings`].
+#[derive(Debug, Clone, Default)]
+pub struct DecodeStats {
+    /// When its first step's logits came back.
+    pub first_step_done: Option<Instant>,
+    /// Time inside ONNX Runtime of the runs it was in, and of its first one.
+    pub runtime: Duration,
+    pub first_step_runtime: Duration,
+    /// Time the runs it was in queued for the graphs.
+    pub waited: Duration,
+    /// The most requests decoded together in one run with it (1: alone).
+    pub widest: usize,
+}
+
+/// A request that left a [`Batch`]: its answer (or why it has none) and
+/// what its decoding cost.
+pub struct Left<K> {
+    pub key: K,
+    pub result: Result<Decoded, EngineError>,
+    pub stats: DecodeStats,
 }
 
 /// Requests decoding together (continuous batching): each step advances
 /// every member's hypotheses by one token in one run; requests join and
-/// leave between steps.
+/// leave between steps. A member leaves alone when its search ends, when
+/// its interrupt fires (cancel, deadline: checked before every step) or
+/// when its step fails; a run that fails for several members is run again
+/// for each alone, so one request's failure is never its neighbours'.
 pub struct Batch<'a, K> {
     stepper: Stepper<'a>,
     members: Vec<Member<K>>,
+    /// Requests in the last run.
+    stepped: usize,
 }
 
 struct Member<K> {
     key: K,
-    sequence: Sequence,
-    search: Search,
+    request: Admitted,
 }
 
 impl<'a, K> Batch<'a, K> {
@@ -442,16 +485,13 @@ impl<'a, K> Batch<'a, K> {
         Batch {
             stepper,
             members: Vec::new(),
+            stepped: 0,
         }
     }
 
     /// Adds a request, from the next step on.
     pub fn join(&mut self, key: K, request: Admitted) {
-        self.members.push(Member {
-            key,
-            sequence: request.sequence,
-            search: request.search,
-        });
+        self.members.push(Member { key, request });
     }
 
     pub fn len(&self) -> usize {
@@ -462,86 +502,112 @@ impl<'a, K> Batch<'a, K> {
         self.members.is_empty()
     }
 
-    /// One step for every member still searching, in one run; returns the
-    /// members whose search ended (with their answers), which leave.
-    pub fn step(&mut self, interrupt: &Interrupt) -> Result<Vec<(K, Decoded)>, EngineError> {
-        let vocab = self.stepper.vocab();
-        let mut parts: Vec<Part<'_>> = self
-            .members
-            .iter_mut()
-            .filter(|m| !m.search.done())
-            .map(|m| Part {
-                sequence: &mut m.sequence,
-                tokens: m.search.tokens(),
-                parents: m.search.parents(),
-            })
-            .collect();
-        if !parts.is_empty() {
-            self.stepper.step(&mut parts, interrupt)?;
-        }
-        drop(parts);
-        let logits = &self.stepper.logits;
-        let mut row = 0;
-        for m in self.members.iter_mut().filter(|m| !m.search.done()) {
-            let n = m.search.tokens().len();
-            m.search.advance(&logits[row * vocab..(row + n) * vocab]);
-            row += n;
-        }
-        let (done, searching) = std::mem::take(&mut self.members)
+    /// Requests that the last [`Batch::step`] ran together (0 before any).
+    pub fn stepped(&self) -> usize {
+        self.stepped
+    }
+
+    /// The members still decoding, each with its state, to join another
+    /// batch later (a scheduler handing the batch to another thread).
+    pub fn into_members(self) -> Vec<(K, Admitted)> {
+        self.members
             .into_iter()
-            .partition::<Vec<_>, _>(|m| m.search.done());
-        self.members = searching;
-        Ok(done
-            .into_iter()
-            .map(|m| (m.key, m.search.finish()))
-            .collect())
+            .map(|m| (m.key, m.request))
+            .collect()
+    }
+
+    /// One step for every member, in one run; returns the members that
+    /// left: their search ended (with their answers), their interrupt fired
+    /// or their step failed (with the error).
+    pub fn step(&mut self) -> Vec<Left<K>> {
+        let mut left = Vec::new();
+        for m in std::mem::take(&mut self.members) {
+            match m.request.interrupt.check() {
+                Err(e) => left.push(leave(m, Err(e))),
+                Ok(()) => self.members.push(m),
+            }
+        }
+        self.stepped = self.members.len();
+        let mut failed: Vec<Option<EngineError>> = (0..self.members.len()).map(|_| None).collect();
+        if !self.members.is_empty()
+            && let Err(e) = run(&mut self.stepper, &mut self.members)
+        {
+            if let [only] = failed.as_mut_slice() {
+                *only = Some(e);
+            } else {
+                // Which member's run fails: each alone.
+                for (i, slot) in failed.iter_mut().enumerate() {
+                    *slot = run(&mut self.stepper, &mut self.members[i..i + 1]).err();
+                }
+            }
+        }
+        let members = std::mem::take(&mut self.members);
+        for (m, e) in members.into_iter().zip(failed) {
+            match e {
+                Some(e) => {
+                    let e = m.request.interrupt.explain(e);
+                    left.push(leave(m, Err(e)));
+                }
+                None if m.request.search.done() => left.push(leave(m, Ok(()))),
+                None => self.members.push(m),
+            }
+        }
+        left
     }
 }
 
-/// A request alone through the batched graph, as a [`StepModel`] for
-/// [`crate::engine::generate::decode`].
-pub(crate) struct BatchedDecoder<'a> {
-    pub(crate) stepper: Stepper<'a>,
-    sequence: Sequence,
-    interrupt: &'a Interrupt,
-    pub(crate) first_step: Option<Duration>,
-    pub(crate) first_step_runtime: Duration,
-}
-
-impl<'a> BatchedDecoder<'a> {
-    pub(crate) fn new(stepper: Stepper<'a>, sequence: Sequence, interrupt: &'a Interrupt) -> Self {
-        BatchedDecoder {
-            stepper,
-            sequence,
-            interrupt,
-            first_step: None,
-            first_step_runtime: Duration::ZERO,
-        }
+/// A member's leaving: with its search's answer, or `Err`.
+fn leave<K>(m: Member<K>, outcome: Result<(), EngineError>) -> Left<K> {
+    let Admitted { search, stats, .. } = m.request;
+    Left {
+        key: m.key,
+        result: outcome.map(|()| search.finish()),
+        stats,
     }
 }
 
-impl StepModel for BatchedDecoder<'_> {
-    type Error = EngineError;
-
-    fn step(&mut self, tokens: &[u32], parents: Option<&[usize]>) -> Result<&[f32], EngineError> {
-        self.interrupt.check()?;
-        let t0 = Instant::now();
-        let first = parents.is_none();
-        let mut parts = [Part {
-            sequence: &mut self.sequence,
-            tokens,
-            parents,
-        }];
-        let runtime = self.stepper.runtime;
-        self.stepper.step(&mut parts, self.interrupt)?;
+/// One run for `members`, each advancing its search with its rows of the
+/// logits. Turns are queued for with the member's interrupt when it runs
+/// alone (a cancel leaves the queue at once, as a request decoding alone
+/// did), and without one for several (one member's cancel must not fail
+/// the others' run; it leaves before the next step).
+fn run<K>(stepper: &mut Stepper<'_>, members: &mut [Member<K>]) -> Result<(), EngineError> {
+    let vocab = stepper.vocab();
+    let uninterrupted = Interrupt::new();
+    let interrupt = match members {
+        [only] => only.request.interrupt.clone(),
+        _ => uninterrupted,
+    };
+    let (runtime, waited) = (stepper.runtime, stepper.waited);
+    let mut parts: Vec<Part<'_>> = members
+        .iter_mut()
+        .map(|m| Part {
+            sequence: &mut m.request.sequence,
+            tokens: m.request.search.tokens(),
+            parents: m.request.search.parents(),
+        })
+        .collect();
+    stepper.step(&mut parts, &interrupt)?;
+    drop(parts);
+    let done = Instant::now();
+    let (runtime, waited) = (stepper.runtime - runtime, stepper.waited - waited);
+    let logits = &stepper.logits;
+    let together = members.len();
+    let mut row = 0;
+    for m in members.iter_mut() {
+        let r = &mut m.request;
+        let n = r.search.tokens().len();
+        let first = r.search.parents().is_none();
+        r.search.advance(&logits[row * vocab..(row + n) * vocab]);
+        row += n;
+        let s = &mut r.stats;
         if first {
-            self.first_step = Some(t0.elapsed());
-            self.first_step_runtime = self.stepper.runtime - runtime;
+            s.first_step_done = Some(done);
+            s.first_step_runtime = runtime;
         }
-        Ok(&self.stepper.logits)
+        s.runtime += runtime;
+        s.waited += waited;
+        s.widest = s.widest.max(together);
     }
-
-    fn vocab(&self) -> usize {
-        self.stepper.vocab()
-    }
+    Ok(())
 }

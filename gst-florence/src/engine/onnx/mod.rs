@@ -5,6 +5,8 @@
 //! - [`decoder`]: the merged decoder as a step model for the generation loops;
 //! - [`batched`]: the batchable decoder (this project's exporter's): steps of
 //!   several requests in one run, and a request alone through the same graph;
+//! - [`scheduler`]: the decode steps of a model's requests in flight run as
+//!   one batch (a request's thread leads, the others wait for their answers);
 //! - [`tensors`]: values and runs shared with the Hailo split's ONNX parts;
 //! - [`describe`]: every graph of a directory, validated, for `florenced signature`;
 //! - [`loading`]: a model's graphs opened side by side;
@@ -26,6 +28,7 @@ pub mod execution_provider;
 pub mod graph_cache;
 pub(crate) mod loading;
 pub mod runtime;
+pub(crate) mod scheduler;
 pub mod session;
 pub mod shared_arena;
 pub mod signature;

@@ -1,0 +1,268 @@
+//! The decode scheduler (engine `onnx/scheduler.rs`): requests in flight on
+//! one shared model decode their steps together in one batch, each with the
+//! ids it gets alone; a request cancelled, past its deadline or failing
+//! leaves alone and the others finish as if it had never been there. Real
+//! threads, real ONNX Runtime, the tiny model (which has the batchable
+//! decoder). The batch is observed through the engine: the registry's
+//! `decoding` and `decode_steps`, and each answer's `decode_batch`.
+
+mod common;
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use gstflorence::engine::image_io::{self, ImageLimits};
+use gstflorence::engine::preprocess::RgbImage;
+use gstflorence::engine::registry::{self, LoadedModel};
+use gstflorence::engine::task::Task;
+use gstflorence::engine::{
+    EngineError, Florence, Interrupt, Interruption, Output, Request, SessionOptions,
+};
+
+use common::scratch::Scratch;
+
+fn scene() -> RgbImage {
+    image_io::read(
+        &common::fixtures().join("images/scene_640x480.png"),
+        &ImageLimits::default(),
+    )
+    .unwrap()
+}
+
+fn options() -> SessionOptions {
+    SessionOptions {
+        vision_cache: false,
+        ..SessionOptions::default()
+    }
+}
+
+/// A greedy detailed caption of exactly `tokens` tokens: long enough that
+/// the requests started while it decodes join its batch.
+fn long(tokens: usize) -> Request {
+    let mut r = Request::new(Task::MoreDetailedCaption);
+    r.options.num_beams = Some(1);
+    r.options.max_new_tokens = Some(tokens);
+    r.options.min_new_tokens = Some(tokens);
+    r
+}
+
+fn with_beams(task: Task, beams: usize) -> Request {
+    let mut r = Request::new(task);
+    r.options.num_beams = Some(beams);
+    r
+}
+
+/// Mixed tasks, greedy, beams and sampling.
+fn mixed() -> Vec<Request> {
+    let mut sampled = with_beams(Task::DetailedCaption, 1);
+    sampled.options.temperature = Some(0.7);
+    sampled.options.top_k = Some(50);
+    sampled.options.seed = Some(7);
+    vec![
+        with_beams(Task::Caption, 1),
+        with_beams(Task::Od, 3),
+        with_beams(Task::Caption, 2),
+        with_beams(Task::Ocr, 1),
+        sampled,
+    ]
+}
+
+/// The registry's entry for the model loaded from `dir`.
+fn model(dir: &Path) -> LoadedModel {
+    registry::loaded()
+        .into_iter()
+        .find(|m| m.dir == dir)
+        .expect("the shared model is loaded")
+}
+
+/// Waits (polling the engine's counter) until at least `n` requests decode.
+fn until_decoding(dir: &Path, n: usize) {
+    let guard = Instant::now() + Duration::from_secs(60);
+    while model(dir).decoding < n {
+        assert!(Instant::now() < guard, "never {n} requests decoding");
+        std::thread::yield_now();
+    }
+}
+
+/// The ids each request gets on a model of its own, alone.
+fn solo_ids(dir: &Path, img: &RgbImage, requests: &[Request]) -> Vec<Vec<u32>> {
+    let solo = Florence::load(dir, options()).unwrap();
+    requests
+        .iter()
+        .map(|r| {
+            let out = solo.run(img, r).unwrap();
+            assert_eq!(out.timings.decode_batch, 1, "{:?} alone", r.task);
+            out.ids
+        })
+        .collect()
+}
+
+fn users(dir: &Path, n: usize) -> Vec<Florence> {
+    let users: Vec<Florence> = (0..n)
+        .map(|_| Florence::shared(dir, options()).unwrap().0)
+        .collect();
+    assert!(users.iter().all(|u| u.model_id() == users[0].model_id()));
+    users
+}
+
+/// The leader's answer, once it comes (the long request decodes on).
+fn finish(done: &mpsc::Receiver<Result<Output, EngineError>>) -> Output {
+    done.recv_timeout(Duration::from_secs(600))
+        .unwrap()
+        .unwrap()
+}
+
+#[test]
+fn concurrent_requests_decode_in_one_batch_with_their_solo_ids() {
+    let scratch = Scratch::new("decode-batch");
+    let dir = scratch.model("m");
+    let img = scene();
+    let long_req = long(1000);
+    let requests = mixed();
+    let want_long = solo_ids(&dir, &img, std::slice::from_ref(&long_req)).remove(0);
+    let want = solo_ids(&dir, &img, &requests);
+
+    let users = users(&dir, 1 + requests.len());
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| done_tx.send(users[0].run(&img, &long_req)).unwrap());
+        until_decoding(&dir, 1);
+        // All at once, each on its own user and thread, while the long one decodes.
+        let runs: Vec<_> = requests
+            .iter()
+            .zip(&users[1..])
+            .map(|(r, u)| s.spawn(|| u.run(&img, r)))
+            .collect();
+        let outs: Vec<Output> = runs
+            .into_iter()
+            .map(|r| r.join().unwrap().unwrap())
+            .collect();
+        assert!(
+            done_rx.try_recv().is_err(),
+            "the long answer ended first: the others did not decode beside it"
+        );
+        for ((r, out), want) in requests.iter().zip(&outs).zip(&want) {
+            assert_eq!(&out.ids, want, "{:?} in a batch", r.task);
+            assert!(
+                out.timings.decode_batch >= 2,
+                "{:?} decoded alone beside a decoding request",
+                r.task
+            );
+        }
+        let out = finish(&done_rx);
+        assert_eq!(out.ids, want_long, "the long answer in a batch");
+        let widest = outs.iter().map(|o| o.timings.decode_batch).max().unwrap();
+        assert!(out.timings.decode_batch >= widest);
+    });
+    let m = model(&dir);
+    assert_eq!((m.in_flight, m.decoding), (0, 0));
+    let batched: u64 = m.decode_steps.iter().skip(1).sum();
+    assert!(
+        batched > 0,
+        "no decoder run held two requests: {:?}",
+        m.decode_steps
+    );
+}
+
+#[test]
+fn a_request_cancelled_or_past_its_deadline_in_a_batch_leaves_alone() {
+    let scratch = Scratch::new("decode-batch-cancel");
+    let dir = scratch.model("m");
+    let img = scene();
+    let long_req = long(1000);
+    let caption = with_beams(Task::Caption, 2);
+    let want = solo_ids(&dir, &img, &[long_req.clone(), caption.clone()]);
+
+    let users = users(&dir, 4);
+    let cancel = Interrupt::new();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| done_tx.send(users[0].run(&img, &long_req)).unwrap());
+        until_decoding(&dir, 1);
+        let cancelled = s.spawn(|| users[1].run_with(&img, &long(1000), &cancel));
+        until_decoding(&dir, 2);
+        cancel.cancel();
+        let r = cancelled.join().unwrap();
+        assert!(
+            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
+            "{r:?}"
+        );
+        // A long request whose deadline passes while it decodes.
+        let late = users[2].run_with(
+            &img,
+            &long(1000),
+            &Interrupt::with_deadline(Instant::now() + Duration::from_millis(400)),
+        );
+        assert!(
+            matches!(
+                late,
+                Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
+            ),
+            "{late:?}"
+        );
+        let out = users[3].run(&img, &caption).unwrap();
+        assert_eq!(out.ids, want[1], "a caption beside them");
+        assert!(out.timings.decode_batch >= 2);
+        assert!(done_rx.try_recv().is_err(), "the long answer ended first");
+        assert_eq!(finish(&done_rx).ids, want[0], "the long answer beside them");
+    });
+    let m = model(&dir);
+    assert_eq!((m.in_flight, m.decoding), (0, 0));
+}
+
+#[test]
+fn a_failing_request_fails_alone_and_its_batch_decodes_on() {
+    // The token embedding cut to 1000 rows: every prompt here and the
+    // answers of the long request and the caption stay below it, while
+    // object detection with 3 beams feeds a token above it a few steps in,
+    // inside a batched step: ONNX Runtime fails that run.
+    const ROWS: u32 = 1000;
+    let scratch = Scratch::new("decode-batch-fault");
+    let full = scratch.model("full");
+    let dir = scratch.path().join("short");
+    common::model_copies::model_with_embedding_rows(&full, &dir, u64::from(ROWS));
+    let img = scene();
+    let long_req = long(1000);
+    let caption = with_beams(Task::Caption, 1);
+    let od = with_beams(Task::Od, 3);
+    let want = solo_ids(
+        &full,
+        &img,
+        &[long_req.clone(), caption.clone(), od.clone()],
+    );
+    assert!(want[..2].iter().flatten().all(|&id| id < ROWS));
+    assert!(
+        want[2][..want[2].len() - 1].iter().any(|&id| id >= ROWS),
+        "the detection's answer no longer feeds a token past the table: {:?}",
+        want[2]
+    );
+
+    let users = users(&dir, 4);
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| done_tx.send(users[0].run(&img, &long_req)).unwrap());
+        until_decoding(&dir, 1);
+        let failed = users[1].run(&img, &od);
+        assert!(
+            matches!(failed, Err(EngineError::Inference { .. })),
+            "{failed:?}"
+        );
+        // A bad prompt fails before it decodes, alone too.
+        let bad = users[2].run(&img, &Request::new(Task::CaptionToPhraseGrounding));
+        assert!(matches!(bad, Err(EngineError::Prompt(_))), "{bad:?}");
+        let out = users[3].run(&img, &caption).unwrap();
+        assert_eq!(out.ids, want[1], "a caption after the failure");
+        assert!(out.timings.decode_batch >= 2);
+        assert!(done_rx.try_recv().is_err(), "the long answer ended first");
+        assert_eq!(
+            finish(&done_rx).ids,
+            want[0],
+            "the long answer beside a failure"
+        );
+    });
+    let m = model(&dir);
+    assert_eq!((m.in_flight, m.decoding), (0, 0));
+    let batched: u64 = m.decode_steps.iter().skip(1).sum();
+    assert!(batched > 0, "{:?}", m.decode_steps);
+}
