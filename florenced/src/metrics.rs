@@ -34,6 +34,7 @@ const REQUEST_DURATION: &str = "florenced_request_duration_seconds";
 const INFERENCE_DURATION: &str = "florenced_inference_duration_seconds";
 const MODEL_WAIT: &str = "florenced_model_queue_wait_seconds";
 const MODEL_IN_FLIGHT: &str = "florenced_model_requests_in_flight";
+const DECODE_STEPS: &str = "florenced_model_decode_steps_total";
 const VISION: &str = "florenced_vision_features_total";
 const QUEUE_DEPTH: &str = "florenced_queue_depth";
 const RUNNING: &str = "florenced_inferences_running";
@@ -162,6 +163,10 @@ impl Metrics {
             describe_gauge!(
                 MODEL_IN_FLIGHT,
                 "Requests running on each loaded model (by model_id, with its model_dir), queued for its graphs included."
+            );
+            describe_counter!(
+                DECODE_STEPS,
+                "Decoder runs on each loaded model (by model_id, with its model_dir) by how many requests they advanced together (requests: 1 alone, more in a decode batch)."
             );
             describe_counter!(
                 VISION,
@@ -313,9 +318,10 @@ impl Metrics {
         })
     }
 
-    /// Requests in flight per loaded model, from the engine's registry (the
-    /// models every pipeline shares). A model gone since the last scrape
-    /// reads 0 rather than its last value.
+    /// Requests in flight and decoder runs by batch size per loaded model,
+    /// from the engine's registry (the models every pipeline shares). A
+    /// model gone since the last scrape reads 0 requests in flight rather
+    /// than its last value.
     fn model_gauges(&self) {
         let mut seen = self.models_seen.lock();
         for labels in seen.iter() {
@@ -327,6 +333,13 @@ impl Metrics {
                 ("model_dir", m.dir.display().to_string()),
             ];
             gauge!(MODEL_IN_FLIGHT, labels.as_slice()).set(m.in_flight as f64);
+            // The engine counts since the model loaded; a reloaded model is
+            // a new model_id, so each series only grows.
+            for (i, &steps) in m.decode_steps.iter().enumerate() {
+                let mut by_size = labels.clone();
+                by_size.push(("requests", (i + 1).to_string()));
+                counter!(DECODE_STEPS, by_size.as_slice()).absolute(steps);
+            }
             if !seen.contains(&labels) {
                 seen.push(labels);
             }

@@ -302,3 +302,72 @@ fn concurrent_requests_share_one_model_and_metrics_show_them_in_flight_and_queue
         .map(|x| x.2);
     assert_eq!(count, Some(2.0), "{p}");
 }
+
+#[test]
+fn concurrent_requests_decode_in_one_batch_and_metrics_count_its_sizes() {
+    let d = Spawn::new()
+        .set("max_concurrent_requests=3")
+        .set("max_tokens=1000")
+        .ready();
+    let png = fixture_png("pattern_200x300");
+    // Long answers, so the three decode at once; different tasks, greedy and beams.
+    let bodies: Vec<String> = [
+        ("<MORE_DETAILED_CAPTION>", 1000, 1),
+        ("<DETAILED_CAPTION>", 800, 2),
+        ("<CAPTION>", 900, 1),
+    ]
+    .iter()
+    .map(|(task, tokens, beams)| {
+        json!({
+            "image": b64(&png), "task": task,
+            "max_length": tokens, "min_length": tokens, "num_beams": beams,
+        })
+        .to_string()
+    })
+    .collect();
+    let captions = |responses: Vec<Response>| -> Vec<serde_json::Value> {
+        responses
+            .into_iter()
+            .map(|r| {
+                assert_eq!(r.status, 200, "{}", r.text());
+                r.json()["caption"].clone()
+            })
+            .collect()
+    };
+    let solo = captions(
+        bodies
+            .iter()
+            .map(|b| post_caption_async(d.addr, b.clone()).join().unwrap())
+            .collect(),
+    );
+    let batched_runs = |p: &str| -> f64 {
+        samples(p)
+            .iter()
+            .filter(|(n, l, _)| {
+                n == "florenced_model_decode_steps_total" && !l.contains("requests=\"1\"")
+            })
+            .map(|x| x.2)
+            .sum()
+    };
+    let p = d.get("/metrics?format=prometheus").text();
+    assert_eq!(batched_runs(&p), 0.0, "one after another, alone: {p}");
+
+    let clients: Vec<_> = bodies
+        .iter()
+        .map(|b| post_caption_async(d.addr, b.clone()))
+        .collect();
+    let together = captions(clients.into_iter().map(|c| c.join().unwrap()).collect());
+    assert_eq!(together, solo, "answers in a batch");
+    let p = d.get("/metrics?format=prometheus").text();
+    assert_eq!(promtool_findings(&p), "", "promtool on:\n{p}");
+    assert!(
+        batched_runs(&p) > 0.0,
+        "no decoder run held two requests: {p}"
+    );
+    let s = samples(&p);
+    let count = s
+        .iter()
+        .find(|(n, _, _)| n == "florenced_model_queue_wait_seconds_count")
+        .map(|x| x.2);
+    assert_eq!(count, Some(6.0), "{p}");
+}
