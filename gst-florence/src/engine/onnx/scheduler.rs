@@ -24,7 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::batched::{Admitted, Batch, Left};
+use super::batched::{Admitted, Batch, DecodeStats, Left};
+use crate::engine::error::EngineError;
 use crate::engine::interrupt::Wake;
 
 /// The model's requests in their decoding, and the steps run so far.
@@ -106,10 +107,16 @@ impl DecodeScheduler {
     /// Runs steps until `me` leaves; takes in the waiting requests before
     /// each step and answers the others that leave.
     fn lead(&self, me: u64, mut batch: Batch<'_, u64>) -> Left<u64> {
+        let mut leading = Leading {
+            scheduler: self,
+            me,
+            members: Vec::new(),
+        };
         loop {
             {
                 let mut state = self.state.lock();
                 for (key, request) in state.waiting.drain(..) {
+                    leading.members.push(key);
                     batch.join(key, request);
                 }
                 state.in_batch = batch.len();
@@ -125,6 +132,7 @@ impl DecodeScheduler {
             let mut state = self.state.lock();
             let mut mine = None;
             for l in left {
+                leading.members.retain(|&k| k != l.key);
                 if l.key == me {
                     mine = Some(l);
                 } else {
@@ -135,6 +143,7 @@ impl DecodeScheduler {
             self.changed.notify_all();
             if let Some(mine) = mine {
                 // The others decode on under another leader, first in line.
+                leading.members.clear();
                 state.waiting.splice(0..0, batch.into_members());
                 state.in_batch = 0;
                 state.leading = false;
@@ -152,5 +161,42 @@ impl DecodeScheduler {
     /// Steps run so far with 1, 2, ... requests together.
     pub(crate) fn steps(&self) -> Vec<u64> {
         self.steps.lock().clone()
+    }
+}
+
+/// The leader's batch while it leads. Dropped on the way out of a panic in
+/// a step: the batch's members are gone with the leader's stack, so their
+/// threads get an error instead of waiting for ever, and the next request
+/// leads.
+struct Leading<'s> {
+    scheduler: &'s DecodeScheduler,
+    me: u64,
+    /// Keys of the requests in the batch; empty once handed back.
+    members: Vec<u64>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut state = self.scheduler.state.lock();
+        for &key in self.members.iter().filter(|&&k| k != self.me) {
+            let message = "the thread running its decode batch panicked".to_owned();
+            state.answers.insert(
+                key,
+                Left {
+                    key,
+                    result: Err(EngineError::Inference {
+                        stage: "decoder",
+                        message,
+                    }),
+                    stats: DecodeStats::default(),
+                },
+            );
+        }
+        state.in_batch = 0;
+        state.leading = false;
+        self.scheduler.changed.notify_all();
     }
 }
