@@ -12,7 +12,6 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry::{self, LoadedModel};
 use gstflorence::engine::task::Task;
@@ -21,30 +20,13 @@ use gstflorence::engine::{
 };
 
 use common::scratch::Scratch;
-
-fn scene() -> RgbImage {
-    image_io::read(
-        &common::fixtures().join("images/scene_640x480.png"),
-        &ImageLimits::default(),
-    )
-    .unwrap()
-}
+use common::{long_caption as long, scene};
 
 fn options() -> SessionOptions {
     SessionOptions {
         vision_cache: false,
         ..SessionOptions::default()
     }
-}
-
-/// A greedy detailed caption of exactly `tokens` tokens: long enough that
-/// the requests started while it decodes join its batch.
-fn long(tokens: usize) -> Request {
-    let mut r = Request::new(Task::MoreDetailedCaption);
-    r.options.num_beams = Some(1);
-    r.options.max_new_tokens = Some(tokens);
-    r.options.min_new_tokens = Some(tokens);
-    r
 }
 
 fn with_beams(task: Task, beams: usize) -> Request {

@@ -3,23 +3,16 @@
 
 mod common;
 
+use common::scene;
+
 use common::init_element as init;
 
 use gst::glib;
 use gst::prelude::*;
-use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{Task, TaskInput};
 use gstflorence::engine::{GenerationOptions, Request};
 use gstflorence::florencecaption::{ImageSize, META_NAME};
-
-fn scene() -> RgbImage {
-    image_io::read(
-        &common::fixtures().join("images/scene_640x480.png"),
-        &ImageLimits::default(),
-    )
-    .unwrap()
-}
 
 fn harness(props: &str, img: &RgbImage) -> gst_check::Harness {
     let mut h = gst_check::Harness::new_parse(&format!(

@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::scene;
+
 use common::{init_element as init, meta_field as field, request_buffer as buffer};
 
 use gst::glib;
 use gst::prelude::*;
 use gst_video::VideoRegionOfInterestMeta;
-use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use serde_json::Value;
 
@@ -49,14 +50,6 @@ fn region_tasks() -> Vec<(&'static str, Vec<(&'static str, glib::SendValue)>)> {
             vec![beams(1), text("<loc_100><loc_100><loc_700><loc_800>")],
         ),
     ]
-}
-
-fn scene() -> RgbImage {
-    image_io::read(
-        &common::fixtures().join("images/scene_640x480.png"),
-        &ImageLimits::default(),
-    )
-    .unwrap()
 }
 
 /// One region meta as read with gstreamer-video's API.

@@ -5,24 +5,16 @@
 
 use std::sync::OnceLock;
 
-use gstflorence::engine::image_io::{self, ImageLimits};
-use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::task::{PromptError, Task, TaskInput};
 use gstflorence::engine::{EngineError, Florence, GenerationOptions, Request};
 
 mod common;
 
+use common::scene;
+
 fn model() -> &'static Florence {
     static M: OnceLock<Florence> = OnceLock::new();
     M.get_or_init(common::tiny_engine)
-}
-
-fn scene() -> RgbImage {
-    image_io::read(
-        &common::fixtures().join("images/scene_640x480.png"),
-        &ImageLimits::default(),
-    )
-    .unwrap()
 }
 
 #[test]

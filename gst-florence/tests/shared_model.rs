@@ -5,12 +5,13 @@
 
 mod common;
 
+use common::scene;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
-use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
@@ -18,14 +19,6 @@ use gstflorence::engine::{Florence, Request, SessionOptions};
 use gstflorence::florencecaption::{META_NAME, MODEL_MESSAGE_NAME as MODEL_MESSAGE};
 
 use common::{child, init_element as init, scratch::Scratch};
-
-fn scene() -> RgbImage {
-    image_io::read(
-        &common::fixtures().join("images/scene_640x480.png"),
-        &ImageLimits::default(),
-    )
-    .unwrap()
-}
 
 /// `img` with its colours changed: another frame of the same size.
 fn variant(img: &RgbImage, k: u8) -> RgbImage {

@@ -10,7 +10,6 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gstflorence::engine::image_io::{self, ImageLimits};
 use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
@@ -19,14 +18,7 @@ use gstflorence::engine::{
 };
 
 use common::scratch::Scratch;
-
-fn scene() -> RgbImage {
-    image_io::read(
-        &common::fixtures().join("images/scene_640x480.png"),
-        &ImageLimits::default(),
-    )
-    .unwrap()
-}
+use common::{long_caption as long, scene};
 
 /// The default threads (the process pool), as element instances have them.
 fn options() -> SessionOptions {
@@ -35,15 +27,6 @@ fn options() -> SessionOptions {
         vision_cache: false,
         ..SessionOptions::default()
     }
-}
-
-/// A greedy detailed caption of exactly `tokens` tokens.
-fn long(tokens: usize) -> Request {
-    let mut r = Request::new(Task::MoreDetailedCaption);
-    r.options.num_beams = Some(1);
-    r.options.max_new_tokens = Some(tokens);
-    r.options.min_new_tokens = Some(tokens);
-    r
 }
 
 /// Requests running on the registry's model for `dir`.

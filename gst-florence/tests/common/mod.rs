@@ -11,6 +11,9 @@ pub use florence_test_support::{
 };
 use gstflorence::engine::Florence;
 use gstflorence::engine::SessionOptions;
+use gstflorence::engine::image_io::{self, ImageLimits};
+use gstflorence::engine::preprocess::RgbImage;
+use gstflorence::engine::{Request, task::Task};
 use serde_json::Value;
 
 /// GStreamer initialised and the plugin registered, once per test process.
@@ -123,4 +126,23 @@ pub fn on_each_result(element: &gst::Element, on_result: impl Fn() + Send + Sync
         gst::BusSyncReply::Drop
     });
     element.set_bus(Some(&bus));
+}
+
+/// The fixture scene most tests caption (640x480).
+pub fn scene() -> RgbImage {
+    image_io::read(
+        &fixtures().join("images/scene_640x480.png"),
+        &ImageLimits::default(),
+    )
+    .unwrap()
+}
+
+/// A greedy detailed caption of exactly `tokens` tokens: long enough that
+/// requests started while it decodes meet it (in turns, in a batch).
+pub fn long_caption(tokens: usize) -> Request {
+    let mut r = Request::new(Task::MoreDetailedCaption);
+    r.options.num_beams = Some(1);
+    r.options.max_new_tokens = Some(tokens);
+    r.options.min_new_tokens = Some(tokens);
+    r
 }
