@@ -12,22 +12,12 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry::{self, LoadedModel};
 use gstflorence::engine::task::Task;
-use gstflorence::engine::{
-    EngineError, Florence, Interrupt, Interruption, Output, Request, SessionOptions,
-};
+use gstflorence::engine::{EngineError, Florence, Interrupt, Interruption, Output, Request};
 
 use common::scratch::Scratch;
-use common::{long_caption as long, scene};
-
-fn options() -> SessionOptions {
-    SessionOptions {
-        vision_cache: false,
-        ..SessionOptions::default()
-    }
-}
+use common::{long_caption as long, scene, solo_ids, uncached_vision as options};
 
 fn with_beams(task: Task, beams: usize) -> Request {
     let mut r = Request::new(task);
@@ -65,19 +55,6 @@ fn until_decoding(dir: &Path, n: usize) {
         assert!(Instant::now() < guard, "never {n} requests decoding");
         std::thread::yield_now();
     }
-}
-
-/// The ids each request gets on a model of its own, alone.
-fn solo_ids(dir: &Path, img: &RgbImage, requests: &[Request]) -> Vec<Vec<u32>> {
-    let solo = Florence::load(dir, options()).unwrap();
-    requests
-        .iter()
-        .map(|r| {
-            let out = solo.run(img, r).unwrap();
-            assert_eq!(out.timings.decode_batch, 1, "{:?} alone", r.task);
-            out.ids
-        })
-        .collect()
 }
 
 fn users(dir: &Path, n: usize) -> Vec<Florence> {

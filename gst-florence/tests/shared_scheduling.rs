@@ -10,24 +10,12 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
-use gstflorence::engine::{
-    EngineError, Florence, Interrupt, Interruption, Request, SessionOptions,
-};
+use gstflorence::engine::{EngineError, Florence, Interrupt, Interruption, Request};
 
 use common::scratch::Scratch;
-use common::{long_caption as long, scene};
-
-/// The default threads (the process pool), as element instances have them.
-fn options() -> SessionOptions {
-    SessionOptions {
-        // Every request runs its vision encoder: more turns to take.
-        vision_cache: false,
-        ..SessionOptions::default()
-    }
-}
+use common::{long_caption as long, scene, solo_ids, uncached_vision as options};
 
 /// Requests running on the registry's model for `dir`.
 fn in_flight(dir: &Path) -> usize {
@@ -36,15 +24,6 @@ fn in_flight(dir: &Path) -> usize {
         .filter(|m| m.dir == dir)
         .map(|m| m.in_flight)
         .sum()
-}
-
-/// The ids each request gets on a model of its own, alone.
-fn solo_ids(dir: &Path, img: &RgbImage, requests: &[&Request]) -> Vec<Vec<u32>> {
-    let solo = Florence::load(dir, options()).unwrap();
-    requests
-        .iter()
-        .map(|r| solo.run(img, r).unwrap().ids)
-        .collect()
 }
 
 #[test]
@@ -58,7 +37,7 @@ fn a_long_answer_does_not_hold_up_short_ones_on_another_user_and_ids_stay_solo()
         beams.options.num_beams = Some(3);
         beams
     }];
-    let mut want_short = solo_ids(&dir, &img, &[&long_req, &captions[0], &captions[1]]);
+    let mut want_short = solo_ids(&dir, &img, [&long_req, &captions[0], &captions[1]]);
     let want_long = want_short.remove(0);
 
     let (a, _) = Florence::shared(&dir, options()).unwrap();
@@ -117,7 +96,7 @@ fn a_cancel_reaches_a_request_on_a_busy_shared_model_and_the_others_go_on() {
     let dir = scratch.model("m");
     let img = scene();
     let req = long(400);
-    let want = solo_ids(&dir, &img, &[&req]).remove(0);
+    let want = solo_ids(&dir, &img, [&req]).remove(0);
 
     let users: Vec<Florence> = (0..3)
         .map(|_| Florence::shared(&dir, options()).unwrap().0)

@@ -146,3 +146,30 @@ pub fn long_caption(tokens: usize) -> Request {
     r.options.min_new_tokens = Some(tokens);
     r
 }
+
+/// Session options for tests of requests sharing a model: every request runs
+/// its vision encoder (no reuse), so there are more turns to take.
+pub fn uncached_vision() -> SessionOptions {
+    SessionOptions {
+        vision_cache: false,
+        ..SessionOptions::default()
+    }
+}
+
+/// The ids each request gets on a model of its own, alone (one request per
+/// decoder run).
+pub fn solo_ids<'a>(
+    dir: &std::path::Path,
+    img: &RgbImage,
+    requests: impl IntoIterator<Item = &'a Request>,
+) -> Vec<Vec<u32>> {
+    let solo = Florence::load(dir, uncached_vision()).unwrap();
+    requests
+        .into_iter()
+        .map(|r| {
+            let out = solo.run(img, r).unwrap();
+            assert_eq!(out.timings.decode_batch, 1, "{:?} alone", r.task);
+            out.ids
+        })
+        .collect()
+}
