@@ -11,7 +11,7 @@ use std::process::Command;
 
 use common::process::succeed;
 use common::scratch::Scratch;
-use common::{bench_python, model_dir, root};
+use common::{bench_python, model_copies, model_dir, root};
 
 const GRAPHS: [&str; 4] = [
     "vision_encoder",
@@ -30,21 +30,6 @@ fn graph_rewrite_unit_tests_pass() {
     );
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(report.contains("\nOK"), "{report}");
-}
-
-/// The tiny model's configuration and float32 graphs, nothing else.
-fn copy_tiny(to: &Path) {
-    std::fs::create_dir_all(to.join("onnx")).unwrap();
-    for entry in std::fs::read_dir(model_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "json") {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-    for g in GRAPHS {
-        let file = format!("onnx/{g}.onnx");
-        std::fs::copy(model_dir().join(&file), to.join(&file)).unwrap();
-    }
 }
 
 fn results(dir: &Path, variant: &str, task: &str, images: &[String]) -> Vec<serde_json::Value> {
@@ -67,7 +52,7 @@ fn results(dir: &Path, variant: &str, task: &str, images: &[String]) -> Vec<serd
 fn int8mm_is_written_checked_and_answers_as_fp32_does() {
     let scratch = Scratch::new("variant-int8mm");
     let dir = scratch.path().join("tiny");
-    copy_tiny(&dir);
+    model_copies::copy_dir(&model_dir(), &dir);
     let out = succeed(
         Command::new(bench_python())
             .current_dir(root())
