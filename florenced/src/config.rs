@@ -216,6 +216,9 @@ pub struct Config {
     /// Inferences running at once, each on its own pipeline, all on one
     /// shared copy of the model (its weights loaded once).
     pub max_concurrent_requests: usize,
+    /// How much slower a decoder run shared by concurrent requests may be
+    /// than a request's run alone (at least 1; 1: never share a run).
+    pub decode_slowdown: f64,
     pub request_timeout_s: f64,
     /// How long SIGTERM waits for in-flight and queued requests.
     pub shutdown_timeout_s: f64,
@@ -266,6 +269,7 @@ impl Default for Config {
             limits: Limits::default(),
             queue_depth: 8,
             max_concurrent_requests: 1,
+            decode_slowdown: gstflorence::engine::DEFAULT_DECODE_SLOWDOWN,
             request_timeout_s: 60.0,
             shutdown_timeout_s: 30.0,
             max_length: 100,
@@ -335,6 +339,13 @@ impl Config {
             return Err(bad(
                 "max_concurrent_requests",
                 format!("must be 1..=16, got {}", self.max_concurrent_requests),
+            ));
+        }
+        // The element's property range.
+        if !(1.0..=1000.0).contains(&self.decode_slowdown) {
+            return Err(bad(
+                "decode_slowdown",
+                format!("must be 1..=1000, got {}", self.decode_slowdown),
             ));
         }
         if let Err(e) = self
@@ -607,6 +618,13 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("max_length"), "{e}");
+        let e = Config::load(ConfigFile::None, &[ov("decode_slowdown", "0.5")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("decode_slowdown") && e.contains("1..=1000"),
+            "{e}"
+        );
         let e = Config::load(ConfigFile::None, &[ov("backend", "gpu")])
             .unwrap_err()
             .to_string();

@@ -35,6 +35,7 @@ const PIPELINE_KEYS: &[&str] = &[
     "execution_provider",
     "image_size",
     "max_concurrent_requests",
+    "decode_slowdown",
     "queue_depth",
     "request_timeout_s",
     "warmup",

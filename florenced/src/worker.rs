@@ -601,6 +601,7 @@ impl InferencePipeline {
         caption.set_property_from_str("mode", "every-frame");
         caption.set_property("variant", &config.model_variant);
         caption.set_property("threads", config.threads);
+        caption.set_property("decode-slowdown", config.decode_slowdown);
         // Checked at load; the element refuses a bad name at start too.
         caption.set_property("execution-provider", &config.execution_provider);
         // The configuration takes 384 or 768 only (checked at load).

@@ -248,10 +248,23 @@ fn text_logs_into_a_pipe_have_no_colour_codes() {
     );
 }
 
+/// Decoder runs that advanced more than one request, from a Prometheus page.
+fn batched_runs(page: &str) -> f64 {
+    samples(page)
+        .iter()
+        .filter(|(n, l, _)| {
+            n == "florenced_model_decode_steps_total" && !l.contains("requests=\"1\"")
+        })
+        .map(|x| x.2)
+        .sum()
+}
+
 #[test]
 fn concurrent_requests_share_one_model_and_metrics_show_them_in_flight_and_queued() {
+    // decode_slowdown 1: the two never share a decoder run (the second waits).
     let d = Spawn::new()
         .set("max_concurrent_requests=2")
+        .set("decode_slowdown=1")
         .set("max_tokens=1000")
         .ready();
     let png = fixture_png("pattern_200x300");
@@ -295,6 +308,7 @@ fn concurrent_requests_share_one_model_and_metrics_show_them_in_flight_and_queue
     assert_eq!(promtool_findings(&p), "", "promtool on:\n{p}");
     let models = in_flight(&p);
     assert!(models.iter().all(|m| m.1 == 0.0), "{models:?}");
+    assert_eq!(batched_runs(&p), 0.0, "decode_slowdown 1 shared a run: {p}");
     let s = samples(&p);
     let count = s
         .iter()
@@ -340,15 +354,6 @@ fn concurrent_requests_decode_in_one_batch_and_metrics_count_its_sizes() {
             .map(|b| post_caption_async(d.addr, b.clone()).join().unwrap())
             .collect(),
     );
-    let batched_runs = |p: &str| -> f64 {
-        samples(p)
-            .iter()
-            .filter(|(n, l, _)| {
-                n == "florenced_model_decode_steps_total" && !l.contains("requests=\"1\"")
-            })
-            .map(|x| x.2)
-            .sum()
-    };
     let p = d.get("/metrics?format=prometheus").text();
     assert_eq!(batched_runs(&p), 0.0, "one after another, alone: {p}");
 

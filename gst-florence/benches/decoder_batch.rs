@@ -9,7 +9,10 @@
 //! bookkeeping), the first step excluded, median of `--rounds` rounds that
 //! each run every case once.
 //!
-//! cargo bench -p gst-florence --bench decoder_batch [-- MODEL_DIR] [--tokens N] [--batches 1,2,4] [--threads T (0: the process pool)] [--rounds R]
+//! cargo bench -p gst-florence --bench decoder_batch [-- MODEL_DIR] [--variant V] [--tokens N] [--batches 1,2,4] [--threads T (0: the process pool)] [--rounds R]
+//!
+//! `--variant` (`_int8mm`, ...): that variant's merged decoder against its
+//! batchable pair.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use gstflorence::engine::{Florence, GenerationOptions, Interrupt, SessionOptions
 
 struct Args {
     model: PathBuf,
+    variant: String,
     tokens: usize,
     batches: Vec<usize>,
     threads: usize,
@@ -40,6 +44,7 @@ fn args() -> Args {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut a = Args {
         model: root.join("tests/fixtures/tiny-florence2"),
+        variant: String::new(),
         tokens: 32,
         batches: vec![1, 2, 4],
         threads: 0,
@@ -50,6 +55,7 @@ fn args() -> Args {
         let mut value = || it.next().expect("a value after the flag");
         match arg.as_str() {
             "--tokens" => a.tokens = value().parse().expect("--tokens N"),
+            "--variant" => a.variant = value(),
             "--threads" => a.threads = value().parse().expect("--threads T"),
             "--rounds" => a.rounds = value().parse().expect("--rounds R"),
             "--batches" => {
@@ -87,6 +93,8 @@ impl Setup {
             params: &self.params,
             vision: &self.vision,
             shared_vision: &self.shared,
+            // Batches here are formed directly, not through the scheduler.
+            decode_slowdown: gstflorence::engine::DEFAULT_DECODE_SLOWDOWN,
         }
     }
 }
@@ -123,6 +131,7 @@ fn main() {
     let a = args();
     let options = SessionOptions {
         intra_threads: a.threads,
+        variant: a.variant.clone(),
         vision_cache: false,
         graph_cache: None,
         ..SessionOptions::default()
@@ -135,12 +144,11 @@ fn main() {
     merged_files.dir = scratch.path().join("merged");
     link_tree(&a.model, &merged_files.dir);
     for g in Graph::BATCHED {
-        std::fs::remove_file(
-            merged_files
-                .dir
-                .join("onnx")
-                .join(format!("{}.onnx", g.stem())),
-        )
+        std::fs::remove_file(merged_files.dir.join("onnx").join(format!(
+            "{}{}.onnx",
+            g.stem(),
+            a.variant
+        )))
         .expect("the batchable decoder's graphs in the model directory");
     }
     let merged = OnnxBackend::open(&merged_files, &options).expect("model");
@@ -191,8 +199,13 @@ fn main() {
     }
     let base = median(times[0].clone());
     println!(
-        "decoder step, {}, {} threads, {} new tokens per request, median of {} rounds",
+        "decoder step, {} {}, {} threads, {} new tokens per request, median of {} rounds",
         display(&a.model),
+        if a.variant.is_empty() {
+            "fp32"
+        } else {
+            &a.variant
+        },
         threads(a.threads),
         a.tokens,
         a.rounds

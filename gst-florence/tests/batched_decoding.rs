@@ -109,6 +109,7 @@ fn requests_decoded_together_get_the_ids_they_get_alone() {
             params: &c.params,
             vision,
             shared_vision: shared,
+            decode_slowdown: SessionOptions::default().decode_slowdown,
         }
     }
 

@@ -14,7 +14,9 @@ use std::time::{Duration, Instant};
 
 use gstflorence::engine::registry::{self, LoadedModel};
 use gstflorence::engine::task::Task;
-use gstflorence::engine::{EngineError, Florence, Interrupt, Interruption, Output, Request};
+use gstflorence::engine::{
+    EngineError, Florence, Interrupt, Interruption, Output, Request, SessionOptions,
+};
 
 use common::scratch::Scratch;
 use common::{long_caption as long, scene, solo_ids, uncached_vision as options};
@@ -58,8 +60,14 @@ fn until_decoding(dir: &Path, n: usize) {
 }
 
 fn users(dir: &Path, n: usize) -> Vec<Florence> {
-    let users: Vec<Florence> = (0..n)
-        .map(|_| Florence::shared(dir, options()).unwrap().0)
+    users_with(dir, &vec![options(); n])
+}
+
+/// A user of the shared model for each of `options`.
+fn users_with(dir: &Path, options: &[SessionOptions]) -> Vec<Florence> {
+    let users: Vec<Florence> = options
+        .iter()
+        .map(|o| Florence::shared(dir, o.clone()).unwrap().0)
         .collect();
     assert!(users.iter().all(|u| u.model_id() == users[0].model_id()));
     users
@@ -224,4 +232,49 @@ fn a_failing_request_fails_alone_and_its_batch_decodes_on() {
     assert_eq!((m.in_flight, m.decoding), (0, 0));
     let batched: u64 = m.decode_steps.iter().skip(1).sum();
     assert!(batched > 0, "{:?}", m.decode_steps);
+}
+
+#[test]
+fn a_member_that_accepts_no_slowdown_decodes_alone_and_the_joiner_waits() {
+    let scratch = Scratch::new("decode-batch-bound");
+    let dir = scratch.model("m");
+    let img = scene();
+    let long_req = long(1000);
+    let caption = with_beams(Task::Caption, 2);
+    let want = solo_ids(&dir, &img, &[long_req.clone(), caption.clone()]);
+
+    // The long request's user accepts no slowdown; the caption's the default.
+    let impatient = SessionOptions {
+        decode_slowdown: 1.0,
+        ..options()
+    };
+    let users = users_with(&dir, &[impatient, options(), options()]);
+    let cancel = Interrupt::new();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| done_tx.send(users[0].run(&img, &long_req)).unwrap());
+        until_decoding(&dir, 1);
+        // A request waiting to join leaves at its cancel, not at its turn.
+        let waiting = s.spawn(|| users[2].run_with(&img, &caption, &cancel));
+        until_decoding(&dir, 2);
+        cancel.cancel();
+        let r = waiting.join().unwrap();
+        assert!(
+            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
+            "{r:?}"
+        );
+        assert!(done_rx.try_recv().is_err(), "the long answer ended first");
+        let out = users[1].run(&img, &caption).unwrap();
+        assert_eq!(out.ids, want[1], "the caption after waiting");
+        assert_eq!(out.timings.decode_batch, 1, "the caption joined the batch");
+        let long_out = finish(&done_rx);
+        assert_eq!(long_out.ids, want[0]);
+        assert_eq!(
+            long_out.timings.decode_batch, 1,
+            "the long request shared a run"
+        );
+    });
+    let m = model(&dir);
+    assert_eq!((m.in_flight, m.decoding), (0, 0));
+    assert_eq!(m.decode_steps.len(), 1, "{:?}", m.decode_steps);
 }

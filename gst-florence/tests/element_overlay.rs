@@ -161,6 +161,7 @@ fn the_last_result_stays_drawn_until_the_next_one() {
         },
         inference_ms: 1.0,
         queue_wait_ms: 0.0,
+        decode_batch: 1,
         model: "m".into(),
         frame_pts: Some(0),
         fresh: true,

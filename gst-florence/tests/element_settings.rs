@@ -57,6 +57,12 @@ fn the_model_loads_at_null_to_ready_and_only_when_a_model_property_changes() {
     e.set_property("threads", 2u32);
     e.set_state(gst::State::Paused).unwrap();
     assert_eq!(loads(&bus), 1, "reloaded after threads changed");
+    // A user's own setting: a new user of the model, the change applied.
+    e.set_state(gst::State::Ready).unwrap();
+    e.set_property("decode-slowdown", 1.0f64);
+    e.set_state(gst::State::Paused).unwrap();
+    assert_eq!(loads(&bus), 1, "reloaded after decode-slowdown changed");
+    assert_eq!(e.property::<f64>("decode-slowdown"), 1.0);
     e.set_state(gst::State::Null).unwrap();
     e.set_state(gst::State::Ready).unwrap();
     assert_eq!(loads(&bus), 1, "dropped at NULL, loaded again");

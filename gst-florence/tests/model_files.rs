@@ -42,6 +42,8 @@ fn every_fixture_graph_has_the_documented_signature() {
             "embed_tokens",
             "encoder_model",
             "decoder_model_merged",
+            "decoder_cross_key_values",
+            "decoder_model_batched",
             "text_encoder",
             "decoder"
         ]
@@ -58,6 +60,24 @@ fn every_fixture_graph_has_the_documented_signature() {
         logits.shape[2],
         files.model.text_config.vocab_size.to_string()
     );
+    // The batchable decoder: a key and a value per layer from the cross
+    // graph; the step takes embeddings, positions, both masks, and per
+    // layer its past and cross keys and values, for any number of rows.
+    let (cross, step) = (&graphs[4], &graphs[5]);
+    assert_eq!((cross.inputs.len(), cross.outputs.len()), (1, 2 * layers));
+    assert_eq!(
+        (step.inputs.len(), step.outputs.len()),
+        (4 + 4 * layers, 1 + 2 * layers)
+    );
+    assert_eq!(step.outputs[0].name, "logits");
+    for p in cross
+        .outputs
+        .iter()
+        .chain(&step.inputs)
+        .chain(&step.outputs)
+    {
+        assert_eq!(p.shape[0], "batch_size", "{}", p.name);
+    }
 }
 
 #[test]

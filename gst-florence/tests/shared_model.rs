@@ -118,6 +118,9 @@ fn two_instances_behind_a_tee_share_one_model_and_each_gives_its_results_alone()
                     let buf = sample.buffer().unwrap();
                     let meta = gst::meta::CustomMeta::from_buffer(buf, META_NAME).unwrap();
                     vision_cached.push(meta.structure().get::<bool>("vision-cached").unwrap());
+                    // Alone, or beside the other instance's request.
+                    let batch = meta.structure().get::<u32>("decode-batch").unwrap();
+                    assert!((1..=2).contains(&batch), "decode-batch {batch}");
                     field(buf, "result").expect("a result")
                 })
                 .collect();

@@ -7,7 +7,9 @@ florence_export/batched.py) from the weights of onnx/decoder_model_merged.onnx, 
 in PyTorch (florence_export/merged_weights.py), so no checkpoint is needed. The
 rebuilt decoder is checked against the merged graph, the new graphs against the
 rebuilt decoder, and rows of a batch against the same rows alone (bit for bit);
-the process fails if any check does. Needs the exporter's environment (torch).
+the process fails if any check does. The precision variants already in the
+directory then get their own pair (florence_export/batched_variants.py). Needs the
+exporter's environment (torch).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from florence_export import batched, graphs, merged_weights  # noqa: E402
+from florence_export import batched, graphs, merged_weights, variants  # noqa: E402
 from florence_export.onnx_export import ONNX_BOUND, check, session  # noqa: E402
 
 
@@ -57,6 +59,10 @@ def main() -> None:
         model = merged_weights.rebuild(args.model_dir)
         figures = {"rebuilt_decoder": check_rebuild(model, args.model_dir)}
         figures.update(batched.add(model, os.path.join(args.model_dir, "onnx")))
+        present = [n for n, suffix in variants.SUFFIX.items()
+                   if all(os.path.isfile(os.path.join(args.model_dir, "onnx", f"{g}{suffix}.onnx"))
+                          for g in variants.GRAPHS)]
+        figures["variants"] = variants.write_variants(args.model_dir, present, threads=args.threads)
     except (ValueError, AssertionError) as e:
         sys.exit(f"add_batched: {e}")
     if args.figures:

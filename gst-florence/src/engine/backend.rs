@@ -61,6 +61,9 @@ pub struct Job<'a> {
     /// The model's recent and in-flight image features, shared by its users
     /// (used when `vision` is enabled).
     pub shared_vision: &'a Arc<SharedVision>,
+    /// How much slower a decoder run shared with other requests may be than
+    /// this request's run alone ([`super::onnx::session::SessionOptions::decode_slowdown`]).
+    pub decode_slowdown: f64,
 }
 
 /// A backend's answer: the decoder sequence and the stages it timed.

@@ -44,6 +44,8 @@ pub struct Florence {
     /// The provider the ONNX graphs run on (a load with one the library
     /// lacks fails; users share a model only with the same provider).
     execution_provider: ExecutionProvider,
+    /// The slowdown this user's requests accept from decoding in a batch.
+    decode_slowdown: f64,
 }
 
 impl std::fmt::Debug for Florence {
@@ -86,6 +88,7 @@ impl Florence {
             vqa_template: model.vqa_template.clone(),
             vision: VisionCache::new(options.session.vision_cache),
             execution_provider: options.session.execution_provider.clone(),
+            decode_slowdown: options.session.decode_slowdown,
             model,
         }
     }
@@ -355,6 +358,7 @@ impl Florence {
             params: &params,
             vision: &self.vision,
             shared_vision: &self.model.shared_vision,
+            decode_slowdown: self.decode_slowdown,
         };
         let Generated {
             decoded,

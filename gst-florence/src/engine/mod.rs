@@ -59,6 +59,7 @@ pub use load::LoadOptions;
 pub use model_error::ModelError;
 pub use onnx::OnnxError;
 pub use onnx::execution_provider::ExecutionProvider;
+pub use onnx::join_bound::DEFAULT_DECODE_SLOWDOWN;
 pub use onnx::runtime::{Runtime, RuntimeError};
 pub use onnx::session::SessionOptions;
 pub use output::{Output, Timings};

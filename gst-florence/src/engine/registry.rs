@@ -23,8 +23,8 @@ use super::onnx::execution_provider::ExecutionProvider;
 use super::onnx::session::SessionOptions;
 
 /// Everything that changes what a load makes: two loads with equal keys
-/// would make the same graphs, so one serves both. The vision cache is each
-/// user's (not in the key).
+/// would make the same graphs, so one serves both. The vision cache and the
+/// decode slowdown are each user's (not in the key).
 #[derive(Debug, Clone, PartialEq)]
 struct Key {
     /// Canonical, so `./m` and `/abs/m` are one model.
@@ -62,6 +62,7 @@ impl Key {
             spin,
             image_size,
             vision_cache: _,
+            decode_slowdown: _,
             graph_cache,
             execution_provider,
         } = session;

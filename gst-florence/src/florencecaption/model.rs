@@ -36,6 +36,8 @@ struct ModelKey {
     variant: String,
     ort_library: Option<String>,
     threads: u32,
+    /// Each user's own: a change gets a new user of the same shared model.
+    decode_slowdown: f64,
     execution_provider: ExecutionProvider,
     image_size: u32,
     /// Every-frame mode lets ONNX Runtime's threads spin; live mode does not.
@@ -62,6 +64,7 @@ impl ModelKey {
             variant: s.variant.clone(),
             ort_library: s.ort_library.clone(),
             threads: s.threads,
+            decode_slowdown: s.decode_slowdown,
             execution_provider,
             image_size: s.image_size.pixels().unwrap_or(0),
             spin: s.mode == Mode::EveryFrame,
@@ -129,6 +132,7 @@ impl FlorenceCaption {
             spin: key.spin,
             image_size: (key.image_size > 0).then_some(key.image_size),
             execution_provider: key.execution_provider.clone(),
+            decode_slowdown: key.decode_slowdown,
             ..SessionOptions::default()
         };
         if key.threads > 0 {

@@ -95,6 +95,14 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .default_value(d.threads)
             .mutable_ready()
             .build(),
+        glib::ParamSpecDouble::builder("decode-slowdown")
+            .nick("Decode slowdown")
+            .blurb("How much slower a decoder run may get from decoding this instance's request together with other requests on the same model (other instances, florenced workers): a request joins the model's decode batch only if the batch's run would take at most this many times its run alone, and its own run at most each member's bound; else it waits for members to leave. 1 = never share a run")
+            .minimum(1.0)
+            .maximum(1000.0)
+            .default_value(d.decode_slowdown)
+            .mutable_ready()
+            .build(),
         glib::ParamSpecString::builder("execution-provider")
             .nick("Execution provider")
             .blurb(&format!(
@@ -235,6 +243,11 @@ impl FlorenceCaption {
             "temperature" => s.temperature = value.get().unwrap_or(0.0),
             "seed" => s.seed = value.get().unwrap_or(0),
             "threads" => s.threads = value.get().unwrap_or(0),
+            "decode-slowdown" => {
+                s.decode_slowdown = value
+                    .get()
+                    .unwrap_or(crate::engine::DEFAULT_DECODE_SLOWDOWN)
+            }
             "execution-provider" => {
                 let text: Option<String> = value.get().unwrap_or(None);
                 s.execution_provider = match text.as_deref().map(str::trim) {
@@ -302,6 +315,7 @@ impl FlorenceCaption {
             "temperature" => s.temperature.to_value(),
             "seed" => s.seed.to_value(),
             "threads" => s.threads.to_value(),
+            "decode-slowdown" => s.decode_slowdown.to_value(),
             "execution-provider" => s
                 .execution_provider
                 .as_ref()

@@ -26,6 +26,8 @@ pub(super) struct Caption {
     pub(super) inference_ms: f64,
     /// Of `inference_ms`, queued behind other users of a shared model.
     pub(super) queue_wait_ms: f64,
+    /// The most requests decoded together with it in one run (1: alone).
+    pub(super) decode_batch: u32,
     pub(super) token_count: u64,
     pub(super) image_size: [u32; 2],
     /// The vision features came from the previous analysis of the same frame.
@@ -51,6 +53,7 @@ impl Caption {
             result: out.result.clone(),
             inference_ms: out.timings.total_ms,
             queue_wait_ms: out.timings.queue_wait_ms,
+            decode_batch: u32::try_from(out.timings.decode_batch).unwrap_or(u32::MAX),
             token_count: out.token_count as u64,
             image_size: out.image_size,
             vision_cached: out.timings.vision_cached,
@@ -70,6 +73,7 @@ impl Caption {
             result: self.result.clone(),
             inference_ms: self.inference_ms,
             queue_wait_ms: self.queue_wait_ms,
+            decode_batch: self.decode_batch,
             model: model.to_owned(),
             frame_pts: self.frame_pts.map(gst::ClockTime::nseconds),
             fresh,

@@ -24,6 +24,9 @@ pub(super) struct Settings {
     pub(super) temperature: f32,
     pub(super) seed: u64,
     pub(super) threads: u32,
+    /// How much slower a decoder run shared with other streams' requests may
+    /// be than this instance's run alone.
+    pub(super) decode_slowdown: f64,
     /// Parsed `execution-provider`, or why it could not be parsed (reported at start).
     pub(super) execution_provider: Result<ExecutionProvider, String>,
     /// 0: the model's own resolution.
@@ -55,6 +58,7 @@ impl Default for Settings {
             temperature: 0.0,
             seed: 0,
             threads: 0,
+            decode_slowdown: crate::engine::DEFAULT_DECODE_SLOWDOWN,
             execution_provider: Ok(ExecutionProvider::cpu()),
             image_size: super::ImageSize::Model,
             backend: Backend::Auto,

@@ -54,11 +54,14 @@ pub enum ResultField {
     /// double: of `inference-time-ms`, the time the request queued for its
     /// turn on a model shared with other streams.
     QueueWaitMs,
+    /// guint: the most requests decoded together in one decoder run with
+    /// this one (1: alone; 0: the Hailo split, whose decoder is not ours).
+    DecodeBatch,
 }
 
 impl ResultField {
     /// Every field, in florence.h's order.
-    pub const ALL: [ResultField; 19] = [
+    pub const ALL: [ResultField; 20] = [
         ResultField::Task,
         ResultField::Text,
         ResultField::Result,
@@ -78,6 +81,7 @@ impl ResultField {
         ResultField::Error,
         ResultField::ErrorKind,
         ResultField::QueueWaitMs,
+        ResultField::DecodeBatch,
     ];
 
     /// The field's name in the structure.
@@ -102,6 +106,7 @@ impl ResultField {
             ResultField::Error => "error",
             ResultField::ErrorKind => "error-kind",
             ResultField::QueueWaitMs => "queue-wait-ms",
+            ResultField::DecodeBatch => "decode-batch",
         }
     }
 
@@ -127,6 +132,8 @@ pub struct CaptionResult {
     pub inference_ms: f64,
     /// Of `inference_ms`, queued behind other users of a shared model.
     pub queue_wait_ms: f64,
+    /// The most requests decoded together in one run with it (1: alone).
+    pub decode_batch: u32,
     pub model: String,
     /// Nanoseconds; `None` when the frame had no PTS.
     pub frame_pts: Option<u64>,
@@ -202,6 +209,7 @@ impl CaptionResult {
             )
             .field(ResultField::InferenceTimeMs.name(), self.inference_ms)
             .field(ResultField::QueueWaitMs.name(), self.queue_wait_ms)
+            .field(ResultField::DecodeBatch.name(), self.decode_batch)
             .field(ResultField::Model.name(), &self.model)
             .field(
                 ResultField::FramePts.name(),
@@ -235,6 +243,7 @@ impl CaptionResult {
             result: task_result::decode(&json)?,
             inference_ms: get(s, ResultField::InferenceTimeMs, "a double")?,
             queue_wait_ms: get(s, ResultField::QueueWaitMs, "a double")?,
+            decode_batch: get(s, ResultField::DecodeBatch, "a guint")?,
             model: get(s, ResultField::Model, "a string")?,
             frame_pts: (frame_pts != u64::MAX).then_some(frame_pts),
             fresh: get(s, ResultField::Fresh, "a boolean")?,
@@ -299,6 +308,7 @@ mod tests {
             },
             inference_ms: 12.5,
             queue_wait_ms: 1.5,
+            decode_batch: 3,
             model: "tiny".into(),
             frame_pts: Some(40_000_000),
             fresh: true,

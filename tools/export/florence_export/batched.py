@@ -25,30 +25,16 @@ import torch
 from onnx import TensorProto
 
 from . import graphs
+from .batched_feed import (BATCHED_DECODER, CROSS_KEY_VALUES, MERGED_DECODER, Row, cross_names,  # noqa: F401
+                           new_names, past_names, step_feed)
 from .onnx_export import ONNX_BOUND, check, export_module, save, session
 
-BATCHED_DECODER = "decoder_model_batched"
-CROSS_KEY_VALUES = "decoder_cross_key_values"
-MERGED_DECODER = "decoder_model_merged"
 # Tensors smaller than this stay inside the graph (shapes, scalars, small biases).
 SHARE_MIN_BYTES = 1024
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
-
-
-def past_names(layers: int) -> list[str]:
-    return [f"past_key_values.{i}.{kind}.{kv}" for i in range(layers)
-            for kind in ("decoder", "encoder") for kv in ("key", "value")]
-
-
-def new_names(layers: int) -> list[str]:
-    return [f"new_key_values.{i}.decoder.{kv}" for i in range(layers) for kv in ("key", "value")]
-
-
-def cross_names(layers: int) -> list[str]:
-    return [f"present.{i}.encoder.{kv}" for i in range(layers) for kv in ("key", "value")]
 
 
 def share_weights(model: onnx.ModelProto, merged_path: str) -> tuple[int, int]:
@@ -119,45 +105,6 @@ def export(model, onnx_dir: str, hidden: torch.Tensor, log=print) -> None:
         axes[name] = {0: "batch_size"}
     m = export_module(graphs.BatchedDecoder(model).eval(), args, inputs, ["logits"] + new_names(layers), axes)
     _save_beside_merged(m, onnx_dir, BATCHED_DECODER, log)
-
-
-class Row:
-    """One request decoding through the batched graph: its cross keys and values, its
-    window of past decoder keys and values, and its tokens so far."""
-
-    def __init__(self, cross: list[np.ndarray], tokens: list[int], layers: int):
-        self.cross = cross  # per layer key, value [1,H,E,Dh]
-        self.tokens = tokens
-        self.past: list[list[np.ndarray]] = [[] for _ in range(2 * layers)]  # [1,H,1,Dh] slots
-
-    @property
-    def enc_len(self) -> int:
-        return self.cross[0].shape[2]
-
-
-def step_feed(rows: list[Row], step: list[int], embeds: np.ndarray, window: int, enc: int, layers: int) -> dict:
-    """The batched graph's inputs for rows at their step `step[r]`, padded to `window`
-    slots and `enc` encoder positions (zeros, masked)."""
-    b = len(rows)
-    heads, dh = rows[0].cross[0].shape[1], rows[0].cross[0].shape[3]
-    feed = {"inputs_embeds": embeds.astype(np.float32),
-            "position_ids": np.array([[s] for s in step], np.int64),
-            "self_attention_mask": np.zeros((b, window), np.int64),
-            "encoder_attention_mask": np.zeros((b, enc), np.int64)}
-    for r, s in enumerate(step):
-        feed["self_attention_mask"][r, :s] = 1
-        feed["encoder_attention_mask"][r, :rows[r].enc_len] = 1
-    for i in range(layers):
-        for j, kv in enumerate(("key", "value")):
-            past = np.zeros((b, heads, window, dh), np.float32)
-            cross = np.zeros((b, heads, enc, dh), np.float32)
-            for r, s in enumerate(step):
-                if s:
-                    past[r, :, :s] = np.concatenate(rows[r].past[2 * i + j][:s], axis=2)[0]
-                cross[r, :, :rows[r].enc_len] = rows[r].cross[2 * i + j][0]
-            feed[f"past_key_values.{i}.decoder.{kv}"] = past
-            feed[f"past_key_values.{i}.encoder.{kv}"] = cross
-    return feed
 
 
 def verify(model, onnx_dir: str, bound: float, log=print) -> dict:

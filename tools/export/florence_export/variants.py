@@ -32,7 +32,7 @@ import onnx
 from onnx import TensorProto
 from PIL import Image
 
-from . import quantize, variant_check
+from . import batched_variants, quantize, variant_check
 from .variant_check import GRAPHS
 
 
@@ -147,17 +147,22 @@ def _summary(name: str, f: dict) -> str:
 
 def write_variants(model_dir: str, names: list[str], calibration_dir: str | None = None, threads: int = 2,
                    log=print) -> dict:
-    """Writes and checks the variants `names` (keys of BOUNDS) that `model_dir` lacks;
-    returns their check figures (none for variants already there)."""
+    """Writes and checks the variants `names` (keys of BOUNDS) that `model_dir` lacks, and
+    the batchable decoder of each (batched_variants) when the float32 one is there; returns
+    their check figures (none for what was already there)."""
     unknown = [n for n in names if n not in BOUNDS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; expected some of {', '.join(BOUNDS)}")
     onnx_dir = os.path.join(model_dir, "onnx")
     path = lambda g, suffix: os.path.join(onnx_dir, f"{g}{suffix}.onnx")  # noqa: E731
     todo = [n for n in names if not all(os.path.isfile(path(g, SUFFIX[n])) for g in GRAPHS)]
-    if not todo:
+    # With the float32 batchable decoder there, each variant that has a batchable form gets its own.
+    batchable = [n for n in names if n in batched_variants.BITS and batched_variants.has_pair(onnx_dir, "")
+                 and not batched_variants.has_pair(onnx_dir, SUFFIX[n])]
+    if not todo and not batchable:
         return {}
-    log(f"writing variants {', '.join(SUFFIX[n] for n in todo)} into {onnx_dir}")
+    if todo:
+        log(f"writing variants {', '.join(SUFFIX[n] for n in todo)} into {onnx_dir}")
     pre = json.load(open(os.path.join(model_dir, "preprocessor_config.json")))
     ref = variant_check.Reference(model_dir, variant_check.scenes(CHECK_IMAGES, seed=1), threads)
 
@@ -186,4 +191,8 @@ def write_variants(model_dir: str, names: list[str], calibration_dir: str | None
         for g in GRAPHS:
             os.replace(path(g, partial), path(g, suffix))
         figures[suffix] = f
+    for name in batchable:
+        suffix = SUFFIX[name]
+        f = batched_variants.write(onnx_dir, name, suffix, ref, BOUNDS[name].token_agreement, threads, log)
+        figures.setdefault(suffix, {})["batched"] = f
     return figures

@@ -45,6 +45,7 @@
 #define FLORENCE_FIELD_ERROR "error"                 /* string: why a per-buffer request gave no result */
 #define FLORENCE_FIELD_ERROR_KIND "error-kind"       /* string: one of the FLORENCE_ERROR_* */
 #define FLORENCE_FIELD_QUEUE_WAIT_MS "queue-wait-ms" /* double: of inference-time-ms, queued behind other streams on a shared model */
+#define FLORENCE_FIELD_DECODE_BATCH "decode-batch"   /* guint: most requests decoded together in one decoder run with this one (1: alone; 0: the Hailo split) */
 
 #define FLORENCE_ERROR_INVALID_REQUEST "invalid-request"
 #define FLORENCE_ERROR_INFERENCE_FAILED "inference-failed"

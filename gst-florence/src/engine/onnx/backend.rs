@@ -146,6 +146,7 @@ impl OnnxBackend {
             sequence,
             search: generate::Search::new(job.params, self.files.model.text_config.vocab_size),
             interrupt: interrupt.clone(),
+            slowdown: job.decode_slowdown,
             stats: DecodeStats::default(),
         })
     }
@@ -307,6 +308,7 @@ impl Backend for OnnxBackend {
                     sequence,
                     search: generate::Search::new(job.params, shape.vocab()),
                     interrupt: interrupt.clone(),
+                    slowdown: job.decode_slowdown,
                     stats: DecodeStats::default(),
                 };
                 let left = self.scheduler.decode(request, || {
@@ -388,9 +390,7 @@ fn open_sessions(
     // The decoder first: loading a graph briefly needs more memory than it
     // keeps (most for the decoder), and it is the longest to load, so
     // the others load beside it.
-    let batched = Graph::BATCHED
-        .iter()
-        .all(|&g| session::graph_path(dir, g, &options.variant).is_file());
+    let batched = session::has_batched_decoder(dir, &options.variant);
     let decoder: &[Graph] = if batched {
         &[Graph::DecoderBatched, Graph::DecoderCrossKeyValues]
     } else {

@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use ort::session::Session;
 use ort::value::{DynValue, Tensor};
 
+use super::join_bound::Load;
 use super::signature::cache_names;
 use super::tensors::{float_tensor, float_values, float_values_into, ort_err, run_embed};
 use crate::engine::config::ModelFiles;
@@ -432,12 +433,26 @@ impl<'a> Stepper<'a> {
 
 /// A request encoded and ready to join a [`Batch`]
 /// ([`super::OnnxBackend::admit`]): its cross keys and values, its search,
-/// its interrupt and what its decoding has cost so far.
+/// its interrupt, the slowdown it accepts from joining a batch and what its
+/// decoding has cost so far.
 pub struct Admitted {
     pub(crate) sequence: Sequence,
     pub(crate) search: Search,
     pub(crate) interrupt: Interrupt,
+    /// A run of its batch may take at most this many times its run alone
+    /// ([`super::join_bound`]).
+    pub(crate) slowdown: f64,
     pub(crate) stats: DecodeStats,
+}
+
+impl Admitted {
+    /// Its part of a run: rows (hypotheses) and bound.
+    pub(crate) fn load(&self) -> Load {
+        Load {
+            rows: self.search.tokens().len(),
+            slowdown: self.slowdown,
+        }
+    }
 }
 
 /// What one request's decoding cost, for its [`crate::engine::Timings`].
@@ -473,6 +488,9 @@ pub struct Batch<'a, K> {
     members: Vec<Member<K>>,
     /// Requests in the last run.
     stepped: usize,
+    /// Rows of the last step's run and its time inside ONNX Runtime, when
+    /// it ran once for all its members.
+    last_run: Option<(usize, Duration)>,
 }
 
 struct Member<K> {
@@ -486,7 +504,19 @@ impl<'a, K> Batch<'a, K> {
             stepper,
             members: Vec::new(),
             stepped: 0,
+            last_run: None,
         }
+    }
+
+    /// Each member's part of a run.
+    pub(crate) fn loads(&self) -> Vec<Load> {
+        self.members.iter().map(|m| m.request.load()).collect()
+    }
+
+    /// Rows of the last step's run and its time inside ONNX Runtime; `None`
+    /// when the step ran nothing or had to run its members one by one.
+    pub(crate) fn last_run(&self) -> Option<(usize, Duration)> {
+        self.last_run
     }
 
     /// Adds a request, from the next step on.
@@ -528,16 +558,21 @@ impl<'a, K> Batch<'a, K> {
             }
         }
         self.stepped = self.members.len();
+        self.last_run = None;
+        let rows = self.loads().iter().map(|l| l.rows).sum();
         let mut failed: Vec<Option<EngineError>> = (0..self.members.len()).map(|_| None).collect();
-        if !self.members.is_empty()
-            && let Err(e) = run(&mut self.stepper, &mut self.members)
-        {
-            if let [only] = failed.as_mut_slice() {
-                *only = Some(e);
-            } else {
-                // Which member's run fails: each alone.
-                for (i, slot) in failed.iter_mut().enumerate() {
-                    *slot = run(&mut self.stepper, &mut self.members[i..i + 1]).err();
+        if !self.members.is_empty() {
+            match run(&mut self.stepper, &mut self.members) {
+                Ok(took) => self.last_run = Some((rows, took)),
+                Err(e) => {
+                    if let [only] = failed.as_mut_slice() {
+                        *only = Some(e);
+                    } else {
+                        // Which member's run fails: each alone.
+                        for (i, slot) in failed.iter_mut().enumerate() {
+                            *slot = run(&mut self.stepper, &mut self.members[i..i + 1]).err();
+                        }
+                    }
                 }
             }
         }
@@ -570,8 +605,9 @@ fn leave<K>(m: Member<K>, outcome: Result<(), EngineError>) -> Left<K> {
 /// logits. Turns are queued for with the member's interrupt when it runs
 /// alone (a cancel leaves the queue at once, as a request decoding alone
 /// did), and without one for several (one member's cancel must not fail
-/// the others' run; it leaves before the next step).
-fn run<K>(stepper: &mut Stepper<'_>, members: &mut [Member<K>]) -> Result<(), EngineError> {
+/// the others' run; it leaves before the next step). Returns the run's time
+/// inside ONNX Runtime.
+fn run<K>(stepper: &mut Stepper<'_>, members: &mut [Member<K>]) -> Result<Duration, EngineError> {
     let vocab = stepper.vocab();
     let uninterrupted = Interrupt::new();
     let interrupt = match members {
@@ -609,5 +645,5 @@ fn run<K>(stepper: &mut Stepper<'_>, members: &mut [Member<K>]) -> Result<(), En
         s.waited += waited;
         s.widest = s.widest.max(together);
     }
-    Ok(())
+    Ok(runtime)
 }

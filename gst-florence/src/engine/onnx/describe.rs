@@ -51,7 +51,8 @@ impl From<&Port> for PortInfo {
 }
 
 /// Opens and validates every graph of `dir` (the four onnx-community graphs,
-/// and the Hailo stand-ins when `hailo/` exists) and describes them.
+/// the batchable decoder's two when present, and the Hailo stand-ins when
+/// `hailo/` exists) and describes them.
 pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignature>, ModelError> {
     if !dir.is_dir() {
         return Err(ModelError::NoDirectory(dir.to_path_buf()));
@@ -66,6 +67,11 @@ pub fn describe(dir: &Path, options: &SessionOptions) -> Result<Vec<GraphSignatu
         // Its only ONNX graph; the text networks are HEFs.
         Layout::HailoFlorence => vec![Graph::VisionEncoder],
     };
+    if Layout::of(dir) == Layout::OnnxCommunity
+        && super::session::has_batched_decoder(dir, &options.variant)
+    {
+        graphs.extend(Graph::BATCHED);
+    }
     if dir.join("hailo").is_dir() {
         graphs.extend(Graph::HAILO);
     }

@@ -6,7 +6,8 @@
 //! - [`batched`]: the batchable decoder (this project's exporter's): steps of
 //!   several requests in one run, and a request alone through the same graph;
 //! - [`scheduler`]: the decode steps of a model's requests in flight run as
-//!   one batch (a request's thread leads, the others wait for their answers);
+//!   one batch (a request's thread leads, the others wait for their answers),
+//!   joined within each request's bound on its slowdown ([`join_bound`]);
 //! - [`tensors`]: values and runs shared with the Hailo split's ONNX parts;
 //! - [`describe`]: every graph of a directory, validated, for `florenced signature`;
 //! - [`loading`]: a model's graphs opened side by side;
@@ -26,6 +27,7 @@ pub mod describe;
 pub mod error;
 pub mod execution_provider;
 pub mod graph_cache;
+pub mod join_bound;
 pub(crate) mod loading;
 pub mod runtime;
 pub(crate) mod scheduler;

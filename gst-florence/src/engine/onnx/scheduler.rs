@@ -15,6 +15,13 @@
 //! starting, stopping with the model's last user and the sessions shared
 //! with it), and no request's answer waits for another's longer one.
 //!
+//! Who joins: a waiting request joins before the next step if the run with
+//! its rows would slow no member, itself included, beyond the bound each
+//! accepts ([`super::join_bound`], from the runs timed so far); else it
+//! waits, first in line, for members to leave (later arrivals do not pass
+//! it). An empty batch takes the first in line, and members a leaving
+//! leader handed back rejoin whatever the bound (they ran together already).
+//!
 //! Fairness: a batched step takes one turn of the token embedding and one
 //! of the decoder ([`crate::engine::turns`]), like one request's step, so
 //! users of other graphs and models are not held up longer by a batch.
@@ -22,9 +29,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::batched::{Admitted, Batch, DecodeStats, Left};
+use super::join_bound::{RunTimes, admits};
 use crate::engine::error::EngineError;
 use crate::engine::interrupt::Wake;
 
@@ -42,13 +50,37 @@ pub(crate) struct DecodeScheduler {
 struct State {
     /// A thread is running the steps.
     leading: bool,
-    /// Requests for the leader to take into its batch before its next step
-    /// (newly admitted, or handed back by a leader that left).
-    waiting: Vec<(u64, Admitted)>,
+    /// Requests for the leader to take into its batch before a step, in
+    /// line: handed back by a leader that left (first), or newly admitted.
+    waiting: Vec<Waiting>,
     /// Requests in the leader's batch.
     in_batch: usize,
     /// Answers for the threads that wait for them.
     answers: HashMap<u64, Left<u64>>,
+    /// The batch's decoder runs so far, for the join bound.
+    runs: RunTimes,
+}
+
+impl State {
+    /// `key`'s request, if it waits to join and its interrupt fired: out of
+    /// the line, with the error.
+    fn cancelled(&mut self, key: u64) -> Option<Left<u64>> {
+        let i = self.waiting.iter().position(|w| w.key == key)?;
+        let e = self.waiting[i].request.interrupt.check().err()?;
+        let w = self.waiting.remove(i);
+        Some(Left {
+            key,
+            result: Err(e),
+            stats: w.request.stats,
+        })
+    }
+}
+
+struct Waiting {
+    key: u64,
+    request: Admitted,
+    /// Handed back by a leader that left: it was decoding in a batch.
+    handed_back: bool,
 }
 
 impl Wake for DecodeScheduler {
@@ -71,7 +103,11 @@ impl DecodeScheduler {
         let me = self.next.fetch_add(1, Ordering::Relaxed);
         let interrupt = request.interrupt.clone();
         let mut state = self.state.lock();
-        state.waiting.push((me, request));
+        state.waiting.push(Waiting {
+            key: me,
+            request,
+            handed_back: false,
+        });
         self.changed.notify_all();
         loop {
             if let Some(answer) = state.answers.remove(&me) {
@@ -84,15 +120,8 @@ impl DecodeScheduler {
             }
             // Not yet in the batch: leave now; in it: the leader drops it
             // before its next step and answers with the error.
-            if let Err(e) = interrupt.check()
-                && let Some(i) = state.waiting.iter().position(|(k, _)| *k == me)
-            {
-                let (key, request) = state.waiting.remove(i);
-                return Left {
-                    key,
-                    result: Err(e),
-                    stats: request.stats,
-                };
+            if let Some(left) = state.cancelled(me) {
+                return left;
             }
             // Past the deadline and in the batch: the leader's next answer wakes it.
             match interrupt.deadline().filter(|_| interrupt.check().is_ok()) {
@@ -104,8 +133,8 @@ impl DecodeScheduler {
         }
     }
 
-    /// Runs steps until `me` leaves; takes in the waiting requests before
-    /// each step and answers the others that leave.
+    /// Runs steps until `me` leaves; takes in the waiting requests the
+    /// bound lets join before each step and answers the others that leave.
     fn lead(&self, me: u64, mut batch: Batch<'_, u64>) -> Left<u64> {
         let mut leading = Leading {
             scheduler: self,
@@ -113,14 +142,18 @@ impl DecodeScheduler {
             members: Vec::new(),
         };
         loop {
-            {
-                let mut state = self.state.lock();
-                for (key, request) in state.waiting.drain(..) {
-                    leading.members.push(key);
-                    batch.join(key, request);
-                }
-                state.in_batch = batch.len();
+            let mut state = self.state.lock();
+            // Its own request waiting to join: no step checks its interrupt.
+            if let Some(mine) = state.cancelled(me) {
+                return self.step_down(state, batch, &mut leading, mine);
             }
+            let joining = joining(&state, &batch);
+            for w in state.waiting.drain(..joining) {
+                leading.members.push(w.key);
+                batch.join(w.key, w.request);
+            }
+            state.in_batch = batch.len();
+            drop(state);
             let left = batch.step();
             if batch.stepped() > 0 {
                 let mut steps = self.steps.lock();
@@ -130,6 +163,9 @@ impl DecodeScheduler {
                 steps[batch.stepped() - 1] += 1;
             }
             let mut state = self.state.lock();
+            if let Some((rows, took)) = batch.last_run() {
+                state.runs.record(rows, took);
+            }
             let mut mine = None;
             for l in left {
                 leading.members.retain(|&k| k != l.key);
@@ -142,14 +178,34 @@ impl DecodeScheduler {
             state.in_batch = batch.len();
             self.changed.notify_all();
             if let Some(mine) = mine {
-                // The others decode on under another leader, first in line.
-                leading.members.clear();
-                state.waiting.splice(0..0, batch.into_members());
-                state.in_batch = 0;
-                state.leading = false;
-                return mine;
+                return self.step_down(state, batch, &mut leading, mine);
             }
         }
+    }
+
+    /// The leader's request left: the others decode on under another
+    /// leader, first in line.
+    fn step_down(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        batch: Batch<'_, u64>,
+        leading: &mut Leading<'_>,
+        mine: Left<u64>,
+    ) -> Left<u64> {
+        leading.members.clear();
+        let handed_back = batch
+            .into_members()
+            .into_iter()
+            .map(|(key, request)| Waiting {
+                key,
+                request,
+                handed_back: true,
+            });
+        state.waiting.splice(0..0, handed_back);
+        state.in_batch = 0;
+        state.leading = false;
+        self.changed.notify_all();
+        mine
     }
 
     /// Requests decoding now (in the batch or about to join it).
@@ -162,6 +218,24 @@ impl DecodeScheduler {
     pub(crate) fn steps(&self) -> Vec<u64> {
         self.steps.lock().clone()
     }
+}
+
+/// How many of the first waiting requests join `batch` before its next
+/// step: those handed back, then new ones in line while the bound lets each
+/// join (an empty batch takes the first whatever its bound).
+fn joining(state: &State, batch: &Batch<'_, u64>) -> usize {
+    let line = state.runs.line();
+    let mut loads = batch.loads();
+    let mut n = 0;
+    for w in &state.waiting {
+        let load = w.request.load();
+        if !w.handed_back && !admits(line, &loads, load) {
+            break;
+        }
+        loads.push(load);
+        n += 1;
+    }
+    n
 }
 
 /// The leader's batch while it leads. Dropped on the way out of a panic in

@@ -37,6 +37,12 @@ pub struct SessionOptions {
     /// Keep the last image's vision features for the next request on the same
     /// image (off: every run encodes its image, as a benchmark needs).
     pub vision_cache: bool,
+    /// How much slower a decoder run shared with other requests may be than
+    /// a request's run alone, at least 1 ([`super::join_bound`]): a request
+    /// that would slow itself or a member of the model's decode batch down
+    /// more waits for members to leave. 1: never shares a run. Each user's
+    /// own (its requests carry it).
+    pub decode_slowdown: f64,
     /// Directory of optimised graphs saved once and mapped at later loads
     /// ([`graph_cache`]); `None`: optimise at every load, weights in anonymous memory.
     pub graph_cache: Option<PathBuf>,
@@ -66,6 +72,7 @@ impl Default for SessionOptions {
             spin: true,
             image_size: None,
             vision_cache: true,
+            decode_slowdown: super::join_bound::DEFAULT_DECODE_SLOWDOWN,
             graph_cache: graph_cache::default_dir(),
             execution_provider: ExecutionProvider::cpu(),
         }
@@ -85,6 +92,14 @@ pub fn graph_path(dir: &Path, graph: Graph, variant: &str) -> PathBuf {
         Layout::HailoFlorence if graph == Graph::VisionEncoder => dir.join(name),
         _ => dir.join(graph.subdir()).join(name),
     }
+}
+
+/// Whether `dir` has the batchable decoder's graphs for `variant` (the
+/// engine then decodes through them instead of the merged decoder).
+pub fn has_batched_decoder(dir: &Path, variant: &str) -> bool {
+    Graph::BATCHED
+        .iter()
+        .all(|&g| graph_path(dir, g, variant).is_file())
 }
 
 impl ModelFiles {
