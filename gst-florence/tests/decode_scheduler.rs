@@ -50,6 +50,19 @@ fn model(dir: &Path) -> LoadedModel {
         .expect("the shared model is loaded")
 }
 
+/// The model's decoder runs by how many requests each advanced, once every
+/// request has left (none in flight or decoding).
+fn idle_decode_steps(dir: &Path) -> Vec<u64> {
+    let m = model(dir);
+    assert_eq!((m.in_flight, m.decoding), (0, 0));
+    m.decode_steps
+}
+
+/// Decoder runs that advanced more than one request.
+fn shared_runs(steps: &[u64]) -> u64 {
+    steps.iter().skip(1).sum()
+}
+
 /// Waits (polling the engine's counter) until at least `n` requests decode.
 fn until_decoding(dir: &Path, n: usize) {
     let guard = Instant::now() + Duration::from_secs(60);
@@ -122,13 +135,10 @@ fn concurrent_requests_decode_in_one_batch_with_their_solo_ids() {
         let widest = outs.iter().map(|o| o.timings.decode_batch).max().unwrap();
         assert!(out.timings.decode_batch >= widest);
     });
-    let m = model(&dir);
-    assert_eq!((m.in_flight, m.decoding), (0, 0));
-    let batched: u64 = m.decode_steps.iter().skip(1).sum();
+    let steps = idle_decode_steps(&dir);
     assert!(
-        batched > 0,
-        "no decoder run held two requests: {:?}",
-        m.decode_steps
+        shared_runs(&steps) > 0,
+        "no decoder run held two requests: {steps:?}"
     );
 }
 
@@ -174,8 +184,7 @@ fn a_request_cancelled_or_past_its_deadline_in_a_batch_leaves_alone() {
         assert!(done_rx.try_recv().is_err(), "the long answer ended first");
         assert_eq!(finish(&done_rx).ids, want[0], "the long answer beside them");
     });
-    let m = model(&dir);
-    assert_eq!((m.in_flight, m.decoding), (0, 0));
+    idle_decode_steps(&dir);
 }
 
 #[test]
@@ -228,10 +237,8 @@ fn a_failing_request_fails_alone_and_its_batch_decodes_on() {
             "the long answer beside a failure"
         );
     });
-    let m = model(&dir);
-    assert_eq!((m.in_flight, m.decoding), (0, 0));
-    let batched: u64 = m.decode_steps.iter().skip(1).sum();
-    assert!(batched > 0, "{:?}", m.decode_steps);
+    let steps = idle_decode_steps(&dir);
+    assert!(shared_runs(&steps) > 0, "{steps:?}");
 }
 
 #[test]
@@ -274,7 +281,6 @@ fn a_member_that_accepts_no_slowdown_decodes_alone_and_the_joiner_waits() {
             "the long request shared a run"
         );
     });
-    let m = model(&dir);
-    assert_eq!((m.in_flight, m.decoding), (0, 0));
-    assert_eq!(m.decode_steps.len(), 1, "{:?}", m.decode_steps);
+    let steps = idle_decode_steps(&dir);
+    assert_eq!(shared_runs(&steps), 0, "{steps:?}");
 }
