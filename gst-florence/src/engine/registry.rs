@@ -117,11 +117,19 @@ fn list(dir: &Path, files: &mut Vec<(PathBuf, u64, Option<SystemTime>)>) -> Vec<
     subdirs
 }
 
-/// One key's slot: its lock is held while the model loads, so a second
-/// caller of the same key waits for the first instead of loading again.
 struct Entry {
     key: Key,
-    slot: Arc<Mutex<Weak<Model>>>,
+    slot: Arc<Slot>,
+}
+
+/// One key's model. `loading` is held while the model loads, so a second
+/// caller of the same key waits for the first instead of loading again;
+/// `model` only for a moment, so [`loaded`] never waits for a load nor
+/// misses a model another caller looks at.
+#[derive(Default)]
+struct Slot {
+    loading: Mutex<()>,
+    model: Mutex<Weak<Model>>,
 }
 
 static ENTRIES: LazyLock<Mutex<Vec<Entry>>> = LazyLock::new(|| Mutex::new(Vec::new()));
@@ -142,16 +150,13 @@ pub(super) fn acquire(
     let key = Key::of(dir, options);
     let slot = {
         let mut entries = ENTRIES.lock();
-        // Forget keys nobody uses or is loading. With the registry locked
-        // nobody can take a slot that only the registry holds, so its lock
-        // is free.
-        entries.retain(|e| {
-            Arc::strong_count(&e.slot) > 1 || e.slot.try_lock().is_none_or(|w| w.strong_count() > 0)
-        });
+        // Forget keys nobody uses or is loading (a loader holds the slot).
+        entries
+            .retain(|e| Arc::strong_count(&e.slot) > 1 || e.slot.model.lock().strong_count() > 0);
         match entries.iter().find(|e| e.key == key) {
             Some(e) => e.slot.clone(),
             None => {
-                let slot = Arc::new(Mutex::new(Weak::new()));
+                let slot = Arc::new(Slot::default());
                 entries.push(Entry {
                     key,
                     slot: slot.clone(),
@@ -160,12 +165,12 @@ pub(super) fn acquire(
             }
         }
     };
-    let mut weak = slot.lock();
-    if let Some(model) = weak.upgrade() {
+    let _loading = slot.loading.lock();
+    if let Some(model) = slot.model.lock().upgrade() {
         return Ok((model, Acquired { loaded: false }));
     }
     let model = Arc::new(Model::load(dir, options)?);
-    *weak = Arc::downgrade(&model);
+    *slot.model.lock() = Arc::downgrade(&model);
     Ok((model, Acquired { loaded: true }))
 }
 
@@ -191,7 +196,7 @@ pub fn loaded() -> Vec<LoadedModel> {
         .iter()
         .filter_map(|slot| {
             // A slot being loaded has no model yet.
-            let weak = slot.try_lock()?.clone();
+            let weak = slot.model.lock().clone();
             let users = weak.strong_count();
             let model = weak.upgrade()?;
             Some(LoadedModel {
