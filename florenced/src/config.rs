@@ -217,7 +217,8 @@ pub struct Config {
     /// shared copy of the model (its weights loaded once).
     pub max_concurrent_requests: usize,
     /// How much slower a decoder run shared by concurrent requests may be
-    /// than a request's run alone (at least 1; 1: never share a run).
+    /// than a request's run alone, and how long its decoding may be held for
+    /// requests still encoding (at least 1; 1: never share a run).
     pub decode_slowdown: f64,
     pub request_timeout_s: f64,
     /// How long SIGTERM waits for in-flight and queued requests.

@@ -97,7 +97,7 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
             .build(),
         glib::ParamSpecDouble::builder("decode-slowdown")
             .nick("Decode slowdown")
-            .blurb("How much slower a decoder run may get from decoding this instance's request together with other requests on the same model (other instances, florenced workers): a request joins the model's decode batch only if the batch's run would take at most this many times its run alone, and its own run at most each member's bound; else it waits for members to leave. 1 = never share a run")
+            .blurb("How much slower a decoder run may get from decoding this instance's request together with other requests on the same model (other instances, florenced workers): a request joins the model's decode batch only if the batch's run would take at most this many times its run alone, and its own run at most each member's bound; else it waits for members to leave. While other requests on the model encode their images, the batch waits for them before its next step, each request at most (decode-slowdown - 1) times its decoding alone in all. 1 = never share a run, never held")
             .minimum(1.0)
             .maximum(1000.0)
             .default_value(d.decode_slowdown)

@@ -147,6 +147,7 @@ impl OnnxBackend {
             search: generate::Search::new(job.params, self.files.model.text_config.vocab_size),
             interrupt: interrupt.clone(),
             slowdown: job.decode_slowdown,
+            max_new_tokens: job.params.max_new_tokens,
             stats: DecodeStats::default(),
         })
     }
@@ -291,6 +292,9 @@ impl Backend for OnnxBackend {
         let (run_options, _timer) = run_options(interrupt, self.wakers(job.shared_vision))?;
         let mut timings = Timings::default();
         let mut waited = Duration::ZERO;
+        // On its way to the batch, which may wait for it (the scheduler's hold).
+        let arriving = matches!(self.sessions.decoder, DecoderGraphs::Batched(_))
+            .then(|| self.scheduler.arriving());
         let (hidden, enc_len) =
             self.encode_job(&job, (&run_options, interrupt), &mut timings, &mut waited)?;
 
@@ -304,11 +308,13 @@ impl Backend for OnnxBackend {
                 // the merged decoder's first step.
                 let cross = t.elapsed();
                 waited += cross_waited;
+                drop(arriving);
                 let request = Admitted {
                     sequence,
                     search: generate::Search::new(job.params, shape.vocab()),
                     interrupt: interrupt.clone(),
                     slowdown: job.decode_slowdown,
+                    max_new_tokens: job.params.max_new_tokens,
                     stats: DecodeStats::default(),
                 };
                 let left = self.scheduler.decode(request, || {

@@ -442,6 +442,8 @@ pub struct Admitted {
     /// A run of its batch may take at most this many times its run alone
     /// ([`super::join_bound`]).
     pub(crate) slowdown: f64,
+    /// Its longest answer, in new tokens.
+    pub(crate) max_new_tokens: usize,
     pub(crate) stats: DecodeStats,
 }
 
@@ -451,6 +453,8 @@ impl Admitted {
         Load {
             rows: self.search.tokens().len(),
             slowdown: self.slowdown,
+            max_new_tokens: self.max_new_tokens,
+            held: self.stats.held,
         }
     }
 }
@@ -463,8 +467,11 @@ pub struct DecodeStats {
     /// Time inside ONNX Runtime of the runs it was in, and of its first one.
     pub runtime: Duration,
     pub first_step_runtime: Duration,
-    /// Time the runs it was in queued for the graphs.
+    /// Time the runs it was in queued for the graphs, and its batch was
+    /// held for requests on their way to it.
     pub waited: Duration,
+    /// Of `waited`, the time its batch was held for requests on their way.
+    pub held: Duration,
     /// The most requests decoded together in one run with it (1: alone).
     pub widest: usize,
 }
@@ -517,6 +524,29 @@ impl<'a, K> Batch<'a, K> {
     /// when the step ran nothing or had to run its members one by one.
     pub(crate) fn last_run(&self) -> Option<(usize, Duration)> {
         self.last_run
+    }
+
+    /// Whether a member's interrupt fired (the next step lets it leave).
+    pub(crate) fn interrupted(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.request.interrupt.check().is_err())
+    }
+
+    /// The members' earliest deadline.
+    pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
+        self.members
+            .iter()
+            .filter_map(|m| m.request.interrupt.deadline())
+            .min()
+    }
+
+    /// Counts `held` as every member's wait (the batch was held that long).
+    pub(crate) fn held(&mut self, held: Duration) {
+        for m in &mut self.members {
+            m.request.stats.held += held;
+            m.request.stats.waited += held;
+        }
     }
 
     /// Adds a request, from the next step on.

@@ -71,6 +71,16 @@ impl RunTimes {
             .retain(|_, (_, last)| now - *last < FORGET_AFTER_RUNS);
     }
 
+    /// Seconds of a run of `rows` alone: on the line once two row counts
+    /// ran, the one row count's fastest run before; `None` before any run.
+    fn alone(&self, rows: usize) -> Option<f64> {
+        match self.by_rows.len() {
+            0 => None,
+            1 => self.by_rows.values().next().map(|v| v.0),
+            _ => Some(self.line().at(rows)),
+        }
+    }
+
     /// The least-squares line through each row count's fastest run (each
     /// count weighs the same, however often it ran).
     pub(crate) fn line(&self) -> Line {
@@ -93,11 +103,35 @@ impl RunTimes {
     }
 }
 
-/// A request's part of a run: its rows and the slowdown it accepts.
+/// A request's part of a run: its rows and the slowdown it accepts, and
+/// for [`hold_left`] its longest answer and how long it was held so far.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Load {
     pub(crate) rows: usize,
     pub(crate) slowdown: f64,
+    pub(crate) max_new_tokens: usize,
+    pub(crate) held: Duration,
+}
+
+/// How much longer the batch may wait before its next step for requests on
+/// their way to it (encoding their image and prompt), so that they join it
+/// sooner: each member accepts its decoding taking up to its bound times
+/// its decoding alone, so it may be held for the spare part, `slowdown - 1`
+/// times its runs alone for its longest answer, less what it was held
+/// already; the least of the members'. Nothing before any run was timed
+/// (nor for a member with a bound of 1).
+pub(crate) fn hold_left(runs: &RunTimes, members: &[Load]) -> Duration {
+    let Some(least) = members
+        .iter()
+        .map(|m| {
+            let alone = runs.alone(m.rows).unwrap_or(0.0) * m.max_new_tokens as f64;
+            ((m.slowdown - 1.0) * alone - m.held.as_secs_f64()).max(0.0)
+        })
+        .reduce(f64::min)
+    else {
+        return Duration::ZERO;
+    };
+    Duration::from_secs_f64(least)
 }
 
 /// Whether `joiner` may join a batch of `members`: the run with its rows
@@ -120,7 +154,12 @@ mod tests {
     use super::*;
 
     fn greedy(slowdown: f64) -> Load {
-        Load { rows: 1, slowdown }
+        Load {
+            rows: 1,
+            slowdown,
+            max_new_tokens: 100,
+            held: Duration::ZERO,
+        }
     }
 
     fn ms(v: f64) -> Duration {
@@ -156,7 +195,7 @@ mod tests {
         // its single-row neighbours accept 41.7 ms.
         let beams = Load {
             rows: 3,
-            slowdown: 2.0,
+            ..greedy(2.0)
         };
         assert!(admits(line, &members[..4], beams));
         assert!(!admits(line, &members[..5], beams));
@@ -221,5 +260,45 @@ mod tests {
             t.record(2, ms(24.41));
         }
         assert!(admits(t.line(), &three, greedy(2.0)), "{:?}", t.line());
+    }
+    #[test]
+    fn a_member_is_held_for_at_most_the_spare_part_of_its_bound() {
+        let mut runs = RunTimes::default();
+        // Nothing timed yet: no hold.
+        assert_eq!(hold_left(&runs, &[greedy(2.0)]), Duration::ZERO);
+        runs.record(1, ms(20.0));
+        // One row count timed: 100 tokens alone take 2 s; a bound of 2
+        // spares 2 s, of 1.5 one second.
+        let left = hold_left(&runs, &[greedy(2.0)]).as_secs_f64();
+        assert!((left - 2.0).abs() < 1e-9, "{left}");
+        let both = hold_left(&runs, &[greedy(2.0), greedy(1.5)]).as_secs_f64();
+        assert!((both - 1.0).abs() < 1e-9, "{both}");
+        // What it was held already counts, and never below nothing.
+        let held = Load {
+            held: Duration::from_millis(1500),
+            ..greedy(2.0)
+        };
+        let left = hold_left(&runs, &[held]).as_secs_f64();
+        assert!((left - 0.5).abs() < 1e-9, "{left}");
+        let spent = Load {
+            held: Duration::from_secs(3),
+            ..greedy(2.0)
+        };
+        assert_eq!(hold_left(&runs, &[spent, greedy(2.0)]), Duration::ZERO);
+        // A bound of 1 is never held; an empty batch neither.
+        assert_eq!(hold_left(&runs, &[greedy(1.0)]), Duration::ZERO);
+        assert_eq!(hold_left(&runs, &[]), Duration::ZERO);
+    }
+
+    #[test]
+    fn once_the_line_is_known_a_members_runs_alone_are_on_it() {
+        let beams = Load {
+            rows: 4,
+            max_new_tokens: 10,
+            ..greedy(2.0)
+        };
+        // 10 runs of 4 rows on the base-shaped model's line: 10 x 30.99 ms.
+        let left = hold_left(&base(), &[beams]).as_secs_f64();
+        assert!((left - 0.3099).abs() < 1e-3, "{left}");
     }
 }

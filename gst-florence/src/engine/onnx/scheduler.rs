@@ -22,17 +22,25 @@
 //! it). An empty batch takes the first in line, and members a leaving
 //! leader handed back rejoin whatever the bound (they ran together already).
 //!
+//! Who is waited for: requests on their way to the batch (encoding their
+//! image and prompt, [`DecodeScheduler::arriving`]) hold the batch before
+//! its next step, so that they join it sooner instead of their encoders
+//! sharing the cores with steps of a smaller batch; each member is held
+//! at most the spare part of its bound ([`super::join_bound::hold_left`]),
+//! and a member's cancel or deadline ends the hold.
+//!
 //! Fairness: a batched step takes one turn of the token embedding and one
 //! of the decoder ([`crate::engine::turns`]), like one request's step, so
 //! users of other graphs and models are not held up longer by a batch.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::batched::{Admitted, Batch, DecodeStats, Left};
-use super::join_bound::{RunTimes, admits};
+use super::join_bound::{RunTimes, admits, hold_left};
 use crate::engine::error::EngineError;
 use crate::engine::interrupt::Wake;
 
@@ -59,6 +67,8 @@ struct State {
     answers: HashMap<u64, Left<u64>>,
     /// The batch's decoder runs so far, for the join bound.
     runs: RunTimes,
+    /// Requests on their way to the batch ([`DecodeScheduler::arriving`]).
+    arriving: usize,
 }
 
 impl State {
@@ -92,7 +102,27 @@ impl Wake for DecodeScheduler {
     }
 }
 
+/// A request on its way to the model's batch, from [`DecodeScheduler::arriving`]
+/// until dropped.
+pub(crate) struct Arriving<'a>(&'a DecodeScheduler);
+
+impl Drop for Arriving<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock();
+        state.arriving -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
 impl DecodeScheduler {
+    /// A request will decode in the batch once it has encoded its image and
+    /// prompt: the batch is held for it until the guard drops (or a
+    /// member's bound ends the hold).
+    pub(crate) fn arriving(&self) -> Arriving<'_> {
+        self.state.lock().arriving += 1;
+        Arriving(self)
+    }
+
     /// Decodes `request` in the model's batch (`batch` makes an empty one):
     /// as its leader, or handing it to the leader and waiting for its answer.
     pub(crate) fn decode<'a>(
@@ -147,10 +177,12 @@ impl DecodeScheduler {
             if let Some(mine) = state.cancelled(me) {
                 return self.step_down(state, batch, &mut leading, mine);
             }
-            let joining = joining(&state, &batch);
-            for w in state.waiting.drain(..joining) {
-                leading.members.push(w.key);
-                batch.join(w.key, w.request);
+            take_in(&mut state, &mut batch, &mut leading);
+            if state.arriving > 0 && self.hold(&mut state, &mut batch) {
+                if let Some(mine) = state.cancelled(me) {
+                    return self.step_down(state, batch, &mut leading, mine);
+                }
+                take_in(&mut state, &mut batch, &mut leading);
             }
             state.in_batch = batch.len();
             drop(state);
@@ -181,6 +213,26 @@ impl DecodeScheduler {
                 return self.step_down(state, batch, &mut leading, mine);
             }
         }
+    }
+
+    /// Holds the batch while requests are on their way to it, within its
+    /// members' bounds, until a member's interrupt fires; whether it held.
+    fn hold(&self, state: &mut MutexGuard<'_, State>, batch: &mut Batch<'_, u64>) -> bool {
+        let left = hold_left(&state.runs, &batch.loads());
+        if left.is_zero() {
+            return false;
+        }
+        let start = Instant::now();
+        let until = batch
+            .earliest_deadline()
+            .map_or(start + left, |d| d.min(start + left));
+        while state.arriving > 0 && !batch.interrupted() {
+            if self.changed.wait_until(state, until).timed_out() {
+                break;
+            }
+        }
+        batch.held(start.elapsed());
+        true
     }
 
     /// The leader's request left: the others decode on under another
@@ -217,6 +269,15 @@ impl DecodeScheduler {
     /// Steps run so far with 1, 2, ... requests together.
     pub(crate) fn steps(&self) -> Vec<u64> {
         self.steps.lock().clone()
+    }
+}
+
+/// Moves the waiting requests that may join into `batch`.
+fn take_in(state: &mut State, batch: &mut Batch<'_, u64>, leading: &mut Leading<'_>) {
+    let joining = joining(state, batch);
+    for w in state.waiting.drain(..joining) {
+        leading.members.push(w.key);
+        batch.join(w.key, w.request);
     }
 }
 

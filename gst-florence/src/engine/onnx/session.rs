@@ -40,8 +40,10 @@ pub struct SessionOptions {
     /// How much slower a decoder run shared with other requests may be than
     /// a request's run alone, at least 1 ([`super::join_bound`]): a request
     /// that would slow itself or a member of the model's decode batch down
-    /// more waits for members to leave. 1: never shares a run. Each user's
-    /// own (its requests carry it).
+    /// more waits for members to leave; its decoding is held for requests
+    /// still encoding at most `decode_slowdown - 1` times its decoding
+    /// alone. 1: never shares a run, never held. Each user's own (its
+    /// requests carry it).
     pub decode_slowdown: f64,
     /// Directory of optimised graphs saved once and mapped at later loads
     /// ([`graph_cache`]); `None`: optimise at every load, weights in anonymous memory.
