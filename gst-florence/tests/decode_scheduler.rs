@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use gstflorence::engine::preprocess::RgbImage;
 use gstflorence::engine::registry::{self, LoadedModel};
 use gstflorence::engine::task::Task;
 use gstflorence::engine::{
@@ -40,6 +41,14 @@ fn mixed() -> Vec<Request> {
         with_beams(Task::Ocr, 1),
         sampled,
     ]
+}
+
+/// A 1000-token answer and a caption of 2 beams, with the ids each gets
+/// alone on `img`.
+fn long_and_caption(dir: &Path, img: &RgbImage) -> ([Request; 2], Vec<Vec<u32>>) {
+    let requests = [long(1000), with_beams(Task::Caption, 2)];
+    let want = solo_ids(dir, img, &requests);
+    (requests, want)
 }
 
 /// The registry's entry for the model loaded from `dir`.
@@ -147,9 +156,7 @@ fn a_request_cancelled_or_past_its_deadline_in_a_batch_leaves_alone() {
     let scratch = Scratch::new("decode-batch-cancel");
     let dir = scratch.model("m");
     let img = scene();
-    let long_req = long(1000);
-    let caption = with_beams(Task::Caption, 2);
-    let want = solo_ids(&dir, &img, &[long_req.clone(), caption.clone()]);
+    let ([long_req, caption], want) = long_and_caption(&dir, &img);
 
     let users = users(&dir, 4);
     let cancel = Interrupt::new();
@@ -246,9 +253,7 @@ fn a_member_that_accepts_no_slowdown_decodes_alone_and_the_joiner_waits() {
     let scratch = Scratch::new("decode-batch-bound");
     let dir = scratch.model("m");
     let img = scene();
-    let long_req = long(1000);
-    let caption = with_beams(Task::Caption, 2);
-    let want = solo_ids(&dir, &img, &[long_req.clone(), caption.clone()]);
+    let ([long_req, caption], want) = long_and_caption(&dir, &img);
 
     // The long request's user accepts no slowdown; the caption's the default.
     let impatient = SessionOptions {
