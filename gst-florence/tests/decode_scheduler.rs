@@ -289,3 +289,87 @@ fn a_member_that_accepts_no_slowdown_decodes_alone_and_the_joiner_waits() {
     let steps = idle_decode_steps(&dir);
     assert_eq!(shared_runs(&steps), 0, "{steps:?}");
 }
+
+/// A request on its way to the batch (encoding its image and prompt; here
+/// the test's own, `Florence::arriving`, for as long as the test says)
+/// holds the batch before its next step: no decoder run while it is on its
+/// way, until it arrives, a member's bound runs out, or a member's cancel
+/// or deadline comes.
+#[test]
+fn the_batch_waits_for_a_request_on_its_way_within_its_members_bounds() {
+    let scratch = Scratch::new("decode-batch-hold");
+    let dir = scratch.model("m");
+    let img = scene();
+    let ([long_req, caption], want) = long_and_caption(&dir, &img);
+
+    // The long request's user would wait 999 times its decoding alone:
+    // only the arrival or an interrupt ends its hold.
+    let patient = SessionOptions {
+        decode_slowdown: 1000.0,
+        ..options()
+    };
+    let users = users_with(&dir, &[patient, options()]);
+    // Nothing is held before a run has been timed.
+    assert_eq!(users[1].run(&img, &caption).unwrap().ids, want[1]);
+
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        let on_its_way = users[1].arriving();
+        let before = model(&dir).decode_steps;
+        s.spawn(|| done_tx.send(users[0].run(&img, &long_req)).unwrap());
+        until_decoding(&dir, 1);
+        // Another request encodes and joins the line meanwhile: the held
+        // batch has run nothing since.
+        let caption_run = s.spawn(|| users[1].run(&img, &caption));
+        until_decoding(&dir, 2);
+        assert_eq!(model(&dir).decode_steps, before, "a step while held");
+        drop(on_its_way);
+        let out = caption_run.join().unwrap().unwrap();
+        assert_eq!(out.ids, want[1], "the caption after the hold");
+        assert!(
+            out.timings.decode_batch >= 2,
+            "the caption decoded alone: the held batch did not wait for it"
+        );
+        assert!(done_rx.try_recv().is_err(), "the long answer ended first");
+        let long_out = finish(&done_rx);
+        assert_eq!(long_out.ids, want[0], "the long answer after the hold");
+        assert!(long_out.timings.queue_wait_ms > 0.0, "never held");
+    });
+
+    // The default bound (2) ends a hold that nothing else ends.
+    let on_its_way = users[0].arriving();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| done_tx.send(users[1].run(&img, &caption)).unwrap());
+        let out = finish(&done_rx);
+        assert_eq!(out.ids, want[1], "the caption held within its bound");
+        assert!(out.timings.queue_wait_ms > 0.0, "never held");
+    });
+
+    // A cancel and a deadline end the patient request's hold.
+    let cancel = Interrupt::new();
+    std::thread::scope(|s| {
+        let cancelled = s.spawn(|| users[0].run_with(&img, &long(1000), &cancel));
+        until_decoding(&dir, 1);
+        cancel.cancel();
+        let r = cancelled.join().unwrap();
+        assert!(
+            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
+            "{r:?}"
+        );
+    });
+    let late = users[0].run_with(
+        &img,
+        &long(1000),
+        &Interrupt::with_deadline(Instant::now() + Duration::from_millis(300)),
+    );
+    assert!(
+        matches!(
+            late,
+            Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
+        ),
+        "{late:?}"
+    );
+    drop(on_its_way);
+    idle_decode_steps(&dir);
+}

@@ -100,6 +100,12 @@ pub trait Backend: Send + Sync {
         Vec::new()
     }
 
+    /// Holds its decode batch as a request encoding its image and prompt
+    /// does, until the returned value drops; `None` when it does not batch.
+    fn arriving(&self) -> Option<Box<dyn Send + '_>> {
+        None
+    }
+
     /// Its device's state; `None` without a device.
     fn device_state(&self) -> Option<DeviceState> {
         None

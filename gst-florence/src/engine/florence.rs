@@ -98,6 +98,21 @@ impl Florence {
         self.model.id
     }
 
+    /// Holds the model's decode batch as a request on its way to it does
+    /// (encoding its image and prompt): the batch waits before its next
+    /// step, each member at most within its bound, until the returned value
+    /// drops. Requests hold it by themselves while they encode; this is for
+    /// tests of the scheduler, which need a request on its way for as long
+    /// as they choose.
+    #[doc(hidden)]
+    pub fn arriving(&self) -> impl Send + '_ {
+        self.model
+            .backends
+            .iter()
+            .filter_map(|b| b.arriving())
+            .collect::<Vec<_>>()
+    }
+
     /// How many handles use this loaded model now (this one included).
     pub fn model_users(&self) -> usize {
         Arc::strong_count(&self.model)

@@ -293,8 +293,7 @@ impl Backend for OnnxBackend {
         let mut timings = Timings::default();
         let mut waited = Duration::ZERO;
         // On its way to the batch, which may wait for it (the scheduler's hold).
-        let arriving = matches!(self.sessions.decoder, DecoderGraphs::Batched(_))
-            .then(|| self.scheduler.arriving());
+        let arriving = self.arriving();
         let (hidden, enc_len) =
             self.encode_job(&job, (&run_options, interrupt), &mut timings, &mut waited)?;
 
@@ -374,6 +373,11 @@ impl Backend for OnnxBackend {
 
     fn decode_steps(&self) -> Vec<u64> {
         self.scheduler.steps()
+    }
+
+    fn arriving(&self) -> Option<Box<dyn Send + '_>> {
+        matches!(self.sessions.decoder, DecoderGraphs::Batched(_))
+            .then(|| Box::new(self.scheduler.arriving()) as Box<dyn Send + '_>)
     }
 }
 

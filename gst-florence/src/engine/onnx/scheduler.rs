@@ -272,13 +272,16 @@ impl DecodeScheduler {
     }
 }
 
-/// Moves the waiting requests that may join into `batch`.
+/// Moves the waiting requests that may join into `batch`. They count as
+/// in the batch from here: a hold before its next step keeps them decoding
+/// ([`DecodeScheduler::decoding`]), not gone from both counts.
 fn take_in(state: &mut State, batch: &mut Batch<'_, u64>, leading: &mut Leading<'_>) {
     let joining = joining(state, batch);
     for w in state.waiting.drain(..joining) {
         leading.members.push(w.key);
         batch.join(w.key, w.request);
     }
+    state.in_batch = batch.len();
 }
 
 /// How many of the first waiting requests join `batch` before its next
