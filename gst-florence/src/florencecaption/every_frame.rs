@@ -8,12 +8,13 @@ use std::time::Instant;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 
+use super::category::CAT;
 use super::frame::frame_to_rgb;
-use super::imp::{CAT, FlorenceCaption, State};
+use super::imp::{FlorenceCaption, State};
+use super::inference::Shared;
 use super::request::buffer_request;
 use super::result::{Caption, attach, attach_caption, error_fields};
 use super::settings::Settings;
-use super::worker::Shared;
 use crate::engine::preprocess::RgbImage;
 use crate::engine::{Florence, Interrupt, Request};
 use crate::protocol::ErrorKind;
@@ -50,7 +51,9 @@ impl FlorenceCaption {
             gst::FlowError::Error
         })?;
         Ok(Analysis {
-            request: self.properties_request(state, settings),
+            request: state
+                .request
+                .current(self.obj().upcast_ref(), &state.florence, settings),
             started,
             image,
             florence: state.florence.clone(),

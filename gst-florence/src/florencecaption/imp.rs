@@ -1,11 +1,14 @@
-//! The element's GStreamer glue: object, element and base-transform virtual
-//! methods. Each concern lives in its own module: `properties`/`settings`
-//! (what the properties mean), `model` (loading, settings checks), `worker`
-//! (live mode, EOS drain), `every_frame`, `request` (per-buffer requests),
-//! `result` (metas and messages), `meta_transform` (the meta through
-//! scalers), `latency`, `qos`, `text_pad` (`text_src`), `frame` (RGB
-//! conversion), `similarity` (skip-similar) and `ort_log` (ONNX Runtime's
-//! messages in the debug log).
+//! The element's GStreamer glue: its instance state and the object, element
+//! and base-transform virtual methods. Each concern lives in its own module:
+//! `properties`/`settings` (what the properties mean), `model` (loading,
+//! settings checks), `inference` (the running inference both modes share),
+//! `worker` and `live_job` (live mode, EOS drain), `every_frame`, `request`
+//! (per-buffer requests), `result` (metas and messages), `meta_transform`
+//! (the meta through scalers), `latency`, `qos`, `text_pad` (`text_src`),
+//! `frame` (RGB conversion), `similarity` (skip-similar) and `ort_log` (ONNX
+//! Runtime's messages in the debug log). The modes' modules (`worker`,
+//! `every_frame`) build on this one; the others know nothing of the element
+//! but the `gst::Element` they are given.
 
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
@@ -20,31 +23,23 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use super::Mode;
+use super::category::CAT;
 use super::frame::Converter;
+use super::inference::Shared;
 use super::latency::{LatencyEstimate, Output};
-use super::model::{Model, check_settings};
+use super::live_job::Job;
+use super::model::{ModelSlot, PropertiesRequest, check_settings};
 use super::properties;
 use super::qos::Qos;
 use super::request::{add_request, has_request};
-use super::result::attach_caption;
+use super::result::{Caption, attach_caption, post_result};
 use super::settings::{Settings, Stats};
 use super::text_pad::TextPad;
-use super::worker::{Job, Shared};
-use crate::engine::{Florence, Request};
-
-pub(super) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
-    gst::DebugCategory::new(
-        "florencecaption",
-        gst::DebugColorFlags::empty(),
-        Some("Florence-2 captioning"),
-    )
-});
+use crate::engine::Florence;
 
 pub(super) struct State {
-    /// The properties' request as last found valid (used while they are not).
-    pub(super) request: Request,
-    /// The properties' request as last checked (each change is checked once).
-    pub(super) checked: Request,
+    /// The properties' request (each change checked once against the model).
+    pub(super) request: PropertiesRequest,
     pub(super) florence: Arc<Florence>,
     pub(super) model_name: String,
     pub(super) info: Option<gst_video::VideoInfo>,
@@ -70,7 +65,7 @@ pub struct FlorenceCaption {
     /// The earliest running time worth analysing (every-frame mode).
     pub(super) qos: Qos,
     /// The loaded model (NULL->READY until READY->NULL).
-    pub(super) model: Mutex<Option<Model>>,
+    model: ModelSlot,
 }
 
 #[glib::object_subclass]
@@ -129,11 +124,18 @@ impl ObjectImpl for FlorenceCaption {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        self.set_property_value(value, pspec);
+        let mut s = self.settings.lock();
+        properties::set(&mut s, self.obj().upcast_ref(), value, pspec);
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        self.property_value(pspec)
+        if pspec.name() == super::hailo::DEVICE_PROPERTY {
+            return super::hailo::device_nick(self.model.loaded().as_deref()).to_value();
+        }
+        if pspec.name() == properties::BACKEND_REASON_PROPERTY {
+            return self.model.backend_reason().to_value();
+        }
+        properties::value(&self.settings.lock(), &self.stats.lock(), pspec)
     }
 }
 
@@ -203,7 +205,7 @@ impl ElementImpl for FlorenceCaption {
                 )
             })
             .build();
-        self.text_pad.request(&self.obj(), pad)
+        self.text_pad.request(self.obj().upcast_ref(), pad)
     }
 
     fn change_state(
@@ -231,13 +233,13 @@ impl ElementImpl for FlorenceCaption {
         }
         let done = self.parent_change_state(transition)?;
         if transition == gst::StateChange::ReadyToNull {
-            self.unload();
+            self.model.unload();
         }
         Ok(done)
     }
 
     fn release_pad(&self, pad: &gst::Pad) {
-        self.text_pad.release(&self.obj(), pad);
+        self.text_pad.release(self.obj().upcast_ref(), pad);
     }
 }
 
@@ -263,8 +265,7 @@ impl BaseTransformImpl for FlorenceCaption {
         self.text_pad.reset();
         self.qos.reset();
         *self.state.lock() = Some(State {
-            request: s.request(),
-            checked: s.request(),
+            request: PropertiesRequest::new(&s),
             florence,
             model_name,
             info: None,
@@ -314,7 +315,7 @@ impl BaseTransformImpl for FlorenceCaption {
             let timeout = self.settings.lock().drain_timeout_ms;
             self.drain(Duration::from_millis(timeout.into()));
         }
-        self.text_pad.forward(&self.obj(), &event);
+        self.text_pad.forward(self.obj().upcast_ref(), &event);
         if let gst::EventView::FlushStart(_) = event.view() {
             // Whatever runs now analyses a frame from before the flush.
             self.cancel_running(None);
@@ -335,7 +336,7 @@ impl BaseTransformImpl for FlorenceCaption {
 
     fn src_event(&self, event: gst::Event) -> bool {
         if let gst::EventView::Qos(_) = event.view() {
-            return self.handle_qos(event);
+            return self.qos.handle(self.obj().upcast_ref(), event);
         }
         self.parent_src_event(event)
     }
@@ -366,7 +367,8 @@ impl BaseTransformImpl for FlorenceCaption {
         let pts = buf.pts();
         match settings.mode {
             Mode::EveryFrame => {
-                if !has_request(buf) && self.too_late(buf) {
+                if !has_request(buf) && self.qos.too_late(self.obj().upcast_ref(), buf, &self.stats)
+                {
                     return Ok(gst::FlowSuccess::Ok);
                 }
                 let job = self.prepare_analysis(state, &settings, &info, buf)?;
@@ -411,6 +413,48 @@ impl FlorenceCaption {
             return self.latency_query(q, Output::Text);
         }
         gst::Pad::query_default(pad, Some(&*self.obj()), query)
+    }
+
+    /// Answers a LATENCY query on `output` (see `latency.rs`).
+    fn latency_query(&self, q: &mut gst::query::Latency, output: Output) -> bool {
+        let settings = {
+            let s = self.settings.lock();
+            (s.mode, s.latency_ms)
+        };
+        self.latency
+            .query(self.obj().upcast_ref(), q, output, settings)
+    }
+
+    /// Records one analysis's time, from hand-over to result.
+    pub(super) fn observe_latency(&self, took: Duration) {
+        let configured = self.settings.lock().latency_ms;
+        self.latency
+            .observe(self.obj().upcast_ref(), took, configured);
+    }
+
+    /// A new result: on `text_src`, in the read-only properties and on the bus.
+    pub(super) fn publish(&self, cap: &Caption, model: &str, duration: Option<gst::ClockTime>) {
+        let element = self.obj();
+        self.text_pad
+            .push(element.upcast_ref(), &cap.text, cap.frame_pts, duration);
+        {
+            let mut stats = self.stats.lock();
+            stats.last_caption = cap.text.clone();
+            stats.captions_total += 1;
+            stats.last_latency_ms = cap.inference_ms;
+        }
+        post_result(element.upcast_ref(), cap, model);
+    }
+
+    /// The model for the current settings: the loaded one, or loaded now if
+    /// they changed what it depends on (whose latency is measured anew).
+    fn model(&self) -> Result<(Arc<Florence>, String), gst::ErrorMessage> {
+        let settings = self.settings.lock().clone();
+        let in_use = self.model.get(self.obj().upcast_ref(), &settings)?;
+        if in_use.loaded_now {
+            self.latency.reset();
+        }
+        Ok((in_use.florence, in_use.name))
     }
 
     /// What the streaming thread and the worker share, while started.

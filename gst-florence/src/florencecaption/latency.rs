@@ -12,10 +12,16 @@ use parking_lot::Mutex;
 use std::time::Duration;
 
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 
 use super::Mode;
-use super::imp::{CAT, FlorenceCaption};
+use super::category::CAT;
+
+/// Which output a latency is asked for.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Output {
+    Video,
+    Text,
+}
 
 /// The measured analysis time, with headroom, as last reported.
 #[derive(Default)]
@@ -26,7 +32,7 @@ pub(super) struct LatencyEstimate {
 impl LatencyEstimate {
     /// Records one analysis (frame hand-over to result); true when the
     /// estimate grew.
-    fn observe(&self, took: Duration) -> bool {
+    fn grow(&self, took: Duration) -> bool {
         let took = gst::ClockTime::from_nseconds(took.as_nanos() as u64);
         let mut reported = self.reported.lock();
         if reported.is_some_and(|r| took <= r) {
@@ -46,37 +52,32 @@ impl LatencyEstimate {
     pub(super) fn reset(&self) {
         *self.reported.lock() = None;
     }
-}
 
-/// Which output a latency is asked for.
-#[derive(Clone, Copy, PartialEq)]
-pub(super) enum Output {
-    Video,
-    Text,
-}
-
-impl FlorenceCaption {
-    /// What the element adds on `output`: the configured bound or the estimate;
-    /// nothing on live mode's video, which never waits.
-    fn own_latency(&self, output: Output) -> gst::ClockTime {
-        let (mode, configured) = {
-            let s = self.settings.lock();
-            (s.mode, s.latency_ms)
-        };
+    /// What the element adds on `output` in `mode`: the configured bound
+    /// (`latency`, ms) or the estimate; nothing on live mode's video, which
+    /// never waits.
+    fn own(&self, output: Output, mode: Mode, configured: u32) -> gst::ClockTime {
         if output == Output::Video && mode == Mode::Live {
             return gst::ClockTime::ZERO;
         }
         if configured > 0 {
             gst::ClockTime::from_mseconds(configured.into())
         } else {
-            self.latency.get()
+            self.get()
         }
     }
 
-    /// Answers a LATENCY query on `output`: upstream's latency plus the element's.
-    pub(super) fn latency_query(&self, q: &mut gst::query::Latency, output: Output) -> bool {
+    /// Answers a LATENCY query on `element`'s `output`: upstream's latency
+    /// plus the element's (in `mode`, with `latency` = `configured`).
+    pub(super) fn query(
+        &self,
+        element: &gst::Element,
+        q: &mut gst::query::Latency,
+        output: Output,
+        (mode, configured): (Mode, u32),
+    ) -> bool {
         let mut upstream = gst::query::Latency::new();
-        let Some(sink) = self.obj().static_pad("sink") else {
+        let Some(sink) = element.static_pad("sink") else {
             return false;
         };
         if !sink.peer_query(&mut upstream) {
@@ -87,10 +88,10 @@ impl FlorenceCaption {
             q.set(live, min, max);
             return true;
         }
-        let own = self.own_latency(output);
+        let own = self.own(output, mode, configured);
         gst::debug!(
             CAT,
-            imp = self,
+            obj = element,
             "latency on {}: upstream {min} + own {own}",
             if output == Output::Video {
                 "src"
@@ -103,15 +104,15 @@ impl FlorenceCaption {
     }
 
     /// Records one analysis's time; tells the application when the measured
-    /// latency grew, or logs when the configured bound was too small.
-    pub(super) fn observe_latency(&self, took: Duration) {
-        let configured = self.settings.lock().latency_ms;
-        let grew = self.latency.observe(took);
+    /// latency grew, or logs when the configured bound (`latency`, ms) was
+    /// too small.
+    pub(super) fn observe(&self, element: &gst::Element, took: Duration, configured: u32) {
+        let grew = self.grow(took);
         if configured > 0 {
             if took > Duration::from_millis(configured.into()) {
                 gst::warning!(
                     CAT,
-                    imp = self,
+                    obj = element,
                     "an analysis took {} ms, more than latency={configured}: its results are late",
                     took.as_millis()
                 );
@@ -119,14 +120,12 @@ impl FlorenceCaption {
         } else if grew {
             gst::info!(
                 CAT,
-                imp = self,
+                obj = element,
                 "analysis took {} ms: latency estimate now {}",
                 took.as_millis(),
-                self.latency.get()
+                self.get()
             );
-            let _ = self
-                .obj()
-                .post_message(gst::message::Latency::builder().src(&*self.obj()).build());
+            let _ = element.post_message(gst::message::Latency::builder().src(element).build());
         }
     }
 }

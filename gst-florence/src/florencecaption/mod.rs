@@ -42,11 +42,14 @@
 use gst::glib;
 use gst::prelude::*;
 
+mod category;
 mod every_frame;
 mod frame;
 mod hailo;
 mod imp;
+mod inference;
 mod latency;
+mod live_job;
 mod meta_transform;
 mod model;
 mod ort_log;

@@ -2,10 +2,9 @@
 
 use gst::glib;
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 
-use super::imp::{CAT, FlorenceCaption};
-use super::settings::{HailoProps, Settings};
+use super::category::CAT;
+use super::settings::{HailoProps, Settings, Stats};
 
 /// Read-only property: where captions run and why.
 pub(super) const BACKEND_REASON_PROPERTY: &str = "backend-reason";
@@ -211,132 +210,129 @@ pub(super) fn specs() -> Vec<glib::ParamSpec> {
     ]
 }
 
-impl FlorenceCaption {
-    pub(super) fn set_property_value(&self, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock();
-        match pspec.name() {
-            "model-dir" => s.model_dir = value.get().unwrap_or(None),
-            "variant" => {
-                s.variant = value
-                    .get::<Option<String>>()
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default()
-            }
-            "ort-library" => s.ort_library = value.get().unwrap_or(None),
-            "task" => s.task = value.get().unwrap_or(TaskProp::Caption),
-            "prompt" => s.prompt = value.get().unwrap_or(None),
-            "vqa-template" => s.vqa_template = value.get().unwrap_or(None),
-            "region" => {
-                let text: Option<String> = value.get().unwrap_or(None);
-                s.region = match text.as_deref().map(str::trim) {
-                    None | Some("") => Ok(None),
-                    Some(t) => parse_region(t).map(Some),
-                };
-                if let Err(e) = &s.region {
-                    gst::warning!(CAT, imp = self, "{e}; the region is ignored");
-                }
-            }
-            "max-new-tokens" => s.max_new_tokens = value.get().unwrap_or(0),
-            "min-new-tokens" => s.min_new_tokens = value.get().unwrap_or(0),
-            "num-beams" => s.num_beams = value.get().unwrap_or(0),
-            "temperature" => s.temperature = value.get().unwrap_or(0.0),
-            "seed" => s.seed = value.get().unwrap_or(0),
-            "threads" => s.threads = value.get().unwrap_or(0),
-            "decode-slowdown" => {
-                s.decode_slowdown = value
-                    .get()
-                    .unwrap_or(crate::engine::DEFAULT_DECODE_SLOWDOWN)
-            }
-            "execution-provider" => {
-                let text: Option<String> = value.get().unwrap_or(None);
-                s.execution_provider = match text.as_deref().map(str::trim) {
-                    None | Some("") => Ok(ExecutionProvider::cpu()),
-                    Some(t) => t.parse().map_err(|e| format!("execution-provider: {e}")),
-                };
-                if let Err(e) = &s.execution_provider {
-                    gst::warning!(CAT, imp = self, "{e}; the element will not start");
-                }
-            }
-            "image-size" => s.image_size = value.get().unwrap_or(ImageSize::Model),
-            "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
-            "hailo-group-id" => {
-                s.hailo.group_id = value
-                    .get::<Option<String>>()
-                    .ok()
-                    .flatten()
-                    .filter(|g| !g.is_empty())
-                    .unwrap_or_else(|| HailoProps::default().group_id)
-            }
-            "hailo-priority" => {
-                s.hailo.priority = value.get().unwrap_or(HailoProps::default().priority)
-            }
-            "hailo-timeout" => {
-                s.hailo.timeout_ms = value.get().unwrap_or(HailoProps::default().timeout_ms)
-            }
-            "hailo-idle-release" => {
-                s.hailo.idle_release_s = value.get().unwrap_or(HailoProps::default().idle_release_s)
-            }
-            "mode" => s.mode = value.get().unwrap_or(Mode::Live),
-            "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
-            "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
-            "drain-timeout" => s.drain_timeout_ms = value.get().unwrap_or(0),
-            "latency" => s.latency_ms = value.get().unwrap_or(0),
-            other => gst::warning!(CAT, imp = self, "unknown property {other}"),
-        }
-    }
-
-    pub(super) fn property_value(&self, pspec: &glib::ParamSpec) -> glib::Value {
-        if pspec.name() == super::hailo::DEVICE_PROPERTY {
-            return super::hailo::device_nick(self.loaded().as_deref()).to_value();
-        }
-        if pspec.name() == BACKEND_REASON_PROPERTY {
-            return self.backend_reason().to_value();
-        }
-        let s = self.settings.lock();
-        let stats = self.stats.lock();
-        match pspec.name() {
-            "model-dir" => s.model_dir.to_value(),
-            "variant" => s.variant.to_value(),
-            "ort-library" => s.ort_library.to_value(),
-            "task" => s.task.to_value(),
-            "prompt" => s.prompt.to_value(),
-            "vqa-template" => s.vqa_template.to_value(),
-            "region" => s
-                .region
-                .clone()
+/// Writes property `pspec` of `element` into `s`.
+pub(super) fn set(
+    s: &mut Settings,
+    element: &gst::Element,
+    value: &glib::Value,
+    pspec: &glib::ParamSpec,
+) {
+    match pspec.name() {
+        "model-dir" => s.model_dir = value.get().unwrap_or(None),
+        "variant" => {
+            s.variant = value
+                .get::<Option<String>>()
                 .ok()
                 .flatten()
-                .map(|r| format!("{},{},{},{}", r[0], r[1], r[2], r[3]))
-                .to_value(),
-            "max-new-tokens" => s.max_new_tokens.to_value(),
-            "min-new-tokens" => s.min_new_tokens.to_value(),
-            "num-beams" => s.num_beams.to_value(),
-            "temperature" => s.temperature.to_value(),
-            "seed" => s.seed.to_value(),
-            "threads" => s.threads.to_value(),
-            "decode-slowdown" => s.decode_slowdown.to_value(),
-            "execution-provider" => s
-                .execution_provider
-                .as_ref()
-                .map_or_else(|_| None, |p| Some(p.to_string()))
-                .to_value(),
-            "image-size" => s.image_size.to_value(),
-            "backend" => s.backend.to_value(),
-            "hailo-group-id" => s.hailo.group_id.to_value(),
-            "hailo-priority" => s.hailo.priority.to_value(),
-            "hailo-timeout" => s.hailo.timeout_ms.to_value(),
-            "hailo-idle-release" => s.hailo.idle_release_s.to_value(),
-            "mode" => s.mode.to_value(),
-            "inference-interval" => s.inference_interval_ms.to_value(),
-            "skip-similar" => s.skip_similar.to_value(),
-            "drain-timeout" => s.drain_timeout_ms.to_value(),
-            "latency" => s.latency_ms.to_value(),
-            "last-caption" => stats.last_caption.to_value(),
-            "captions-total" => stats.captions_total.to_value(),
-            "frames-skipped" => stats.frames_skipped.to_value(),
-            "last-latency-ms" => stats.last_latency_ms.to_value(),
-            _ => glib::Value::from_type(pspec.value_type()),
+                .unwrap_or_default()
         }
+        "ort-library" => s.ort_library = value.get().unwrap_or(None),
+        "task" => s.task = value.get().unwrap_or(TaskProp::Caption),
+        "prompt" => s.prompt = value.get().unwrap_or(None),
+        "vqa-template" => s.vqa_template = value.get().unwrap_or(None),
+        "region" => {
+            let text: Option<String> = value.get().unwrap_or(None);
+            s.region = match text.as_deref().map(str::trim) {
+                None | Some("") => Ok(None),
+                Some(t) => parse_region(t).map(Some),
+            };
+            if let Err(e) = &s.region {
+                gst::warning!(CAT, obj = element, "{e}; the region is ignored");
+            }
+        }
+        "max-new-tokens" => s.max_new_tokens = value.get().unwrap_or(0),
+        "min-new-tokens" => s.min_new_tokens = value.get().unwrap_or(0),
+        "num-beams" => s.num_beams = value.get().unwrap_or(0),
+        "temperature" => s.temperature = value.get().unwrap_or(0.0),
+        "seed" => s.seed = value.get().unwrap_or(0),
+        "threads" => s.threads = value.get().unwrap_or(0),
+        "decode-slowdown" => {
+            s.decode_slowdown = value
+                .get()
+                .unwrap_or(crate::engine::DEFAULT_DECODE_SLOWDOWN)
+        }
+        "execution-provider" => {
+            let text: Option<String> = value.get().unwrap_or(None);
+            s.execution_provider = match text.as_deref().map(str::trim) {
+                None | Some("") => Ok(ExecutionProvider::cpu()),
+                Some(t) => t.parse().map_err(|e| format!("execution-provider: {e}")),
+            };
+            if let Err(e) = &s.execution_provider {
+                gst::warning!(CAT, obj = element, "{e}; the element will not start");
+            }
+        }
+        "image-size" => s.image_size = value.get().unwrap_or(ImageSize::Model),
+        "backend" => s.backend = value.get().unwrap_or(Backend::Auto),
+        "hailo-group-id" => {
+            s.hailo.group_id = value
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .filter(|g| !g.is_empty())
+                .unwrap_or_else(|| HailoProps::default().group_id)
+        }
+        "hailo-priority" => {
+            s.hailo.priority = value.get().unwrap_or(HailoProps::default().priority)
+        }
+        "hailo-timeout" => {
+            s.hailo.timeout_ms = value.get().unwrap_or(HailoProps::default().timeout_ms)
+        }
+        "hailo-idle-release" => {
+            s.hailo.idle_release_s = value.get().unwrap_or(HailoProps::default().idle_release_s)
+        }
+        "mode" => s.mode = value.get().unwrap_or(Mode::Live),
+        "inference-interval" => s.inference_interval_ms = value.get().unwrap_or(0),
+        "skip-similar" => s.skip_similar = value.get().unwrap_or(0.0),
+        "drain-timeout" => s.drain_timeout_ms = value.get().unwrap_or(0),
+        "latency" => s.latency_ms = value.get().unwrap_or(0),
+        other => gst::warning!(CAT, obj = element, "unknown property {other}"),
+    }
+}
+
+/// Property `pspec` as `s` and `stats` have it (the ones about the loaded
+/// model are the element's).
+pub(super) fn value(s: &Settings, stats: &Stats, pspec: &glib::ParamSpec) -> glib::Value {
+    match pspec.name() {
+        "model-dir" => s.model_dir.to_value(),
+        "variant" => s.variant.to_value(),
+        "ort-library" => s.ort_library.to_value(),
+        "task" => s.task.to_value(),
+        "prompt" => s.prompt.to_value(),
+        "vqa-template" => s.vqa_template.to_value(),
+        "region" => s
+            .region
+            .clone()
+            .ok()
+            .flatten()
+            .map(|r| format!("{},{},{},{}", r[0], r[1], r[2], r[3]))
+            .to_value(),
+        "max-new-tokens" => s.max_new_tokens.to_value(),
+        "min-new-tokens" => s.min_new_tokens.to_value(),
+        "num-beams" => s.num_beams.to_value(),
+        "temperature" => s.temperature.to_value(),
+        "seed" => s.seed.to_value(),
+        "threads" => s.threads.to_value(),
+        "decode-slowdown" => s.decode_slowdown.to_value(),
+        "execution-provider" => s
+            .execution_provider
+            .as_ref()
+            .map_or_else(|_| None, |p| Some(p.to_string()))
+            .to_value(),
+        "image-size" => s.image_size.to_value(),
+        "backend" => s.backend.to_value(),
+        "hailo-group-id" => s.hailo.group_id.to_value(),
+        "hailo-priority" => s.hailo.priority.to_value(),
+        "hailo-timeout" => s.hailo.timeout_ms.to_value(),
+        "hailo-idle-release" => s.hailo.idle_release_s.to_value(),
+        "mode" => s.mode.to_value(),
+        "inference-interval" => s.inference_interval_ms.to_value(),
+        "skip-similar" => s.skip_similar.to_value(),
+        "drain-timeout" => s.drain_timeout_ms.to_value(),
+        "latency" => s.latency_ms.to_value(),
+        "last-caption" => stats.last_caption.to_value(),
+        "captions-total" => stats.captions_total.to_value(),
+        "frames-skipped" => stats.frames_skipped.to_value(),
+        "last-latency-ms" => stats.last_latency_ms.to_value(),
+        _ => glib::Value::from_type(pspec.value_type()),
     }
 }

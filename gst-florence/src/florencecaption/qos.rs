@@ -17,10 +17,10 @@
 use parking_lot::Mutex;
 
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 
-use super::imp::{CAT, FlorenceCaption};
+use super::category::CAT;
+use super::settings::Stats;
 
 /// The earliest running time worth analysing, from the last QoS event.
 #[derive(Default)]
@@ -48,29 +48,31 @@ impl Qos {
     fn earliest(&self) -> Option<gst::ClockTime> {
         *self.earliest.lock()
     }
-}
 
-impl FlorenceCaption {
-    /// Notes a QoS event and sends it upstream.
-    pub(super) fn handle_qos(&self, event: gst::Event) -> bool {
+    /// Notes a QoS event on `element`'s src pad and sends it upstream.
+    pub(super) fn handle(&self, element: &gst_base::BaseTransform, event: gst::Event) -> bool {
         if let gst::EventView::Qos(q) = event.view() {
             let (_, _, diff, timestamp) = q.get();
-            self.qos.update(diff, timestamp);
+            self.update(diff, timestamp);
         }
-        match self.obj().static_pad("sink") {
+        match element.static_pad("sink") {
             Some(sink) => sink.push_event(event),
             None => false,
         }
     }
 
     /// Every-frame mode: whether `buf` is already late for the sink, so its
-    /// analysis is skipped (a QoS message says so).
-    pub(super) fn too_late(&self, buf: &gst::BufferRef) -> bool {
-        let obj = self.obj();
+    /// analysis is skipped (counted in `stats`; a QoS message says so).
+    pub(super) fn too_late(
+        &self,
+        obj: &gst_base::BaseTransform,
+        buf: &gst::BufferRef,
+        stats: &Mutex<Stats>,
+    ) -> bool {
         if !obj.is_qos() {
             return false;
         }
-        let Some(earliest) = self.qos.earliest() else {
+        let Some(earliest) = self.earliest() else {
             return false;
         };
         let segment = obj.segment();
@@ -85,12 +87,12 @@ impl FlorenceCaption {
         }
         gst::debug!(
             CAT,
-            imp = self,
+            obj = obj,
             "skipping the analysis of frame {} (running time {running_time}): late, earliest {earliest}",
             buf.pts().display()
         );
         let (analysed, skipped) = {
-            let mut stats = self.stats.lock();
+            let mut stats = stats.lock();
             stats.frames_skipped += 1;
             (stats.captions_total, stats.frames_skipped)
         };
@@ -108,7 +110,7 @@ impl FlorenceCaption {
                 gst::format::Buffers::from_u64(analysed),
                 gst::format::Buffers::from_u64(skipped),
             )
-            .src(&*obj)
+            .src(obj)
             .build();
         let _ = obj.post_message(msg);
         true

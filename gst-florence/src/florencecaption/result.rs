@@ -5,9 +5,8 @@
 use std::time::Instant;
 
 use gst::prelude::*;
-use gst::subclass::prelude::*;
 
-use super::imp::{CAT, FlorenceCaption};
+use super::category::CAT;
 use super::regions::attach_regions;
 use super::{MESSAGE_NAME, META_NAME};
 use crate::analytics::{Detection, analytics};
@@ -170,22 +169,12 @@ pub(super) fn error_fields(request_id: &str, kind: ErrorKind, message: &str) -> 
     .encode(META_NAME)
 }
 
-impl FlorenceCaption {
-    /// A new result: on `text_src`, in the read-only properties and on the bus.
-    pub(super) fn publish(&self, cap: &Caption, model: &str, duration: Option<gst::ClockTime>) {
-        self.text_pad
-            .push(&self.obj(), &cap.text, cap.frame_pts, duration);
-        {
-            let mut stats = self.stats.lock();
-            stats.last_caption = cap.text.clone();
-            stats.captions_total += 1;
-            stats.last_latency_ms = cap.inference_ms;
-        }
-        let mut s = cap.structure(MESSAGE_NAME, model, true);
-        // As on the meta ([`attach`]): an application with several instances
-        // tells their messages apart without comparing sources.
-        s.set(ResultField::Element.name(), self.obj().name());
-        let msg = gst::message::Element::builder(s).src(&*self.obj()).build();
-        let _ = self.obj().post_message(msg);
-    }
+/// Posts `cap` on the bus as `element`'s `florence-caption` message.
+pub(super) fn post_result(element: &gst::Element, cap: &Caption, model: &str) {
+    let mut s = cap.structure(MESSAGE_NAME, model, true);
+    // As on the meta ([`attach`]): an application with several instances
+    // tells their messages apart without comparing sources.
+    s.set(ResultField::Element.name(), element.name());
+    let msg = gst::message::Element::builder(s).src(element).build();
+    let _ = element.post_message(msg);
 }

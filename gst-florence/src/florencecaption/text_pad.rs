@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use gst::prelude::*;
 
-use super::FlorenceCaption;
-use super::imp::CAT;
+use super::category::CAT;
 
 /// The `text_src` pad, when requested, and whether its stream has started.
 #[derive(Default)]
@@ -22,7 +21,7 @@ impl TextPad {
     }
 
     /// Adds `text_src` to `element` (once: a second request gets `None`).
-    pub(super) fn request(&self, element: &FlorenceCaption, pad: gst::Pad) -> Option<gst::Pad> {
+    pub(super) fn request(&self, element: &gst::Element, pad: gst::Pad) -> Option<gst::Pad> {
         let mut slot = self.pad.lock();
         if slot.is_some() {
             gst::warning!(CAT, obj = element, "text_src is already requested");
@@ -37,7 +36,7 @@ impl TextPad {
         Some(pad)
     }
 
-    pub(super) fn release(&self, element: &FlorenceCaption, pad: &gst::Pad) {
+    pub(super) fn release(&self, element: &gst::Element, pad: &gst::Pad) {
         let mut slot = self.pad.lock();
         if slot.as_ref() == Some(pad) {
             *slot = None;
@@ -53,7 +52,7 @@ impl TextPad {
     }
 
     /// Sends stream-start, caps and the video's segment on `text_src` once.
-    fn start(&self, element: &FlorenceCaption, pad: &gst::Pad) {
+    fn start(&self, element: &gst::Element, pad: &gst::Pad) {
         if self.started.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -78,7 +77,7 @@ impl TextPad {
     /// A result as a `text/x-raw, format=utf8` buffer at the analysed frame's time.
     pub(super) fn push(
         &self,
-        element: &FlorenceCaption,
+        element: &gst::Element,
         text: &str,
         pts: Option<gst::ClockTime>,
         duration: Option<gst::ClockTime>,
@@ -100,7 +99,7 @@ impl TextPad {
     }
 
     /// Flushes, segments, GAPs and EOS reach the text branch too.
-    pub(super) fn forward(&self, element: &FlorenceCaption, event: &gst::Event) {
+    pub(super) fn forward(&self, element: &gst::Element, event: &gst::Event) {
         let Some(pad) = self.pad() else { return };
         match event.view() {
             gst::EventView::FlushStart(_) | gst::EventView::FlushStop(_) => {
