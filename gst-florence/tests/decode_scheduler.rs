@@ -168,23 +168,14 @@ fn a_request_cancelled_or_past_its_deadline_in_a_batch_leaves_alone() {
         until_decoding(&dir, 2);
         cancel.cancel();
         let r = cancelled.join().unwrap();
-        assert!(
-            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
-            "{r:?}"
-        );
+        common::assert_interrupted(&r, Interruption::Cancelled);
         // A long request whose deadline passes while it decodes.
         let late = users[2].run_with(
             &img,
             &long(1000),
             &Interrupt::with_deadline(Instant::now() + Duration::from_millis(400)),
         );
-        assert!(
-            matches!(
-                late,
-                Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
-            ),
-            "{late:?}"
-        );
+        common::assert_interrupted(&late, Interruption::DeadlineExceeded);
         let out = users[3].run(&img, &caption).unwrap();
         assert_eq!(out.ids, want[1], "a caption beside them");
         assert!(out.timings.decode_batch >= 2);
@@ -271,10 +262,7 @@ fn a_member_that_accepts_no_slowdown_decodes_alone_and_the_joiner_waits() {
         until_decoding(&dir, 2);
         cancel.cancel();
         let r = waiting.join().unwrap();
-        assert!(
-            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
-            "{r:?}"
-        );
+        common::assert_interrupted(&r, Interruption::Cancelled);
         assert!(done_rx.try_recv().is_err(), "the long answer ended first");
         let out = users[1].run(&img, &caption).unwrap();
         assert_eq!(out.ids, want[1], "the caption after waiting");
@@ -353,23 +341,14 @@ fn the_batch_waits_for_a_request_on_its_way_within_its_members_bounds() {
         until_decoding(&dir, 1);
         cancel.cancel();
         let r = cancelled.join().unwrap();
-        assert!(
-            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
-            "{r:?}"
-        );
+        common::assert_interrupted(&r, Interruption::Cancelled);
     });
     let late = users[0].run_with(
         &img,
         &long(1000),
         &Interrupt::with_deadline(Instant::now() + Duration::from_millis(300)),
     );
-    assert!(
-        matches!(
-            late,
-            Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
-        ),
-        "{late:?}"
-    );
+    common::assert_interrupted(&late, Interruption::DeadlineExceeded);
     drop(on_its_way);
     idle_decode_steps(&dir);
 }

@@ -679,16 +679,16 @@ fn a_passed_deadline_or_a_cancel_stops_the_caption_before_the_device_runs() {
     set_faults("run=96\n");
     let req = Request::new(Task::Caption);
     let late = Interrupt::with_deadline(std::time::Instant::now());
-    assert!(matches!(
-        florence.run_with(&img, &req, &late),
-        Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
-    ));
+    common::assert_interrupted(
+        &florence.run_with(&img, &req, &late),
+        Interruption::DeadlineExceeded,
+    );
     let cancelled = Interrupt::new();
     cancelled.cancel();
-    assert!(matches!(
-        florence.run_with(&img, &req, &cancelled),
-        Err(EngineError::Interrupted(Interruption::Cancelled))
-    ));
+    common::assert_interrupted(
+        &florence.run_with(&img, &req, &cancelled),
+        Interruption::Cancelled,
+    );
     use gstflorence::engine::DeviceState;
     assert_eq!(
         florence.device_state(),
@@ -714,13 +714,7 @@ fn a_deadline_passing_during_a_device_run_is_the_requests_not_the_devices() {
     set_faults("run_ms=600\n");
     let late = Interrupt::with_deadline(Instant::now() + Duration::from_millis(300));
     let r = florence.run_with(&img, &Request::new(Task::Caption), &late);
-    assert!(
-        matches!(
-            r,
-            Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
-        ),
-        "{r:?}"
-    );
+    common::assert_interrupted(&r, Interruption::DeadlineExceeded);
     assert_eq!(florence.device_state(), Some(DeviceState::Connected));
     set_faults("");
     let out = florence.run(&img, &Request::new(Task::Caption)).unwrap();
@@ -816,13 +810,7 @@ fn a_caption_queued_for_the_device_leaves_at_its_deadline_not_after_the_one_ahea
         let (who, r) = finished.recv().unwrap();
         let runs_when_b_left = device_runs();
         assert_eq!(who, "b");
-        assert!(
-            matches!(
-                r,
-                Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
-            ),
-            "{r:?}"
-        );
+        common::assert_interrupted(&r, Interruption::DeadlineExceeded);
         let (who, r) = finished.recv().unwrap();
         assert_eq!(who, "a");
         let out = r.unwrap();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use gstflorence::engine::registry;
 use gstflorence::engine::task::Task;
-use gstflorence::engine::{EngineError, Florence, Interrupt, Interruption, Request};
+use gstflorence::engine::{Florence, Interrupt, Interruption, Request};
 
 use common::scratch::Scratch;
 use common::{long_caption as long, scene, solo_ids, uncached_vision as options};
@@ -68,13 +68,7 @@ fn a_long_answer_does_not_hold_up_short_ones_on_another_user_and_ids_stay_solo()
             &long(1000),
             &Interrupt::with_deadline(Instant::now() + Duration::from_millis(30)),
         );
-        assert!(
-            matches!(
-                late,
-                Err(EngineError::Interrupted(Interruption::DeadlineExceeded))
-            ),
-            "{late:?}"
-        );
+        common::assert_interrupted(&late, Interruption::DeadlineExceeded);
         assert!(
             done_rx.try_recv().is_err(),
             "the long answer ended before the short ones (b queued {waited} ms): \
@@ -115,10 +109,7 @@ fn a_cancel_reaches_a_request_on_a_busy_shared_model_and_the_others_go_on() {
         }
         cancel.cancel();
         let r = cancelled.join().unwrap();
-        assert!(
-            matches!(r, Err(EngineError::Interrupted(Interruption::Cancelled))),
-            "{r:?}"
-        );
+        common::assert_interrupted(&r, Interruption::Cancelled);
         for run in runs {
             assert_eq!(run.join().unwrap().unwrap().ids, want);
         }

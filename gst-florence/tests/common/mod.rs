@@ -173,3 +173,15 @@ pub fn solo_ids<'a>(
         })
         .collect()
 }
+
+/// Asserts that a run stopped early for `why` (its cancel, its deadline).
+#[track_caller]
+pub fn assert_interrupted<T: std::fmt::Debug>(
+    r: &Result<T, gstflorence::engine::EngineError>,
+    why: gstflorence::engine::Interruption,
+) {
+    assert!(
+        matches!(r, Err(gstflorence::engine::EngineError::Interrupted(w)) if *w == why),
+        "{r:?}, expected {why:?}"
+    );
+}
