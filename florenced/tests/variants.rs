@@ -89,8 +89,9 @@ fn int8mm_is_written_checked_and_answers_as_fp32_does() {
         assert!(file.is_file(), "{} not written", file.display());
     }
     assert!(
-        log.contains("_int8mm batchable decoder (8-bit blocks of 64)")
-            && log.contains("rows in batches vs alone: max difference 0.0e+00"),
+        log.contains(
+            "_int8mm batchable decoder (8-bit blocks of 64; cross keys and values: dynamic int8)"
+        ) && log.contains("rows in batches vs alone: max difference 0.0e+00"),
         "{log}"
     );
 
