@@ -28,7 +28,7 @@ use super::decoder::OnnxDecoder;
 use super::error::OnnxError;
 use super::graph_cache::GraphSource;
 use super::loading;
-use super::scheduler::DecodeScheduler;
+use super::scheduler::{Arriving, DecodeScheduler};
 use super::session::{self, SessionOptions};
 use super::signature::Graph;
 use super::tensors::{
@@ -248,8 +248,15 @@ impl OnnxBackend {
         Ok((hidden, enc_len))
     }
 
-    /// What a cancel of a request must wake: the queues for the graphs, and
-    /// the wait for another user's encode of its image.
+    /// A request on its way to the model's decode batch, which holds for it
+    /// until the guard drops; `None` without the batchable decoder.
+    fn arriving_guard(&self) -> Option<Arriving<'_>> {
+        matches!(self.sessions.decoder, DecoderGraphs::Batched(_))
+            .then(|| self.scheduler.arriving())
+    }
+
+    /// What a cancel of a request must wake: the queues for the graphs, the
+    /// wait for another user's encode of its image, and the decode batch.
     fn wakers(&self, shared_vision: &Arc<SharedVision>) -> Vec<Arc<dyn Wake>> {
         let mut wakers: Vec<Arc<dyn Wake>> = self.sessions.queues();
         wakers.push(shared_vision.clone());
@@ -293,7 +300,7 @@ impl Backend for OnnxBackend {
         let mut timings = Timings::default();
         let mut waited = Duration::ZERO;
         // On its way to the batch, which may wait for it (the scheduler's hold).
-        let arriving = self.arriving();
+        let arriving = self.arriving_guard();
         let (hidden, enc_len) =
             self.encode_job(&job, (&run_options, interrupt), &mut timings, &mut waited)?;
 
@@ -376,8 +383,8 @@ impl Backend for OnnxBackend {
     }
 
     fn arriving(&self) -> Option<Box<dyn Send + '_>> {
-        matches!(self.sessions.decoder, DecoderGraphs::Batched(_))
-            .then(|| Box::new(self.scheduler.arriving()) as Box<dyn Send + '_>)
+        self.arriving_guard()
+            .map(|guard| Box::new(guard) as Box<dyn Send + '_>)
     }
 }
 

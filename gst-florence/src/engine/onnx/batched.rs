@@ -640,14 +640,6 @@ impl<'a, K> Batch<'a, K> {
             .any(|m| m.request.interrupt.check().is_err())
     }
 
-    /// The members' earliest deadline.
-    pub(crate) fn earliest_deadline(&self) -> Option<Instant> {
-        self.members
-            .iter()
-            .filter_map(|m| m.request.interrupt.deadline())
-            .min()
-    }
-
     /// Counts `held` as every member's wait (the batch was held that long).
     pub(crate) fn held(&mut self, held: Duration) {
         for m in &mut self.members {

@@ -94,8 +94,9 @@ struct Waiting {
 }
 
 impl Wake for DecodeScheduler {
-    /// A cancel wakes the waiting threads: one whose request has not joined
-    /// the batch yet leaves at once.
+    /// A cancel or a deadline (the request's run-options timer) wakes the
+    /// waiting threads: one whose request has not joined the batch yet
+    /// leaves at once, and a held batch stops holding.
     fn wake(&self) {
         let _state = self.state.lock();
         self.changed.notify_all();
@@ -184,7 +185,6 @@ impl DecodeScheduler {
                 }
                 take_in(&mut state, &mut batch, &mut leading);
             }
-            state.in_batch = batch.len();
             drop(state);
             let left = batch.step();
             if batch.stepped() > 0 {
@@ -216,16 +216,15 @@ impl DecodeScheduler {
     }
 
     /// Holds the batch while requests are on their way to it, within its
-    /// members' bounds, until a member's interrupt fires; whether it held.
+    /// members' bounds, until a member's interrupt fires (a cancel or a
+    /// deadline wakes the scheduler: [`Wake`]); whether it held.
     fn hold(&self, state: &mut MutexGuard<'_, State>, batch: &mut Batch<'_, u64>) -> bool {
         let left = hold_left(&state.runs, &batch.loads());
         if left.is_zero() {
             return false;
         }
         let start = Instant::now();
-        let until = batch
-            .earliest_deadline()
-            .map_or(start + left, |d| d.min(start + left));
+        let until = start + left;
         while state.arriving > 0 && !batch.interrupted() {
             if self.changed.wait_until(state, until).timed_out() {
                 break;
